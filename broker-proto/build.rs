@@ -1,0 +1,12 @@
+//! Generates the tonic/prost code from `proto/` with the protoc shipped in the
+//! `protoc-bin-vendored` crate, so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+    println!("cargo:rerun-if-changed=proto");
+    tonic_prost_build::configure()
+        .type_attribute(".plexichat.admin.v1", "#[derive(serde::Serialize)]")
+        .compile_protos(&["proto/broker.proto", "proto/admin.proto"], &["proto"])?;
+    Ok(())
+}

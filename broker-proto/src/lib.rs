@@ -1,0 +1,26 @@
+//! The supervisor's two versioned gRPC contracts, generated from `proto/`.
+//! `broker::v1` is what plugins speak over fd 3; `admin::v1` is the operator/server API.
+
+/// Protocol versions of `plexichat.broker.v1` this build speaks, newest last.
+pub const BROKER_PROTOCOL_VERSIONS: &[u32] = &[1];
+
+/// Upper bound on any single broker message, in both directions.
+pub const MAX_BROKER_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Upper bound on any single admin API message (install requests carry a path, not files).
+pub const MAX_ADMIN_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Metadata header a server-role caller sets to act for an end-user admin.
+pub const ON_BEHALF_OF_HEADER: &str = "x-plexichat-on-behalf-of";
+
+pub mod broker {
+    pub mod v1 {
+        tonic::include_proto!("plexichat.broker.v1");
+    }
+}
+
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("plexichat.admin.v1");
+    }
+}

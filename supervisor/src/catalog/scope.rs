@@ -1,0 +1,261 @@
+//! Scope shapes: the syntax of each permission's scope entries and the rule that
+//! decides whether a granted entry covers a concrete target (a path, host:port, table...).
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScopeShape {
+    /// Absolute, normalised path prefixes: `/srv/data` covers `/srv/data/x`, not `/srv/database`.
+    Paths,
+    /// `host`, `host:port`, `*.domain` or `*.domain:port`. No port means 80 and 443.
+    Hosts,
+    /// SQL table names.
+    Tables,
+    /// Configuration keys, exact or `prefix.*`.
+    Keys,
+    /// Action names, e.g. `suspend_user`.
+    Actions,
+    /// Plugin names.
+    Plugins,
+    /// Absolute argv prefixes, space separated: `/usr/bin/convert -resize`.
+    Commands,
+}
+
+impl ScopeShape {
+    pub fn noun(self) -> &'static str {
+        match self {
+            ScopeShape::Paths => "absolute path",
+            ScopeShape::Hosts => "host[:port]",
+            ScopeShape::Tables => "table name",
+            ScopeShape::Keys => "config key",
+            ScopeShape::Actions => "action name",
+            ScopeShape::Plugins => "plugin name",
+            ScopeShape::Commands => "absolute command line",
+        }
+    }
+
+    /// Whether `entry` (already validated) covers `target`.
+    pub fn covers(self, entry: &str, target: &str) -> bool {
+        match self {
+            ScopeShape::Paths => path_covers(entry, target),
+            ScopeShape::Hosts => host_covers(entry, target),
+            ScopeShape::Tables => entry.eq_ignore_ascii_case(target),
+            ScopeShape::Keys => match entry.strip_suffix(".*") {
+                Some(prefix) => target
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.') && rest.len() > 1),
+                None => entry == target,
+            },
+            ScopeShape::Actions | ScopeShape::Plugins => entry == target,
+            ScopeShape::Commands => {
+                let want: Vec<&str> = entry.split_whitespace().collect();
+                let got: Vec<&str> = target.split_whitespace().collect();
+                got.len() >= want.len() && got[..want.len()] == want[..]
+            }
+        }
+    }
+
+    /// Whether every target `narrow` covers is also covered by `wide`.
+    pub fn entry_within(self, narrow: &str, wide: &str) -> bool {
+        match self {
+            ScopeShape::Hosts => {
+                let (nh, np) = split_host_port(narrow);
+                let (wh, wp) = split_host_port(wide);
+                let host_ok = if let Some(nd) = nh.strip_prefix("*.") {
+                    match wh.strip_prefix("*.") {
+                        Some(wd) => nd == wd || nd.ends_with(&format!(".{wd}")),
+                        None => false,
+                    }
+                } else {
+                    host_covers(&wh, &format!("{nh}:{}", np.unwrap_or(443)))
+                        || host_covers(&wh, &format!("{nh}:80"))
+                };
+                let port_ok = match (np, wp) {
+                    (_, None) => np.is_none_or(|p| p == 80 || p == 443),
+                    (Some(n), Some(w)) => n == w,
+                    (None, Some(_)) => false,
+                };
+                host_ok && port_ok
+            }
+            ScopeShape::Keys => narrow == wide || self.covers(wide, narrow.trim_end_matches(".*")),
+            _ => self.covers(wide, narrow),
+        }
+    }
+}
+
+/// Checks one scope entry against its shape; the error says what was expected.
+pub fn validate_scope_entry(shape: ScopeShape, entry: &str) -> Result<(), String> {
+    let ok = match shape {
+        ScopeShape::Paths => is_normal_absolute_path(entry),
+        ScopeShape::Hosts => is_host_entry(entry),
+        ScopeShape::Tables => {
+            is_identifier(entry) && !entry.to_ascii_lowercase().starts_with("sqlite_")
+        }
+        ScopeShape::Keys => {
+            let key = entry.strip_suffix(".*").unwrap_or(entry);
+            !key.is_empty()
+                && key.len() <= 128
+                && key.split('.').all(|part| {
+                    !part.is_empty()
+                        && part.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                        })
+                })
+        }
+        ScopeShape::Actions => is_identifier(entry),
+        ScopeShape::Plugins => crate::manifest::PluginName::new(entry).is_ok(),
+        ScopeShape::Commands => {
+            entry
+                .split_whitespace()
+                .next()
+                .is_some_and(|argv0| argv0.starts_with('/') && is_normal_absolute_path(argv0))
+                && !entry.contains(['\n', '\0'])
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{entry}` is not a valid {}", shape.noun()))
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && s.len() <= 64
+}
+
+fn is_normal_absolute_path(p: &str) -> bool {
+    if !p.starts_with('/') || p.contains('\0') || p.len() > 4096 {
+        return false;
+    }
+    if p == "/" {
+        return true;
+    }
+    !p.ends_with('/')
+        && p[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+fn path_covers(entry: &str, target: &str) -> bool {
+    if !is_normal_absolute_path(target) {
+        return false;
+    }
+    entry == "/"
+        || target == entry
+        || target
+            .strip_prefix(entry)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn split_host_port(entry: &str) -> (String, Option<u16>) {
+    match entry.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(port) => (h.to_ascii_lowercase(), Some(port)),
+            Err(_) => (entry.to_ascii_lowercase(), None),
+        },
+        None => (entry.to_ascii_lowercase(), None),
+    }
+}
+
+fn is_hostname(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn is_host_entry(entry: &str) -> bool {
+    let (host, port) = split_host_port(entry);
+    if entry.contains(':') && port.is_none_or(|p| p == 0) {
+        return false;
+    }
+    match host.strip_prefix("*.") {
+        // A wildcard must name at least a registrable-looking domain.
+        Some(domain) => is_hostname(domain) && domain.contains('.'),
+        None => is_hostname(&host),
+    }
+}
+
+fn host_covers(entry: &str, target: &str) -> bool {
+    let (eh, ep) = split_host_port(entry);
+    let (th, tp) = split_host_port(target);
+    let Some(tp) = tp else { return false };
+    let port_ok = match ep {
+        Some(p) => p == tp,
+        None => tp == 80 || tp == 443,
+    };
+    let host_ok = match eh.strip_prefix("*.") {
+        Some(domain) => th
+            .strip_suffix(domain)
+            .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+        None => eh == th,
+    };
+    port_ok && host_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_prefixes_respect_component_boundaries() {
+        let s = ScopeShape::Paths;
+        assert!(s.covers("/srv/data", "/srv/data"));
+        assert!(s.covers("/srv/data", "/srv/data/a/b"));
+        assert!(!s.covers("/srv/data", "/srv/database"));
+        assert!(!s.covers("/srv/data", "/srv/data/../etc/shadow"));
+        assert!(validate_scope_entry(s, "/srv/../etc").is_err());
+        assert!(validate_scope_entry(s, "relative/path").is_err());
+        assert!(validate_scope_entry(s, "/srv/data").is_ok());
+    }
+
+    #[test]
+    fn host_wildcards_do_not_match_lookalikes() {
+        let s = ScopeShape::Hosts;
+        assert!(s.covers("*.example.com", "api.example.com:443"));
+        assert!(!s.covers("*.example.com", "example.com:443"));
+        assert!(!s.covers("*.example.com", "example.com.evil.net:443"));
+        assert!(!s.covers("*.example.com", "evilexample.com:443"));
+        assert!(s.covers("api.example.com", "api.example.com:80"));
+        assert!(!s.covers("api.example.com", "api.example.com:8080"));
+        assert!(s.covers("api.example.com:8080", "api.example.com:8080"));
+        assert!(validate_scope_entry(s, "*.com").is_err());
+        assert!(validate_scope_entry(s, "https://x.com").is_err());
+        assert!(validate_scope_entry(s, "x.com:0").is_err());
+    }
+
+    #[test]
+    fn narrowing_is_checked_per_shape() {
+        assert!(ScopeShape::Paths.entry_within("/srv/data/a", "/srv/data"));
+        assert!(!ScopeShape::Paths.entry_within("/srv", "/srv/data"));
+        assert!(ScopeShape::Hosts.entry_within("a.example.com", "*.example.com"));
+        assert!(ScopeShape::Hosts.entry_within("*.a.example.com", "*.example.com"));
+        assert!(!ScopeShape::Hosts.entry_within("*.example.com", "a.example.com"));
+        assert!(!ScopeShape::Hosts.entry_within("a.example.com:8080", "*.example.com"));
+        assert!(ScopeShape::Commands.entry_within("/bin/echo hi", "/bin/echo"));
+        assert!(!ScopeShape::Commands.entry_within("/bin/sh", "/bin/echo"));
+        assert!(ScopeShape::Keys.entry_within("chat.limits.max", "chat.*"));
+    }
+
+    #[test]
+    fn tables_and_commands_validate() {
+        assert!(validate_scope_entry(ScopeShape::Tables, "messages").is_ok());
+        assert!(validate_scope_entry(ScopeShape::Tables, "sqlite_master").is_err());
+        assert!(validate_scope_entry(ScopeShape::Tables, "x; DROP TABLE y").is_err());
+        assert!(validate_scope_entry(ScopeShape::Commands, "/usr/bin/convert -resize").is_ok());
+        assert!(validate_scope_entry(ScopeShape::Commands, "convert").is_err());
+        assert!(ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo hi there"));
+        assert!(!ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo"));
+    }
+}
