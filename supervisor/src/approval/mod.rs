@@ -1,0 +1,298 @@
+//! The review workflow: approve or deny a plugin's permission requests with a
+//! comment and an expiry (dual approval where the catalog asks for it), and the
+//! enable gate that lists what is still missing. Calls only the store and catalog.
+
+use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::catalog::{Catalog, Permission};
+use crate::clock::{now_ms, rfc3339_ms};
+use crate::store::{self, PermissionRow, PermissionStatus, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("a comment is required: say why you approve or deny")]
+    MissingComment,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// When an approval ends: the catalog default, or what the approver asked for
+/// (capped by the catalog's maximum for the permission's risk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Default,
+    At(i64),
+    In(std::time::Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve(Expiry),
+    Deny,
+}
+
+pub struct DecisionInput<'a> {
+    pub plugin: &'a str,
+    /// Empty: every pending request of the plugin.
+    pub permissions: &'a [String],
+    pub comment: &'a str,
+    pub decision: Decision,
+}
+
+/// Applies a decision; returns the rows as they now stand. Either every named
+/// permission is decided or none is.
+pub fn decide(
+    store: &Store,
+    catalog: &Catalog,
+    actor: &Actor,
+    input: &DecisionInput<'_>,
+) -> Result<Vec<PermissionRow>, ApprovalError> {
+    let comment = input.comment.trim();
+    if comment.is_empty() {
+        return Err(ApprovalError::MissingComment);
+    }
+    let wanted = input
+        .permissions
+        .iter()
+        .map(|p| {
+            p.parse::<Permission>()
+                .map_err(|e| ApprovalError::Invalid(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = now_ms();
+    store.write(|tx| {
+        store::plugin_row(&tx.sql, input.plugin)?
+            .ok_or_else(|| StoreError::NoSuchPlugin(input.plugin.to_string()))?;
+        let rows = store::permission_rows(&tx.sql, input.plugin)?;
+        let targets = select_targets(&rows, &wanted, input.plugin)?;
+        let mut decided = Vec::with_capacity(targets.len());
+        for mut row in targets {
+            let before = row.status.as_str();
+            let entry = match input.decision {
+                Decision::Approve(expiry) => approve_row(catalog, actor, &mut row, comment, expiry, now)?,
+                Decision::Deny => {
+                    row.status = PermissionStatus::Denied;
+                    row.comment = Some(comment.to_string());
+                    row.decided_by = Some(actor.approver());
+                    AuditEntry::new(actor, "permission.deny", Outcome::Ok)
+                }
+            };
+            store::update_permission(&tx.sql, &row)?;
+            tx.audit(
+                entry
+                    .plugin(input.plugin)
+                    .permission(row.permission.as_str())
+                    .change(before, row.status.as_str())
+                    .detail(serde_json::json!({
+                        "comment": comment,
+                        "approvers": row.approvers,
+                        "granted_scope": row.granted_scope,
+                        "expires_at": row.expires_at.map(rfc3339_ms),
+                    })),
+            );
+            decided.push(row);
+        }
+        Ok(decided)
+    })
+}
+
+fn select_targets(
+    rows: &[PermissionRow],
+    wanted: &[Permission],
+    plugin: &str,
+) -> Result<Vec<PermissionRow>, ApprovalError> {
+    if wanted.is_empty() {
+        let pending: Vec<_> = rows
+            .iter()
+            .filter(|r| r.status == PermissionStatus::Pending)
+            .cloned()
+            .collect();
+        if pending.is_empty() {
+            return Err(ApprovalError::Conflict(format!(
+                "plugin `{plugin}` has no pending permission requests"
+            )));
+        }
+        return Ok(pending);
+    }
+    wanted
+        .iter()
+        .map(|w| {
+            let row = rows.iter().find(|r| r.permission == *w).ok_or_else(|| {
+                ApprovalError::Invalid(format!("plugin `{plugin}` did not request `{w}`"))
+            })?;
+            if row.status != PermissionStatus::Pending {
+                return Err(ApprovalError::Conflict(format!(
+                    "`{w}` of plugin `{plugin}` is {}, not pending",
+                    row.status.as_str()
+                )));
+            }
+            Ok(row.clone())
+        })
+        .collect()
+}
+
+fn approve_row(
+    catalog: &Catalog,
+    actor: &Actor,
+    row: &mut PermissionRow,
+    comment: &str,
+    expiry: Expiry,
+    now: i64,
+) -> Result<AuditEntry, ApprovalError> {
+    let policy = catalog.policy_for(row.permission);
+    if row.approvers_keys().any(|k| k == actor.approver_key()) {
+        return Err(ApprovalError::Conflict(format!(
+            "`{}` was already approved by {}; a second approval must come from a different admin",
+            row.permission,
+            actor.approver_key()
+        )));
+    }
+    row.approvers.push(actor.approver());
+    row.comment = Some(comment.to_string());
+    if row.approvers.len() < usize::from(policy.approvals) {
+        // Stays pending until a second, different admin approves.
+        return Ok(AuditEntry::new(actor, "permission.approve_partial", Outcome::Ok));
+    }
+    let max = now.saturating_add(duration_ms(policy.max_expiry));
+    let expires = match expiry {
+        Expiry::Default => now.saturating_add(duration_ms(policy.default_expiry)),
+        Expiry::At(at) => at,
+        Expiry::In(d) => now.saturating_add(duration_ms(d)),
+    };
+    if expires <= now {
+        return Err(ApprovalError::Invalid(format!(
+            "expiry {} is not in the future",
+            rfc3339_ms(expires)
+        )));
+    }
+    row.status = PermissionStatus::Granted;
+    row.granted_scope = row.requested_scope.clone();
+    row.granted_at = Some(now);
+    row.expires_at = Some(expires.min(max));
+    row.decided_by = Some(actor.approver());
+    Ok(AuditEntry::new(actor, "permission.approve", Outcome::Ok))
+}
+
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl PermissionRow {
+    /// The identities that approved, without the "(via ...)" suffix.
+    fn approvers_keys(&self) -> impl Iterator<Item = &str> {
+        self.approvers
+            .iter()
+            .map(|a| a.split(" (via ").next().unwrap_or(a))
+    }
+}
+
+/// What keeps a plugin from being enabled: each requested permission that is not
+/// granted and live, with its status. Empty means it may be enabled.
+pub fn missing_grants(store: &Store, plugin: &str) -> Result<Vec<String>, StoreError> {
+    let now = now_ms();
+    Ok(store
+        .permissions(plugin)?
+        .iter()
+        .filter(|p| !p.is_live(now))
+        .map(|p| format!("{} ({})", p.permission, p.display_status(now)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::audit::{LogFiles, Role};
+    use crate::store::{insert_plugin, insert_request, PluginRow, PluginState};
+
+    fn setup(perms: &[(Permission, &str)]) -> (tempfile::TempDir, Store, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
+        let s = Store::open(&dir.path().join("db"), logs).unwrap();
+        let catalog = Catalog::parse(crate::config::DEFAULT_CATALOG, "t").unwrap();
+        s.write(|tx| {
+            insert_plugin(
+                &tx.sql,
+                &PluginRow {
+                    name: "p".into(),
+                    version: "1.0.0".into(),
+                    state: PluginState::Disabled,
+                    state_reason: String::new(),
+                    sha256: "0".into(),
+                    manifest: String::new(),
+                    install_dir: "/".into(),
+                    core: false,
+                    installed_at: 0,
+                },
+            )?;
+            for (p, scope) in perms {
+                insert_request(&tx.sql, "p", *p, &[scope.to_string()], "because")?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        (dir, s, catalog)
+    }
+
+    fn admin(name: &str) -> Actor {
+        Actor {
+            identity: name.into(),
+            role: Role::Admin,
+            on_behalf_of: None,
+        }
+    }
+
+    fn approve(s: &Store, c: &Catalog, who: &str, comment: &str, e: Expiry) -> Result<Vec<PermissionRow>, ApprovalError> {
+        decide(
+            s,
+            c,
+            &admin(who),
+            &DecisionInput {
+                plugin: "p",
+                permissions: &[],
+                comment,
+                decision: Decision::Approve(e),
+            },
+        )
+    }
+
+    #[test]
+    fn approval_needs_a_comment_and_changes_nothing_without_one() {
+        let (_d, s, c) = setup(&[(Permission::DatabaseRead, "messages")]);
+        assert!(matches!(approve(&s, &c, "a", "  ", Expiry::Default), Err(ApprovalError::MissingComment)));
+        assert_eq!(s.permissions("p").unwrap()[0].status, PermissionStatus::Pending);
+        assert_eq!(missing_grants(&s, "p").unwrap(), vec!["database_read (pending)"]);
+    }
+
+    #[test]
+    fn medium_risk_grants_with_capped_expiry() {
+        let (_d, s, c) = setup(&[(Permission::DatabaseRead, "messages")]);
+        let year3 = std::time::Duration::from_secs(3 * 365 * 86400);
+        let rows = approve(&s, &c, "a", "ok", Expiry::In(year3)).unwrap();
+        let max = c.policy_for(Permission::DatabaseRead).max_expiry.as_millis() as i64;
+        let granted = rows[0].expires_at.unwrap() - rows[0].granted_at.unwrap();
+        assert!(granted <= max && granted > max - 5_000, "{granted} vs {max}");
+        assert!(missing_grants(&s, "p").unwrap().is_empty());
+    }
+
+    #[test]
+    fn high_risk_needs_two_different_admins() {
+        let (_d, s, c) = setup(&[(Permission::FileWrite, "/srv/out")]);
+        let rows = approve(&s, &c, "alice", "ok", Expiry::Default).unwrap();
+        assert_eq!(rows[0].status, PermissionStatus::Pending);
+        assert_eq!(rows[0].approvers.len(), 1);
+        assert!(matches!(approve(&s, &c, "alice", "again", Expiry::Default), Err(ApprovalError::Conflict(_))));
+        let rows = approve(&s, &c, "bob", "ok", Expiry::Default).unwrap();
+        assert_eq!(rows[0].status, PermissionStatus::Granted);
+    }
+
+    #[test]
+    fn a_past_expiry_is_refused() {
+        let (_d, s, c) = setup(&[(Permission::DatabaseRead, "messages")]);
+        assert!(matches!(approve(&s, &c, "a", "ok", Expiry::At(1)), Err(ApprovalError::Invalid(_))));
+    }
+}

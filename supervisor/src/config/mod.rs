@@ -1,0 +1,234 @@
+//! Supervisor configuration (`supervisor.toml`): paths, admin-socket access roles and
+//! runtime timings. Owns loading, defaults (the embedded file) and path resolution.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::catalog::{parse_duration, Catalog, CatalogError};
+
+/// The default configuration, embedded so `plexichat-supervisor` runs with no file.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../policies/supervisor.toml");
+/// The shipped permission catalog, used when `policy_dir` is unset.
+pub const DEFAULT_CATALOG: &str = include_str!("../../../policies/permissions.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub admin_socket: PathBuf,
+    #[serde(default)]
+    pub policy_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub access: Access,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principals {
+    #[serde(default)]
+    pub uids: Vec<u32>,
+    #[serde(default)]
+    pub gids: Vec<u32>,
+}
+
+impl Principals {
+    pub fn matches(&self, uid: u32, gid: u32) -> bool {
+        self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    #[serde(default = "root_only")]
+    pub admin: Principals,
+    #[serde(default)]
+    pub server: Principals,
+    #[serde(default)]
+    pub viewer: Principals,
+    #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
+    pub socket_mode: u32,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Access {
+            admin: root_only(),
+            server: Principals::default(),
+            viewer: Principals::default(),
+            socket_mode: default_socket_mode(),
+        }
+    }
+}
+
+fn root_only() -> Principals {
+    Principals {
+        uids: vec![0],
+        gids: vec![],
+    }
+}
+
+fn default_socket_mode() -> u32 {
+    0o660
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    #[serde(deserialize_with = "duration")]
+    pub handshake_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub stop_grace: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub health_interval: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub health_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub command_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub restart_backoff_initial: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub restart_backoff_max: Duration,
+    pub quarantine_after: u32,
+    #[serde(deserialize_with = "duration")]
+    pub quarantine_window: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            handshake_timeout: Duration::from_secs(5),
+            stop_grace: Duration::from_secs(3),
+            health_interval: Duration::from_secs(10),
+            health_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(10),
+            restart_backoff_initial: Duration::from_millis(250),
+            restart_backoff_max: Duration::from_secs(30),
+            quarantine_after: 5,
+            quarantine_window: Duration::from_secs(300),
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let s = String::deserialize(d)?;
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an octal file mode")))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl Config {
+    /// Loads `path`, or the embedded default when `None`; relative paths are made
+    /// absolute against `base` (the working directory).
+    pub fn load(path: Option<&Path>, base: &Path) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?,
+                p.display().to_string(),
+            ),
+            None => (DEFAULT_CONFIG.to_string(), "<embedded default>".to_string()),
+        };
+        Config::parse(&text, &origin, base)
+    }
+
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            path: origin.to_string(),
+            message: e.message().to_string(),
+        })?;
+        for p in [&mut cfg.state_dir, &mut cfg.log_dir, &mut cfg.admin_socket] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(p) = cfg.policy_dir.as_mut() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if cfg.runtime.quarantine_after == 0 {
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                message: "runtime.quarantine_after must be at least 1".into(),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// The permission catalog from `policy_dir`, or the built-in one.
+    pub fn load_catalog(&self) -> Result<Catalog, CatalogError> {
+        match &self.policy_dir {
+            Some(dir) => Catalog::load(&dir.join("permissions.toml")),
+            None => Catalog::parse(DEFAULT_CATALOG, "<built-in permissions.toml>"),
+        }
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join("store.db")
+    }
+
+    /// Where installed plugin versions live: `<state>/plugins/<name>/<version>/`.
+    pub fn plugin_store_dir(&self) -> PathBuf {
+        self.state_dir.join("plugins")
+    }
+
+    /// Per-plugin writable data directories: `<state>/data/<name>/`.
+    pub fn data_root(&self) -> PathBuf {
+        self.state_dir.join("data")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses_and_paths_become_absolute() {
+        let cfg = Config::load(None, Path::new("/srv/px")).unwrap();
+        assert_eq!(cfg.state_dir, PathBuf::from("/srv/px/var/state"));
+        assert_eq!(cfg.access.socket_mode, 0o660);
+        assert!(cfg.access.admin.matches(0, 1234));
+        assert!(!cfg.access.viewer.matches(1000, 1000));
+        assert_eq!(cfg.runtime.quarantine_after, 5);
+        cfg.load_catalog().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_what_is_wrong() {
+        let text = DEFAULT_CONFIG.replace("\"5s\"", "\"soon\"");
+        let err = Config::parse(&text, "x", Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains("soon"), "{err}");
+        let text = DEFAULT_CONFIG.replace("\"0660\"", "\"999\"");
+        let err = Config::parse(&text, "x", Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains("octal"), "{err}");
+        let text = format!("{DEFAULT_CONFIG}\nbogus = 1\n");
+        assert!(Config::parse(&text, "x", Path::new("/")).is_err());
+    }
+}

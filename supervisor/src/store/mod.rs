@@ -1,0 +1,653 @@
+//! The supervisor's SQLite store (WAL): plugins, permission requests and grants,
+//! plugin config and the audit log. Every write runs in one transaction together
+//! with the audit records it produced; callers never see a half-applied change.
+
+mod schema;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use crate::audit::{AuditEntry, LogFiles};
+use crate::catalog::{Catalog, Permission};
+use crate::clock::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("plugin `{0}` is not installed")]
+    NoSuchPlugin(String),
+    #[error("plugin `{0}` is already installed (remove it first)")]
+    AlreadyInstalled(String),
+    #[error("store is unusable: a previous writer panicked")]
+    Poisoned,
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt { table: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginState {
+    Disabled,
+    Enabled,
+    Quarantined,
+}
+
+impl PluginState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginState::Disabled => "disabled",
+            PluginState::Enabled => "enabled",
+            PluginState::Quarantined => "quarantined",
+        }
+    }
+}
+
+impl FromStr for PluginState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "disabled" => Ok(PluginState::Disabled),
+            "enabled" => Ok(PluginState::Enabled),
+            "quarantined" => Ok(PluginState::Quarantined),
+            other => Err(format!("unknown plugin state `{other}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionStatus {
+    Pending,
+    Granted,
+    Denied,
+    Revoked,
+}
+
+impl PermissionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PermissionStatus::Pending => "pending",
+            PermissionStatus::Granted => "granted",
+            PermissionStatus::Denied => "denied",
+            PermissionStatus::Revoked => "revoked",
+        }
+    }
+}
+
+impl FromStr for PermissionStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(PermissionStatus::Pending),
+            "granted" => Ok(PermissionStatus::Granted),
+            "denied" => Ok(PermissionStatus::Denied),
+            "revoked" => Ok(PermissionStatus::Revoked),
+            other => Err(format!("unknown permission status `{other}`")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PluginRow {
+    pub name: String,
+    pub version: String,
+    pub state: PluginState,
+    pub state_reason: String,
+    pub sha256: String,
+    pub manifest: String,
+    pub install_dir: String,
+    pub core: bool,
+    pub installed_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct PermissionRow {
+    pub plugin: String,
+    pub permission: Permission,
+    pub requested_scope: Vec<String>,
+    pub justification: String,
+    pub status: PermissionStatus,
+    pub granted_scope: Vec<String>,
+    pub approvers: Vec<String>,
+    pub comment: Option<String>,
+    pub conditions: Option<String>,
+    pub decided_by: Option<String>,
+    pub granted_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+}
+
+impl PermissionRow {
+    /// Granted, and not past its expiry at `now`.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.status == PermissionStatus::Granted && self.expires_at.is_none_or(|e| e > now)
+    }
+
+    /// The status as shown to people: a granted row past its expiry reads "expired".
+    pub fn display_status(&self, now: i64) -> &'static str {
+        if self.status == PermissionStatus::Granted && !self.is_live(now) {
+            "expired"
+        } else {
+            self.status.as_str()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub plugin: Option<String>,
+    pub since_ms: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub on_behalf_of: Option<String>,
+    pub action: String,
+    pub plugin: Option<String>,
+    pub permission: Option<String>,
+    pub outcome: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A write transaction plus the audit records it will commit with.
+pub struct Tx<'a> {
+    pub sql: rusqlite::Transaction<'a>,
+    audit: Vec<AuditEntry>,
+}
+
+impl Tx<'_> {
+    pub fn audit(&mut self, entry: AuditEntry) {
+        self.audit.push(entry);
+    }
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+    logs: Arc<LogFiles>,
+}
+
+impl Store {
+    pub fn open(path: &Path, logs: Arc<LogFiles>) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: an audit record the supervisor answered for survives power loss too.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            logs,
+        })
+    }
+
+    pub fn schema_version() -> usize {
+        schema::latest_version()
+    }
+
+    /// Runs `f` in an immediate transaction; its audit entries are inserted in the
+    /// same transaction and mirrored to the log files after commit. On error
+    /// nothing is written, the audit entries included.
+    pub fn write<T, E>(&self, f: impl FnOnce(&mut Tx<'_>) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let sql = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let mut tx = Tx {
+            sql,
+            audit: Vec::new(),
+        };
+        let value = f(&mut tx)?;
+        let Tx { sql, audit } = tx;
+        let mut written = Vec::with_capacity(audit.len());
+        for entry in audit {
+            let id = insert_audit(&sql, &entry).map_err(StoreError::from)?;
+            written.push((id, entry));
+        }
+        sql.commit().map_err(StoreError::from)?;
+        // Still under the connection lock, so the files keep the store's order.
+        self.logs.append(&written);
+        Ok(value)
+    }
+
+    /// Records audit entries that change nothing else (refusals, runtime events).
+    pub fn audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            for e in entries {
+                tx.audit(e);
+            }
+            Ok::<_, StoreError>(())
+        })
+    }
+
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        f(&conn)
+    }
+
+    pub fn plugin(&self, name: &str) -> Result<Option<PluginRow>, StoreError> {
+        self.read(|c| plugin_row(c, name))
+    }
+
+    pub fn require_plugin(&self, name: &str) -> Result<PluginRow, StoreError> {
+        self.plugin(name)?
+            .ok_or_else(|| StoreError::NoSuchPlugin(name.to_string()))
+    }
+
+    pub fn plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!("SELECT {PLUGIN_COLS} FROM plugins ORDER BY name"))?;
+            let rows = stmt.query_map([], map_plugin)?;
+            collect(rows)
+        })
+    }
+
+    pub fn permissions(&self, plugin: &str) -> Result<Vec<PermissionRow>, StoreError> {
+        self.read(|c| permission_rows(c, plugin))
+    }
+
+    pub fn pending(&self) -> Result<Vec<(PluginRow, PermissionRow)>, StoreError> {
+        let plugins = self.plugins()?;
+        let mut out = Vec::new();
+        for p in plugins {
+            for perm in self.permissions(&p.name)? {
+                if perm.status == PermissionStatus::Pending {
+                    out.push((p.clone(), perm));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The live grant of `permission` for `plugin`, if any.
+    pub fn live_grant(
+        &self,
+        plugin: &str,
+        permission: Permission,
+    ) -> Result<Option<PermissionRow>, StoreError> {
+        let now = now_ms();
+        Ok(self
+            .permissions(plugin)?
+            .into_iter()
+            .find(|p| p.permission == permission && p.is_live(now)))
+    }
+
+    /// Whether the plugin holds `permission` now, covering `target` if given.
+    pub fn check_grant(
+        &self,
+        catalog: &Catalog,
+        plugin: &str,
+        permission: Permission,
+        target: Option<&str>,
+    ) -> Result<Option<PermissionRow>, StoreError> {
+        let Some(grant) = self.live_grant(plugin, permission)? else {
+            return Ok(None);
+        };
+        let shape = catalog.spec(permission).scope;
+        let covered = match target {
+            None => true,
+            Some(t) => grant.granted_scope.iter().any(|e| shape.covers(e, t)),
+        };
+        Ok(covered.then_some(grant))
+    }
+
+    pub fn config_get(&self, plugin: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT value FROM plugin_config WHERE plugin = ?1 AND key = ?2",
+                params![plugin, key],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+    }
+
+    pub fn config_count(&self, plugin: &str) -> Result<u32, StoreError> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM plugin_config WHERE plugin = ?1",
+                params![plugin],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    pub fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, ts, actor, on_behalf_of, action, plugin, permission, outcome, before, after, detail
+                 FROM audit_log
+                 WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR ts >= ?2)
+                 ORDER BY id DESC LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![filter.plugin, filter.since_ms, filter.limit],
+                |r| {
+                    Ok(AuditRow {
+                        id: r.get(0)?,
+                        ts_ms: r.get(1)?,
+                        actor: r.get(2)?,
+                        on_behalf_of: r.get(3)?,
+                        action: r.get(4)?,
+                        plugin: r.get(5)?,
+                        permission: r.get(6)?,
+                        outcome: r.get(7)?,
+                        before: r.get(8)?,
+                        after: r.get(9)?,
+                        detail: r.get(10)?,
+                    })
+                },
+            )?;
+            // Newest N, shown oldest first.
+            let mut out = collect(rows)?;
+            out.reverse();
+            Ok(out)
+        })
+    }
+}
+
+const PLUGIN_COLS: &str =
+    "name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at";
+
+fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
+    let state: String = r.get(2)?;
+    Ok(PluginRow {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        state: state.parse().map_err(|e: String| corrupt(2, e))?,
+        state_reason: r.get(3)?,
+        sha256: r.get(4)?,
+        manifest: r.get(5)?,
+        install_dir: r.get(6)?,
+        core: r.get(7)?,
+        installed_at: r.get(8)?,
+    })
+}
+
+pub fn plugin_row(c: &Connection, name: &str) -> Result<Option<PluginRow>, StoreError> {
+    Ok(c.query_row(
+        &format!("SELECT {PLUGIN_COLS} FROM plugins WHERE name = ?1"),
+        params![name],
+        map_plugin,
+    )
+    .optional()?)
+}
+
+const PERMISSION_COLS: &str = "plugin, permission, requested_scope, justification, status, granted_scope, approvers, comment, conditions, decided_by, granted_at, expires_at, revoked_at, revoked_by";
+
+fn corrupt(col: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        col,
+        rusqlite::types::Type::Text,
+        Box::new(std::io::Error::other(message)),
+    )
+}
+
+fn json_list(r: &Row<'_>, col: usize) -> rusqlite::Result<Vec<String>> {
+    let text: Option<String> = r.get(col)?;
+    match text {
+        None => Ok(Vec::new()),
+        Some(t) => serde_json::from_str(&t).map_err(|e| corrupt(col, e.to_string())),
+    }
+}
+
+fn map_permission(r: &Row<'_>) -> rusqlite::Result<PermissionRow> {
+    let permission: String = r.get(1)?;
+    let status: String = r.get(4)?;
+    Ok(PermissionRow {
+        plugin: r.get(0)?,
+        permission: permission
+            .parse()
+            .map_err(|e: crate::catalog::UnknownPermission| corrupt(1, e.to_string()))?,
+        requested_scope: json_list(r, 2)?,
+        justification: r.get(3)?,
+        status: status.parse().map_err(|e: String| corrupt(4, e))?,
+        granted_scope: json_list(r, 5)?,
+        approvers: json_list(r, 6)?,
+        comment: r.get(7)?,
+        conditions: r.get(8)?,
+        decided_by: r.get(9)?,
+        granted_at: r.get(10)?,
+        expires_at: r.get(11)?,
+        revoked_at: r.get(12)?,
+        revoked_by: r.get(13)?,
+    })
+}
+
+pub fn permission_rows(c: &Connection, plugin: &str) -> Result<Vec<PermissionRow>, StoreError> {
+    let mut stmt = c.prepare(&format!(
+        "SELECT {PERMISSION_COLS} FROM plugin_permissions WHERE plugin = ?1 ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(params![plugin], map_permission)?;
+    collect(rows)
+}
+
+/// Writes the decision fields of a permission row back.
+pub fn update_permission(c: &Connection, p: &PermissionRow) -> Result<(), StoreError> {
+    let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    c.execute(
+        "UPDATE plugin_permissions SET status = ?3, granted_scope = ?4, approvers = ?5,
+             comment = ?6, conditions = ?7, decided_by = ?8, granted_at = ?9, expires_at = ?10,
+             revoked_at = ?11, revoked_by = ?12
+         WHERE plugin = ?1 AND permission = ?2",
+        params![
+            p.plugin,
+            p.permission.as_str(),
+            p.status.as_str(),
+            json(&p.granted_scope),
+            json(&p.approvers),
+            p.comment,
+            p.conditions,
+            p.decided_by,
+            p.granted_at,
+            p.expires_at,
+            p.revoked_at,
+            p.revoked_by
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
+    let now = now_ms();
+    let inserted = c.execute(
+        "INSERT INTO plugins (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT (name) DO NOTHING",
+        params![
+            p.name,
+            p.version,
+            p.state.as_str(),
+            p.state_reason,
+            p.sha256,
+            p.manifest,
+            p.install_dir,
+            p.core,
+            now
+        ],
+    )?;
+    if inserted == 0 {
+        return Err(StoreError::AlreadyInstalled(p.name.clone()));
+    }
+    Ok(())
+}
+
+pub fn insert_request(
+    c: &Connection,
+    plugin: &str,
+    permission: Permission,
+    scope: &[String],
+    justification: &str,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO plugin_permissions (plugin, permission, requested_scope, justification, status)
+         VALUES (?1, ?2, ?3, ?4, 'pending')",
+        params![
+            plugin,
+            permission.as_str(),
+            serde_json::to_string(scope).unwrap_or_else(|_| "[]".into()),
+            justification
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn set_state(
+    c: &Connection,
+    name: &str,
+    state: PluginState,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let n = c.execute(
+        "UPDATE plugins SET state = ?2, state_reason = ?3, updated_at = ?4 WHERE name = ?1",
+        params![name, state.as_str(), reason, now_ms()],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoSuchPlugin(name.to_string()));
+    }
+    Ok(())
+}
+
+pub fn delete_plugin(c: &Connection, name: &str) -> Result<(), StoreError> {
+    let n = c.execute("DELETE FROM plugins WHERE name = ?1", params![name])?;
+    if n == 0 {
+        return Err(StoreError::NoSuchPlugin(name.to_string()));
+    }
+    Ok(())
+}
+
+pub fn config_set(c: &Connection, plugin: &str, key: &str, value: &str) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO plugin_config (plugin, key, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        params![plugin, key, value, now_ms()],
+    )?;
+    Ok(())
+}
+
+fn insert_audit(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
+    let detail = (!e.detail.is_null()).then(|| e.detail.to_string());
+    c.execute(
+        "INSERT INTO audit_log (ts, actor, role, on_behalf_of, action, plugin, permission, outcome, before, after, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            e.ts_ms,
+            e.actor,
+            e.role,
+            e.on_behalf_of,
+            e.action,
+            e.plugin,
+            e.permission,
+            e.outcome.as_str(),
+            e.before,
+            e.after,
+            detail
+        ],
+    )?;
+    Ok(c.last_insert_rowid())
+}
+
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<T>>,
+) -> Result<Vec<T>, StoreError> {
+    rows.collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(StoreError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{Actor, Outcome};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
+        let s = Store::open(&dir.path().join("store.db"), logs).unwrap();
+        (dir, s)
+    }
+
+    fn row(name: &str) -> PluginRow {
+        PluginRow {
+            name: name.into(),
+            version: "1.0.0".into(),
+            state: PluginState::Disabled,
+            state_reason: String::new(),
+            sha256: "00".into(),
+            manifest: String::new(),
+            install_dir: "/x".into(),
+            core: false,
+            installed_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_failed_transaction_leaves_no_trace_not_even_its_audit() {
+        let (_d, s) = store();
+        let r: Result<(), StoreError> = s.write(|tx| {
+            insert_plugin(&tx.sql, &row("a"))?;
+            tx.audit(AuditEntry::new(&Actor::system(), "plugin.install", Outcome::Ok));
+            Err(StoreError::NoSuchPlugin("boom".into()))
+        });
+        assert!(r.is_err());
+        assert!(s.plugin("a").unwrap().is_none());
+        assert!(s.query_audit(&AuditFilter { limit: 10, ..Default::default() }).unwrap().is_empty());
+    }
+
+    #[test]
+    fn install_twice_is_refused_and_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
+        {
+            let s = Store::open(&dir.path().join("store.db"), logs.clone()).unwrap();
+            s.write(|tx| {
+                insert_plugin(&tx.sql, &row("a"))?;
+                insert_request(&tx.sql, "a", Permission::FileRead, &["/srv".into()], "why")?;
+                tx.audit(AuditEntry::new(&Actor::system(), "plugin.install", Outcome::Ok).plugin("a"));
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+            let again = s.write(|tx| insert_plugin(&tx.sql, &row("a")));
+            assert!(matches!(again, Err(StoreError::AlreadyInstalled(_))));
+        }
+        let s = Store::open(&dir.path().join("store.db"), logs).unwrap();
+        let perms = s.permissions("a").unwrap();
+        assert_eq!(perms[0].requested_scope, vec!["/srv".to_string()]);
+        assert_eq!(perms[0].status, PermissionStatus::Pending);
+        let audit = s.query_audit(&AuditFilter { plugin: Some("a".into()), limit: 10, ..Default::default() }).unwrap();
+        assert_eq!(audit.len(), 1);
+        // Hostile text is data, never SQL.
+        assert!(s.plugin("a' OR '1'='1").unwrap().is_none());
+    }
+
+    #[test]
+    fn expiry_is_judged_against_now() {
+        let (_d, s) = store();
+        s.write(|tx| {
+            insert_plugin(&tx.sql, &row("a"))?;
+            insert_request(&tx.sql, "a", Permission::DatabaseRead, &["t".into()], "why")
+        })
+        .unwrap();
+        let mut p = s.permissions("a").unwrap().remove(0);
+        p.status = PermissionStatus::Granted;
+        p.granted_scope = vec!["t".into()];
+        p.expires_at = Some(now_ms() - 1);
+        s.write(|tx| update_permission(&tx.sql, &p)).unwrap();
+        assert!(s.live_grant("a", Permission::DatabaseRead).unwrap().is_none());
+        assert_eq!(s.permissions("a").unwrap()[0].display_status(now_ms()), "expired");
+    }
+}
