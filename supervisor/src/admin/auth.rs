@@ -1,0 +1,180 @@
+//! Who is calling the admin socket: SO_PEERCRED uid/gid mapped to a role by the
+//! config, the optional on-behalf-of identity of the server role, and what each
+//! role may do. Refusals are audited with the caller's identity.
+
+use broker_proto::ON_BEHALF_OF_HEADER;
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Status};
+
+use crate::audit::{Actor, AuditEntry, Outcome, Role};
+use crate::config::Access;
+use crate::store::Store;
+
+/// What a call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Look at plugins, approvals, audit: any role.
+    Read,
+    /// The PlexiChat server's data plane (publish, invoke, watch events): server or admin.
+    Serve,
+    /// Change anything: admin, or the server acting for a named end-user admin.
+    Change,
+}
+
+impl Need {
+    fn as_str(self) -> &'static str {
+        match self {
+            Need::Read => "read",
+            Need::Serve => "serve",
+            Need::Change => "change",
+        }
+    }
+}
+
+pub fn role_of(access: &Access, uid: u32, gid: u32) -> Option<Role> {
+    if access.admin.matches(uid, gid) {
+        Some(Role::Admin)
+    } else if access.server.matches(uid, gid) {
+        Some(Role::Server)
+    } else if access.viewer.matches(uid, gid) {
+        Some(Role::Viewer)
+    } else {
+        None
+    }
+}
+
+pub fn allowed(actor: &Actor, need: Need) -> bool {
+    match (actor.role, need) {
+        (Role::Admin, _) => true,
+        (Role::Server, Need::Read | Need::Serve) => true,
+        (Role::Server, Need::Change) => actor.on_behalf_of.is_some(),
+        (Role::Viewer, Need::Read) => true,
+        _ => false,
+    }
+}
+
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| "?".into())
+}
+
+fn on_behalf_of<T>(req: &Request<T>) -> Result<Option<String>, Status> {
+    let Some(value) = req.metadata().get(ON_BEHALF_OF_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Status::invalid_argument(format!("{ON_BEHALF_OF_HEADER} must be ASCII")))?
+        .trim();
+    let valid = !text.is_empty()
+        && text.len() <= 128
+        && text.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if !valid {
+        return Err(Status::invalid_argument(format!(
+            "{ON_BEHALF_OF_HEADER} must be 1-128 printable characters"
+        )));
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// Identifies the caller and checks `need`; a refusal is audited and returned as
+/// PERMISSION_DENIED naming the role and what it lacked.
+pub fn authorize<T>(
+    access: &Access,
+    store: &Store,
+    req: &Request<T>,
+    method: &str,
+    need: Need,
+) -> Result<Actor, Status> {
+    let cred = req
+        .extensions()
+        .get::<UdsConnectInfo>()
+        .and_then(|i| i.peer_cred)
+        .ok_or_else(|| Status::unauthenticated("no peer credentials on this connection"))?;
+    let (uid, gid) = (cred.uid(), cred.gid());
+    let identity = format!("uid={uid}({})", user_name(uid));
+    let obo = on_behalf_of(req)?;
+    let refuse = |role: &str, reason: String| {
+        let actor = Actor {
+            identity: identity.clone(),
+            role: Role::Viewer,
+            on_behalf_of: obo.clone(),
+        };
+        let mut entry = AuditEntry::new(&actor, "admin.refused", Outcome::Denied).detail(
+            serde_json::json!({ "method": method, "role": role, "need": need.as_str(), "reason": reason, "pid": cred.pid() }),
+        );
+        entry.role = "none";
+        if let Err(e) = store.audit(vec![entry]) {
+            tracing::error!(error = %e, "could not audit a refusal");
+        }
+        Status::permission_denied(reason)
+    };
+    let Some(role) = role_of(access, uid, gid) else {
+        return Err(refuse(
+            "none",
+            format!("{identity} has no role on this supervisor"),
+        ));
+    };
+    if obo.is_some() && role != Role::Server {
+        return Err(refuse(
+            role.as_str(),
+            format!("only the server role may act on behalf of someone (caller is {})", role.as_str()),
+        ));
+    }
+    let actor = Actor {
+        identity,
+        role,
+        on_behalf_of: obo,
+    };
+    if !allowed(&actor, need) {
+        let why = match (role, need) {
+            (Role::Server, Need::Change) => format!(
+                "the server role changes state only on behalf of an admin ({ON_BEHALF_OF_HEADER})"
+            ),
+            _ => format!("role `{}` may not {method}", role.as_str()),
+        };
+        let mut entry = AuditEntry::new(&actor, "admin.refused", Outcome::Denied)
+            .detail(serde_json::json!({ "method": method, "need": need.as_str(), "reason": why }));
+        entry.role = role.as_str();
+        if let Err(e) = store.audit(vec![entry]) {
+            tracing::error!(error = %e, "could not audit a refusal");
+        }
+        return Err(Status::permission_denied(why));
+    }
+    Ok(actor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Principals;
+
+    #[test]
+    fn roles_and_their_rights() {
+        let access = Access {
+            admin: Principals { uids: vec![0], gids: vec![] },
+            server: Principals { uids: vec![100], gids: vec![] },
+            viewer: Principals { uids: vec![], gids: vec![200] },
+            socket_mode: 0o660,
+        };
+        assert_eq!(role_of(&access, 0, 0), Some(Role::Admin));
+        assert_eq!(role_of(&access, 100, 5), Some(Role::Server));
+        assert_eq!(role_of(&access, 7, 200), Some(Role::Viewer));
+        assert_eq!(role_of(&access, 7, 7), None);
+        let actor = |role, obo: Option<&str>| Actor {
+            identity: "x".into(),
+            role,
+            on_behalf_of: obo.map(String::from),
+        };
+        assert!(allowed(&actor(Role::Viewer, None), Need::Read));
+        assert!(!allowed(&actor(Role::Viewer, None), Need::Change));
+        assert!(!allowed(&actor(Role::Viewer, None), Need::Serve));
+        assert!(allowed(&actor(Role::Server, None), Need::Serve));
+        assert!(!allowed(&actor(Role::Server, None), Need::Change));
+        assert!(allowed(&actor(Role::Server, Some("alice")), Need::Change));
+        assert!(allowed(&actor(Role::Admin, None), Need::Change));
+    }
+}

@@ -1,0 +1,56 @@
+//! The admin API on the supervisor's Unix socket: who may call it (`auth`), what it
+//! answers (`service`), and binding the socket with the configured mode.
+
+mod auth;
+mod convert;
+mod service;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use broker_proto::admin::v1::admin_server::AdminServer;
+use broker_proto::MAX_ADMIN_MESSAGE_BYTES;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+pub use auth::{allowed, role_of, Need};
+pub use service::AdminService;
+
+/// Binds the admin socket: refuses to steal a socket another supervisor is
+/// serving, replaces a stale one, and applies the configured mode.
+pub fn bind(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is served by another supervisor", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+pub async fn serve(
+    listener: UnixListener,
+    service: AdminService,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let server = AdminServer::new(service)
+        .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(server)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+}
+
+pub fn service(shared: Arc<crate::context::Shared>, runtime: Arc<crate::runtime::Runtime>) -> AdminService {
+    AdminService { shared, runtime }
+}

@@ -1,0 +1,432 @@
+//! The `plexichat.admin.v1.Admin` service: each call authorizes its caller, then
+//! delegates to install, approval, lifecycle, the store or the event hub, and maps
+//! their errors to gRPC statuses.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use broker_proto::admin::v1::admin_server::Admin;
+use broker_proto::admin::v1::*;
+use broker_proto::MAX_BROKER_MESSAGE_BYTES;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::auth::{authorize, Need};
+use super::convert;
+use crate::approval::{self, ApprovalError, Decision, DecisionInput, Expiry};
+use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::broker::InvokeError;
+use crate::clock::now_ms;
+use crate::context::Shared;
+use crate::install::{self, InstallError};
+use crate::lifecycle::{self, LifecycleError};
+use crate::manifest::{topic_matches, validate_topic_pattern};
+use crate::runtime::Runtime;
+use crate::store::{AuditFilter, StoreError};
+
+const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct AdminService {
+    pub shared: Arc<Shared>,
+    pub runtime: Arc<Runtime>,
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::NoSuchPlugin(_) => Status::not_found(e.to_string()),
+        StoreError::AlreadyInstalled(_) => Status::already_exists(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn approval_status(e: ApprovalError) -> Status {
+    match e {
+        ApprovalError::MissingComment | ApprovalError::Invalid(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        ApprovalError::Conflict(_) => Status::failed_precondition(e.to_string()),
+        ApprovalError::Store(s) => store_status(s),
+    }
+}
+
+fn install_status(e: InstallError) -> Status {
+    match e {
+        InstallError::Manifest(_) | InstallError::Package { .. } => {
+            Status::invalid_argument(e.to_string())
+        }
+        InstallError::Store(s) => store_status(s),
+        InstallError::Io { .. } => Status::internal(e.to_string()),
+    }
+}
+
+fn lifecycle_status(e: LifecycleError) -> Status {
+    match e {
+        LifecycleError::MissingGrants { .. } => Status::failed_precondition(e.to_string()),
+        LifecycleError::Store(s) => store_status(s),
+        LifecycleError::Install(i) => install_status(i),
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+impl AdminService {
+    fn auth<T>(&self, req: &Request<T>, method: &str, need: Need) -> Result<Actor, Status> {
+        authorize(&self.shared.cfg.access, &self.shared.store, req, method, need)
+    }
+
+    fn summary(&self, name: &str) -> Result<PluginSummary, Status> {
+        let row = self.shared.store.require_plugin(name).map_err(store_status)?;
+        Ok(convert::summary(&row, &self.runtime.status(name)))
+    }
+
+    fn audit(&self, entry: AuditEntry) {
+        if let Err(e) = self.shared.store.audit(vec![entry]) {
+            tracing::error!(error = %e, "audit write failed");
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let actor = self.auth(&request, "whoami", Need::Read)?;
+        let cred = request
+            .extensions()
+            .get::<tonic::transport::server::UdsConnectInfo>()
+            .and_then(|i| i.peer_cred);
+        Ok(Response::new(WhoAmIResponse {
+            uid: cred.map(|c| c.uid()).unwrap_or_default(),
+            gid: cred.map(|c| c.gid()).unwrap_or_default(),
+            pid: cred.and_then(|c| c.pid()).unwrap_or_default(),
+            role: actor.role.as_str().into(),
+            identity: actor.identity,
+            on_behalf_of: actor.on_behalf_of.unwrap_or_default(),
+        }))
+    }
+
+    async fn install_plugin(
+        &self,
+        request: Request<InstallPluginRequest>,
+    ) -> Result<Response<PluginSummary>, Status> {
+        let actor = self.auth(&request, "install", Need::Change)?;
+        let path = std::path::PathBuf::from(request.into_inner().path);
+        let shared = Arc::clone(&self.shared);
+        let actor2 = actor.clone();
+        let path2 = path.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            install::install(&shared.cfg, &shared.catalog, &shared.store, &actor2, &path2)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let installed = match result {
+            Ok(i) => i,
+            Err(e) => {
+                self.audit(
+                    AuditEntry::new(&actor, "plugin.install", Outcome::Failed)
+                        .detail(serde_json::json!({ "source": path.display().to_string(), "error": e.to_string() })),
+                );
+                return Err(install_status(e));
+            }
+        };
+        let name = installed.row.name.clone();
+        let n = installed.manifest.permissions.len();
+        self.shared.hub.notify(
+            "approval_required",
+            &name,
+            format!("{name} {} installed with {n} permission request(s) awaiting review", installed.row.version),
+        );
+        Ok(Response::new(self.summary(&name)?))
+    }
+
+    async fn list_plugins(
+        &self,
+        request: Request<ListPluginsRequest>,
+    ) -> Result<Response<ListPluginsResponse>, Status> {
+        self.auth(&request, "list", Need::Read)?;
+        let rows = self.shared.store.plugins().map_err(store_status)?;
+        let plugins = rows
+            .iter()
+            .map(|r| convert::summary(r, &self.runtime.status(&r.name)))
+            .collect();
+        Ok(Response::new(ListPluginsResponse { plugins }))
+    }
+
+    async fn show_plugin(
+        &self,
+        request: Request<PluginRef>,
+    ) -> Result<Response<PluginDetail>, Status> {
+        self.auth(&request, "show", Need::Read)?;
+        let name = request.into_inner().name;
+        let row = self.shared.store.require_plugin(&name).map_err(store_status)?;
+        let perms = self.shared.store.permissions(&name).map_err(store_status)?;
+        let status = self.runtime.status(&name);
+        Ok(Response::new(convert::detail(&self.shared.catalog, &row, &perms, &status)))
+    }
+
+    async fn list_pending(
+        &self,
+        request: Request<ListPendingRequest>,
+    ) -> Result<Response<ListPendingResponse>, Status> {
+        self.auth(&request, "pending", Need::Read)?;
+        let now = now_ms();
+        let pending = self
+            .shared
+            .store
+            .pending()
+            .map_err(store_status)?
+            .into_iter()
+            .map(|(p, perm)| PendingRequest {
+                plugin: p.name,
+                plugin_version: p.version,
+                permission: Some(convert::permission(&self.shared.catalog, &perm, now)),
+            })
+            .collect();
+        Ok(Response::new(ListPendingResponse { pending }))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<DecisionResponse>, Status> {
+        let actor = self.auth(&request, "approve", Need::Change)?;
+        let req = request.into_inner();
+        let expiry = if req.expires_at_ms != 0 {
+            Expiry::At(req.expires_at_ms)
+        } else if req.expires_in_secs != 0 {
+            Expiry::In(Duration::from_secs(req.expires_in_secs))
+        } else {
+            Expiry::Default
+        };
+        self.decide(&actor, &req, Decision::Approve(expiry), "permission.approve")
+    }
+
+    async fn deny(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<DecisionResponse>, Status> {
+        let actor = self.auth(&request, "deny", Need::Change)?;
+        let req = request.into_inner();
+        self.decide(&actor, &req, Decision::Deny, "permission.deny")
+    }
+
+    async fn enable_plugin(
+        &self,
+        request: Request<PluginRef>,
+    ) -> Result<Response<PluginSummary>, Status> {
+        let actor = self.auth(&request, "enable", Need::Change)?;
+        let name = request.into_inner().name;
+        lifecycle::enable(&self.shared, &self.runtime, &actor, &name).map_err(lifecycle_status)?;
+        Ok(Response::new(self.summary(&name)?))
+    }
+
+    async fn disable_plugin(
+        &self,
+        request: Request<DisablePluginRequest>,
+    ) -> Result<Response<PluginSummary>, Status> {
+        let actor = self.auth(&request, "disable", Need::Change)?;
+        let req = request.into_inner();
+        lifecycle::disable(&self.shared, &self.runtime, &actor, &req.name, req.force)
+            .await
+            .map_err(lifecycle_status)?;
+        Ok(Response::new(self.summary(&req.name)?))
+    }
+
+    async fn remove_plugin(
+        &self,
+        request: Request<PluginRef>,
+    ) -> Result<Response<RemovePluginResponse>, Status> {
+        let actor = self.auth(&request, "remove", Need::Change)?;
+        let name = request.into_inner().name;
+        lifecycle::remove(&self.shared, &self.runtime, &actor, &name)
+            .await
+            .map_err(lifecycle_status)?;
+        Ok(Response::new(RemovePluginResponse { name }))
+    }
+
+    async fn query_audit(
+        &self,
+        request: Request<AuditQuery>,
+    ) -> Result<Response<AuditResponse>, Status> {
+        self.auth(&request, "audit", Need::Read)?;
+        let q = request.into_inner();
+        let filter = AuditFilter {
+            plugin: (!q.plugin.is_empty()).then_some(q.plugin),
+            since_ms: (q.since_ms != 0).then_some(q.since_ms),
+            limit: if q.limit == 0 { 1000 } else { q.limit.min(100_000) },
+        };
+        let records = self
+            .shared
+            .store
+            .query_audit(&filter)
+            .map_err(store_status)?
+            .into_iter()
+            .map(convert::audit_record)
+            .collect();
+        Ok(Response::new(AuditResponse { records }))
+    }
+
+    async fn publish_event(
+        &self,
+        request: Request<PublishEventRequest>,
+    ) -> Result<Response<PublishEventResponse>, Status> {
+        let actor = self.auth(&request, "publish", Need::Serve)?;
+        let req = request.into_inner();
+        validate_topic_pattern(&req.topic).map_err(Status::invalid_argument)?;
+        if req.topic.ends_with(".*") || req.topic.starts_with("plugin.") {
+            return Err(Status::invalid_argument(
+                "the server publishes concrete topics outside the plugin.* namespace",
+            ));
+        }
+        if req.payload.len() > MAX_BROKER_MESSAGE_BYTES / 2 {
+            return Err(Status::invalid_argument(format!(
+                "event payloads are at most {} bytes",
+                MAX_BROKER_MESSAGE_BYTES / 2
+            )));
+        }
+        let id = self.shared.hub.event_id();
+        let event = broker_proto::broker::v1::Event {
+            id: id.clone(),
+            topic: req.topic.clone(),
+            payload: req.payload,
+            source: "server".into(),
+            timestamp_ms: now_ms(),
+        };
+        let delivered_to = self.shared.hub.deliver(&event, None);
+        self.audit(
+            AuditEntry::new(&actor, "event.publish", Outcome::Ok).detail(
+                serde_json::json!({ "id": id, "topic": req.topic, "delivered_to": delivered_to }),
+            ),
+        );
+        Ok(Response::new(PublishEventResponse { id, delivered_to }))
+    }
+
+    async fn invoke_command(
+        &self,
+        request: Request<InvokeCommandRequest>,
+    ) -> Result<Response<InvokeCommandResponse>, Status> {
+        let actor = self.auth(&request, "invoke", Need::Serve)?;
+        let req = request.into_inner();
+        if req.command.is_empty() || req.command.len() > 128 {
+            return Err(Status::invalid_argument("command must be 1-128 bytes"));
+        }
+        let timeout = match req.timeout_ms {
+            0 => self.shared.cfg.runtime.command_timeout,
+            ms => Duration::from_millis(ms).min(MAX_COMMAND_TIMEOUT),
+        };
+        let session = self
+            .shared
+            .hub
+            .session(&req.plugin)
+            .filter(|s| s.is_ready())
+            .ok_or_else(|| Status::unavailable(format!("plugin `{}` is not running", req.plugin)))?;
+        let started = Instant::now();
+        let result = session.invoke(&req.command, req.args, timeout).await;
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        let (outcome, error) = match &result {
+            Ok(_) => (Outcome::Ok, None),
+            Err(e) => (Outcome::Failed, Some(format!("{e:?}"))),
+        };
+        self.audit(
+            AuditEntry::new(&actor, "command.invoke", outcome)
+                .plugin(&req.plugin)
+                .detail(serde_json::json!({ "command": req.command, "elapsed_us": elapsed_us, "error": error })),
+        );
+        match result {
+            Ok(output) => Ok(Response::new(InvokeCommandResponse { output, elapsed_us })),
+            Err(InvokeError::Timeout) => Err(Status::deadline_exceeded(format!(
+                "plugin `{}` did not answer `{}` within {}",
+                req.plugin,
+                req.command,
+                humantime::format_duration(timeout)
+            ))),
+            Err(InvokeError::QueueFull) => Err(Status::resource_exhausted(format!(
+                "plugin `{}` has too many messages queued",
+                req.plugin
+            ))),
+            Err(InvokeError::NotReady | InvokeError::Gone) => Err(Status::unavailable(format!(
+                "plugin `{}` went away",
+                req.plugin
+            ))),
+            Err(InvokeError::Plugin(msg)) => Err(Status::aborted(format!(
+                "plugin `{}` failed `{}`: {msg}",
+                req.plugin, req.command
+            ))),
+        }
+    }
+
+    type WatchEventsStream = BoxStream<PluginEvent>;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        self.auth(&request, "watch events", Need::Serve)?;
+        let topics = request.into_inner().topics;
+        for t in &topics {
+            validate_topic_pattern(t).map_err(Status::invalid_argument)?;
+        }
+        let stream = BroadcastStream::new(self.shared.hub.watch_plugin_events()).filter_map(
+            move |item| match item {
+                Ok(ev) if topics.is_empty() || topics.iter().any(|t| topic_matches(t, &ev.topic)) => {
+                    Some(Ok(ev))
+                }
+                // A slow watcher skips what it missed rather than stalling plugins.
+                _ => None,
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type WatchNotificationsStream = BoxStream<Notification>;
+
+    async fn watch_notifications(
+        &self,
+        request: Request<WatchNotificationsRequest>,
+    ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
+        self.auth(&request, "watch notifications", Need::Read)?;
+        let stream = BroadcastStream::new(self.shared.hub.watch_notifications())
+            .filter_map(|item| item.ok().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl AdminService {
+    fn decide(
+        &self,
+        actor: &Actor,
+        req: &DecisionRequest,
+        decision: Decision,
+        action: &str,
+    ) -> Result<Response<DecisionResponse>, Status> {
+        let input = DecisionInput {
+            plugin: &req.name,
+            permissions: &req.permissions,
+            comment: &req.comment,
+            decision,
+        };
+        match approval::decide(&self.shared.store, &self.shared.catalog, actor, &input) {
+            Ok(rows) => {
+                let now = now_ms();
+                Ok(Response::new(DecisionResponse {
+                    decided: rows
+                        .iter()
+                        .map(|r| convert::permission(&self.shared.catalog, r, now))
+                        .collect(),
+                }))
+            }
+            Err(e) => {
+                self.audit(
+                    AuditEntry::new(actor, action, Outcome::Denied)
+                        .plugin(&req.name)
+                        .detail(serde_json::json!({ "permissions": req.permissions, "reason": e.to_string() })),
+                );
+                Err(approval_status(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The data plane: a tonic `Broker` server over each plugin's socketpair, with the
+//! connection as the plugin's identity, and the hub that routes events between
+//! plugins and the PlexiChat server. May call the store and catalog; never spawns.
+
+mod hub;
+mod service;
+mod session;
+
+use std::sync::Arc;
+
+use broker_proto::broker::v1::broker_server::BrokerServer;
+use broker_proto::MAX_BROKER_MESSAGE_BYTES;
+use tokio::net::UnixStream;
+use tokio::task::JoinHandle;
+
+pub use hub::Hub;
+pub use service::BrokerService;
+pub use session::{InvokeError, Session};
+
+/// Serves the broker on one plugin connection until the task is aborted or the
+/// plugin hangs up.
+pub fn serve_connection(conn: UnixStream, service: BrokerService) -> JoinHandle<()> {
+    let plugin = service.session.name().to_string();
+    tokio::spawn(async move {
+        let server = BrokerServer::new(service)
+            .max_decoding_message_size(MAX_BROKER_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_BROKER_MESSAGE_BYTES);
+        // A single connection, then nothing: the stream stays open so tonic keeps
+        // serving it until the plugin goes away.
+        let incoming = tokio_stream::StreamExt::chain(
+            tokio_stream::once(Ok::<_, std::io::Error>(conn)),
+            tokio_stream::pending(),
+        );
+        let result = tonic::transport::Server::builder()
+            .add_service(server)
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(plugin, error = %e, "broker connection ended with an error");
+        }
+    })
+}
+
+pub fn shared_session(plugin: crate::manifest::PluginName, version: String) -> Arc<Session> {
+    Arc::new(Session::new(plugin, version))
+}

@@ -1,0 +1,203 @@
+//! One plugin instance's live connection state: handshake status, the outbound
+//! host-message stream, subscriptions and in-flight command invocations and pings.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use broker_proto::broker::v1::{host_message, CommandInvocation, HostMessage, Ping, Shutdown};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::manifest::{topic_matches, PluginName};
+
+/// Host messages queued per plugin before publishers see RESOURCE_EXHAUSTED.
+pub const OUTBOUND_QUEUE: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvokeError {
+    NotReady,
+    QueueFull,
+    Timeout,
+    Gone,
+    Plugin(String),
+}
+
+pub struct Session {
+    pub plugin: PluginName,
+    pub version: String,
+    handshaken: AtomicBool,
+    /// Flips to true once the plugin has opened its session stream: it is ready.
+    ready: watch::Sender<bool>,
+    outbound: Mutex<Option<mpsc::Sender<HostMessage>>>,
+    subscriptions: Mutex<Vec<String>>,
+    invocations: Mutex<HashMap<String, oneshot::Sender<Result<Vec<u8>, String>>>>,
+    pings: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    next_id: AtomicU64,
+}
+
+impl Session {
+    pub fn new(plugin: PluginName, version: String) -> Session {
+        Session {
+            plugin,
+            version,
+            handshaken: AtomicBool::new(false),
+            ready: watch::channel(false).0,
+            outbound: Mutex::new(None),
+            subscriptions: Mutex::new(Vec::new()),
+            invocations: Mutex::new(HashMap::new()),
+            pings: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.plugin.as_str()
+    }
+
+    /// Marks the handshake done; false if it already was (a second handshake).
+    pub fn complete_handshake(&self) -> bool {
+        !self.handshaken.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn handshaken(&self) -> bool {
+        self.handshaken.load(Ordering::SeqCst)
+    }
+
+    /// Opens the outbound stream; `None` if one is already open.
+    pub fn open_stream(&self) -> Option<mpsc::Receiver<HostMessage>> {
+        let mut slot = self.outbound.lock().ok()?;
+        if slot.is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        *slot = Some(tx);
+        self.ready.send_replace(true);
+        Some(rx)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until the plugin is ready (handshake done and session stream open).
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<HostMessage>> {
+        self.outbound.lock().ok()?.clone()
+    }
+
+    fn try_push(&self, kind: host_message::Kind) -> Result<(), InvokeError> {
+        let tx = self.sender().ok_or(InvokeError::NotReady)?;
+        tx.try_send(HostMessage { kind: Some(kind) })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => InvokeError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => InvokeError::Gone,
+            })
+    }
+
+    pub fn set_subscriptions(&self, mut topics: Vec<String>) -> Vec<String> {
+        topics.sort();
+        topics.dedup();
+        if let Ok(mut subs) = self.subscriptions.lock() {
+            for t in &topics {
+                if !subs.contains(t) {
+                    subs.push(t.clone());
+                }
+            }
+            return subs.clone();
+        }
+        Vec::new()
+    }
+
+    pub fn subscribed_to(&self, topic: &str) -> bool {
+        self.subscriptions
+            .lock()
+            .map(|s| s.iter().any(|p| topic_matches(p, topic)))
+            .unwrap_or(false)
+    }
+
+    pub fn push_event(&self, event: broker_proto::broker::v1::Event) -> Result<(), InvokeError> {
+        self.try_push(host_message::Kind::Event(event))
+    }
+
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a command invocation and waits for the reply until `timeout`; a late
+    /// reply is dropped.
+    pub async fn invoke(
+        &self,
+        command: &str,
+        args: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, InvokeError> {
+        let id = format!("{}-{}", self.name(), self.next_id());
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.invocations.lock() {
+            m.insert(id.clone(), tx);
+        }
+        let deadline_ms = crate::clock::now_ms()
+            + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let sent = self.try_push(host_message::Kind::Invoke(CommandInvocation {
+            invocation_id: id.clone(),
+            command: command.to_string(),
+            args,
+            deadline_ms,
+        }));
+        let result = match sent {
+            Err(e) => Err(e),
+            Ok(()) => match tokio::time::timeout(timeout, rx).await {
+                Err(_) => Err(InvokeError::Timeout),
+                Ok(Err(_)) => Err(InvokeError::Gone),
+                Ok(Ok(reply)) => reply.map_err(InvokeError::Plugin),
+            },
+        };
+        if let Ok(mut m) = self.invocations.lock() {
+            m.remove(&id);
+        }
+        result
+    }
+
+    /// Delivers a plugin's reply; false if nobody waits for that id any more.
+    pub fn complete_invocation(&self, id: &str, reply: Result<Vec<u8>, String>) -> bool {
+        let waiter = self.invocations.lock().ok().and_then(|mut m| m.remove(id));
+        match waiter {
+            Some(tx) => tx.send(reply).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Round-trips a ping through the plugin's dispatch loop.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let id = self.next_id();
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut m) = self.pings.lock() {
+            m.insert(id, tx);
+        }
+        let ok = self.try_push(host_message::Kind::Ping(Ping { id })).is_ok()
+            && matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())));
+        if let Ok(mut m) = self.pings.lock() {
+            m.remove(&id);
+        }
+        ok
+    }
+
+    pub fn complete_ping(&self, id: u64) {
+        if let Some(tx) = self.pings.lock().ok().and_then(|mut m| m.remove(&id)) {
+            let _ = tx.send(());
+        }
+    }
+
+    pub fn request_shutdown(&self, grace: Duration, reason: &str) -> bool {
+        self.try_push(host_message::Kind::Shutdown(Shutdown {
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+            reason: reason.to_string(),
+        }))
+        .is_ok()
+    }
+}

@@ -1,0 +1,14 @@
+//! What every subsystem of a running supervisor shares: configuration, the
+//! permission catalog, the store and the event hub.
+
+use crate::broker::Hub;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::store::Store;
+
+pub struct Shared {
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub store: Store,
+    pub hub: Hub,
+}

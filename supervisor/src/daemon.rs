@@ -1,0 +1,138 @@
+//! The `plexichat-supervisor` process: load config and catalog (fatal if bad), open
+//! the store, start the launcher thread and the runtime, serve the admin socket,
+//! tell systemd it is ready, and stop every plugin on SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::audit::{Actor, AuditEntry, LogFiles, Outcome};
+use crate::broker::Hub;
+use crate::config::Config;
+use crate::context::Shared;
+use crate::launcher::Launcher;
+use crate::runtime::{Runtime, StopMode};
+use crate::store::Store;
+
+#[derive(Parser, Debug)]
+#[command(name = "plexichat-supervisor", version, about = "Runs PlexiChat plugins, each confined in its own process, behind a permission-checking broker")]
+struct Args {
+    /// Configuration file (TOML). Without it the embedded default is used, with
+    /// every path under ./var.
+    #[arg(long, env = "PLEXICHAT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `plexichat_supervisor=debug`.
+    #[arg(long, env = "PLEXICHAT_LOG", default_value = "info")]
+    log: String,
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plexichat-supervisor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir().context("current directory")?;
+    let cfg = Config::load(args.config.as_deref(), &cwd)?;
+    let catalog = cfg.load_catalog()?;
+    prepare_dirs(&cfg)?;
+    let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);
+    let store = Store::open(&cfg.store_path(), logs)
+        .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
+    let launcher = Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
+    let shared = Arc::new(Shared {
+        cfg,
+        catalog,
+        store,
+        hub: Hub::default(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("supervisor")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(shared, launcher))
+}
+
+fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in [&cfg.state_dir, &cfg.plugin_store_dir(), &cfg.data_root()] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // Plugin binaries, data and the store are nobody else's business.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&cfg.log_dir)
+        .with_context(|| format!("creating {}", cfg.log_dir.display()))?;
+    Ok(())
+}
+
+async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
+    let listener = crate::admin::bind(&shared.cfg.admin_socket, shared.cfg.access.socket_mode)
+        .with_context(|| format!("binding admin socket {}", shared.cfg.admin_socket.display()))?;
+    let runtime = Runtime::new(Arc::clone(&shared), launcher);
+    let system = Actor::system();
+    shared.store.audit(vec![AuditEntry::new(&system, "supervisor.start", Outcome::Ok)
+        .detail(serde_json::json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }))])?;
+    let started = runtime.boot()?;
+    tracing::info!(socket = %shared.cfg.admin_socket.display(), plugins = started, "supervisor serving");
+    notify_systemd("READY=1\nSTATUS=serving");
+    let service = crate::admin::service(Arc::clone(&shared), Arc::clone(&runtime));
+    crate::admin::serve(listener, service, shutdown_signal()).await?;
+    notify_systemd("STOPPING=1");
+    tracing::info!("stopping plugins");
+    runtime.stop_all(StopMode::Graceful).await;
+    shared.store.audit(vec![AuditEntry::new(&system, "supervisor.stop", Outcome::Ok)])?;
+    let _ = std::fs::remove_file(&shared.cfg.admin_socket);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the daemon would ignore systemd's stop request.
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if set.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes()),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| {
+        let sock = UnixDatagram::unbound()?;
+        sock.send_to_addr(state.as_bytes(), &addr)
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}

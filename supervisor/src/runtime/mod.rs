@@ -1,0 +1,276 @@
+//! Plugin lifecycle at run time: one supervising task per enabled plugin that
+//! launches it, waits for its handshake, health-checks it, restarts it with
+//! exponential backoff and quarantines it after repeated crashes. Calls the
+//! launcher, the broker and the store; owns the `Status` that `plugin show` reports.
+
+mod instance;
+mod output;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::context::Shared;
+use crate::launcher::Launcher;
+use crate::store::{self, PluginState, StoreError};
+
+pub use instance::InstanceEnd;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Stopped,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Backoff => "backoff",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the supervisor knows about a plugin's process right now.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub phase: Phase,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub last_exit: String,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            phase: Phase::Stopped,
+            pid: None,
+            restarts: 0,
+            last_exit: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    Run,
+    /// Ask the plugin to shut down, kill it after the grace period.
+    Graceful,
+    /// Kill at once.
+    Force,
+}
+
+struct Handle {
+    stop: watch::Sender<StopMode>,
+    status: Arc<Mutex<Status>>,
+    task: JoinHandle<()>,
+}
+
+pub struct Runtime {
+    shared: Arc<Shared>,
+    launcher: Launcher,
+    plugins: Mutex<HashMap<String, Handle>>,
+}
+
+impl Runtime {
+    pub fn new(shared: Arc<Shared>, launcher: Launcher) -> Arc<Runtime> {
+        Arc::new(Runtime {
+            shared,
+            launcher,
+            plugins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts every plugin whose stored state is enabled.
+    pub fn boot(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let enabled: Vec<_> = self
+            .shared
+            .store
+            .plugins()?
+            .into_iter()
+            .filter(|p| p.state == PluginState::Enabled)
+            .collect();
+        for p in &enabled {
+            self.start(&p.name);
+        }
+        Ok(enabled.len())
+    }
+
+    /// Starts supervising `name` unless it already is.
+    pub fn start(self: &Arc<Self>, name: &str) {
+        let Ok(mut plugins) = self.plugins.lock() else {
+            return;
+        };
+        if plugins.get(name).is_some_and(|h| !h.task.is_finished()) {
+            return;
+        }
+        let (stop, stop_rx) = watch::channel(StopMode::Run);
+        let status = Arc::new(Mutex::new(Status::default()));
+        let span = tracing::info_span!("plugin", plugin = %name);
+        let task = tokio::spawn(
+            Arc::clone(self)
+                .supervise(name.to_string(), stop_rx, Arc::clone(&status))
+                .instrument(span),
+        );
+        plugins.insert(name.to_string(), Handle { stop, status, task });
+    }
+
+    /// Stops `name` and waits until its process is gone.
+    pub async fn stop(&self, name: &str, mode: StopMode) {
+        let handle = self.plugins.lock().ok().and_then(|mut p| p.remove(name));
+        if let Some(h) = handle {
+            let _ = h.stop.send(mode);
+            let _ = h.task.await;
+        }
+    }
+
+    pub async fn stop_all(&self, mode: StopMode) {
+        let handles: Vec<Handle> = match self.plugins.lock() {
+            Ok(mut p) => p.drain().map(|(_, h)| h).collect(),
+            Err(_) => return,
+        };
+        for h in &handles {
+            let _ = h.stop.send(mode);
+        }
+        for h in handles {
+            let _ = h.task.await;
+        }
+    }
+
+    pub fn status(&self, name: &str) -> Status {
+        self.plugins
+            .lock()
+            .ok()
+            .and_then(|p| p.get(name).and_then(|h| h.status.lock().ok().map(|s| s.clone())))
+            .unwrap_or_default()
+    }
+
+    fn set_phase(status: &Mutex<Status>, phase: Phase) {
+        if let Ok(mut s) = status.lock() {
+            s.phase = phase;
+            if phase != Phase::Running && phase != Phase::Starting {
+                s.pid = None;
+            }
+        }
+    }
+
+    async fn supervise(
+        self: Arc<Self>,
+        name: String,
+        mut stop: watch::Receiver<StopMode>,
+        status: Arc<Mutex<Status>>,
+    ) {
+        let rt = &self.shared.cfg.runtime;
+        let mut crashes: VecDeque<Instant> = VecDeque::new();
+        let mut backoff = rt.restart_backoff_initial;
+        loop {
+            if *stop.borrow() != StopMode::Run {
+                break;
+            }
+            let row = match self.shared.store.plugin(&name) {
+                Ok(Some(r)) if r.state == PluginState::Enabled => r,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read plugin from store");
+                    break;
+                }
+            };
+            let started = Instant::now();
+            let end = instance::run(&self.shared, &self.launcher, &row, &mut stop, &status).await;
+            match end {
+                InstanceEnd::Stopped => break,
+                InstanceEnd::Integrity(reason) => {
+                    self.quarantine(&name, &format!("binary integrity check failed: {reason}"));
+                    break;
+                }
+                InstanceEnd::Crashed(reason) => {
+                    if let Ok(mut s) = status.lock() {
+                        s.last_exit = reason.clone();
+                    }
+                    if started.elapsed() >= rt.quarantine_window {
+                        // A long healthy run earns a fresh start.
+                        crashes.clear();
+                        backoff = rt.restart_backoff_initial;
+                    }
+                    let now = Instant::now();
+                    crashes.push_back(now);
+                    while crashes
+                        .front()
+                        .is_some_and(|t| now.duration_since(*t) > rt.quarantine_window)
+                    {
+                        crashes.pop_front();
+                    }
+                    self.record_crash(&name, &reason, crashes.len());
+                    if crashes.len() >= rt.quarantine_after as usize {
+                        self.quarantine(
+                            &name,
+                            &format!(
+                                "crashed {} times within {}; last: {reason}",
+                                crashes.len(),
+                                humantime::format_duration(rt.quarantine_window)
+                            ),
+                        );
+                        break;
+                    }
+                    Self::set_phase(&status, Phase::Backoff);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(rt.restart_backoff_max);
+                    if let Ok(mut s) = status.lock() {
+                        s.restarts += 1;
+                    }
+                }
+            }
+        }
+        Self::set_phase(&status, Phase::Stopped);
+    }
+
+    fn record_crash(&self, name: &str, reason: &str, recent: usize) {
+        tracing::warn!(reason, recent, "plugin crashed");
+        let entry = AuditEntry::new(&Actor::system(), "plugin.crash", Outcome::Failed)
+            .plugin(name)
+            .detail(serde_json::json!({ "reason": reason, "recent_crashes": recent }));
+        if let Err(e) = self.shared.store.audit(vec![entry]) {
+            tracing::error!(error = %e, "audit write failed");
+        }
+        self.shared.hub.notify("plugin_crashed", name, reason);
+    }
+
+    fn quarantine(&self, name: &str, reason: &str) {
+        tracing::error!(reason, "plugin quarantined");
+        let result = self.shared.store.write(|tx| {
+            let before = store::plugin_row(&tx.sql, name)?
+                .map(|r| r.state.as_str())
+                .unwrap_or("absent");
+            store::set_state(&tx.sql, name, PluginState::Quarantined, reason)?;
+            tx.audit(
+                AuditEntry::new(&Actor::system(), "plugin.quarantine", Outcome::Ok)
+                    .plugin(name)
+                    .change(before, "quarantined")
+                    .detail(serde_json::json!({ "reason": reason })),
+            );
+            Ok::<_, StoreError>(())
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not record quarantine");
+        }
+        self.shared.hub.notify("plugin_quarantined", name, reason);
+    }
+}
+
+/// How long after the stop request the supervisor waits for a process that
+/// ignores SIGKILL (it cannot, but a stuck reap must not hang `disable`).
+pub const REAP_TIMEOUT: Duration = Duration::from_secs(10);
