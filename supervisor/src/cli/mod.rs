@@ -1,1 +1,464 @@
-//! The `plexichat` CLI.
+//! The `plexichat` command-line client: argument definitions (clap derive) and
+//! dispatch of each subcommand to its handler in [`commands`].
+
+mod client;
+mod commands;
+mod output;
+mod parse;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use commands::Session;
+
+/// Heading that keeps the global options apart in every subcommand's help.
+const GLOBAL: &str = "Global options";
+
+const AFTER_HELP: &str = "\
+Examples:
+  plexichat plugin install ./echo-plugin
+  plexichat plugin pending
+  plexichat plugin approve echo --comment \"reviewed, ticket SEC-42\" --expires-in 30d
+  plexichat plugin enable echo
+  plexichat audit plugins --plugin echo --since 1h";
+
+/// Manage plugins of the PlexiChat plugin supervisor.
+///
+/// Talks to the supervisor daemon over its admin socket. What you may do
+/// depends on the role the daemon maps your Unix user to (admin, server or
+/// viewer); `plexichat whoami` shows it.
+#[derive(Debug, Parser)]
+#[command(name = "plexichat", version)]
+#[command(arg_required_else_help = true, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Admin socket of the supervisor [default: $PLEXICHAT_SOCKET, else
+    /// /run/plexichat/supervisor.sock]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
+    socket: Option<PathBuf>,
+
+    /// Output format: aligned text, or the response message as JSON (streams:
+    /// one object per line)
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", help_heading = GLOBAL)]
+    #[arg(default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+
+    /// Act for this end-user admin (server role only); the audit trail records
+    /// both you and NAME
+    #[arg(long, global = true, value_name = "NAME", help_heading = GLOBAL)]
+    #[arg(value_parser = parse::on_behalf_of)]
+    on_behalf_of: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the identity and role the supervisor sees for you
+    Whoami,
+    /// Install, review, approve, run and remove plugins
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Publish events to plugins or watch the events they emit
+    #[command(subcommand)]
+    Event(EventCommand),
+    /// Follow supervisor notifications (approvals needed, crashes, quarantines)
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
+    /// Query the security audit trail
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Install a plugin from a directory; it stays disabled until its
+    /// permission requests are reviewed
+    Install {
+        /// Plugin directory containing plugin.toml
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// List permission requests waiting for review
+    Pending,
+    /// List installed plugins and their runtime state
+    List,
+    /// Show one plugin in detail, including its permissions
+    Show {
+        /// Plugin name
+        name: String,
+    },
+    /// Grant a plugin's pending permission requests
+    Approve(ApproveArgs),
+    /// Refuse a plugin's pending permission requests
+    Deny(DecisionArgs),
+    /// Enable a plugin and start it
+    Enable {
+        /// Plugin name
+        name: String,
+    },
+    /// Stop a plugin and keep it from starting again
+    Disable {
+        /// Plugin name
+        name: String,
+        /// Also disable a core plugin
+        #[arg(long)]
+        force: bool,
+    },
+    /// Uninstall a plugin
+    Remove {
+        /// Plugin name
+        name: String,
+    },
+    /// Run a command a plugin provides and print its output
+    Invoke {
+        /// Plugin name
+        name: String,
+        /// Command name, as declared by the plugin
+        command: String,
+        /// Arguments, passed to the plugin as UTF-8 text
+        args: Option<String>,
+        /// Give up after this long (e.g. 5s, 2m) [default: the supervisor's]
+        #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
+        timeout: Option<Duration>,
+    },
+}
+
+/// Which requests a decision applies to, and why.
+#[derive(Debug, Args)]
+struct DecisionArgs {
+    /// Plugin name
+    name: String,
+    /// Decide only this permission (repeatable) [default: all pending]
+    #[arg(long = "permission", value_name = "PERMISSION")]
+    permissions: Vec<String>,
+    /// Reason for the decision, kept in the audit trail (the supervisor
+    /// requires one)
+    #[arg(long, value_name = "TEXT")]
+    comment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ApproveArgs {
+    #[command(flatten)]
+    decision: DecisionArgs,
+    /// Grant until this time: RFC 3339 (2027-01-31T00:00:00Z) or YYYY-MM-DD
+    /// (midnight UTC) [default: the catalog's]
+    #[arg(long, value_name = "DATE", value_parser = parse::date_ms, conflicts_with = "expires_in")]
+    expires: Option<i64>,
+    /// Grant for this long from now (e.g. 30d, 12h) [default: the catalog's]
+    #[arg(long, value_name = "DURATION", value_parser = parse::expires_in_secs)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EventCommand {
+    /// Publish an event to the plugins subscribed to TOPIC
+    Publish {
+        /// Event topic
+        topic: String,
+        /// Event payload, sent as UTF-8 text [default: empty]
+        payload: Option<String>,
+    },
+    /// Print plugin events as they happen, until interrupted
+    Watch {
+        /// Only these topics; "prefix.*" matches a whole family [default: all]
+        #[arg(value_name = "TOPIC")]
+        topics: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NotificationsCommand {
+    /// Print notifications as they happen, until interrupted
+    Watch,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Query plugin-related audit records, newest last
+    Plugins(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+struct AuditArgs {
+    /// Output format of this command (overrides --output)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    output_format: Option<OutputFormat>,
+    /// Only records about this plugin
+    #[arg(long, value_name = "NAME")]
+    plugin: Option<String>,
+    /// Only records from TIME on: RFC 3339, YYYY-MM-DD, or a duration ago
+    /// (1h, 30m)
+    #[arg(long, value_name = "TIME", value_parser = parse::since_ms)]
+    since: Option<i64>,
+    /// At most N records [default: the supervisor's]
+    #[arg(long, value_name = "N")]
+    limit: Option<u32>,
+}
+
+/// Entry point of the `plexichat` binary. Usage errors exit 2 (clap), failed
+/// operations exit 1 with `error: ...` on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One request at a time: a single-threaded runtime is all the CLI needs.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return commands::report(anyhow::Error::new(e).context("starting the runtime")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => commands::report(e),
+    }
+}
+
+/// Runs one parsed command line against the supervisor.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let socket = client::socket_from_env(cli.socket);
+    let session = Session::new(socket, cli.on_behalf_of, cli.output);
+    match cli.command {
+        Command::Whoami => commands::whoami(&session).await,
+        Command::Plugin(cmd) => run_plugin(&session, cmd).await,
+        Command::Event(EventCommand::Publish { topic, payload }) => {
+            commands::publish(&session, topic, payload.unwrap_or_default()).await
+        }
+        Command::Event(EventCommand::Watch { topics }) => {
+            commands::watch_events(&session, topics).await
+        }
+        Command::Notifications(NotificationsCommand::Watch) => {
+            commands::watch_notifications(&session).await
+        }
+        Command::Audit(AuditCommand::Plugins(args)) => {
+            // --output-format is this command's own spelling of --output.
+            let session = session.with_format(args.output_format);
+            commands::audit(&session, args.plugin, args.since, args.limit).await
+        }
+    }
+}
+
+async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::Install { dir } => commands::install(session, &dir).await,
+        PluginCommand::Pending => commands::pending(session).await,
+        PluginCommand::List => commands::list(session).await,
+        PluginCommand::Show { name } => commands::show(session, name).await,
+        PluginCommand::Approve(args) => {
+            let expiry = commands::Expiry {
+                at_ms: args.expires.unwrap_or(0),
+                in_secs: args.expires_in.unwrap_or(0),
+            };
+            commands::approve(session, decision(args.decision, expiry)).await
+        }
+        PluginCommand::Deny(args) => {
+            commands::deny(session, decision(args, commands::Expiry::default())).await
+        }
+        PluginCommand::Enable { name } => commands::enable(session, name).await,
+        PluginCommand::Disable { name, force } => commands::disable(session, name, force).await,
+        PluginCommand::Remove { name } => commands::remove(session, name).await,
+        PluginCommand::Invoke {
+            name,
+            command,
+            args,
+            timeout,
+        } => commands::invoke(session, name, command, args.unwrap_or_default(), timeout).await,
+    }
+}
+
+fn decision(
+    args: DecisionArgs,
+    expiry: commands::Expiry,
+) -> broker_proto::admin::v1::DecisionRequest {
+    broker_proto::admin::v1::DecisionRequest {
+        name: args.name,
+        permissions: args.permissions,
+        // Sent even when empty: the daemon owns the "comment required" rule
+        // and its refusal is shown verbatim.
+        comment: args.comment.unwrap_or_default(),
+        expires_at_ms: expiry.at_ms,
+        expires_in_secs: expiry.in_secs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("plexichat").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_parse_anywhere() {
+        let cli = parse(&[
+            "plugin",
+            "list",
+            "--output",
+            "json",
+            "--socket",
+            "/tmp/s.sock",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, OutputFormat::Json);
+        assert_eq!(cli.socket, Some(PathBuf::from("/tmp/s.sock")));
+        let cli = parse(&["--on-behalf-of", "alice", "whoami"]).unwrap();
+        assert_eq!(cli.on_behalf_of.as_deref(), Some("alice"));
+        assert_eq!(cli.output, OutputFormat::Table);
+    }
+
+    #[test]
+    fn approve_parses_permissions_comment_and_expiry() {
+        let cli = parse(&[
+            "plugin",
+            "approve",
+            "echo",
+            "--permission",
+            "net.http",
+            "--permission",
+            "fs.read",
+            "--comment",
+            "ok",
+            "--expires",
+            "2027-01-31",
+        ])
+        .unwrap();
+        let Command::Plugin(PluginCommand::Approve(args)) = cli.command else {
+            panic!("wrong command: {:?}", cli.command);
+        };
+        assert_eq!(args.decision.permissions, ["net.http", "fs.read"]);
+        assert_eq!(args.decision.comment.as_deref(), Some("ok"));
+        assert_eq!(args.expires, Some(1_801_353_600_000));
+        assert_eq!(args.expires_in, None);
+    }
+
+    #[test]
+    fn approve_without_comment_still_parses() {
+        // The daemon, not the CLI, enforces the comment requirement.
+        assert!(parse(&["plugin", "approve", "echo"]).is_ok());
+    }
+
+    #[test]
+    fn approve_rejects_both_expiry_forms() {
+        let err = parse(&[
+            "plugin",
+            "approve",
+            "echo",
+            "--expires",
+            "2027-01-31",
+            "--expires-in",
+            "30d",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn approve_rejects_bad_expiry_values() {
+        let err = parse(&["plugin", "approve", "echo", "--expires", "next week"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("RFC 3339"), "{err}");
+        assert!(parse(&["plugin", "approve", "echo", "--expires-in", "forever"]).is_err());
+    }
+
+    #[test]
+    fn deny_has_no_expiry() {
+        assert!(parse(&["plugin", "deny", "echo", "--comment", "no"]).is_ok());
+        assert!(parse(&["plugin", "deny", "echo", "--expires-in", "1d"]).is_err());
+    }
+
+    #[test]
+    fn audit_output_format_parses_and_overrides() {
+        let cli = parse(&[
+            "audit",
+            "plugins",
+            "--output-format",
+            "json",
+            "--plugin",
+            "echo",
+            "--since",
+            "1h",
+            "--limit",
+            "5",
+        ])
+        .unwrap();
+        let Command::Audit(AuditCommand::Plugins(args)) = cli.command else {
+            panic!("wrong command: {:?}", cli.command);
+        };
+        assert_eq!(args.output_format, Some(OutputFormat::Json));
+        assert_eq!(args.plugin.as_deref(), Some("echo"));
+        assert!(args.since.is_some_and(|ms| ms > 0));
+        assert_eq!(args.limit, Some(5));
+        assert!(parse(&["audit", "plugins", "--output-format", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn invoke_and_disable_parse() {
+        let cli = parse(&[
+            "plugin",
+            "invoke",
+            "echo",
+            "say",
+            "hello world",
+            "--timeout",
+            "5s",
+        ])
+        .unwrap();
+        let Command::Plugin(PluginCommand::Invoke { args, timeout, .. }) = cli.command else {
+            panic!("wrong command: {:?}", cli.command);
+        };
+        assert_eq!(args.as_deref(), Some("hello world"));
+        assert_eq!(timeout, Some(Duration::from_secs(5)));
+        let cli = parse(&["plugin", "disable", "core-auth", "--force"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plugin(PluginCommand::Disable { force: true, .. })
+        ));
+    }
+
+    #[test]
+    fn event_and_notification_commands_parse() {
+        let cli = parse(&["event", "watch", "chat.*", "user.joined"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Event(EventCommand::Watch { ref topics }) if topics.len() == 2)
+        );
+        assert!(parse(&["event", "publish", "chat.message", "{\"text\":\"hi\"}"]).is_ok());
+        assert!(parse(&["notifications", "watch"]).is_ok());
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        assert_eq!(parse(&["plugin", "frobnicate"]).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            parse(&["--output", "xml", "whoami"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            parse(&["--on-behalf-of", "", "whoami"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+    }
+}

@@ -1,0 +1,930 @@
+//! One handler per `plexichat` subcommand: build the request, call the admin
+//! API, render the response as a table or JSON; plus error reporting.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use broker_proto::admin::v1::{
+    AuditQuery, AuditResponse, DecisionRequest, DecisionResponse, DisablePluginRequest,
+    InstallPluginRequest, InvokeCommandRequest, ListPendingRequest, ListPendingResponse,
+    ListPluginsRequest, ListPluginsResponse, Notification, PermissionRecord, PluginDetail,
+    PluginEvent, PluginRef, PluginSummary, PublishEventRequest, PublishEventResponse, Resources,
+    WatchEventsRequest, WatchNotificationsRequest, WhoAmIRequest, WhoAmIResponse,
+};
+use serde::Serialize;
+use tonic::{Code, Status};
+
+use super::client::{self, Admin};
+use super::output::{
+    escape_line, escape_text, format_bytes, format_ms, format_ms_precise, join_or_none, key_values,
+    or_none, Table, NONE,
+};
+use super::OutputFormat;
+
+/// Everything a handler needs besides its own arguments. Connecting is left
+/// to the handler so local checks (e.g. the install directory) fail first.
+pub struct Session {
+    socket: PathBuf,
+    on_behalf_of: Option<String>,
+    format: OutputFormat,
+}
+
+impl Session {
+    pub fn new(socket: PathBuf, on_behalf_of: Option<String>, format: OutputFormat) -> Self {
+        Self {
+            socket,
+            on_behalf_of,
+            format,
+        }
+    }
+
+    /// The same session with a command-specific format, if one was given.
+    pub fn with_format(self, format: Option<OutputFormat>) -> Self {
+        Self {
+            format: format.unwrap_or(self.format),
+            ..self
+        }
+    }
+
+    async fn connect(&self) -> Result<Admin> {
+        client::connect(&self.socket, self.on_behalf_of.as_deref()).await
+    }
+
+    /// Pretty JSON of the response message, or the table rendering of it.
+    fn render<T: Serialize>(
+        &self,
+        message: &T,
+        table: impl FnOnce(&T) -> String,
+    ) -> Result<String> {
+        match self.format {
+            OutputFormat::Json => Ok(serde_json::to_string_pretty(message)?),
+            OutputFormat::Table => Ok(table(message)),
+        }
+    }
+
+    /// One line per streamed message: compact JSON, so `jq` can follow it.
+    fn render_line<T: Serialize>(
+        &self,
+        message: &T,
+        line: impl FnOnce(&T) -> String,
+    ) -> Result<String> {
+        match self.format {
+            OutputFormat::Json => Ok(serde_json::to_string(message)?),
+            OutputFormat::Table => Ok(line(message)),
+        }
+    }
+}
+
+/// Decision expiry as the protocol carries it; 0 means "not given".
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Expiry {
+    pub at_ms: i64,
+    pub in_secs: u64,
+}
+
+// ---- handlers -------------------------------------------------------------
+
+pub async fn whoami(session: &Session) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .who_am_i(WhoAmIRequest {})
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, whoami_text)?)
+}
+
+pub async fn install(session: &Session, dir: &Path) -> Result<()> {
+    // The daemon resolves the path itself, so it must be absolute; checking it
+    // here also gives a local error instead of one about the daemon's view.
+    let path = plugin_dir(dir)?;
+    let mut admin = session.connect().await?;
+    let summary = admin
+        .install_plugin(InstallPluginRequest { path })
+        .await?
+        .into_inner();
+    if session.format == OutputFormat::Json {
+        return emit(&serde_json::to_string_pretty(&summary)?);
+    }
+    // The summary carries no permission count; the detail view does.
+    let pending = match admin
+        .show_plugin(PluginRef {
+            name: summary.name.clone(),
+        })
+        .await
+    {
+        Ok(detail) => Some(pending_count(&detail.into_inner())),
+        Err(status) => {
+            eprintln!(
+                "warning: could not count pending permission requests: {}",
+                status_text(&status)
+            );
+            None
+        }
+    };
+    emit(&install_text(&summary, pending))
+}
+
+pub async fn pending(session: &Session) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .list_pending(ListPendingRequest {})
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, pending_table)?)
+}
+
+pub async fn list(session: &Session) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .list_plugins(ListPluginsRequest {})
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, plugins_table)?)
+}
+
+pub async fn show(session: &Session, name: String) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .show_plugin(PluginRef { name })
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, detail_text)?)
+}
+
+pub async fn approve(session: &Session, request: DecisionRequest) -> Result<()> {
+    let name = request.name.clone();
+    let resp = session
+        .connect()
+        .await?
+        .approve(request)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, |r| decision_text("approved", &name, r))?)
+}
+
+pub async fn deny(session: &Session, request: DecisionRequest) -> Result<()> {
+    let name = request.name.clone();
+    let resp = session.connect().await?.deny(request).await?.into_inner();
+    emit(&session.render(&resp, |r| decision_text("denied", &name, r))?)
+}
+
+pub async fn enable(session: &Session, name: String) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .enable_plugin(PluginRef { name })
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, |s| state_change_text("enabled", s))?)
+}
+
+pub async fn disable(session: &Session, name: String, force: bool) -> Result<()> {
+    let request = DisablePluginRequest { name, force };
+    let resp = session
+        .connect()
+        .await?
+        .disable_plugin(request)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, |s| state_change_text("disabled", s))?)
+}
+
+pub async fn remove(session: &Session, name: String) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .remove_plugin(PluginRef { name })
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, |r| format!("removed {}", r.name))?)
+}
+
+pub async fn invoke(
+    session: &Session,
+    plugin: String,
+    command: String,
+    args: String,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let request = InvokeCommandRequest {
+        plugin,
+        command,
+        args: args.into_bytes(),
+        // Saturates rather than wraps for absurd values; 0 is refused by the parser.
+        timeout_ms: timeout.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let resp = session
+        .connect()
+        .await?
+        .invoke_command(request)
+        .await?
+        .into_inner();
+    let text = String::from_utf8_lossy(&resp.output);
+    match session.format {
+        OutputFormat::Json => {
+            let json = InvokeJson {
+                output: &text,
+                elapsed_us: resp.elapsed_us,
+            };
+            emit(&serde_json::to_string_pretty(&json)?)
+        }
+        // Plugin output is untrusted: keep its lines, drop its escape sequences.
+        OutputFormat::Table => emit(&escape_text(&text)),
+    }
+}
+
+/// JSON shape of `plugin invoke`: the output as text rather than the
+/// message's byte array, which is what scripts want to read.
+#[derive(Serialize)]
+struct InvokeJson<'a> {
+    output: &'a str,
+    elapsed_us: u64,
+}
+
+pub async fn publish(session: &Session, topic: String, payload: String) -> Result<()> {
+    let request = PublishEventRequest {
+        topic,
+        payload: payload.into_bytes(),
+    };
+    let resp = session
+        .connect()
+        .await?
+        .publish_event(request)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, publish_text)?)
+}
+
+pub async fn watch_events(session: &Session, topics: Vec<String>) -> Result<()> {
+    let request = WatchEventsRequest { topics };
+    let mut stream = session
+        .connect()
+        .await?
+        .watch_events(request)
+        .await?
+        .into_inner();
+    while let Some(event) = stream.message().await? {
+        emit(&session.render_line(&event, event_line)?)?;
+    }
+    // The daemon only ends a watch when it shuts down; scripts should notice.
+    bail!("the supervisor closed the event stream")
+}
+
+pub async fn watch_notifications(session: &Session) -> Result<()> {
+    let request = WatchNotificationsRequest {};
+    let mut stream = session
+        .connect()
+        .await?
+        .watch_notifications(request)
+        .await?
+        .into_inner();
+    while let Some(notification) = stream.message().await? {
+        emit(&session.render_line(&notification, notification_line)?)?;
+    }
+    bail!("the supervisor closed the notification stream")
+}
+
+pub async fn audit(
+    session: &Session,
+    plugin: Option<String>,
+    since_ms: Option<i64>,
+    limit: Option<u32>,
+) -> Result<()> {
+    let query = AuditQuery {
+        plugin: plugin.unwrap_or_default(),
+        since_ms: since_ms.unwrap_or(0),
+        limit: limit.unwrap_or(0),
+    };
+    let resp = session
+        .connect()
+        .await?
+        .query_audit(query)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, audit_table)?)
+}
+
+fn plugin_dir(dir: &Path) -> Result<String> {
+    let path = std::fs::canonicalize(dir)
+        .with_context(|| format!("plugin directory {}", dir.display()))?;
+    if !path.is_dir() {
+        bail!("plugin directory {}: not a directory", dir.display());
+    }
+    path.into_os_string().into_string().map_err(|p| {
+        anyhow!(
+            "plugin directory {}: path is not valid UTF-8",
+            Path::new(&p).display()
+        )
+    })
+}
+
+// ---- rendering ------------------------------------------------------------
+
+fn whoami_text(r: &WhoAmIResponse) -> String {
+    let mut pairs = vec![
+        ("identity", r.identity.clone()),
+        ("role", r.role.clone()),
+        ("uid", r.uid.to_string()),
+        ("gid", r.gid.to_string()),
+        ("pid", r.pid.to_string()),
+    ];
+    if !r.on_behalf_of.is_empty() {
+        pairs.push(("on behalf of", r.on_behalf_of.clone()));
+    }
+    key_values(&pairs)
+}
+
+fn pending_count(detail: &PluginDetail) -> usize {
+    detail
+        .permissions
+        .iter()
+        .filter(|p| p.status == "pending")
+        .count()
+}
+
+fn install_text(s: &PluginSummary, pending: Option<usize>) -> String {
+    let head = format!("installed {} {} ({})", s.name, s.version, s.state);
+    let head = match pending {
+        Some(n) => format!("{head}; {n} permission request(s) pending review"),
+        None => head,
+    };
+    format!(
+        "{}\nsha256: {}\n",
+        escape_line(&head),
+        escape_line(&s.sha256)
+    )
+}
+
+fn pending_table(r: &ListPendingResponse) -> String {
+    if r.pending.is_empty() {
+        return "no permission requests pending review\n".to_string();
+    }
+    let mut table = Table::new(&[
+        "PLUGIN",
+        "VERSION",
+        "PERMISSION",
+        "RISK",
+        "SCOPE",
+        "APPROVALS",
+        "JUSTIFICATION",
+    ]);
+    for p in &r.pending {
+        let perm = p.permission.clone().unwrap_or_default();
+        table.row([
+            p.plugin.clone(),
+            p.plugin_version.clone(),
+            perm.permission,
+            or_none(&perm.risk),
+            join_or_none(&perm.requested_scope),
+            perm.approvers.len().to_string(),
+            or_none(&perm.justification),
+        ]);
+    }
+    table.render()
+}
+
+fn plugins_table(r: &ListPluginsResponse) -> String {
+    if r.plugins.is_empty() {
+        return "no plugins installed\n".to_string();
+    }
+    let mut table = Table::new(&[
+        "NAME", "VERSION", "STATE", "RUNTIME", "PID", "RESTARTS", "CORE",
+    ]);
+    for p in &r.plugins {
+        table.row([
+            p.name.clone(),
+            p.version.clone(),
+            p.state.clone(),
+            or_none(&p.runtime),
+            pid_text(p.pid),
+            p.restarts.to_string(),
+            yes_no(p.core).to_string(),
+        ]);
+    }
+    table.render()
+}
+
+fn detail_text(d: &PluginDetail) -> String {
+    let s = d.summary.clone().unwrap_or_default();
+    let mut pairs = vec![
+        ("name", s.name),
+        ("version", s.version),
+        ("description", or_none(&d.description)),
+        ("author", or_none(&d.author)),
+        ("entry", or_none(&d.entry)),
+        ("state", s.state),
+    ];
+    if !s.state_reason.is_empty() {
+        pairs.push(("state reason", s.state_reason));
+    }
+    pairs.extend([
+        ("runtime", or_none(&s.runtime)),
+        ("pid", pid_text(s.pid)),
+        ("restarts", s.restarts.to_string()),
+        ("core", yes_no(s.core).to_string()),
+        ("sha256", or_none(&s.sha256)),
+        ("installed", format_ms(s.installed_at_ms)),
+        ("last exit", or_none(&d.last_exit)),
+        (
+            "resources",
+            d.resources
+                .as_ref()
+                .map_or(NONE.to_string(), resources_text),
+        ),
+        ("topics", join_or_none(&d.topics)),
+    ]);
+    format!(
+        "{}\n{}",
+        key_values(&pairs),
+        permissions_table(&d.permissions)
+    )
+}
+
+fn permissions_table(perms: &[PermissionRecord]) -> String {
+    if perms.is_empty() {
+        return "permissions: none\n".to_string();
+    }
+    let mut table = Table::new(&[
+        "PERMISSION",
+        "RISK",
+        "STATUS",
+        "SCOPE",
+        "EXPIRES",
+        "APPROVERS",
+        "COMMENT",
+    ]);
+    for p in perms {
+        table.row([
+            p.permission.clone(),
+            or_none(&p.risk),
+            p.status.clone(),
+            join_or_none(effective_scope(p)),
+            format_ms(p.expires_at_ms),
+            join_or_none(&p.approvers),
+            or_none(&p.comment),
+        ]);
+    }
+    table.render()
+}
+
+/// What was granted once decided, what is asked for until then.
+fn effective_scope(p: &PermissionRecord) -> &[String] {
+    if p.granted_scope.is_empty() {
+        &p.requested_scope
+    } else {
+        &p.granted_scope
+    }
+}
+
+fn resources_text(r: &Resources) -> String {
+    // Zero means "not set" in proto3; listing it as a limit would mislead.
+    let mut parts = Vec::new();
+    if r.cpu > 0.0 {
+        parts.push(format!("cpu {}", r.cpu));
+    }
+    if r.memory_bytes > 0 {
+        parts.push(format!("memory {}", format_bytes(r.memory_bytes)));
+    }
+    if r.pids > 0 {
+        parts.push(format!("pids {}", r.pids));
+    }
+    or_none(&parts.join(", "))
+}
+
+fn decision_text(verb: &str, name: &str, r: &DecisionResponse) -> String {
+    let head = format!(
+        "{verb} {} permission(s) of {}",
+        r.decided.len(),
+        escape_line(name)
+    );
+    if r.decided.is_empty() {
+        return format!("{head}\n");
+    }
+    let mut table = Table::new(&["PERMISSION", "STATUS", "SCOPE", "EXPIRES"]);
+    for p in &r.decided {
+        table.row([
+            p.permission.clone(),
+            p.status.clone(),
+            join_or_none(effective_scope(p)),
+            format_ms(p.expires_at_ms),
+        ]);
+    }
+    format!("{head}:\n{}", table.render())
+}
+
+fn state_change_text(verb: &str, s: &PluginSummary) -> String {
+    let mut text = format!(
+        "{verb} {}: state {}, runtime {}",
+        s.name,
+        s.state,
+        or_none(&s.runtime)
+    );
+    if !s.state_reason.is_empty() {
+        text.push_str(&format!(" ({})", s.state_reason));
+    }
+    escape_line(&text)
+}
+
+fn publish_text(r: &PublishEventResponse) -> String {
+    let text = match r.delivered_to.len() {
+        0 => format!("published {}; no plugin is subscribed", r.id),
+        n => format!(
+            "published {} to {n} plugin(s): {}",
+            r.id,
+            r.delivered_to.join(", ")
+        ),
+    };
+    escape_line(&text)
+}
+
+fn event_line(e: &PluginEvent) -> String {
+    let payload = String::from_utf8_lossy(&e.payload);
+    [
+        format_ms_precise(e.timestamp_ms),
+        or_none(&e.plugin),
+        e.topic.clone(),
+        or_none(&e.id),
+        or_none(&payload),
+    ]
+    .map(|field| escape_line(&field))
+    .join(" ")
+}
+
+fn notification_line(n: &Notification) -> String {
+    let text = format!(
+        "{} {} {}: {}",
+        format_ms_precise(n.ts_ms),
+        n.kind,
+        or_none(&n.plugin),
+        n.message
+    );
+    escape_line(&text)
+}
+
+fn audit_table(r: &AuditResponse) -> String {
+    if r.records.is_empty() {
+        return "no audit records\n".to_string();
+    }
+    let mut table = Table::new(&[
+        "TIME",
+        "ACTOR",
+        "ON_BEHALF_OF",
+        "ACTION",
+        "PLUGIN",
+        "PERMISSION",
+        "OUTCOME",
+    ]);
+    for a in &r.records {
+        table.row([
+            format_ms_precise(a.ts_ms),
+            or_none(&a.actor),
+            or_none(&a.on_behalf_of),
+            a.action.clone(),
+            or_none(&a.plugin),
+            or_none(&a.permission),
+            or_none(&a.outcome),
+        ]);
+    }
+    table.render()
+}
+
+fn pid_text(pid: i32) -> String {
+    if pid > 0 {
+        pid.to_string()
+    } else {
+        NONE.to_string()
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+// ---- output and errors ----------------------------------------------------
+
+/// Writes `text` to stdout, newline-terminated. Errors (notably a closed pipe
+/// under `plexichat event watch | head`) propagate so the caller can stop.
+fn emit(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Prints a failed command's error and picks the exit code.
+pub fn report(err: anyhow::Error) -> ExitCode {
+    // The reader went away (e.g. `| head`): nothing left to tell anyone.
+    if is_broken_pipe(&err) {
+        return ExitCode::SUCCESS;
+    }
+    match err.downcast_ref::<Status>() {
+        Some(status) => eprintln!("error: {}", status_text(status)),
+        None => eprintln!("error: {err:#}"),
+    }
+    ExitCode::FAILURE
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<io::Error>())
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+/// `<message> (<code name>)`, the message being the daemon's own words.
+fn status_text(status: &Status) -> String {
+    let message = escape_line(status.message());
+    let code = code_name(status.code());
+    if message.is_empty() {
+        code.to_string()
+    } else {
+        format!("{message} ({code})")
+    }
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::FailedPrecondition => "failed precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use broker_proto::admin::v1::{AuditRecord, PendingRequest};
+
+    fn perm(name: &str, status: &str) -> PermissionRecord {
+        PermissionRecord {
+            permission: name.into(),
+            risk: "high".into(),
+            requested_scope: vec!["api.example.org".into(), "cdn.example.org".into()],
+            justification: "fetch previews".into(),
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_text_names_the_code() {
+        let status = Status::permission_denied("viewer may not approve");
+        assert_eq!(
+            status_text(&status),
+            "viewer may not approve (permission denied)"
+        );
+        assert_eq!(status_text(&Status::new(Code::NotFound, "")), "not found");
+    }
+
+    #[test]
+    fn grpc_errors_survive_anyhow() {
+        let err: anyhow::Error = Status::invalid_argument("a comment is required").into();
+        assert!(err.downcast_ref::<Status>().is_some());
+        assert_eq!(report(err), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn broken_pipe_is_not_an_error() {
+        let err = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(is_broken_pipe(&err));
+        assert_eq!(report(err), ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn pending_table_counts_approvals() {
+        let mut granted_once = perm("net.http", "pending");
+        granted_once.approvers = vec!["alice".into()];
+        let resp = ListPendingResponse {
+            pending: vec![PendingRequest {
+                plugin: "echo".into(),
+                plugin_version: "1.0.0".into(),
+                permission: Some(granted_once),
+            }],
+        };
+        assert_eq!(
+            pending_table(&resp),
+            "PLUGIN  VERSION  PERMISSION  RISK  SCOPE                            APPROVALS  JUSTIFICATION\n\
+             echo    1.0.0    net.http    high  api.example.org,cdn.example.org  1          fetch previews\n"
+        );
+    }
+
+    #[test]
+    fn plugins_table_shows_dash_for_no_pid() {
+        let resp = ListPluginsResponse {
+            plugins: vec![PluginSummary {
+                name: "echo".into(),
+                version: "1.0.0".into(),
+                state: "disabled".into(),
+                runtime: "stopped".into(),
+                ..Default::default()
+            }],
+        };
+        let text = plugins_table(&resp);
+        assert!(
+            text.starts_with("NAME  VERSION  STATE     RUNTIME  PID  RESTARTS  CORE\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("echo  1.0.0    disabled  stopped  -    0         no\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn install_text_reports_state_pending_and_hash() {
+        let summary = PluginSummary {
+            name: "echo".into(),
+            version: "1.0.0".into(),
+            state: "disabled".into(),
+            sha256: "ab12".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            install_text(&summary, Some(2)),
+            "installed echo 1.0.0 (disabled); 2 permission request(s) pending review\nsha256: ab12\n"
+        );
+    }
+
+    #[test]
+    fn detail_text_includes_reason_and_permissions() {
+        let mut granted = perm("net.http", "granted");
+        granted.granted_scope = vec!["api.example.org".into()];
+        granted.expires_at_ms = 1_801_353_600_000;
+        granted.approvers = vec!["alice".into(), "bob".into()];
+        granted.comment = "ok".into();
+        let detail = PluginDetail {
+            summary: Some(PluginSummary {
+                name: "echo".into(),
+                state: "quarantined".into(),
+                state_reason: "crashed 5 times in 5m".into(),
+                ..Default::default()
+            }),
+            permissions: vec![granted, perm("fs.read", "pending")],
+            resources: Some(Resources {
+                cpu: 0.5,
+                memory_bytes: 256 << 20,
+                pids: 0,
+            }),
+            ..Default::default()
+        };
+        let text = detail_text(&detail);
+        assert!(
+            text.contains("state reason: crashed 5 times in 5m\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("resources:    cpu 0.5, memory 256 MiB\n"),
+            "{text}"
+        );
+        assert!(text.contains("last exit:    -\n"), "{text}");
+        assert!(
+            text.contains("net.http    high  granted  api.example.org                  2027-01-31T00:00:00Z  alice,bob  ok\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fs.read     high  pending  api.example.org,cdn.example.org  -"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn decision_text_lists_status_and_expiry() {
+        let mut granted = perm("net.http", "granted");
+        granted.expires_at_ms = 1_801_353_600_000;
+        let text = decision_text(
+            "approved",
+            "echo",
+            &DecisionResponse {
+                decided: vec![granted],
+            },
+        );
+        assert_eq!(
+            text,
+            "approved 1 permission(s) of echo:\n\
+             PERMISSION  STATUS   SCOPE                            EXPIRES\n\
+             net.http    granted  api.example.org,cdn.example.org  2027-01-31T00:00:00Z\n"
+        );
+    }
+
+    #[test]
+    fn audit_table_uses_millisecond_times() {
+        let resp = AuditResponse {
+            records: vec![AuditRecord {
+                ts_ms: 1_801_353_600_042,
+                actor: "uid:0".into(),
+                action: "approve".into(),
+                plugin: "echo".into(),
+                permission: "net.http".into(),
+                outcome: "ok".into(),
+                ..Default::default()
+            }],
+        };
+        assert_eq!(
+            audit_table(&resp),
+            "TIME                      ACTOR  ON_BEHALF_OF  ACTION   PLUGIN  PERMISSION  OUTCOME\n\
+             2027-01-31T00:00:00.042Z  uid:0  -             approve  echo    net.http    ok\n"
+        );
+    }
+
+    #[test]
+    fn audit_json_is_the_response_message() {
+        let resp = AuditResponse {
+            records: vec![AuditRecord {
+                id: 7,
+                action: "install".into(),
+                ..Default::default()
+            }],
+        };
+        let session = Session::new("/x".into(), None, OutputFormat::Json);
+        let json: serde_json::Value =
+            serde_json::from_str(&session.render(&resp, audit_table).unwrap()).unwrap();
+        assert_eq!(json["records"][0]["id"], 7);
+        assert_eq!(json["records"][0]["action"], "install");
+    }
+
+    #[test]
+    fn stream_lines_are_single_line() {
+        let event = PluginEvent {
+            id: "e1".into(),
+            topic: "chat.message".into(),
+            payload: b"hi\nthere".to_vec(),
+            plugin: "echo".into(),
+            timestamp_ms: 1_801_353_600_000,
+        };
+        assert_eq!(
+            event_line(&event),
+            "2027-01-31T00:00:00.000Z echo chat.message e1 hi\\nthere"
+        );
+        let session = Session::new("/x".into(), None, OutputFormat::Json);
+        let line = session.render_line(&event, event_line).unwrap();
+        assert!(!line.contains('\n') && line.starts_with('{'), "{line}");
+    }
+
+    #[test]
+    fn empty_listings_say_so() {
+        assert_eq!(
+            plugins_table(&ListPluginsResponse::default()),
+            "no plugins installed\n"
+        );
+        assert_eq!(audit_table(&AuditResponse::default()), "no audit records\n");
+    }
+
+    #[test]
+    fn plugin_dir_must_exist_and_be_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            plugin_dir(dir.path()).unwrap(),
+            dir.path().canonicalize().unwrap().to_str().unwrap()
+        );
+        let missing = dir.path().join("nope");
+        let err = format!("{:#}", plugin_dir(&missing).unwrap_err());
+        assert!(
+            err.contains("nope") && err.contains("No such file"),
+            "{err}"
+        );
+        let file = dir.path().join("plugin.toml");
+        std::fs::write(&file, "").unwrap();
+        assert!(plugin_dir(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
+    }
+
+    #[test]
+    fn with_format_overrides_only_when_given() {
+        let session = Session::new("/x".into(), None, OutputFormat::Table);
+        assert_eq!(session.with_format(None).format, OutputFormat::Table);
+        let session = Session::new("/x".into(), None, OutputFormat::Table);
+        assert_eq!(
+            session.with_format(Some(OutputFormat::Json)).format,
+            OutputFormat::Json
+        );
+    }
+}
