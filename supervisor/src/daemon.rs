@@ -18,7 +18,11 @@ use crate::runtime::{Runtime, StopMode};
 use crate::store::Store;
 
 #[derive(Parser, Debug)]
-#[command(name = "plexichat-supervisor", version, about = "Runs PlexiChat plugins, each confined in its own process, behind a permission-checking broker")]
+#[command(
+    name = "plexichat-supervisor",
+    version,
+    about = "Runs PlexiChat plugins, each confined in its own process, behind a permission-checking broker"
+)]
 struct Args {
     /// Configuration file (TOML). Without it the embedded default is used, with
     /// every path under ./var.
@@ -55,7 +59,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);
     let store = Store::open(&cfg.store_path(), logs)
         .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
-    let launcher = Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
+    let launcher =
+        Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
     let shared = Arc::new(Shared {
         cfg,
         catalog,
@@ -88,8 +93,14 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
         .with_context(|| format!("binding admin socket {}", shared.cfg.admin_socket.display()))?;
     let runtime = Runtime::new(Arc::clone(&shared), launcher);
     let system = Actor::system();
-    shared.store.audit(vec![AuditEntry::new(&system, "supervisor.start", Outcome::Ok)
-        .detail(serde_json::json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }))])?;
+    shared.store.audit(vec![AuditEntry::new(
+        &system,
+        "supervisor.start",
+        Outcome::Ok,
+    )
+    .detail(
+        serde_json::json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }),
+    )])?;
     let started = runtime.boot()?;
     tracing::info!(socket = %shared.cfg.admin_socket.display(), plugins = started, "supervisor serving");
     notify_systemd("READY=1\nSTATUS=serving");
@@ -98,14 +109,21 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     notify_systemd("STOPPING=1");
     tracing::info!("stopping plugins");
     runtime.stop_all(StopMode::Graceful).await;
-    shared.store.audit(vec![AuditEntry::new(&system, "supervisor.stop", Outcome::Ok)])?;
+    shared.store.audit(vec![AuditEntry::new(
+        &system,
+        "supervisor.stop",
+        Outcome::Ok,
+    )])?;
     let _ = std::fs::remove_file(&shared.cfg.admin_socket);
     Ok(())
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the daemon would ignore systemd's stop request.
         tracing::error!("cannot install signal handlers; stopping");
         return;

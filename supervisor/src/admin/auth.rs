@@ -121,7 +121,10 @@ pub fn authorize<T>(
     if obo.is_some() && role != Role::Server {
         return Err(refuse(
             role.as_str(),
-            format!("only the server role may act on behalf of someone (caller is {})", role.as_str()),
+            format!(
+                "only the server role may act on behalf of someone (caller is {})",
+                role.as_str()
+            ),
         ));
     }
     let actor = Actor {
@@ -155,9 +158,18 @@ mod tests {
     #[test]
     fn roles_and_their_rights() {
         let access = Access {
-            admin: Principals { uids: vec![0], gids: vec![] },
-            server: Principals { uids: vec![100], gids: vec![] },
-            viewer: Principals { uids: vec![], gids: vec![200] },
+            admin: Principals {
+                uids: vec![0],
+                gids: vec![],
+            },
+            server: Principals {
+                uids: vec![100],
+                gids: vec![],
+            },
+            viewer: Principals {
+                uids: vec![],
+                gids: vec![200],
+            },
             socket_mode: 0o660,
         };
         assert_eq!(role_of(&access, 0, 0), Some(Role::Admin));

@@ -54,8 +54,14 @@ pub fn detail(
     let now = now_ms();
     PluginDetail {
         summary: Some(summary(row, status)),
-        description: manifest.as_ref().map(|m| m.description.clone()).unwrap_or_default(),
-        author: manifest.as_ref().map(|m| m.author.clone()).unwrap_or_default(),
+        description: manifest
+            .as_ref()
+            .map(|m| m.description.clone())
+            .unwrap_or_default(),
+        author: manifest
+            .as_ref()
+            .map(|m| m.author.clone())
+            .unwrap_or_default(),
         entry: manifest
             .as_ref()
             .map(|m| m.entry.display().to_string())

@@ -51,6 +51,9 @@ pub async fn serve(
         .await
 }
 
-pub fn service(shared: Arc<crate::context::Shared>, runtime: Arc<crate::runtime::Runtime>) -> AdminService {
+pub fn service(
+    shared: Arc<crate::context::Shared>,
+    runtime: Arc<crate::runtime::Runtime>,
+) -> AdminService {
     AdminService { shared, runtime }
 }

@@ -73,11 +73,21 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl AdminService {
     fn auth<T>(&self, req: &Request<T>, method: &str, need: Need) -> Result<Actor, Status> {
-        authorize(&self.shared.cfg.access, &self.shared.store, req, method, need)
+        authorize(
+            &self.shared.cfg.access,
+            &self.shared.store,
+            req,
+            method,
+            need,
+        )
     }
 
     fn summary(&self, name: &str) -> Result<PluginSummary, Status> {
-        let row = self.shared.store.require_plugin(name).map_err(store_status)?;
+        let row = self
+            .shared
+            .store
+            .require_plugin(name)
+            .map_err(store_status)?;
         Ok(convert::summary(&row, &self.runtime.status(name)))
     }
 
@@ -138,7 +148,10 @@ impl Admin for AdminService {
         self.shared.hub.notify(
             "approval_required",
             &name,
-            format!("{name} {} installed with {n} permission request(s) awaiting review", installed.row.version),
+            format!(
+                "{name} {} installed with {n} permission request(s) awaiting review",
+                installed.row.version
+            ),
         );
         Ok(Response::new(self.summary(&name)?))
     }
@@ -162,10 +175,19 @@ impl Admin for AdminService {
     ) -> Result<Response<PluginDetail>, Status> {
         self.auth(&request, "show", Need::Read)?;
         let name = request.into_inner().name;
-        let row = self.shared.store.require_plugin(&name).map_err(store_status)?;
+        let row = self
+            .shared
+            .store
+            .require_plugin(&name)
+            .map_err(store_status)?;
         let perms = self.shared.store.permissions(&name).map_err(store_status)?;
         let status = self.runtime.status(&name);
-        Ok(Response::new(convert::detail(&self.shared.catalog, &row, &perms, &status)))
+        Ok(Response::new(convert::detail(
+            &self.shared.catalog,
+            &row,
+            &perms,
+            &status,
+        )))
     }
 
     async fn list_pending(
@@ -202,7 +224,12 @@ impl Admin for AdminService {
         } else {
             Expiry::Default
         };
-        self.decide(&actor, &req, Decision::Approve(expiry), "permission.approve")
+        self.decide(
+            &actor,
+            &req,
+            Decision::Approve(expiry),
+            "permission.approve",
+        )
     }
 
     async fn deny(
@@ -257,7 +284,11 @@ impl Admin for AdminService {
         let filter = AuditFilter {
             plugin: (!q.plugin.is_empty()).then_some(q.plugin),
             since_ms: (q.since_ms != 0).then_some(q.since_ms),
-            limit: if q.limit == 0 { 1000 } else { q.limit.min(100_000) },
+            limit: if q.limit == 0 {
+                1000
+            } else {
+                q.limit.min(100_000)
+            },
         };
         let records = self
             .shared
@@ -323,7 +354,9 @@ impl Admin for AdminService {
             .hub
             .session(&req.plugin)
             .filter(|s| s.is_ready())
-            .ok_or_else(|| Status::unavailable(format!("plugin `{}` is not running", req.plugin)))?;
+            .ok_or_else(|| {
+                Status::unavailable(format!("plugin `{}` is not running", req.plugin))
+            })?;
         let started = Instant::now();
         let result = session.invoke(&req.command, req.args, timeout).await;
         let elapsed_us = started.elapsed().as_micros() as u64;
@@ -370,15 +403,19 @@ impl Admin for AdminService {
         for t in &topics {
             validate_topic_pattern(t).map_err(Status::invalid_argument)?;
         }
-        let stream = BroadcastStream::new(self.shared.hub.watch_plugin_events()).filter_map(
-            move |item| match item {
-                Ok(ev) if topics.is_empty() || topics.iter().any(|t| topic_matches(t, &ev.topic)) => {
-                    Some(Ok(ev))
+        let stream =
+            BroadcastStream::new(self.shared.hub.watch_plugin_events()).filter_map(move |item| {
+                match item {
+                    Ok(ev)
+                        if topics.is_empty()
+                            || topics.iter().any(|t| topic_matches(t, &ev.topic)) =>
+                    {
+                        Some(Ok(ev))
+                    }
+                    // A slow watcher skips what it missed rather than stalling plugins.
+                    _ => None,
                 }
-                // A slow watcher skips what it missed rather than stalling plugins.
-                _ => None,
-            },
-        );
+            });
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -72,7 +72,9 @@ pub fn decide(
         for mut row in targets {
             let before = row.status.as_str();
             let entry = match input.decision {
-                Decision::Approve(expiry) => approve_row(catalog, actor, &mut row, comment, expiry, now)?,
+                Decision::Approve(expiry) => {
+                    approve_row(catalog, actor, &mut row, comment, expiry, now)?
+                }
                 Decision::Deny => {
                     row.status = PermissionStatus::Denied;
                     row.comment = Some(comment.to_string());
@@ -154,7 +156,11 @@ fn approve_row(
     row.comment = Some(comment.to_string());
     if row.approvers.len() < usize::from(policy.approvals) {
         // Stays pending until a second, different admin approves.
-        return Ok(AuditEntry::new(actor, "permission.approve_partial", Outcome::Ok));
+        return Ok(AuditEntry::new(
+            actor,
+            "permission.approve_partial",
+            Outcome::Ok,
+        ));
     }
     let max = now.saturating_add(duration_ms(policy.max_expiry));
     let expires = match expiry {
@@ -246,7 +252,13 @@ mod tests {
         }
     }
 
-    fn approve(s: &Store, c: &Catalog, who: &str, comment: &str, e: Expiry) -> Result<Vec<PermissionRow>, ApprovalError> {
+    fn approve(
+        s: &Store,
+        c: &Catalog,
+        who: &str,
+        comment: &str,
+        e: Expiry,
+    ) -> Result<Vec<PermissionRow>, ApprovalError> {
         decide(
             s,
             c,
@@ -263,9 +275,18 @@ mod tests {
     #[test]
     fn approval_needs_a_comment_and_changes_nothing_without_one() {
         let (_d, s, c) = setup(&[(Permission::DatabaseRead, "messages")]);
-        assert!(matches!(approve(&s, &c, "a", "  ", Expiry::Default), Err(ApprovalError::MissingComment)));
-        assert_eq!(s.permissions("p").unwrap()[0].status, PermissionStatus::Pending);
-        assert_eq!(missing_grants(&s, "p").unwrap(), vec!["database_read (pending)"]);
+        assert!(matches!(
+            approve(&s, &c, "a", "  ", Expiry::Default),
+            Err(ApprovalError::MissingComment)
+        ));
+        assert_eq!(
+            s.permissions("p").unwrap()[0].status,
+            PermissionStatus::Pending
+        );
+        assert_eq!(
+            missing_grants(&s, "p").unwrap(),
+            vec!["database_read (pending)"]
+        );
     }
 
     #[test]
@@ -273,9 +294,15 @@ mod tests {
         let (_d, s, c) = setup(&[(Permission::DatabaseRead, "messages")]);
         let year3 = std::time::Duration::from_secs(3 * 365 * 86400);
         let rows = approve(&s, &c, "a", "ok", Expiry::In(year3)).unwrap();
-        let max = c.policy_for(Permission::DatabaseRead).max_expiry.as_millis() as i64;
+        let max = c
+            .policy_for(Permission::DatabaseRead)
+            .max_expiry
+            .as_millis() as i64;
         let granted = rows[0].expires_at.unwrap() - rows[0].granted_at.unwrap();
-        assert!(granted <= max && granted > max - 5_000, "{granted} vs {max}");
+        assert!(
+            granted <= max && granted > max - 5_000,
+            "{granted} vs {max}"
+        );
         assert!(missing_grants(&s, "p").unwrap().is_empty());
     }
 
@@ -285,7 +312,10 @@ mod tests {
         let rows = approve(&s, &c, "alice", "ok", Expiry::Default).unwrap();
         assert_eq!(rows[0].status, PermissionStatus::Pending);
         assert_eq!(rows[0].approvers.len(), 1);
-        assert!(matches!(approve(&s, &c, "alice", "again", Expiry::Default), Err(ApprovalError::Conflict(_))));
+        assert!(matches!(
+            approve(&s, &c, "alice", "again", Expiry::Default),
+            Err(ApprovalError::Conflict(_))
+        ));
         let rows = approve(&s, &c, "bob", "ok", Expiry::Default).unwrap();
         assert_eq!(rows[0].status, PermissionStatus::Granted);
     }
@@ -293,6 +323,9 @@ mod tests {
     #[test]
     fn a_past_expiry_is_refused() {
         let (_d, s, c) = setup(&[(Permission::DatabaseRead, "messages")]);
-        assert!(matches!(approve(&s, &c, "a", "ok", Expiry::At(1)), Err(ApprovalError::Invalid(_))));
+        assert!(matches!(
+            approve(&s, &c, "a", "ok", Expiry::At(1)),
+            Err(ApprovalError::Invalid(_))
+        ));
     }
 }

@@ -251,8 +251,14 @@ mod tests {
             on_behalf_of: None,
         };
         logs.append(&[
-            (1, AuditEntry::new(&admin, "permission.approve", Outcome::Ok).plugin("p")),
-            (2, AuditEntry::new(&admin, "plugin.enable", Outcome::Denied).plugin("p")),
+            (
+                1,
+                AuditEntry::new(&admin, "permission.approve", Outcome::Ok).plugin("p"),
+            ),
+            (
+                2,
+                AuditEntry::new(&admin, "plugin.enable", Outcome::Denied).plugin("p"),
+            ),
         ]);
         let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
         assert!(read("audit/permissions.log").contains("\"id\":1"));

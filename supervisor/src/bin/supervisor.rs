@@ -4,7 +4,9 @@
 fn main() -> std::process::ExitCode {
     // Checked before anything else runs: the trampoline must stay single-threaded.
     if std::env::args_os().nth(1).as_deref()
-        == Some(std::ffi::OsStr::new(plexichat_supervisor::launcher::LAUNCH_ARG))
+        == Some(std::ffi::OsStr::new(
+            plexichat_supervisor::launcher::LAUNCH_ARG,
+        ))
     {
         plexichat_supervisor::launcher::trampoline::main();
     }

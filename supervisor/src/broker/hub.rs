@@ -41,7 +41,9 @@ impl Hub {
     /// Removes `session` if it is still the registered one for its plugin.
     pub fn unregister(&self, session: &Arc<Session>) {
         if let Ok(mut s) = self.sessions.write() {
-            if s.get(session.name()).is_some_and(|cur| Arc::ptr_eq(cur, session)) {
+            if s.get(session.name())
+                .is_some_and(|cur| Arc::ptr_eq(cur, session))
+            {
                 s.remove(session.name());
             }
         }

@@ -99,7 +99,9 @@ impl Broker for BrokerService {
                 ))
             })?;
         if !self.session.complete_handshake() {
-            return Err(Status::already_exists("handshake already done on this connection"));
+            return Err(Status::already_exists(
+                "handshake already done on this connection",
+            ));
         }
         tracing::info!(plugin = self.name(), protocol = version, sdk = %req.sdk_version, "handshake");
         Ok(Response::new(HandshakeResponse {
@@ -181,13 +183,15 @@ impl Broker for BrokerService {
         }
         let id = self.shared.hub.event_id();
         let ts = now_ms();
-        self.shared.hub.publish_plugin_event(broker_proto::admin::v1::PluginEvent {
-            id: id.clone(),
-            topic: req.topic.clone(),
-            payload: req.payload.clone(),
-            plugin: self.name().to_string(),
-            timestamp_ms: ts,
-        });
+        self.shared
+            .hub
+            .publish_plugin_event(broker_proto::admin::v1::PluginEvent {
+                id: id.clone(),
+                topic: req.topic.clone(),
+                payload: req.payload.clone(),
+                plugin: self.name().to_string(),
+                timestamp_ms: ts,
+            });
         let event = Event {
             id: id.clone(),
             topic: req.topic,
@@ -230,7 +234,10 @@ impl Broker for BrokerService {
             )));
         }
         let store = &self.shared.store;
-        let exists = store.config_get(self.name(), &req.key).map_err(internal)?.is_some();
+        let exists = store
+            .config_get(self.name(), &req.key)
+            .map_err(internal)?
+            .is_some();
         if !exists && store.config_count(self.name()).map_err(internal)? >= MAX_CONFIG_KEYS {
             return Err(Status::resource_exhausted(format!(
                 "a plugin keeps at most {MAX_CONFIG_KEYS} config keys"
@@ -268,10 +275,12 @@ impl Broker for BrokerService {
     ) -> Result<Response<HasPermissionResponse>, Status> {
         self.ready()?;
         let req = request.into_inner();
-        let permission: Permission = req
-            .permission
-            .parse()
-            .map_err(|e: crate::catalog::UnknownPermission| Status::invalid_argument(e.to_string()))?;
+        let permission: Permission =
+            req.permission
+                .parse()
+                .map_err(|e: crate::catalog::UnknownPermission| {
+                    Status::invalid_argument(e.to_string())
+                })?;
         let target = (!req.scope.is_empty()).then_some(req.scope.as_str());
         let grant = self
             .shared

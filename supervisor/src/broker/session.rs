@@ -23,6 +23,9 @@ pub enum InvokeError {
     Plugin(String),
 }
 
+/// Where a plugin's answer to one command invocation is delivered.
+type ReplySlot = oneshot::Sender<Result<Vec<u8>, String>>;
+
 pub struct Session {
     pub plugin: PluginName,
     pub version: String,
@@ -31,7 +34,7 @@ pub struct Session {
     ready: watch::Sender<bool>,
     outbound: Mutex<Option<mpsc::Sender<HostMessage>>>,
     subscriptions: Mutex<Vec<String>>,
-    invocations: Mutex<HashMap<String, oneshot::Sender<Result<Vec<u8>, String>>>>,
+    invocations: Mutex<HashMap<String, ReplySlot>>,
     pings: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_id: AtomicU64,
 }
@@ -141,8 +144,8 @@ impl Session {
         if let Ok(mut m) = self.invocations.lock() {
             m.insert(id.clone(), tx);
         }
-        let deadline_ms = crate::clock::now_ms()
-            + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let deadline_ms =
+            crate::clock::now_ms() + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX / 2);
         let sent = self.try_push(host_message::Kind::Invoke(CommandInvocation {
             invocation_id: id.clone(),
             command: command.to_string(),

@@ -223,10 +223,14 @@ mod tests {
     #[test]
     fn bad_values_name_what_is_wrong() {
         let text = DEFAULT_CONFIG.replace("\"5s\"", "\"soon\"");
-        let err = Config::parse(&text, "x", Path::new("/")).unwrap_err().to_string();
+        let err = Config::parse(&text, "x", Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("soon"), "{err}");
         let text = DEFAULT_CONFIG.replace("\"0660\"", "\"999\"");
-        let err = Config::parse(&text, "x", Path::new("/")).unwrap_err().to_string();
+        let err = Config::parse(&text, "x", Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("octal"), "{err}");
         let text = format!("{DEFAULT_CONFIG}\nbogus = 1\n");
         assert!(Config::parse(&text, "x", Path::new("/")).is_err());

@@ -163,7 +163,10 @@ pub fn remove(cfg: &Config, store: &Store, actor: &Actor, name: &str) -> Result<
         );
         Ok::<_, StoreError>(())
     })?;
-    for dir in [cfg.plugin_store_dir().join(name), cfg.data_root().join(name)] {
+    for dir in [
+        cfg.plugin_store_dir().join(name),
+        cfg.data_root().join(name),
+    ] {
         if let Err(e) = fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(plugin = name, dir = %dir.display(), error = %e, "could not delete plugin files");
@@ -220,19 +223,26 @@ fn copy_tree(
             copy_tree(&path, &target, root, budget)?;
         } else if meta.is_file() {
             budget.0 = budget.0.checked_sub(meta.len()).ok_or_else(|| {
-                pkg_err(&path, format!("package larger than {MAX_PACKAGE_BYTES} bytes"))
+                pkg_err(
+                    &path,
+                    format!("package larger than {MAX_PACKAGE_BYTES} bytes"),
+                )
             })?;
             fs::copy(&path, &target).map_err(|source| InstallError::Io {
                 dest: target.display().to_string(),
                 source,
             })?;
-            let mode = if meta.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(
-                |source| InstallError::Io {
+            let mode = if meta.permissions().mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(|source| {
+                InstallError::Io {
                     dest: target.display().to_string(),
                     source,
-                },
-            )?;
+                }
+            })?;
         } else {
             return Err(pkg_err(
                 &path,
@@ -262,10 +272,12 @@ pub fn sha256_reader(mut r: impl Read) -> std::io::Result<String> {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 #[cfg(test)]
@@ -305,7 +317,10 @@ mod tests {
         assert!(Path::new(&got.row.install_dir).join("bin").is_file());
         assert_eq!(store.pending().unwrap().len(), 1);
         let again = install(&cfg, &catalog, &store, &Actor::system(), &pkg);
-        assert!(matches!(again, Err(InstallError::Store(StoreError::AlreadyInstalled(_)))));
+        assert!(matches!(
+            again,
+            Err(InstallError::Store(StoreError::AlreadyInstalled(_)))
+        ));
     }
 
     #[test]

@@ -175,7 +175,9 @@ fn spawn_one(exe: &std::path::Path, spec: &LaunchSpec) -> Result<Spawned, Launch
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| spawn_failure("fork/exec trampoline", e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| spawn_failure("fork/exec trampoline", e))?;
     drop((broker_child, control_child));
     let pid = child.id() as i32;
     let pidfd = pidfd_open(pid).map_err(|e| spawn_failure("pidfd_open", e))?;
@@ -220,8 +222,10 @@ pub async fn await_exec(control: StdUnixStream) -> Result<(), LaunchFailure> {
     if buf.is_empty() {
         return Ok(());
     }
-    Err(serde_json::from_slice(&buf).unwrap_or_else(|_| LaunchFailure {
-        stage: LaunchStage::Exec,
-        message: String::from_utf8_lossy(&buf).into_owned(),
-    }))
+    Err(
+        serde_json::from_slice(&buf).unwrap_or_else(|_| LaunchFailure {
+            stage: LaunchStage::Exec,
+            message: String::from_utf8_lossy(&buf).into_owned(),
+        }),
+    )
 }

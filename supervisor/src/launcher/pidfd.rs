@@ -51,7 +51,7 @@ impl PidFd {
         Ok(PidFd {
             // SAFETY: an OwnedFd stays open and is the same fd for its whole life.
             afd: unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-                .map_err(|e| std::io::Error::from(e.into_parts().1))?,
+                .map_err(|e| e.into_parts().1)?,
             pid,
         })
     }

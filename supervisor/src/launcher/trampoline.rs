@@ -20,7 +20,10 @@ fn fail(stage: LaunchStage, message: impl Into<String>) -> LaunchFailure {
 }
 
 fn os_fail(stage: LaunchStage, what: &str) -> LaunchFailure {
-    fail(stage, format!("{what}: {}", std::io::Error::last_os_error()))
+    fail(
+        stage,
+        format!("{what}: {}", std::io::Error::last_os_error()),
+    )
 }
 
 /// Runs the trampoline; only returns by exiting the process.
@@ -83,7 +86,10 @@ fn tie_to_supervisor(spec: &LaunchSpec) -> Result<(), LaunchFailure> {
     }
     // SAFETY: getppid cannot fail.
     if unsafe { libc::getppid() } != spec.supervisor_pid {
-        return Err(fail(LaunchStage::Confine, "supervisor exited during launch"));
+        return Err(fail(
+            LaunchStage::Confine,
+            "supervisor exited during launch",
+        ));
     }
     Ok(())
 }

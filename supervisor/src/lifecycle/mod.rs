@@ -14,7 +14,10 @@ use crate::store::{self, PluginState, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
     #[error("cannot enable `{plugin}`: not every requested permission is granted: {}", missing.join(", "))]
-    MissingGrants { plugin: String, missing: Vec<String> },
+    MissingGrants {
+        plugin: String,
+        missing: Vec<String>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -30,16 +33,27 @@ pub fn enable(
     let row = shared.store.require_plugin(name)?;
     let missing = missing_grants(&shared.store, name)?;
     if !missing.is_empty() {
-        shared.store.audit(vec![AuditEntry::new(actor, "plugin.enable", Outcome::Denied)
-            .plugin(name)
-            .change(row.state.as_str(), row.state.as_str())
-            .detail(serde_json::json!({ "missing": missing }))])?;
+        shared.store.audit(vec![AuditEntry::new(
+            actor,
+            "plugin.enable",
+            Outcome::Denied,
+        )
+        .plugin(name)
+        .change(row.state.as_str(), row.state.as_str())
+        .detail(serde_json::json!({ "missing": missing }))])?;
         return Err(LifecycleError::MissingGrants {
             plugin: name.to_string(),
             missing,
         });
     }
-    set_state(shared, actor, name, PluginState::Enabled, "", "plugin.enable")?;
+    set_state(
+        shared,
+        actor,
+        name,
+        PluginState::Enabled,
+        "",
+        "plugin.enable",
+    )?;
     runtime.start(name);
     Ok(())
 }
@@ -52,9 +66,17 @@ pub async fn disable(
     force: bool,
 ) -> Result<(), LifecycleError> {
     let reason = format!("disabled by {}", actor.approver());
-    let action = if force { "plugin.disable_force" } else { "plugin.disable" };
+    let action = if force {
+        "plugin.disable_force"
+    } else {
+        "plugin.disable"
+    };
     set_state(shared, actor, name, PluginState::Disabled, &reason, action)?;
-    let mode = if force { StopMode::Force } else { StopMode::Graceful };
+    let mode = if force {
+        StopMode::Force
+    } else {
+        StopMode::Graceful
+    };
     runtime.stop(name, mode).await;
     Ok(())
 }

@@ -85,7 +85,16 @@ pub async fn run(
         }
     };
     shared.hub.register(Arc::clone(&session));
-    let end = supervise_process(shared, &name, &session, &process, spawned.control, stop, status).await;
+    let end = supervise_process(
+        shared,
+        &name,
+        &session,
+        &process,
+        spawned.control,
+        stop,
+        status,
+    )
+    .await;
     shared.hub.unregister(&session);
     server.abort();
     drains.finish().await;
@@ -140,7 +149,13 @@ async fn supervise_process(
         return end;
     }
     Runtime::set_phase(status, Phase::Running);
-    audit(shared, name, "plugin.start", Outcome::Ok, serde_json::json!({ "pid": pid, "version": session.version }));
+    audit(
+        shared,
+        name,
+        "plugin.start",
+        Outcome::Ok,
+        serde_json::json!({ "pid": pid, "version": session.version }),
+    );
     tracing::info!(pid, "plugin running");
     let mut health = tokio::time::interval(rt.health_interval);
     health.tick().await;
@@ -194,7 +209,13 @@ async fn kill_and_reap(process: &PidFd) -> String {
     }
 }
 
-fn audit(shared: &Shared, name: &PluginName, action: &str, outcome: Outcome, detail: serde_json::Value) {
+fn audit(
+    shared: &Shared,
+    name: &PluginName,
+    action: &str,
+    outcome: Outcome,
+    detail: serde_json::Value,
+) {
     let entry = AuditEntry::new(&Actor::system(), action, outcome)
         .plugin(name.as_str())
         .detail(detail);

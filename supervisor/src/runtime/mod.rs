@@ -152,7 +152,10 @@ impl Runtime {
         self.plugins
             .lock()
             .ok()
-            .and_then(|p| p.get(name).and_then(|h| h.status.lock().ok().map(|s| s.clone())))
+            .and_then(|p| {
+                p.get(name)
+                    .and_then(|h| h.status.lock().ok().map(|s| s.clone()))
+            })
             .unwrap_or_default()
     }
 

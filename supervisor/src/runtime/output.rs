@@ -18,7 +18,10 @@ impl Drains {
     pub async fn finish(self) {
         for h in self.0 {
             let abort = h.abort_handle();
-            if tokio::time::timeout(std::time::Duration::from_secs(2), h).await.is_err() {
+            if tokio::time::timeout(std::time::Duration::from_secs(2), h)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }

@@ -25,7 +25,10 @@ pub enum StoreError {
     #[error("store is unusable: a previous writer panicked")]
     Poisoned,
     #[error("corrupt row in {table}: {message}")]
-    Corrupt { table: &'static str, message: String },
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,7 +254,8 @@ impl Store {
 
     pub fn plugins(&self) -> Result<Vec<PluginRow>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare(&format!("SELECT {PLUGIN_COLS} FROM plugins ORDER BY name"))?;
+            let mut stmt =
+                c.prepare(&format!("SELECT {PLUGIN_COLS} FROM plugins ORDER BY name"))?;
             let rows = stmt.query_map([], map_plugin)?;
             collect(rows)
         })
@@ -562,9 +566,7 @@ fn insert_audit(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
     Ok(c.last_insert_rowid())
 }
 
-fn collect<T>(
-    rows: impl Iterator<Item = rusqlite::Result<T>>,
-) -> Result<Vec<T>, StoreError> {
+fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>, StoreError> {
     rows.collect::<rusqlite::Result<Vec<T>>>()
         .map_err(StoreError::from)
 }
@@ -600,12 +602,22 @@ mod tests {
         let (_d, s) = store();
         let r: Result<(), StoreError> = s.write(|tx| {
             insert_plugin(&tx.sql, &row("a"))?;
-            tx.audit(AuditEntry::new(&Actor::system(), "plugin.install", Outcome::Ok));
+            tx.audit(AuditEntry::new(
+                &Actor::system(),
+                "plugin.install",
+                Outcome::Ok,
+            ));
             Err(StoreError::NoSuchPlugin("boom".into()))
         });
         assert!(r.is_err());
         assert!(s.plugin("a").unwrap().is_none());
-        assert!(s.query_audit(&AuditFilter { limit: 10, ..Default::default() }).unwrap().is_empty());
+        assert!(s
+            .query_audit(&AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -617,7 +629,9 @@ mod tests {
             s.write(|tx| {
                 insert_plugin(&tx.sql, &row("a"))?;
                 insert_request(&tx.sql, "a", Permission::FileRead, &["/srv".into()], "why")?;
-                tx.audit(AuditEntry::new(&Actor::system(), "plugin.install", Outcome::Ok).plugin("a"));
+                tx.audit(
+                    AuditEntry::new(&Actor::system(), "plugin.install", Outcome::Ok).plugin("a"),
+                );
                 Ok::<_, StoreError>(())
             })
             .unwrap();
@@ -628,7 +642,13 @@ mod tests {
         let perms = s.permissions("a").unwrap();
         assert_eq!(perms[0].requested_scope, vec!["/srv".to_string()]);
         assert_eq!(perms[0].status, PermissionStatus::Pending);
-        let audit = s.query_audit(&AuditFilter { plugin: Some("a".into()), limit: 10, ..Default::default() }).unwrap();
+        let audit = s
+            .query_audit(&AuditFilter {
+                plugin: Some("a".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(audit.len(), 1);
         // Hostile text is data, never SQL.
         assert!(s.plugin("a' OR '1'='1").unwrap().is_none());
@@ -647,7 +667,13 @@ mod tests {
         p.granted_scope = vec!["t".into()];
         p.expires_at = Some(now_ms() - 1);
         s.write(|tx| update_permission(&tx.sql, &p)).unwrap();
-        assert!(s.live_grant("a", Permission::DatabaseRead).unwrap().is_none());
-        assert_eq!(s.permissions("a").unwrap()[0].display_status(now_ms()), "expired");
+        assert!(s
+            .live_grant("a", Permission::DatabaseRead)
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            s.permissions("a").unwrap()[0].display_status(now_ms()),
+            "expired"
+        );
     }
 }

@@ -1,0 +1,42 @@
+# PlexiChat plugin supervisor: build, run the demo, test, lint, install.
+CARGO ?= cargo
+PREFIX ?= /usr/local
+
+.PHONY: all build run test lint fmt install clean
+
+all: build
+
+## Build the daemon, the CLI, the example and test plugins (debug).
+build:
+	$(CARGO) build --workspace --bins --examples
+
+## Start the supervisor in the foreground (embedded default config, state under ./var)
+## with the hello demo plugin installed, approved, enabled and answering.
+run: build
+	./scripts/demo.sh
+
+## Every test: unit tests beside the code and the end-to-end suites in tests/.
+test: build
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Install the release binaries, policies and systemd unit.
+install:
+	$(CARGO) build --release -p plexichat-supervisor
+	install -D -m 0755 target/release/plexichat-supervisor $(DESTDIR)$(PREFIX)/bin/plexichat-supervisor
+	install -D -m 0755 target/release/plexichat $(DESTDIR)$(PREFIX)/bin/plexichat
+	install -D -m 0644 policies/permissions.toml $(DESTDIR)/etc/plexichat/policies/permissions.toml
+	install -D -m 0640 systemd/supervisor.toml $(DESTDIR)/etc/plexichat/supervisor.toml
+	install -D -m 0644 systemd/plexichat-supervisor.service $(DESTDIR)/etc/systemd/system/plexichat-supervisor.service
+	install -D -m 0644 systemd/plexichat.sysusers $(DESTDIR)/usr/lib/sysusers.d/plexichat.conf
+	install -D -m 0644 systemd/plexichat.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/plexichat.conf
+
+clean:
+	$(CARGO) clean
+	rm -rf var

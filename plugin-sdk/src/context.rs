@@ -1,0 +1,380 @@
+//! `PluginContext`: the handshaken broker connection and every call a plugin can make
+//! on it (permissions, config, logging, events), cheap to clone into handlers.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use broker_proto::broker::v1 as pb;
+use broker_proto::broker::v1::broker_client::BrokerClient;
+use broker_proto::{BROKER_PROTOCOL_VERSIONS, MAX_BROKER_MESSAGE_BYTES};
+use serde::Serialize;
+use tokio::net::UnixStream;
+use tonic::transport::Channel;
+use tonic::Streaming;
+
+use crate::{connection, SdkError};
+
+/// Version of this SDK, sent in the handshake so the supervisor can log and gate on it.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Environment variable holding the plugin's name, set by the supervisor.
+pub const PLUGIN_NAME_ENV: &str = "PLEXICHAT_PLUGIN_NAME";
+/// Environment variable holding the plugin's version, set by the supervisor.
+pub const PLUGIN_VERSION_ENV: &str = "PLEXICHAT_PLUGIN_VERSION";
+
+/// A permission in force for this plugin when it connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Catalog name, e.g. `database_read`.
+    pub permission: String,
+    /// What the grant covers (tables, paths, hosts...); empty when the permission is unscoped.
+    pub scope: Vec<String>,
+    /// Unix milliseconds; 0 means no expiry.
+    pub expires_at_ms: i64,
+}
+
+impl From<pb::Grant> for Grant {
+    fn from(g: pb::Grant) -> Grant {
+        Grant {
+            permission: g.permission,
+            scope: g.scope,
+            expires_at_ms: g.expires_at_ms,
+        }
+    }
+}
+
+/// Severity of a line sent with [`PluginContext::log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl From<LogLevel> for pb::LogLevel {
+    fn from(level: LogLevel) -> pb::LogLevel {
+        match level {
+            LogLevel::Trace => pb::LogLevel::Trace,
+            LogLevel::Debug => pb::LogLevel::Debug,
+            LogLevel::Info => pb::LogLevel::Info,
+            LogLevel::Warn => pb::LogLevel::Warn,
+            LogLevel::Error => pb::LogLevel::Error,
+        }
+    }
+}
+
+/// A handshaken connection to the supervisor's broker.
+///
+/// Cloning is cheap (a reference count); every clone shares the one connection, so
+/// hand clones to handlers and tasks freely. Obtain one with [`PluginContext::connect`],
+/// or let [`Plugin::run`](crate::Plugin::run) do it and pass it to your handlers.
+#[derive(Clone)]
+pub struct PluginContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: BrokerClient<Channel>,
+    plugin_name: String,
+    plugin_version: String,
+    protocol_version: u32,
+    grants: Vec<Grant>,
+    emit_prefix: String,
+    max_message_bytes: usize,
+    session_opened: AtomicBool,
+}
+
+impl fmt::Debug for PluginContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginContext")
+            .field("plugin_name", &self.inner.plugin_name)
+            .field("plugin_version", &self.inner.plugin_version)
+            .field("protocol_version", &self.inner.protocol_version)
+            .field("grants", &self.inner.grants)
+            .field("emit_prefix", &self.inner.emit_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginContext {
+    /// Connects to the broker over the fd inherited from the supervisor and performs
+    /// the handshake. The fd can be taken once per process: a second call returns
+    /// [`SdkError::AlreadyConnected`]; share the context by cloning it instead.
+    ///
+    /// Must be called from inside a Tokio runtime.
+    pub async fn connect() -> Result<PluginContext, SdkError> {
+        let stream = connection::take_inherited_stream()?;
+        PluginContext::connect_stream(stream).await
+    }
+
+    /// Connects over an already-open stream instead of the inherited fd. For tests
+    /// that run a broker in-process; plugins use [`PluginContext::connect`].
+    #[doc(hidden)]
+    pub async fn connect_stream(stream: UnixStream) -> Result<PluginContext, SdkError> {
+        let channel = connection::channel_over(stream).await?;
+        let request = pb::HandshakeRequest {
+            protocol_versions: BROKER_PROTOCOL_VERSIONS.to_vec(),
+            plugin_name: std::env::var(PLUGIN_NAME_ENV).unwrap_or_default(),
+            plugin_version: std::env::var(PLUGIN_VERSION_ENV).unwrap_or_default(),
+            sdk_version: SDK_VERSION.to_string(),
+        };
+        PluginContext::handshake(channel, request).await
+    }
+
+    async fn handshake(
+        channel: Channel,
+        request: pb::HandshakeRequest,
+    ) -> Result<PluginContext, SdkError> {
+        let mut client = limited_client(channel.clone(), MAX_BROKER_MESSAGE_BYTES);
+        let response = client
+            .handshake(request.clone())
+            .await
+            .map_err(|status| {
+                if is_connection_failure(&status) {
+                    SdkError::Status(status)
+                } else {
+                    SdkError::HandshakeRejected(status)
+                }
+            })?
+            .into_inner();
+        if !BROKER_PROTOCOL_VERSIONS.contains(&response.protocol_version) {
+            return Err(SdkError::ProtocolMismatch {
+                offered: BROKER_PROTOCOL_VERSIONS.to_vec(),
+                chosen: response.protocol_version,
+            });
+        }
+        // The broker may ask for less than our compile-time ceiling, never more.
+        let max_message_bytes = match usize::try_from(response.max_message_bytes) {
+            Ok(0) | Err(_) => MAX_BROKER_MESSAGE_BYTES,
+            Ok(n) => n.min(MAX_BROKER_MESSAGE_BYTES),
+        };
+        // The broker's answer is authoritative: it knows who is on this connection.
+        let or_requested = |given: String, requested: String| {
+            if given.is_empty() {
+                requested
+            } else {
+                given
+            }
+        };
+        Ok(PluginContext {
+            inner: Arc::new(Inner {
+                client: limited_client(channel, max_message_bytes),
+                plugin_name: or_requested(response.plugin_name, request.plugin_name),
+                plugin_version: or_requested(response.plugin_version, request.plugin_version),
+                protocol_version: response.protocol_version,
+                grants: response.grants.into_iter().map(Grant::from).collect(),
+                emit_prefix: response.emit_prefix,
+                max_message_bytes,
+                session_opened: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The plugin's name as the supervisor knows it.
+    pub fn plugin_name(&self) -> &str {
+        &self.inner.plugin_name
+    }
+
+    /// The plugin's version as the supervisor knows it.
+    pub fn plugin_version(&self) -> &str {
+        &self.inner.plugin_version
+    }
+
+    /// The broker protocol version negotiated in the handshake.
+    pub fn protocol_version(&self) -> u32 {
+        self.inner.protocol_version
+    }
+
+    /// Permissions in force at handshake time. Grants can be revoked or expire later;
+    /// ask [`has_permission`](Self::has_permission) for the current answer.
+    pub fn grants(&self) -> &[Grant] {
+        &self.inner.grants
+    }
+
+    /// Topic prefix this plugin emits under, e.g. `plugin.hello.`.
+    pub fn emit_prefix(&self) -> &str {
+        &self.inner.emit_prefix
+    }
+
+    /// Largest message the broker accepts from or sends to this plugin.
+    pub fn max_message_bytes(&self) -> usize {
+        self.inner.max_message_bytes
+    }
+
+    /// Tonic clients need `&mut self` per call; clones share the underlying channel.
+    fn client(&self) -> BrokerClient<Channel> {
+        self.inner.client.clone()
+    }
+
+    /// Whether the plugin currently holds `permission` (any scope).
+    pub async fn has_permission(&self, permission: &str) -> Result<bool, SdkError> {
+        self.has_permission_for(permission, "").await
+    }
+
+    /// Whether the plugin currently holds `permission` with a scope covering `scope`
+    /// (a table, path, `host:port`... depending on the permission).
+    pub async fn has_permission_for(
+        &self,
+        permission: &str,
+        scope: &str,
+    ) -> Result<bool, SdkError> {
+        let response = self
+            .client()
+            .has_permission(pb::HasPermissionRequest {
+                permission: permission.to_string(),
+                scope: scope.to_string(),
+            })
+            .await?;
+        Ok(response.into_inner().granted)
+    }
+
+    /// Reads one of the plugin's config values; `None` when the key is unset.
+    pub async fn config_get(&self, key: &str) -> Result<Option<String>, SdkError> {
+        let response = self
+            .client()
+            .get_config(pb::GetConfigRequest {
+                key: key.to_string(),
+            })
+            .await?
+            .into_inner();
+        Ok(response.found.then_some(response.value))
+    }
+
+    /// Stores one of the plugin's config values.
+    pub async fn config_set(&self, key: &str, value: &str) -> Result<(), SdkError> {
+        self.client()
+            .set_config(pb::SetConfigRequest {
+                key: key.to_string(),
+                value: value.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Writes a line to the plugin's supervisor-side log.
+    pub async fn log(&self, level: LogLevel, message: &str) -> Result<(), SdkError> {
+        self.log_with_fields(level, message, &[]).await
+    }
+
+    /// Writes a line with structured `key = value` fields to the supervisor-side log.
+    pub async fn log_with_fields(
+        &self,
+        level: LogLevel,
+        message: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<(), SdkError> {
+        self.client()
+            .log(pb::LogRequest {
+                level: pb::LogLevel::from(level).into(),
+                message: message.to_string(),
+                fields: fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// [`log`](Self::log) at [`LogLevel::Debug`].
+    pub async fn debug(&self, message: &str) -> Result<(), SdkError> {
+        self.log(LogLevel::Debug, message).await
+    }
+
+    /// [`log`](Self::log) at [`LogLevel::Info`].
+    pub async fn info(&self, message: &str) -> Result<(), SdkError> {
+        self.log(LogLevel::Info, message).await
+    }
+
+    /// [`log`](Self::log) at [`LogLevel::Warn`].
+    pub async fn warn(&self, message: &str) -> Result<(), SdkError> {
+        self.log(LogLevel::Warn, message).await
+    }
+
+    /// [`log`](Self::log) at [`LogLevel::Error`].
+    pub async fn error(&self, message: &str) -> Result<(), SdkError> {
+        self.log(LogLevel::Error, message).await
+    }
+
+    /// Publishes an event on topic `<emit prefix><name>` (e.g. `greeted` becomes
+    /// `plugin.hello.greeted`) and returns the id the supervisor assigned to it.
+    pub async fn emit(&self, name: &str, payload: &[u8]) -> Result<String, SdkError> {
+        let response = self
+            .client()
+            .emit_event(pb::EmitEventRequest {
+                topic: format!("{}{name}", self.inner.emit_prefix),
+                payload: payload.to_vec(),
+            })
+            .await?;
+        Ok(response.into_inner().id)
+    }
+
+    /// [`emit`](Self::emit) with `value` encoded as JSON.
+    pub async fn emit_json<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<String, SdkError> {
+        let payload = serde_json::to_vec(value)?;
+        self.emit(name, &payload).await
+    }
+
+    /// Subscribes to more topics (exact, or `prefix.*`); returns the topics the
+    /// broker now delivers. [`Plugin`](crate::Plugin) subscribes its handlers'
+    /// patterns itself, so this is for plugins that manage subscriptions by hand.
+    pub async fn subscribe(&self, topics: &[&str]) -> Result<Vec<String>, SdkError> {
+        let response = self
+            .client()
+            .subscribe(pb::SubscribeRequest {
+                topics: topics.iter().map(|t| t.to_string()).collect(),
+            })
+            .await?;
+        Ok(response.into_inner().topics)
+    }
+
+    /// Opens the session stream. The broker allows one per connection, so a second
+    /// attempt through any clone fails locally instead of confusing the supervisor.
+    pub(crate) async fn open_session(&self) -> Result<Streaming<pb::HostMessage>, SdkError> {
+        if self.inner.session_opened.swap(true, Ordering::AcqRel) {
+            return Err(SdkError::SessionAlreadyOpen);
+        }
+        Ok(self
+            .client()
+            .session(pb::SessionRequest {})
+            .await?
+            .into_inner())
+    }
+
+    pub(crate) async fn reply(&self, reply: pb::CommandReply) -> Result<(), SdkError> {
+        self.client().reply(reply).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn pong(&self, id: u64) -> Result<(), SdkError> {
+        self.client().pong(pb::PongRequest { id }).await?;
+        Ok(())
+    }
+}
+
+fn limited_client(channel: Channel, max_message_bytes: usize) -> BrokerClient<Channel> {
+    BrokerClient::new(channel)
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+}
+
+/// Whether `status` was synthesised by tonic because the connection itself failed,
+/// as opposed to sent by the supervisor: only local statuses carry a source error
+/// (the hyper/h2/io failure), and those come with a transport-level code.
+pub(crate) fn is_connection_failure(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+        && matches!(
+            status.code(),
+            tonic::Code::Unavailable
+                | tonic::Code::Unknown
+                | tonic::Code::Cancelled
+                | tonic::Code::Internal
+        )
+}

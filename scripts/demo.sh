@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make run`: the supervisor in the foreground with its embedded default config
+# (everything under ./var), and the hello demo plugin installed, approved, enabled
+# and answering a command and an event. Ctrl-C stops the supervisor and the plugin.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cli="$root/target/debug/plexichat"
+export PLEXICHAT_SOCKET="$root/var/run/supervisor.sock"
+
+pkg="$root/var/demo-plugin"
+rm -rf "$pkg" && mkdir -p "$pkg"
+cp plugin-sdk/examples/hello/plugin.toml "$pkg/"
+cp target/debug/examples/hello "$pkg/hello"
+
+demo() {
+  for _ in $(seq 100); do "$cli" whoami >/dev/null 2>&1 && break; sleep 0.1; done
+  echo "== demo: install, review, enable =="
+  # A rebuilt binary no longer matches the old pin: start the demo fresh.
+  "$cli" plugin remove hello >/dev/null 2>&1 || true
+  "$cli" plugin install "$pkg"
+  "$cli" plugin pending
+  "$cli" plugin approve hello --comment "demo: approved by make run" --expires-in 7d
+  "$cli" plugin enable hello
+  for _ in $(seq 100); do
+    "$cli" plugin list | grep -q ' running ' && break
+    sleep 0.1
+  done
+  "$cli" plugin list
+  echo "== demo: the plugin answers =="
+  "$cli" plugin invoke hello greet PlexiChat
+  (timeout 3 "$cli" event watch 'plugin.hello.*' || true) &
+  sleep 0.5
+  "$cli" event publish chat.message '{"text":"hi"}'
+  wait
+  echo "== the supervisor keeps running; in another shell: =="
+  echo "   PLEXICHAT_SOCKET=$PLEXICHAT_SOCKET $cli plugin show hello"
+  echo "   Ctrl-C here stops it."
+}
+
+demo &
+exec "$root/target/debug/plexichat-supervisor"

@@ -1,0 +1,372 @@
+//! Test harness shared by the end-to-end suites: a real supervisor daemon on a
+//! temporary directory, the real `plexichat` CLI, an admin-API client over the
+//! real Unix socket, and plugin packages built from real SDK binaries.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use broker_proto::admin::v1::admin_client::AdminClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Directory holding the workspace's built binaries (target/debug).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// A workspace binary: `plexichat`, `plexichat-supervisor`, or a test plugin.
+pub fn bin(name: &str) -> PathBuf {
+    let env_name = format!("CARGO_BIN_EXE_{name}");
+    if let Some(p) = std::env::var_os(env_name) {
+        return PathBuf::from(p);
+    }
+    let p = target_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `make test` (it builds the workspace first)",
+        p.display()
+    );
+    p
+}
+
+pub fn example(name: &str) -> PathBuf {
+    let p = target_dir().join("examples").join(name);
+    assert!(p.exists(), "{} is not built: run `make test`", p.display());
+    p
+}
+
+/// Knobs of the generated supervisor.toml.
+#[derive(Clone)]
+pub struct Settings {
+    pub handshake_timeout: &'static str,
+    pub stop_grace: &'static str,
+    pub health_interval: &'static str,
+    pub backoff_initial: &'static str,
+    pub backoff_max: &'static str,
+    pub quarantine_after: u32,
+    pub quarantine_window: &'static str,
+    pub viewer_uids: Vec<u32>,
+    pub server_uids: Vec<u32>,
+    pub socket_mode: &'static str,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            handshake_timeout: "5s",
+            stop_grace: "2s",
+            health_interval: "2s",
+            backoff_initial: "100ms",
+            backoff_max: "2s",
+            quarantine_after: 5,
+            quarantine_window: "1m",
+            viewer_uids: vec![],
+            server_uids: vec![],
+            socket_mode: "0660",
+        }
+    }
+}
+
+impl Settings {
+    fn render(&self, root: &Path) -> String {
+        format!(
+            r#"
+state_dir = "{root}/state"
+log_dir = "{root}/log"
+admin_socket = "{root}/run/supervisor.sock"
+
+[access]
+admin = {{ uids = [0] }}
+server = {{ uids = {server:?} }}
+viewer = {{ uids = {viewer:?} }}
+socket_mode = "{mode}"
+
+[runtime]
+handshake_timeout = "{hs}"
+stop_grace = "{grace}"
+health_interval = "{health}"
+health_timeout = "2s"
+command_timeout = "5s"
+restart_backoff_initial = "{b0}"
+restart_backoff_max = "{b1}"
+quarantine_after = {qa}
+quarantine_window = "{qw}"
+"#,
+            root = root.display(),
+            server = self.server_uids,
+            viewer = self.viewer_uids,
+            mode = self.socket_mode,
+            hs = self.handshake_timeout,
+            grace = self.stop_grace,
+            health = self.health_interval,
+            b0 = self.backoff_initial,
+            b1 = self.backoff_max,
+            qa = self.quarantine_after,
+            qw = self.quarantine_window,
+        )
+    }
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+}
+
+pub struct Cli {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cli {
+    pub fn ok(&self) -> &Self {
+        assert!(
+            self.status.success(),
+            "CLI failed: {}\nstdout: {}",
+            self.stderr,
+            self.stdout
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        self.ok();
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("CLI output is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl From<Output> for Cli {
+    fn from(o: Output) -> Cli {
+        Cli {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(Settings::default())
+    }
+
+    pub fn start_with(settings: Settings) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Other uids (the viewer test) must reach the socket directory.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod tempdir");
+        let config = dir.path().join("supervisor.toml");
+        std::fs::write(&config, settings.render(dir.path())).expect("write config");
+        let socket = dir.path().join("run/supervisor.sock");
+        let mut d = Daemon {
+            dir,
+            child: None,
+            socket,
+            config,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
+        let child = Command::new(bin("plexichat-supervisor"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("PLEXICHAT_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn supervisor");
+        self.child = Some(child);
+        let socket = self.socket.clone();
+        wait_until(Duration::from_secs(20), "admin socket accepts", || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
+        });
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("daemon running")
+    }
+
+    /// SIGTERM and wait: the graceful stop systemd would do.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGKILL: the supervisor dies without any chance to clean up.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Cli {
+        self.cli_command(args)
+            .output()
+            .expect("run plexichat")
+            .into()
+    }
+
+    pub fn cli_as(&self, uid: u32, args: &[&str]) -> Cli {
+        use std::os::unix::process::CommandExt;
+        self.cli_command(args)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .expect("run plexichat")
+            .into()
+    }
+
+    fn cli_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("plexichat"));
+        c.env("PLEXICHAT_SOCKET", &self.socket).args(args);
+        c
+    }
+
+    pub async fn admin(&self) -> AdminClient<Channel> {
+        let path = self.socket.clone();
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let p = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(p).await?,
+                    ))
+                }
+            }))
+            .await
+            .expect("connect admin socket");
+        AdminClient::new(channel)
+    }
+
+    /// Writes a plugin package: `plugin.toml` plus `binary` copied as `entry`.
+    pub fn package(&self, dir_name: &str, manifest: &str, binary: &Path, entry: &str) -> PathBuf {
+        let dir = self.dir.path().join("packages").join(dir_name);
+        std::fs::create_dir_all(&dir).expect("package dir");
+        std::fs::write(dir.join("plugin.toml"), manifest).expect("manifest");
+        std::fs::copy(binary, dir.join(entry)).expect("copy plugin binary");
+        dir
+    }
+
+    /// The hello example, packaged with its shipped manifest.
+    pub fn hello_package(&self) -> PathBuf {
+        let manifest = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk/examples/hello/plugin.toml"),
+        )
+        .expect("hello manifest");
+        self.package("hello", &manifest, &example("hello"), "hello")
+    }
+
+    pub fn plugin_json(&self, name: &str) -> serde_json::Value {
+        self.cli(&["--output", "json", "plugin", "show", name])
+            .json()
+    }
+
+    pub fn plugin_pid(&self, name: &str) -> Option<i32> {
+        let v = self.plugin_json(name);
+        let pid = v["summary"]["pid"].as_i64().unwrap_or(0) as i32;
+        (pid > 0).then_some(pid)
+    }
+
+    pub fn runtime_of(&self, name: &str) -> String {
+        self.plugin_json(name)["summary"]["runtime"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    pub fn wait_running(&self, name: &str) -> i32 {
+        wait_until(Duration::from_secs(20), &format!("{name} running"), || {
+            self.runtime_of(name) == "running"
+        });
+        self.plugin_pid(name).expect("running plugin has a pid")
+    }
+
+    pub fn audit(&self, plugin: Option<&str>) -> Vec<serde_json::Value> {
+        let mut args = vec![
+            "audit",
+            "plugins",
+            "--output-format",
+            "json",
+            "--limit",
+            "10000",
+        ];
+        if let Some(p) = plugin {
+            args.extend(["--plugin", p]);
+        }
+        let v = self.cli(&args).json();
+        v["records"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub fn audit_actions(&self, plugin: Option<&str>) -> Vec<(String, String)> {
+        self.audit(plugin)
+            .iter()
+            .map(|r| {
+                (
+                    r["action"].as_str().unwrap_or_default().to_string(),
+                    r["outcome"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    // A zombie still has /proc/<pid>; it is gone only once its stat says so.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
