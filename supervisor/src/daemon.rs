@@ -89,8 +89,12 @@ fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
-    let listener = crate::admin::bind(&shared.cfg.admin_socket, shared.cfg.access.socket_mode)
-        .with_context(|| format!("binding admin socket {}", shared.cfg.admin_socket.display()))?;
+    let listener = crate::admin::bind(
+        &shared.cfg.admin_socket,
+        shared.cfg.access.socket_mode,
+        shared.cfg.access.socket_group.as_deref(),
+    )
+    .with_context(|| format!("binding admin socket {}", shared.cfg.admin_socket.display()))?;
     let runtime = Runtime::new(Arc::clone(&shared), launcher);
     let system = Actor::system();
     shared.store.audit(vec![AuditEntry::new(

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use broker_proto::admin::v1::{InvokeCommandRequest, PublishEventRequest, WatchEventsRequest};
+use broker_proto::admin::v1::{
+    InvokeCommandRequest, PublishEventRequest, WatchEventsRequest, WatchNotificationsRequest,
+};
 use common::*;
 
 fn install_hello(d: &Daemon) {
@@ -16,7 +18,22 @@ fn install_hello(d: &Daemon) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_goes_from_directory_to_answering_and_back() {
     let d = Daemon::start();
+    let mut admin = d.admin().await;
+    let mut notifications = admin
+        .watch_notifications(WatchNotificationsRequest {})
+        .await
+        .expect("watch notifications")
+        .into_inner();
     install_hello(&d);
+    let note = tokio::time::timeout(Duration::from_secs(5), notifications.message())
+        .await
+        .expect("admins are notified of the install")
+        .expect("stream ok")
+        .expect("a notification");
+    assert_eq!(
+        (note.kind.as_str(), note.plugin.as_str()),
+        ("approval_required", "hello")
+    );
 
     let pending = d.cli(&["--output", "json", "plugin", "pending"]).json();
     assert_eq!(pending["pending"][0]["plugin"], "hello");
@@ -48,7 +65,6 @@ async fn a_plugin_goes_from_directory_to_answering_and_back() {
     let pid = d.wait_running("hello");
     assert!(process_alive(pid));
 
-    let mut admin = d.admin().await;
     let reply = admin
         .invoke_command(InvokeCommandRequest {
             plugin: "hello".into(),

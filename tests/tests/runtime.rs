@@ -150,3 +150,37 @@ fn state_survives_a_supervisor_restart_and_enabled_plugins_come_back() {
     let third = d.wait_running("hello");
     assert!(process_alive(third));
 }
+
+#[test]
+fn a_wedged_plugin_fails_its_health_check_and_is_restarted() {
+    let d = Daemon::start_with(Settings {
+        health_interval: "500ms",
+        ..Settings::default()
+    });
+    install_enabled(&d, "echo", &bin("echo_plugin"));
+    let first = d.wait_running("echo");
+    // Healthy plugins pass ping after ping.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(d.plugin_pid("echo"), Some(first));
+    let frozen = d.cli(&["plugin", "invoke", "echo", "freeze", "--timeout", "1s"]);
+    assert!(
+        frozen.stderr.contains("did not answer"),
+        "{}",
+        frozen.stderr
+    );
+    wait_until(Duration::from_secs(15), "health failure audited", || {
+        d.audit_actions(Some("echo"))
+            .contains(&("plugin.health_failed".into(), "failed".into()))
+    });
+    wait_until(Duration::from_secs(5), "wedged process killed", || {
+        !process_alive(first)
+    });
+    let second = d.wait_running("echo");
+    assert_ne!(first, second);
+    let echoed = d
+        .cli(&["plugin", "invoke", "echo", "echo", "still here"])
+        .ok()
+        .stdout
+        .clone();
+    assert_eq!(echoed.trim(), "still here");
+}

@@ -160,22 +160,30 @@ mod tests {
         let access = Access {
             admin: Principals {
                 uids: vec![0],
-                gids: vec![],
+                ..Default::default()
             },
             server: Principals {
                 uids: vec![100],
-                gids: vec![],
+                ..Default::default()
             },
             viewer: Principals {
-                uids: vec![],
                 gids: vec![200],
+                ..Default::default()
             },
             socket_mode: 0o660,
+            socket_group: None,
         };
         assert_eq!(role_of(&access, 0, 0), Some(Role::Admin));
         assert_eq!(role_of(&access, 100, 5), Some(Role::Server));
         assert_eq!(role_of(&access, 7, 200), Some(Role::Viewer));
         assert_eq!(role_of(&access, 7, 7), None);
+        // root's group list includes group `root`.
+        let by_group = Principals {
+            groups: vec!["root".into()],
+            ..Default::default()
+        };
+        assert!(by_group.matches(0, 0));
+        assert!(!by_group.matches(65534, 65534));
         let actor = |role, obo: Option<&str>| Actor {
             identity: "x".into(),
             role,

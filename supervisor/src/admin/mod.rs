@@ -19,7 +19,7 @@ pub use service::AdminService;
 
 /// Binds the admin socket: refuses to steal a socket another supervisor is
 /// serving, replaces a stale one, and applies the configured mode.
-pub fn bind(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
+pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> std::io::Result<UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -33,6 +33,15 @@ pub fn bind(path: &Path, mode: u32) -> std::io::Result<UnixListener> {
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
+    if let Some(name) = group {
+        let grp = nix::unistd::Group::from_name(name)?.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("socket_group `{name}` does not exist"),
+            )
+        })?;
+        nix::unistd::chown(path, None, Some(grp.gid))?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     Ok(listener)
 }

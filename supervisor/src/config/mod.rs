@@ -34,11 +34,35 @@ pub struct Principals {
     pub uids: Vec<u32>,
     #[serde(default)]
     pub gids: Vec<u32>,
+    /// Group names; a caller whose user is a member (primary or supplementary)
+    /// matches. SO_PEERCRED carries only the primary gid, so membership is looked up.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl Principals {
     pub fn matches(&self, uid: u32, gid: u32) -> bool {
-        self.uids.contains(&uid) || self.gids.contains(&gid)
+        self.uids.contains(&uid) || self.gids.contains(&gid) || self.member_of_group(uid, gid)
+    }
+
+    fn member_of_group(&self, uid: u32, gid: u32) -> bool {
+        use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
+        if self.groups.is_empty() {
+            return false;
+        }
+        let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+            return false;
+        };
+        let Ok(name) = std::ffi::CString::new(user.name) else {
+            return false;
+        };
+        let gids = getgrouplist(&name, Gid::from_raw(gid)).unwrap_or_default();
+        gids.iter().any(|g| {
+            Group::from_gid(*g)
+                .ok()
+                .flatten()
+                .is_some_and(|grp| self.groups.contains(&grp.name))
+        })
     }
 }
 
@@ -53,6 +77,9 @@ pub struct Access {
     pub viewer: Principals,
     #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
     pub socket_mode: u32,
+    /// Group that owns the admin socket, so its members can connect.
+    #[serde(default)]
+    pub socket_group: Option<String>,
 }
 
 impl Default for Access {
@@ -62,6 +89,7 @@ impl Default for Access {
             server: Principals::default(),
             viewer: Principals::default(),
             socket_mode: default_socket_mode(),
+            socket_group: None,
         }
     }
 }
@@ -69,7 +97,7 @@ impl Default for Access {
 fn root_only() -> Principals {
     Principals {
         uids: vec![0],
-        gids: vec![],
+        ..Principals::default()
     }
 }
 
@@ -218,6 +246,21 @@ mod tests {
         assert!(!cfg.access.viewer.matches(1000, 1000));
         assert_eq!(cfg.runtime.quarantine_after, 5);
         cfg.load_catalog().unwrap();
+    }
+
+    #[test]
+    fn the_shipped_production_config_parses() {
+        let cfg = Config::parse(
+            include_str!("../../../systemd/supervisor.toml"),
+            "systemd/supervisor.toml",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.admin_socket,
+            PathBuf::from("/run/plexichat/supervisor.sock")
+        );
+        assert_eq!(cfg.access.socket_group.as_deref(), Some("plexichat"));
     }
 
     #[test]

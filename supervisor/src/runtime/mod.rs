@@ -116,7 +116,10 @@ impl Runtime {
             return;
         }
         let (stop, stop_rx) = watch::channel(StopMode::Run);
-        let status = Arc::new(Mutex::new(Status::default()));
+        let status = Arc::new(Mutex::new(Status {
+            phase: Phase::Starting,
+            ..Status::default()
+        }));
         let span = tracing::info_span!("plugin", plugin = %name);
         let task = tokio::spawn(
             Arc::clone(self)

@@ -1,5 +1,6 @@
-//! Well-behaved test plugin built on the SDK: `echo` returns its args unchanged and
-//! `has-permission` reports a live permission check, as a baseline for the suites.
+//! Well-behaved test plugin built on the SDK: `echo` returns its args unchanged,
+//! `has-permission` reports a live permission check, and `freeze` wedges the whole
+//! (single-threaded) runtime so health checks have something to catch.
 
 use plexichat_plugin_sdk::{Plugin, PluginContext, SdkError};
 
@@ -18,6 +19,11 @@ async fn main() -> Result<(), SdkError> {
                 Ok::<String, String>(granted.to_string())
             },
         )
+        .on_command("freeze", |_ctx: PluginContext, _args: Vec<u8>| async move {
+            // Blocks the only runtime thread: no more pongs, no more replies.
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+            Ok::<Vec<u8>, String>(Vec::new())
+        })
         .run()
         .await
 }
