@@ -18,3 +18,4 @@ pub mod manifest;
 pub mod plugin_log;
 pub mod runtime;
 pub mod store;
+pub mod sandbox;

@@ -1,0 +1,1 @@
+//! seccomp allowlist policies: loading, compiling, installing, and serving denials.
