@@ -4,6 +4,7 @@
 use crate::broker::Hub;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::sandbox::host::SandboxHost;
 use crate::store::Store;
 
 pub struct Shared {
@@ -11,4 +12,6 @@ pub struct Shared {
     pub catalog: Catalog,
     pub store: Store,
     pub hub: Hub,
+    /// `None` only when `sandbox.confine = false`.
+    pub sandbox: Option<SandboxHost>,
 }

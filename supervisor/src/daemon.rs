@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::context::Shared;
 use crate::launcher::Launcher;
 use crate::runtime::{Runtime, StopMode};
+use crate::sandbox::host::SandboxHost;
 use crate::store::Store;
 
 #[derive(Parser, Debug)]
@@ -59,6 +60,15 @@ fn run(args: Args) -> anyhow::Result<()> {
     let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);
     let store = Store::open(&cfg.store_path(), logs)
         .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
+    let sandbox = if cfg.sandbox.confine {
+        Some(SandboxHost::prepare(&cfg).context("preparing plugin confinement")?)
+    } else {
+        tracing::warn!(
+            "sandbox.confine = false: plugins run UNCONFINED (no namespaces, Landlock, seccomp \
+             or cgroup limits). Use this only to measure what confinement costs."
+        );
+        None
+    };
     let launcher =
         Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
     let shared = Arc::new(Shared {
@@ -66,6 +76,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         catalog,
         store,
         hub: Hub::default(),
+        sandbox,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -113,6 +124,9 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     notify_systemd("STOPPING=1");
     tracing::info!("stopping plugins");
     runtime.stop_all(StopMode::Graceful).await;
+    if let Some(host) = &shared.sandbox {
+        host.cgroups.remove_parents();
+    }
     shared.store.audit(vec![AuditEntry::new(
         &system,
         "supervisor.stop",

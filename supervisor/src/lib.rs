@@ -17,5 +17,5 @@ pub mod lifecycle;
 pub mod manifest;
 pub mod plugin_log;
 pub mod runtime;
-pub mod store;
 pub mod sandbox;
+pub mod store;

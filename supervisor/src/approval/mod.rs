@@ -233,6 +233,7 @@ mod tests {
                     install_dir: "/".into(),
                     core: false,
                     installed_at: 0,
+                    uid_offset: 0,
                 },
             )?;
             for (p, scope) in perms {

@@ -25,6 +25,71 @@ pub struct Config {
     pub access: Access,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+}
+
+/// How plugins are confined, and the caps on what a manifest may request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxConfig {
+    /// Confinement on (the default). Off only for measuring its cost: the
+    /// supervisor then says so loudly and `security plugin-status` shows it.
+    pub confine: bool,
+    /// Plugins get uids (and gids) `uid_base .. uid_base + uid_count`, one per
+    /// plugin, kept for the plugin's lifetime.
+    pub uid_base: u32,
+    pub uid_count: u32,
+    /// Host paths bound read-only into every plugin's root (libraries); symlinks
+    /// are recreated, missing paths skipped.
+    pub read_only: Vec<PathBuf>,
+    #[serde(deserialize_with = "bytes")]
+    pub tmp_size: u64,
+    /// Landlock ABI below which plugins are refused (6: filesystem, TCP, scoping).
+    pub landlock_minimum_abi: u8,
+    /// Name of the seccomp policy (a file stem under `policy_dir/seccomp/`).
+    pub seccomp_policy: String,
+    pub max_cpu: f64,
+    #[serde(deserialize_with = "bytes")]
+    pub max_memory: u64,
+    pub max_pids: u32,
+    /// Name of the supervisor's cgroup under the hierarchy root (v1, or v2 when
+    /// the supervisor runs in the root cgroup). Under systemd with Delegate=yes the
+    /// service's own cgroup is used instead.
+    pub cgroup_name: String,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            confine: true,
+            uid_base: 200_000,
+            uid_count: 10_000,
+            read_only: [
+                "/usr/lib",
+                "/usr/lib64",
+                "/lib",
+                "/lib64",
+                "/etc/ld.so.cache",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+            tmp_size: 16 << 20,
+            landlock_minimum_abi: crate::sandbox::landlock::REQUIRED_ABI,
+            seccomp_policy: "default".into(),
+            max_cpu: 1.0,
+            max_memory: 512 << 20,
+            max_pids: 128,
+            cgroup_name: "plexichat".into(),
+        }
+    }
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::manifest::parse_bytes(&s)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a size (e.g. 16MiB)")))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -201,6 +266,21 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
+        if crate::manifest::PluginName::new(&cfg.sandbox.cgroup_name).is_err() {
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                message: format!(
+                    "sandbox.cgroup_name `{}` must be a simple name (a-z, 0-9, _ or -)",
+                    cfg.sandbox.cgroup_name
+                ),
+            });
+        }
+        if cfg.sandbox.uid_base == 0 || cfg.sandbox.uid_count == 0 {
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                message: "sandbox.uid_base and sandbox.uid_count must be positive (plugins never run as root)".into(),
+            });
+        }
         if cfg.runtime.quarantine_after == 0 {
             return Err(ConfigError::Invalid {
                 path: origin.to_string(),
@@ -230,6 +310,16 @@ impl Config {
     /// Per-plugin writable data directories: `<state>/data/<name>/`.
     pub fn data_root(&self) -> PathBuf {
         self.state_dir.join("data")
+    }
+
+    /// Empty directory each plugin's tmpfs root is mounted on, privately.
+    pub fn sandbox_root(&self) -> PathBuf {
+        self.state_dir.join("sandbox-root")
+    }
+
+    /// `policy_dir/seccomp`, or `None` for the built-in policy.
+    pub fn seccomp_dir(&self) -> Option<PathBuf> {
+        self.policy_dir.as_ref().map(|d| d.join("seccomp"))
     }
 }
 

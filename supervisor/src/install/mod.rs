@@ -109,8 +109,13 @@ pub fn install(
             install_dir: dest.display().to_string(),
             core: manifest.core,
             installed_at: crate::clock::now_ms(),
+            uid_offset: 0,
         };
-        store.write(|tx| {
+        let row = store.write(|tx| {
+            let row = PluginRow {
+                uid_offset: store::free_uid_offset(&tx.sql, cfg.sandbox.uid_count)?,
+                ..row
+            };
             store::insert_plugin(&tx.sql, &row)?;
             for req in &manifest.permissions {
                 store::insert_request(
@@ -130,9 +135,10 @@ pub fn install(
                         "sha256": sha256,
                         "source": source.display().to_string(),
                         "requested": manifest.permissions.iter().map(|p| p.permission.as_str()).collect::<Vec<_>>(),
+                        "uid": cfg.sandbox.uid_base + row.uid_offset,
                     })),
             );
-            Ok::<_, InstallError>(())
+            Ok::<_, InstallError>(row)
         })?;
         Ok(row)
     });

@@ -12,6 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -34,12 +35,31 @@ pub struct LaunchSpec {
     pub data_dir: PathBuf,
     pub supervisor_pid: i32,
     pub rlimits: Rlimits,
+    /// `None` only when confinement is switched off (benchmarks).
+    pub confine: Option<ConfineSpec>,
+}
+
+/// The confinement the trampoline applies before exec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfineSpec {
+    pub uid: u32,
+    pub gid: u32,
+    pub hostname: String,
+    pub root: crate::sandbox::rootfs::RootPlan,
+    /// Landlock ABI detected (and accepted) by the supervisor.
+    pub landlock_abi: u8,
+    pub seccomp_policy: String,
+    pub seccomp_main: Vec<crate::sandbox::seccomp::BpfInsn>,
+    pub seccomp_clone3: Vec<crate::sandbox::seccomp::BpfInsn>,
+    pub seccomp_syscalls: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rlimits {
     pub nofile: u64,
     pub fsize: u64,
+    /// Per-uid process cap; each plugin has its own uid, so this is per plugin.
+    pub nproc: u64,
 }
 
 impl Default for Rlimits {
@@ -47,8 +67,35 @@ impl Default for Rlimits {
         Rlimits {
             nofile: 256,
             fsize: 1 << 30,
+            nproc: 4096,
         }
     }
+}
+
+/// Messages on the control socket (SOCK_SEQPACKET, one JSON document each).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ControlMsg {
+    /// From the trampoline, which stays as the plugin's parent: the plugin's host pid.
+    Started {
+        plugin_pid: i32,
+    },
+    /// From the plugin just before exec, with the seccomp listener fd attached.
+    Confined {
+        enforcement: crate::sandbox::Enforcement,
+    },
+    Failed {
+        failure: LaunchFailure,
+    },
+}
+
+/// What the supervisor learns from a launch that reached exec.
+#[derive(Debug, Default)]
+pub struct Launched {
+    pub plugin_pid: Option<i32>,
+    pub enforcement: Option<crate::sandbox::Enforcement>,
+    /// The seccomp user-notification listener for denied syscalls.
+    pub seccomp_listener: Option<OwnedFd>,
 }
 
 /// Why a launch did not reach exec, as reported by the trampoline.
@@ -92,9 +139,15 @@ pub struct Spawned {
     /// Wrap with [`PidFd::new`] inside the runtime.
     pub pidfd: OwnedFd,
     pub broker: StdUnixStream,
-    pub control: StdUnixStream,
+    pub control: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+}
+
+/// One launch: the spec, and the cgroup to place the process in before it runs.
+pub struct LaunchRequest {
+    pub spec: LaunchSpec,
+    pub cgroup: Option<crate::sandbox::cgroup::PluginCgroup>,
 }
 
 type Reply = oneshot::Sender<Result<Spawned, LaunchFailure>>;
@@ -102,31 +155,31 @@ type Reply = oneshot::Sender<Result<Spawned, LaunchFailure>>;
 /// Handle to the launcher thread. Cloning shares the thread.
 #[derive(Clone)]
 pub struct Launcher {
-    tx: mpsc::Sender<(LaunchSpec, Reply)>,
+    tx: mpsc::Sender<(LaunchRequest, Reply)>,
 }
 
 impl Launcher {
     /// Starts the launcher thread. It must live as long as the supervisor: plugins
     /// get PDEATHSIG from it, so no plugin outlives it.
     pub fn start(exe: PathBuf) -> std::io::Result<Launcher> {
-        let (tx, rx) = mpsc::channel::<(LaunchSpec, Reply)>();
+        let (tx, rx) = mpsc::channel::<(LaunchRequest, Reply)>();
         std::thread::Builder::new()
             .name("plugin-launcher".into())
             .spawn(move || {
-                for (spec, reply) in rx {
-                    let _ = reply.send(spawn_one(&exe, &spec));
+                for (req, reply) in rx {
+                    let _ = reply.send(spawn_one(&exe, &req));
                 }
             })?;
         Ok(Launcher { tx })
     }
 
-    pub async fn spawn(&self, spec: LaunchSpec) -> Result<Spawned, LaunchFailure> {
+    pub async fn spawn(&self, req: LaunchRequest) -> Result<Spawned, LaunchFailure> {
         let (reply, rx) = oneshot::channel();
         let gone = || LaunchFailure {
             stage: LaunchStage::Spawn,
             message: "launcher thread is gone".into(),
         };
-        self.tx.send((spec, reply)).map_err(|_| gone())?;
+        self.tx.send((req, reply)).map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 }
@@ -150,11 +203,17 @@ fn high_fd(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-fn spawn_one(exe: &std::path::Path, spec: &LaunchSpec) -> Result<Spawned, LaunchFailure> {
+fn spawn_one(exe: &std::path::Path, req: &LaunchRequest) -> Result<Spawned, LaunchFailure> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let (broker_parent, broker_child) =
         StdUnixStream::pair().map_err(|e| spawn_failure("broker socketpair", e))?;
-    let (control_parent, control_child) =
-        StdUnixStream::pair().map_err(|e| spawn_failure("control socketpair", e))?;
+    let (control_parent, control_child) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| spawn_failure("control socketpair", e))?;
     let broker_child = high_fd(broker_child.into()).map_err(|e| spawn_failure("dup", e))?;
     let control_child = high_fd(control_child.into()).map_err(|e| spawn_failure("dup", e))?;
     let (b, c) = (broker_child.as_raw_fd(), control_child.as_raw_fd());
@@ -186,46 +245,133 @@ fn spawn_one(exe: &std::path::Path, spec: &LaunchSpec) -> Result<Spawned, Launch
     };
     // The pidfd owns the process from here; std's Child is only a pid holder.
     drop(child);
-    let mut control = control_parent;
-    send_spec(&mut control, spec).map_err(|e| spawn_failure("sending launch spec", e))?;
+    // The trampoline waits for its spec, so it is in its cgroup before it runs a
+    // single instruction of its own; everything it forks inherits the cgroup.
+    if let Some(cg) = &req.cgroup {
+        if let Err(e) = cg.add(pid) {
+            // SAFETY: the pidfd belongs to the child we just spawned.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    0,
+                    0,
+                )
+            };
+            return Err(LaunchFailure {
+                stage: LaunchStage::Confine,
+                message: format!("joining cgroup: {e}"),
+            });
+        }
+    }
+    send_spec(&control_parent, &req.spec).map_err(|e| spawn_failure("sending launch spec", e))?;
     Ok(Spawned {
         pid,
         pidfd,
         broker: broker_parent,
-        control,
+        control: control_parent,
         // SAFETY: into_raw_fd hands over sole ownership of the pipe fds.
         stdout: unsafe { OwnedFd::from_raw_fd(stdout.into_raw_fd()) },
         stderr: unsafe { OwnedFd::from_raw_fd(stderr.into_raw_fd()) },
     })
 }
 
-fn send_spec(control: &mut StdUnixStream, spec: &LaunchSpec) -> std::io::Result<()> {
-    use std::io::Write;
+/// Largest control message (the spec carries the compiled seccomp program).
+pub const MAX_CONTROL_BYTES: usize = 4 << 20;
+
+fn send_spec(control: &OwnedFd, spec: &LaunchSpec) -> std::io::Result<()> {
     let json = serde_json::to_vec(spec)?;
-    control.write_all(&json)?;
-    control.shutdown(std::net::Shutdown::Write)
+    if json.len() > MAX_CONTROL_BYTES {
+        return Err(std::io::Error::other("launch spec too large"));
+    }
+    // Room for the whole spec in one datagram.
+    let _ = nix::sys::socket::setsockopt(
+        control,
+        nix::sys::socket::sockopt::SndBufForce,
+        &(json.len() * 2),
+    );
+    nix::sys::socket::send(
+        control.as_raw_fd(),
+        &json,
+        nix::sys::socket::MsgFlags::empty(),
+    )?;
+    Ok(())
 }
 
-/// Waits for the trampoline's verdict: EOF means it exec'd the plugin (the
-/// control socket is close-on-exec); anything else is its failure report.
-pub async fn await_exec(control: StdUnixStream) -> Result<(), LaunchFailure> {
-    use tokio::io::AsyncReadExt;
-    let fail = |e: std::io::Error| spawn_failure("reading launch result", e);
-    control.set_nonblocking(true).map_err(fail)?;
-    let mut control = tokio::net::UnixStream::from_std(control).map_err(fail)?;
-    let mut buf = Vec::new();
-    (&mut control)
-        .take(64 * 1024)
-        .read_to_end(&mut buf)
-        .await
-        .map_err(fail)?;
-    if buf.is_empty() {
-        return Ok(());
+/// Sends one control message, optionally with an fd attached (SCM_RIGHTS).
+pub fn send_control(fd: RawFd, msg: &ControlMsg, attach: Option<RawFd>) -> std::io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let json = serde_json::to_vec(msg)?;
+    let iov = [std::io::IoSlice::new(&json)];
+    let fds: Vec<RawFd> = attach.into_iter().collect();
+    let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
+        Vec::new()
+    } else {
+        vec![ControlMessage::ScmRights(&fds)]
+    };
+    sendmsg::<()>(fd, &iov, &cmsgs, MsgFlags::empty(), None)?;
+    Ok(())
+}
+
+/// Reads the trampoline's reports until EOF, which means the plugin exec'd (the
+/// control socket is close-on-exec in the plugin and closed by the trampoline).
+/// Blocking: run it off the async runtime. `timeout` bounds each wait.
+pub fn collect_launch(control: OwnedFd, timeout: Duration) -> Result<Launched, LaunchFailure> {
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+    let fail = |e: &dyn std::fmt::Display| LaunchFailure {
+        stage: LaunchStage::Exec,
+        message: format!("reading launch reports: {e}"),
+    };
+    let tv = nix::sys::time::TimeVal::new(
+        timeout.as_secs() as libc::time_t,
+        timeout.subsec_micros() as libc::suseconds_t,
+    );
+    setsockopt(&control, sockopt::ReceiveTimeout, &tv).map_err(|e| fail(&e))?;
+    let mut launched = Launched::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
+        let (n, fds) = {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(
+                control.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg_space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(|e| {
+                if e == nix::errno::Errno::EAGAIN {
+                    fail(&"the trampoline did not exec in time")
+                } else {
+                    fail(&e)
+                }
+            })?;
+            let mut fds = Vec::new();
+            for c in msg.cmsgs().map_err(|e| fail(&e))? {
+                if let ControlMessageOwned::ScmRights(received) = c {
+                    // SAFETY: SCM_RIGHTS handed us these fds; nobody else owns them.
+                    fds.extend(
+                        received
+                            .into_iter()
+                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                    );
+                }
+            }
+            (msg.bytes, fds)
+        };
+        if n == 0 {
+            return Ok(launched);
+        }
+        let parsed: ControlMsg = serde_json::from_slice(&buf[..n]).map_err(|e| fail(&e))?;
+        match parsed {
+            ControlMsg::Started { plugin_pid } => launched.plugin_pid = Some(plugin_pid),
+            ControlMsg::Confined { mut enforcement } => {
+                enforcement.plugin_pid = launched.plugin_pid.unwrap_or(0);
+                launched.enforcement = Some(enforcement);
+                launched.seccomp_listener = fds.into_iter().next();
+            }
+            ControlMsg::Failed { failure } => return Err(failure),
+        }
     }
-    Err(
-        serde_json::from_slice(&buf).unwrap_or_else(|_| LaunchFailure {
-            stage: LaunchStage::Exec,
-            message: String::from_utf8_lossy(&buf).into_owned(),
-        }),
-    )
 }

@@ -1,16 +1,24 @@
 //! The launch-mode entry point: a freshly exec'd, single-threaded copy of the
-//! supervisor that reads its spec, confines itself and execs the plugin binary from
-//! the very fd it hashed. Failures go back over the control socket, never a panic.
+//! supervisor that reads its spec, confines itself in the design's order and execs
+//! the plugin binary from the very fd it hashed. Failures go back over the control
+//! socket, never as a panic.
+//!
+//! Confined launches fork once after entering the new namespaces: the child is pid 1
+//! of the plugin's pid namespace and becomes the plugin; this process stays as its
+//! parent, reports the child's host pid and mirrors its exit status.
 
 use std::ffi::CString;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
-use super::{LaunchFailure, LaunchSpec, LaunchStage, BROKER_FD, CONTROL_FD};
+use super::{
+    send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec, LaunchStage, BROKER_FD,
+    CONTROL_FD, MAX_CONTROL_BYTES,
+};
 use crate::install::sha256_reader;
-
-const MAX_SPEC_BYTES: u64 = 1024 * 1024;
+use crate::sandbox::sys::LinuxSys;
+use crate::sandbox::{credentials, landlock, namespaces, rootfs, seccomp, Enforcement};
 
 fn fail(stage: LaunchStage, message: impl Into<String>) -> LaunchFailure {
     LaunchFailure {
@@ -26,37 +34,44 @@ fn os_fail(stage: LaunchStage, what: &str) -> LaunchFailure {
     )
 }
 
+fn confine_err(e: impl std::fmt::Display) -> LaunchFailure {
+    fail(LaunchStage::Confine, e.to_string())
+}
+
 /// Runs the trampoline; only returns by exiting the process.
 pub fn main() -> ! {
     let failure = match run() {
         Ok(never) => match never {},
         Err(f) => f,
     };
-    report(&failure);
-    std::process::exit(127);
-}
-
-fn report(failure: &LaunchFailure) {
-    use std::io::Write;
-    // SAFETY: CONTROL_FD was placed by the launcher; we only write to it and exit.
-    let mut control = unsafe { std::os::unix::net::UnixStream::from_raw_fd(CONTROL_FD) };
-    if let Ok(json) = serde_json::to_vec(failure) {
-        let _ = control.write_all(&json);
-    }
+    let _ = send_control(
+        CONTROL_FD,
+        &ControlMsg::Failed {
+            failure: failure.clone(),
+        },
+        None,
+    );
     eprintln!("plexichat launch failed: {failure}");
+    std::process::exit(127);
 }
 
 fn run() -> Result<std::convert::Infallible, LaunchFailure> {
     let spec = read_spec()?;
-    tie_to_supervisor(&spec)?;
+    tie_to_parent(Some(spec.supervisor_pid))?;
     close_stray_fds()?;
     // SAFETY: setsid has no preconditions; it detaches from the supervisor's terminal.
     if unsafe { libc::setsid() } < 0 {
         return Err(os_fail(LaunchStage::Confine, "setsid"));
     }
     let binary = open_verified(&spec)?;
-    apply_rlimits(&spec)?;
-    exec(&spec, binary)
+    match &spec.confine {
+        None => {
+            apply_rlimits(&spec)?;
+            let data = spec.data_dir.display().to_string();
+            exec(&spec, &binary, &data)
+        }
+        Some(c) => confined(&spec, c, binary),
+    }
 }
 
 fn read_spec() -> Result<LaunchSpec, LaunchFailure> {
@@ -65,27 +80,24 @@ fn read_spec() -> Result<LaunchSpec, LaunchFailure> {
     if unsafe { libc::fcntl(CONTROL_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(os_fail(LaunchStage::Spec, "control fd"));
     }
-    // SAFETY: we borrow CONTROL_FD for reading without taking ownership (ManuallyDrop).
-    let control = std::mem::ManuallyDrop::new(unsafe {
-        std::os::unix::net::UnixStream::from_raw_fd(CONTROL_FD)
-    });
-    let mut buf = Vec::new();
-    (&*control)
-        .take(MAX_SPEC_BYTES)
-        .read_to_end(&mut buf)
-        .map_err(|e| fail(LaunchStage::Spec, e.to_string()))?;
-    serde_json::from_slice(&buf).map_err(|e| fail(LaunchStage::Spec, e.to_string()))
+    let mut buf = vec![0u8; MAX_CONTROL_BYTES];
+    // SAFETY: recv into a buffer we own, of the length we pass.
+    let n = unsafe { libc::recv(CONTROL_FD, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n <= 0 {
+        return Err(os_fail(LaunchStage::Spec, "reading the launch spec"));
+    }
+    serde_json::from_slice(&buf[..n as usize]).map_err(|e| fail(LaunchStage::Spec, e.to_string()))
 }
 
-/// Dies with the supervisor: SIGKILL when the launcher thread's process goes, and
-/// an immediate exit if it already went before the request took effect.
-fn tie_to_supervisor(spec: &LaunchSpec) -> Result<(), LaunchFailure> {
+/// Dies with the parent (SIGKILL when it goes), and exits at once if it already
+/// went before the request took effect.
+fn tie_to_parent(expected_parent: Option<i32>) -> Result<(), LaunchFailure> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) with a valid signal number.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } < 0 {
         return Err(os_fail(LaunchStage::Confine, "PR_SET_PDEATHSIG"));
     }
     // SAFETY: getppid cannot fail.
-    if unsafe { libc::getppid() } != spec.supervisor_pid {
+    if expected_parent.is_some_and(|p| unsafe { libc::getppid() } != p) {
         return Err(fail(
             LaunchStage::Confine,
             "supervisor exited during launch",
@@ -137,6 +149,113 @@ fn open_verified(spec: &LaunchSpec) -> Result<OwnedFd, LaunchFailure> {
     Ok(OwnedFd::from(file))
 }
 
+fn confined(
+    spec: &LaunchSpec,
+    c: &ConfineSpec,
+    binary: OwnedFd,
+) -> Result<std::convert::Infallible, LaunchFailure> {
+    let sys = LinuxSys;
+    namespaces::enter(&sys).map_err(|e| confine_err(format!("unshare: {e}")))?;
+    // SAFETY: this process is single-threaded (a fresh exec), so fork is safe; the
+    // child continues with ordinary code until exec.
+    match unsafe { libc::fork() } {
+        -1 => Err(os_fail(LaunchStage::Confine, "fork into the pid namespace")),
+        0 => plugin_side(spec, c, binary),
+        child => monitor(child),
+    }
+}
+
+/// The parent that stays outside the plugin's pid namespace: reports the plugin's
+/// host pid, lets go of every fd, and mirrors the plugin's exit.
+fn monitor(child: i32) -> ! {
+    let _ = send_control(CONTROL_FD, &ControlMsg::Started { plugin_pid: child }, None);
+    // SAFETY: closing every fd we hold; nothing below needs one.
+    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child with a valid out-pointer.
+        let r = unsafe { libc::waitpid(child, &mut status, 0) };
+        if r == child {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(126) };
+        }
+    }
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: restoring the default action and re-raising the plugin's signal on
+        // ourselves, so the supervisor sees the same death.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::kill(libc::getpid(), sig);
+        }
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(128 + sig) };
+    }
+    // SAFETY: _exit never returns.
+    unsafe { libc::_exit(libc::WEXITSTATUS(status)) }
+}
+
+/// pid 1 of the new pid namespace: builds the root, drops to the plugin's uid,
+/// applies Landlock then seccomp, reports, and execs.
+fn plugin_side(
+    spec: &LaunchSpec,
+    c: &ConfineSpec,
+    binary: OwnedFd,
+) -> Result<std::convert::Infallible, LaunchFailure> {
+    let sys = LinuxSys;
+    tie_to_parent(None)?;
+    namespaces::set_up(&sys, &c.hostname).map_err(|e| confine_err(format!("namespaces: {e}")))?;
+    rootfs::build(&sys, &c.root).map_err(|e| confine_err(format!("root filesystem: {e}")))?;
+    apply_rlimits(spec)?;
+    credentials::drop_to(&sys, c.uid, c.gid)
+        .map_err(|e| confine_err(format!("credentials: {e}")))?;
+    let read_exec: Vec<PathBuf> = c
+        .root
+        .read_only
+        .iter()
+        .filter_map(|e| match e {
+            rootfs::RoEntry::Bind(p) if p.is_dir() => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    let grants = landlock::Grants {
+        read_exec: &read_exec,
+        read_write: &[rootfs::DATA_MOUNT, "/tmp"],
+        devices: &["/dev/null", "/dev/zero", "/dev/urandom"],
+    };
+    let ll = landlock::restrict(c.landlock_abi, &grants, &binary).map_err(confine_err)?;
+    if ll.status != "fully_enforced" {
+        return Err(confine_err(format!(
+            "Landlock ABI {} ruleset is only {}; refusing to run with weaker confinement",
+            ll.abi, ll.status
+        )));
+    }
+    let enforcement = Enforcement {
+        namespaces: namespaces::NAMES.iter().map(|s| s.to_string()).collect(),
+        uid: c.uid,
+        gid: c.gid,
+        rootfs: "tmpfs root via pivot_root, host root detached, no /proc".into(),
+        capabilities: "none (bounding, ambient, permitted, effective all empty)".into(),
+        no_new_privs: true,
+        landlock: Some(ll),
+        seccomp_policy: c.seccomp_policy.clone(),
+        seccomp_syscalls: c.seccomp_syscalls,
+        plugin_pid: 0,
+    };
+    let report = ControlMsg::Confined { enforcement };
+    // Everything exec needs is built before the filter goes on.
+    let prepared = prepare_exec(spec, rootfs::DATA_MOUNT)?;
+    let listener = seccomp::install(&c.seccomp_main, &c.seccomp_clone3)
+        .map_err(|e| confine_err(format!("seccomp: {e}")))?;
+    send_control(CONTROL_FD, &report, Some(listener.as_raw_fd()))
+        .map_err(|e| confine_err(format!("reporting enforcement: {e}")))?;
+    drop(listener);
+    prepared.exec(&binary)
+}
+
 fn apply_rlimits(spec: &LaunchSpec) -> Result<(), LaunchFailure> {
     let set = |resource, value: u64, name: &str| {
         let lim = libc::rlimit {
@@ -152,51 +271,82 @@ fn apply_rlimits(spec: &LaunchSpec) -> Result<(), LaunchFailure> {
     set(libc::RLIMIT_CORE, 0, "RLIMIT_CORE")?;
     set(libc::RLIMIT_NOFILE, spec.rlimits.nofile, "RLIMIT_NOFILE")?;
     set(libc::RLIMIT_FSIZE, spec.rlimits.fsize, "RLIMIT_FSIZE")?;
+    if spec.confine.is_some() {
+        set(libc::RLIMIT_NPROC, spec.rlimits.nproc, "RLIMIT_NPROC")?;
+    }
     Ok(())
 }
 
-fn cstring(stage: LaunchStage, s: &[u8]) -> Result<CString, LaunchFailure> {
-    CString::new(s).map_err(|_| fail(stage, "string contains a NUL byte"))
+fn cstring(s: &[u8]) -> Result<CString, LaunchFailure> {
+    CString::new(s).map_err(|_| fail(LaunchStage::Exec, "string contains a NUL byte"))
 }
 
-fn exec(spec: &LaunchSpec, binary: OwnedFd) -> Result<std::convert::Infallible, LaunchFailure> {
+/// argv and envp, ready for execveat without allocating.
+struct PreparedExec {
+    _strings: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+fn prepare_exec(spec: &LaunchSpec, data_dir: &str) -> Result<PreparedExec, LaunchFailure> {
     let argv0 = spec
         .binary
         .file_name()
         .map(|n| n.as_bytes().to_vec())
         .unwrap_or_else(|| spec.plugin.clone().into_bytes());
-    let argv = [cstring(LaunchStage::Exec, &argv0)?];
+    let tmp = if spec.confine.is_some() {
+        "/tmp"
+    } else {
+        data_dir
+    };
     let env = [
         format!("PLEXICHAT_PLUGIN_NAME={}", spec.plugin),
         format!("PLEXICHAT_PLUGIN_VERSION={}", spec.version),
         format!("PLEXICHAT_BROKER_FD={BROKER_FD}"),
-        format!("PLEXICHAT_DATA_DIR={}", spec.data_dir.display()),
-    ]
-    .iter()
-    .map(|s| cstring(LaunchStage::Exec, s.as_bytes()))
-    .collect::<Result<Vec<_>, _>>()?;
-    let argv_ptrs: Vec<*const libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let env_ptrs: Vec<*const libc::c_char> = env
-        .iter()
-        .map(|e| e.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let empty = c"";
-    // SAFETY: execveat with a valid fd, AT_EMPTY_PATH and NUL-terminated arrays of
-    // valid C strings that outlive the call; it only returns on failure.
-    unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            binary.as_raw_fd(),
-            empty.as_ptr(),
-            argv_ptrs.as_ptr(),
-            env_ptrs.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
+        format!("PLEXICHAT_DATA_DIR={data_dir}"),
+        format!("HOME={data_dir}"),
+        format!("TMPDIR={tmp}"),
+    ];
+    let mut strings = vec![cstring(&argv0)?];
+    for e in &env {
+        strings.push(cstring(e.as_bytes())?);
     }
-    Err(os_fail(LaunchStage::Exec, "execveat"))
+    let argv = vec![strings[0].as_ptr(), std::ptr::null()];
+    let envp = strings[1..]
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    Ok(PreparedExec {
+        _strings: strings,
+        argv,
+        envp,
+    })
+}
+
+impl PreparedExec {
+    fn exec(&self, binary: &OwnedFd) -> Result<std::convert::Infallible, LaunchFailure> {
+        let empty = c"";
+        // SAFETY: execveat with a valid fd, AT_EMPTY_PATH and NUL-terminated arrays
+        // of C strings owned by `self`; it only returns on failure.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                binary.as_raw_fd(),
+                empty.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            );
+        }
+        Err(os_fail(LaunchStage::Exec, "execveat"))
+    }
+}
+
+fn exec(
+    spec: &LaunchSpec,
+    binary: &OwnedFd,
+    data_dir: &str,
+) -> Result<std::convert::Infallible, LaunchFailure> {
+    prepare_exec(spec, data_dir)?.exec(binary)
 }

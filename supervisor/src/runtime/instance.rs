@@ -1,19 +1,23 @@
-//! One run of a plugin process, from launch to exit: launch, wait for the exec and
-//! the handshake within the deadline, serve and health-check it, and stop it
-//! (gracefully or not) when asked. Returns how the run ended.
+//! One run of a plugin process, from launch to exit: create its cgroup, launch it
+//! confined, collect what the trampoline enforced, wait for the handshake within the
+//! deadline, serve and health-check it, watch for denials, and stop it when asked.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{output, Phase, Runtime, Status, StopMode, REAP_TIMEOUT};
+use super::{output, security, Phase, Runtime, Status, StopMode, REAP_TIMEOUT};
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::broker::{self, BrokerService, Session};
 use crate::context::Shared;
-use crate::launcher::{self, LaunchSpec, LaunchStage, Launcher, PidFd, Rlimits};
-use crate::manifest::PluginName;
+use crate::launcher::{
+    self, LaunchRequest, LaunchSpec, LaunchStage, Launched, Launcher, PidFd, Rlimits,
+};
+use crate::manifest::{Manifest, PluginName};
 use crate::plugin_log::PluginLog;
+use crate::sandbox::cgroup::PluginCgroup;
+use crate::sandbox::host::SandboxHost;
 use crate::store::PluginRow;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,20 +26,66 @@ pub enum InstanceEnd {
     Stopped,
     /// Exited or was killed without being asked to: restart policy applies.
     Crashed(String),
-    /// The binary no longer matches its pin: never restarted.
-    Integrity(String),
+    /// Must not be retried: the binary no longer matches its pin, or this host
+    /// cannot confine the plugin as policy requires.
+    Refused(String),
 }
 
-fn spec_for(shared: &Shared, row: &PluginRow, entry: &str) -> LaunchSpec {
-    LaunchSpec {
+/// The process and what surrounds it, torn down together.
+struct Confinement {
+    cgroup: Option<PluginCgroup>,
+}
+
+impl Confinement {
+    fn kill(&self) {
+        if let Some(cg) = &self.cgroup {
+            cg.kill();
+        }
+    }
+}
+
+fn launch_request(
+    shared: &Shared,
+    row: &PluginRow,
+    manifest: &Manifest,
+) -> Result<(LaunchRequest, Confinement), InstanceEnd> {
+    let data_dir = shared.cfg.data_root().join(&row.name);
+    let mut spec = LaunchSpec {
         plugin: row.name.clone(),
         version: row.version.clone(),
-        binary: std::path::Path::new(&row.install_dir).join(entry),
+        binary: std::path::Path::new(&row.install_dir).join(&manifest.entry),
         sha256: row.sha256.clone(),
-        data_dir: shared.cfg.data_root().join(&row.name),
+        data_dir: data_dir.clone(),
         supervisor_pid: std::process::id() as i32,
         rlimits: Rlimits::default(),
-    }
+        confine: None,
+    };
+    let Some(host) = &shared.sandbox else {
+        return Ok((
+            LaunchRequest { spec, cgroup: None },
+            Confinement { cgroup: None },
+        ));
+    };
+    host.landlock_ok().map_err(InstanceEnd::Refused)?;
+    let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
+    let limits = SandboxHost::limits(&shared.cfg, manifest);
+    spec.rlimits.nproc = u64::from(limits.pids);
+    spec.confine = Some(
+        host.confine_spec(&shared.cfg, &row.name, uid, &data_dir)
+            .map_err(|e| InstanceEnd::Crashed(format!("preparing confinement: {e}")))?,
+    );
+    let cgroup = host
+        .create_cgroup(&row.name, limits)
+        .map_err(|e| InstanceEnd::Crashed(format!("creating cgroup: {e}")))?;
+    Ok((
+        LaunchRequest {
+            spec,
+            cgroup: Some(cgroup.clone()),
+        },
+        Confinement {
+            cgroup: Some(cgroup),
+        },
+    ))
 }
 
 pub async fn run(
@@ -45,17 +95,54 @@ pub async fn run(
     stop: &mut watch::Receiver<StopMode>,
     status: &Arc<Mutex<Status>>,
 ) -> InstanceEnd {
-    let manifest = match crate::manifest::Manifest::parse(&row.manifest, &shared.catalog) {
+    let manifest = match Manifest::parse(&row.manifest, &shared.catalog) {
         Ok(m) => m,
-        Err(e) => return InstanceEnd::Integrity(format!("stored manifest no longer valid: {e}")),
+        Err(e) => return InstanceEnd::Refused(format!("stored manifest no longer valid: {e}")),
     };
-    let entry = manifest.entry.display().to_string();
     let log = match PluginLog::open(&shared.cfg.log_dir, &row.name) {
         Ok(l) => Arc::new(l),
         Err(e) => return InstanceEnd::Crashed(format!("cannot open plugin log: {e}")),
     };
     Runtime::set_phase(status, Phase::Starting);
-    let spawned = match launcher.spawn(spec_for(shared, row, &entry)).await {
+    let (request, confinement) = match launch_request(shared, row, &manifest) {
+        Ok(r) => r,
+        Err(end) => return end,
+    };
+    let end = launch_and_supervise(
+        shared,
+        launcher,
+        row,
+        &manifest,
+        request,
+        &confinement,
+        log,
+        stop,
+        status,
+    )
+    .await;
+    if let Some(cg) = &confinement.cgroup {
+        cg.kill();
+        cg.remove();
+    }
+    if let Ok(mut s) = status.lock() {
+        s.cgroup = None;
+    }
+    end
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn launch_and_supervise(
+    shared: &Arc<Shared>,
+    launcher: &Launcher,
+    row: &PluginRow,
+    manifest: &Manifest,
+    request: LaunchRequest,
+    confinement: &Confinement,
+    log: Arc<PluginLog>,
+    stop: &mut watch::Receiver<StopMode>,
+    status: &Arc<Mutex<Status>>,
+) -> InstanceEnd {
+    let spawned = match launcher.spawn(request).await {
         Ok(s) => s,
         Err(f) => return InstanceEnd::Crashed(f.to_string()),
     };
@@ -66,6 +153,7 @@ pub async fn run(
     };
     if let Ok(mut s) = status.lock() {
         s.pid = Some(pid);
+        s.cgroup = confinement.cgroup.clone();
     }
     let drains = output::drain(spawned.stdout, spawned.stderr, Arc::clone(&log));
     let name = manifest.name.clone();
@@ -80,7 +168,7 @@ pub async fn run(
             },
         ),
         Err(e) => {
-            kill_and_reap(&process).await;
+            kill_and_reap(&process, confinement).await;
             return InstanceEnd::Crashed(format!("broker socket: {e}"));
         }
     };
@@ -91,6 +179,7 @@ pub async fn run(
         &session,
         &process,
         spawned.control,
+        confinement,
         stop,
         status,
     )
@@ -106,12 +195,29 @@ fn tokio_stream_conn(s: std::os::unix::net::UnixStream) -> std::io::Result<tokio
     tokio::net::UnixStream::from_std(s)
 }
 
+/// Reads the trampoline's reports off the runtime; `Launched` once it exec'd.
+async fn collect(
+    control: std::os::fd::OwnedFd,
+    timeout: Duration,
+) -> Result<Launched, launcher::LaunchFailure> {
+    tokio::task::spawn_blocking(move || launcher::collect_launch(control, timeout))
+        .await
+        .unwrap_or_else(|e| {
+            Err(launcher::LaunchFailure {
+                stage: LaunchStage::Exec,
+                message: format!("launch report reader failed: {e}"),
+            })
+        })
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn supervise_process(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     name: &PluginName,
     session: &Session,
     process: &PidFd,
-    control: std::os::unix::net::UnixStream,
+    control: std::os::fd::OwnedFd,
+    confinement: &Confinement,
     stop: &mut watch::Receiver<StopMode>,
     status: &Mutex<Status>,
 ) -> InstanceEnd {
@@ -121,27 +227,37 @@ async fn supervise_process(
     // is as dead as a plugin that never speaks.
     let deadline = tokio::time::sleep(rt.handshake_timeout);
     tokio::pin!(deadline);
-    let launched = tokio::select! {
-        r = launcher::await_exec(control) => r,
-        _ = &mut deadline => Err(launcher::LaunchFailure { stage: LaunchStage::Exec, message: "trampoline did not exec in time".into() }),
+    let launched = match collect(control, rt.handshake_timeout).await {
+        Ok(l) => l,
+        Err(f) => {
+            kill_and_reap(process, confinement).await;
+            return match f.stage {
+                LaunchStage::Integrity => {
+                    InstanceEnd::Refused(format!("binary integrity check failed: {}", f.message))
+                }
+                _ => InstanceEnd::Crashed(format!("launch failed at {f}")),
+            };
+        }
     };
-    if let Err(f) = launched {
-        kill_and_reap(process).await;
-        return match f.stage {
-            LaunchStage::Integrity => InstanceEnd::Integrity(f.message),
-            _ => InstanceEnd::Crashed(format!("launch failed at {f}")),
-        };
+    if let Ok(mut s) = status.lock() {
+        s.enforcement = launched.enforcement.clone();
     }
+    let _watchers = security::Watchers::start(
+        Arc::clone(shared),
+        name.as_str(),
+        launched.seccomp_listener,
+        confinement.cgroup.clone(),
+    );
     let ready = tokio::select! {
         _ = session.wait_ready() => Ok(()),
         exit = process.wait() => Err(InstanceEnd::Crashed(format!("{} before completing the handshake", describe(exit)))),
         _ = &mut deadline => {
             audit(shared, name, "plugin.handshake_timeout", Outcome::Failed, serde_json::json!({ "pid": pid, "deadline_ms": rt.handshake_timeout.as_millis() as u64 }));
-            kill_and_reap(process).await;
+            kill_and_reap(process, confinement).await;
             Err(InstanceEnd::Crashed(format!("no handshake within {}; killed", humantime::format_duration(rt.handshake_timeout))))
         }
         _ = stop.changed() => {
-            kill_and_reap(process).await;
+            kill_and_reap(process, confinement).await;
             Err(InstanceEnd::Stopped)
         }
     };
@@ -154,7 +270,12 @@ async fn supervise_process(
         name,
         "plugin.start",
         Outcome::Ok,
-        serde_json::json!({ "pid": pid, "version": session.version }),
+        serde_json::json!({
+            "pid": pid,
+            "plugin_pid": launched.plugin_pid,
+            "version": session.version,
+            "confined": launched.enforcement.is_some(),
+        }),
     );
     tracing::info!(pid, "plugin running");
     let mut health = tokio::time::interval(rt.health_interval);
@@ -167,14 +288,14 @@ async fn supervise_process(
             changed = stop.changed() => {
                 let mode = if changed.is_ok() { *stop.borrow() } else { StopMode::Force };
                 Runtime::set_phase(status, Phase::Stopping);
-                let exit = shut_down(session, process, mode, rt.stop_grace).await;
+                let exit = shut_down(session, process, confinement, mode, rt.stop_grace).await;
                 audit(shared, name, "plugin.stop", Outcome::Ok, serde_json::json!({ "pid": pid, "mode": format!("{mode:?}").to_lowercase(), "exit": exit }));
                 return InstanceEnd::Stopped;
             }
             _ = health.tick() => {
                 if !session.ping(rt.health_timeout).await {
                     audit(shared, name, "plugin.health_failed", Outcome::Failed, serde_json::json!({ "pid": pid }));
-                    kill_and_reap(process).await;
+                    kill_and_reap(process, confinement).await;
                     return InstanceEnd::Crashed(format!("health check: no pong within {}; killed", humantime::format_duration(rt.health_timeout)));
                 }
             }
@@ -190,16 +311,25 @@ fn describe(exit: std::io::Result<launcher::ExitStatus>) -> String {
 }
 
 /// Graceful: a Shutdown message, then SIGKILL after `grace`. Force: SIGKILL now.
-async fn shut_down(session: &Session, process: &PidFd, mode: StopMode, grace: Duration) -> String {
+async fn shut_down(
+    session: &Session,
+    process: &PidFd,
+    confinement: &Confinement,
+    mode: StopMode,
+    grace: Duration,
+) -> String {
     if mode == StopMode::Graceful && session.request_shutdown(grace, "disabled by the supervisor") {
         if let Ok(exit) = tokio::time::timeout(grace, process.wait()).await {
+            confinement.kill();
             return describe(exit);
         }
     }
-    kill_and_reap(process).await
+    kill_and_reap(process, confinement).await
 }
 
-async fn kill_and_reap(process: &PidFd) -> String {
+/// Kills the whole cgroup (everything the plugin forked) and the tracked process.
+async fn kill_and_reap(process: &PidFd, confinement: &Confinement) -> String {
+    confinement.kill();
     if let Err(e) = process.kill() {
         tracing::error!(pid = process.pid(), error = %e, "SIGKILL failed");
     }

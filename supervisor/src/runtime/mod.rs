@@ -5,6 +5,7 @@
 
 mod instance;
 mod output;
+mod security;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,6 +50,9 @@ pub struct Status {
     pub pid: Option<i32>,
     pub restarts: u32,
     pub last_exit: String,
+    /// What the trampoline reported it enforced for the running instance.
+    pub enforcement: Option<crate::sandbox::Enforcement>,
+    pub cgroup: Option<crate::sandbox::cgroup::PluginCgroup>,
 }
 
 impl Default for Status {
@@ -58,6 +62,8 @@ impl Default for Status {
             pid: None,
             restarts: 0,
             last_exit: String::new(),
+            enforcement: None,
+            cgroup: None,
         }
     }
 }
@@ -196,8 +202,11 @@ impl Runtime {
             let end = instance::run(&self.shared, &self.launcher, &row, &mut stop, &status).await;
             match end {
                 InstanceEnd::Stopped => break,
-                InstanceEnd::Integrity(reason) => {
-                    self.quarantine(&name, &format!("binary integrity check failed: {reason}"));
+                InstanceEnd::Refused(reason) => {
+                    if let Ok(mut s) = status.lock() {
+                        s.last_exit = reason.clone();
+                    }
+                    self.quarantine(&name, &reason);
                     break;
                 }
                 InstanceEnd::Crashed(reason) => {

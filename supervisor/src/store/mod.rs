@@ -103,6 +103,8 @@ pub struct PluginRow {
     pub install_dir: String,
     pub core: bool,
     pub installed_at: i64,
+    /// The plugin's uid/gid is `sandbox.uid_base + uid_offset`.
+    pub uid_offset: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -366,7 +368,7 @@ impl Store {
 }
 
 const PLUGIN_COLS: &str =
-    "name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at";
+    "name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, uid_offset";
 
 fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
     let state: String = r.get(2)?;
@@ -380,6 +382,7 @@ fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
         install_dir: r.get(6)?,
         core: r.get(7)?,
         installed_at: r.get(8)?,
+        uid_offset: r.get(9)?,
     })
 }
 
@@ -467,11 +470,32 @@ pub fn update_permission(c: &Connection, p: &PermissionRow) -> Result<(), StoreE
     Ok(())
 }
 
+/// The lowest uid offset no installed plugin holds, below `count`.
+pub fn free_uid_offset(c: &Connection, count: u32) -> Result<u32, StoreError> {
+    let mut stmt = c.prepare("SELECT uid_offset FROM plugins ORDER BY uid_offset")?;
+    let taken = collect(stmt.query_map([], |r| r.get::<_, u32>(0))?)?;
+    let mut candidate = 0u32;
+    for t in taken {
+        if t == candidate {
+            candidate += 1;
+        } else if t > candidate {
+            break;
+        }
+    }
+    if candidate >= count {
+        return Err(StoreError::Corrupt {
+            table: "plugins",
+            message: format!("all {count} plugin uids are in use (raise sandbox.uid_count)"),
+        });
+    }
+    Ok(candidate)
+}
+
 pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
     let now = now_ms();
     let inserted = c.execute(
-        "INSERT INTO plugins (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+        "INSERT INTO plugins (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at, uid_offset)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
          ON CONFLICT (name) DO NOTHING",
         params![
             p.name,
@@ -482,7 +506,8 @@ pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
             p.manifest,
             p.install_dir,
             p.core,
-            now
+            now,
+            p.uid_offset
         ],
     )?;
     if inserted == 0 {
@@ -594,6 +619,7 @@ mod tests {
             install_dir: "/x".into(),
             core: false,
             installed_at: 0,
+            uid_offset: 0,
         }
     }
 

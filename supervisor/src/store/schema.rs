@@ -5,7 +5,8 @@ use rusqlite::Connection;
 
 /// Each entry migrates from version `index` to `index + 1`. Never edit a shipped
 /// migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE plugins (
     name          TEXT PRIMARY KEY,
     version       TEXT NOT NULL,
@@ -62,7 +63,14 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_plugin_ts ON audit_log (plugin, ts);
 CREATE INDEX audit_log_ts ON audit_log (ts);
-"#];
+"#,
+    // Each plugin's uid/gid is uid_base + uid_offset, fixed for as long as it is installed.
+    r#"
+ALTER TABLE plugins ADD COLUMN uid_offset INTEGER;
+UPDATE plugins SET uid_offset = rowid - 1;
+CREATE UNIQUE INDEX plugins_uid_offset ON plugins (uid_offset);
+"#,
+];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

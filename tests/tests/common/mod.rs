@@ -54,6 +54,7 @@ pub struct Settings {
     pub viewer_uids: Vec<u32>,
     pub server_uids: Vec<u32>,
     pub socket_mode: &'static str,
+    pub landlock_minimum_abi: u8,
 }
 
 impl Default for Settings {
@@ -69,11 +70,24 @@ impl Default for Settings {
             viewer_uids: vec![],
             server_uids: vec![],
             socket_mode: "0660",
+            landlock_minimum_abi: 6,
         }
     }
 }
 
 impl Settings {
+    /// A cgroup name unique to this daemon, so parallel tests never share cgroups.
+    fn cgroup_name(&self, root: &Path) -> String {
+        let tag: String = root
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        format!("plexichat-test-{tag}")
+    }
+
     fn render(&self, root: &Path) -> String {
         format!(
             r#"
@@ -97,7 +111,13 @@ restart_backoff_initial = "{b0}"
 restart_backoff_max = "{b1}"
 quarantine_after = {qa}
 quarantine_window = "{qw}"
+
+[sandbox]
+cgroup_name = "{cg}"
+landlock_minimum_abi = {ll}
 "#,
+            cg = self.cgroup_name(root),
+            ll = self.landlock_minimum_abi,
             root = root.display(),
             server = self.server_uids,
             viewer = self.viewer_uids,

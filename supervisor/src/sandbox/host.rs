@@ -1,0 +1,143 @@
+//! What confinement needs from the host, prepared once at start-up: the cgroup
+//! hierarchy, the Landlock ABI, the compiled seccomp policy and the read-only
+//! entries of every plugin root; and the per-plugin spec built from them.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::cgroup::{Cgroups, Limits, PluginCgroup};
+use super::rootfs::{RoEntry, RootPlan};
+use super::seccomp::{self, CompiledPolicy};
+use crate::config::Config;
+use crate::launcher::ConfineSpec;
+use crate::manifest::Manifest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error(transparent)]
+    Cgroup(#[from] super::cgroup::CgroupError),
+    #[error("seccomp policy `{0}` (sandbox.seccomp_policy) does not exist")]
+    NoSuchPolicy(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+pub struct SandboxHost {
+    pub cgroups: Cgroups,
+    pub landlock_abi: u8,
+    pub landlock_minimum: u8,
+    pub seccomp: CompiledPolicy,
+    pub read_only: Vec<RoEntry>,
+}
+
+impl SandboxHost {
+    /// Fails (and the supervisor does not start) when the seccomp policy is
+    /// malformed or no cgroup hierarchy can enforce limits. A weak Landlock is not
+    /// fatal here: plugins are refused at start, each with the reason.
+    pub fn prepare(cfg: &Config) -> Result<SandboxHost, HostError> {
+        let policies = seccomp::load_policies(cfg.seccomp_dir().as_deref())?;
+        let seccomp = policies
+            .get(&cfg.sandbox.seccomp_policy)
+            .cloned()
+            .ok_or_else(|| HostError::NoSuchPolicy(cfg.sandbox.seccomp_policy.clone()))?;
+        let cgroups = Cgroups::prepare(&cfg.sandbox.cgroup_name)?;
+        let leftovers = cgroups.clean_leftovers();
+        if !leftovers.is_empty() {
+            tracing::warn!(?leftovers, "removed cgroups left by a previous supervisor");
+        }
+        let root = cfg.sandbox_root();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| HostError::Io(format!("{}: {e}", root.display())))?;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| HostError::Io(format!("{}: {e}", root.display())))?;
+        let landlock_abi = super::landlock::detect_abi();
+        let host = SandboxHost {
+            cgroups,
+            landlock_abi,
+            landlock_minimum: cfg.sandbox.landlock_minimum_abi,
+            seccomp,
+            read_only: RootPlan::read_only_entries(&cfg.sandbox.read_only),
+        };
+        tracing::info!(
+            cgroup = host.cgroups.version(),
+            landlock_abi,
+            landlock_minimum = host.landlock_minimum,
+            seccomp_policy = %host.seccomp.name,
+            seccomp_syscalls = host.seccomp.allowed_syscalls,
+            "confinement prepared"
+        );
+        if host.cgroups.version() == "v1" {
+            tracing::warn!("cpu, memory and pids are on cgroup v1 (hybrid host): using the v1 fallback; memory.oom.group and cgroup.kill are unavailable");
+        }
+        if let Err(e) = host.landlock_ok() {
+            tracing::error!("{e}");
+        }
+        Ok(host)
+    }
+
+    /// Whether this host's Landlock meets the policy's minimum.
+    pub fn landlock_ok(&self) -> Result<(), String> {
+        if self.landlock_abi >= self.landlock_minimum {
+            Ok(())
+        } else {
+            Err(format!(
+                "host Landlock ABI {} is below sandbox.landlock_minimum_abi {}: plugins are refused",
+                self.landlock_abi, self.landlock_minimum
+            ))
+        }
+    }
+
+    /// The manifest's request capped by policy; one extra pid for the trampoline
+    /// that stays as the plugin's parent inside the cgroup.
+    pub fn limits(cfg: &Config, manifest: &Manifest) -> Limits {
+        Limits {
+            cpu: manifest.resources.cpu.min(cfg.sandbox.max_cpu),
+            memory_bytes: manifest.resources.memory_bytes.min(cfg.sandbox.max_memory),
+            pids: manifest.resources.pids.min(cfg.sandbox.max_pids) + 1,
+        }
+    }
+
+    pub fn create_cgroup(&self, plugin: &str, limits: Limits) -> Result<PluginCgroup, HostError> {
+        Ok(self.cgroups.create(plugin, limits)?)
+    }
+
+    /// The confinement spec for one launch; gives the data directory to the
+    /// plugin's uid.
+    pub fn confine_spec(
+        &self,
+        cfg: &Config,
+        plugin: &str,
+        uid: u32,
+        data_dir: &Path,
+    ) -> Result<ConfineSpec, HostError> {
+        let io = |e: std::io::Error| HostError::Io(format!("{}: {e}", data_dir.display()));
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        nix::unistd::chown(
+            data_dir,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(uid)),
+        )
+        .map_err(|e| io(e.into()))?;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        Ok(ConfineSpec {
+            uid,
+            gid: uid,
+            hostname: format!("plugin-{plugin}"),
+            root: RootPlan {
+                mount_point: cfg.sandbox_root(),
+                read_only: self.read_only.clone(),
+                data_dir: data_dir.to_path_buf(),
+                tmp_bytes: cfg.sandbox.tmp_size,
+                uid,
+                gid: uid,
+            },
+            landlock_abi: self.landlock_abi,
+            seccomp_policy: self.seccomp.name.clone(),
+            seccomp_main: self.seccomp.main.clone(),
+            seccomp_clone3: self.seccomp.clone3.clone(),
+            seccomp_syscalls: self.seccomp.allowed_syscalls,
+        })
+    }
+}
