@@ -1,8 +1,11 @@
 //! Store rows and runtime status rendered as admin-API messages.
 
 use broker_proto::admin::v1::{
-    AuditRecord, PermissionRecord, PluginDetail, PluginSummary, Resources,
+    AuditRecord, HostSecurity, PermissionRecord, PluginDetail, PluginSecurity, PluginSummary,
+    Resources,
 };
+
+use crate::context::Shared;
 
 use crate::catalog::Catalog;
 use crate::clock::now_ms;
@@ -91,4 +94,68 @@ pub fn audit_record(r: AuditRow) -> AuditRecord {
         after: r.after.unwrap_or_default(),
         detail: r.detail.unwrap_or_default(),
     }
+}
+
+pub fn host_security(shared: &Shared) -> HostSecurity {
+    match &shared.sandbox {
+        None => HostSecurity {
+            confinement: false,
+            refusal: String::new(),
+            ..HostSecurity::default()
+        },
+        Some(h) => HostSecurity {
+            confinement: true,
+            cgroup_version: h.cgroups.version().into(),
+            landlock_abi: h.landlock_abi.into(),
+            landlock_minimum: h.landlock_minimum.into(),
+            seccomp_policy: h.seccomp.name.clone(),
+            seccomp_syscalls: h.seccomp.allowed_syscalls as u32,
+            seccomp_source: h.seccomp.source.display().to_string(),
+            refusal: h.landlock_ok().err().unwrap_or_default(),
+        },
+    }
+}
+
+/// What is enforced for one plugin now: the running instance's own report, its
+/// cgroup's limits as the kernel reads them back, and current usage.
+pub fn security(shared: &Shared, row: &PluginRow, status: &Status) -> PluginSecurity {
+    let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
+    let mut out = PluginSecurity {
+        name: row.name.clone(),
+        runtime: status.phase.as_str().into(),
+        uid,
+        gid: uid,
+        ..PluginSecurity::default()
+    };
+    if let Some(e) = &status.enforcement {
+        out.confined = true;
+        out.namespaces = e.namespaces.clone();
+        out.uid = e.uid;
+        out.gid = e.gid;
+        out.rootfs = e.rootfs.clone();
+        out.capabilities = e.capabilities.clone();
+        out.no_new_privs = e.no_new_privs;
+        out.seccomp_policy = e.seccomp_policy.clone();
+        out.seccomp_syscalls = e.seccomp_syscalls as u32;
+        out.plugin_pid = e.plugin_pid;
+        if let Some(l) = &e.landlock {
+            out.landlock_abi = l.abi.into();
+            out.landlock_status = l.status.clone();
+            out.landlock_net_denied = l.net_denied;
+            out.landlock_scoped = l.scoped;
+        }
+    }
+    if let Some(cg) = &status.cgroup {
+        let limits = cg.enforced();
+        let usage = cg.usage();
+        out.cgroup_version = cg.version().into();
+        out.cgroup_path = cg.path();
+        out.cpu_limit = limits.cpu;
+        out.memory_limit = limits.memory_bytes;
+        out.pids_limit = limits.pids;
+        out.cpu_usec = usage.cpu_usec;
+        out.memory_bytes = usage.memory_bytes;
+        out.pids = usage.pids;
+    }
+    out
 }

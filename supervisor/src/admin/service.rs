@@ -301,6 +301,27 @@ impl Admin for AdminService {
         Ok(Response::new(AuditResponse { records }))
     }
 
+    async fn security_status(
+        &self,
+        request: Request<SecurityStatusRequest>,
+    ) -> Result<Response<SecurityStatusResponse>, Status> {
+        self.auth(&request, "security status", Need::Read)?;
+        let want = request.into_inner().plugin;
+        let rows = self.shared.store.plugins().map_err(store_status)?;
+        if !want.is_empty() && !rows.iter().any(|r| r.name == want) {
+            return Err(store_status(StoreError::NoSuchPlugin(want)));
+        }
+        let plugins = rows
+            .iter()
+            .filter(|r| want.is_empty() || r.name == want)
+            .map(|r| convert::security(&self.shared, r, &self.runtime.status(&r.name)))
+            .collect();
+        Ok(Response::new(SecurityStatusResponse {
+            host: Some(convert::host_security(&self.shared)),
+            plugins,
+        }))
+    }
+
     async fn publish_event(
         &self,
         request: Request<PublishEventRequest>,

@@ -49,12 +49,12 @@ impl Session {
         }
     }
 
-    async fn connect(&self) -> Result<Admin> {
+    pub(super) async fn connect(&self) -> Result<Admin> {
         client::connect(&self.socket, self.on_behalf_of.as_deref()).await
     }
 
     /// Pretty JSON of the response message, or the table rendering of it.
-    fn render<T: Serialize>(
+    pub(super) fn render<T: Serialize>(
         &self,
         message: &T,
         table: impl FnOnce(&T) -> String,
@@ -615,7 +615,7 @@ fn yes_no(b: bool) -> &'static str {
 
 /// Writes `text` to stdout, newline-terminated. Errors (notably a closed pipe
 /// under `plexichat event watch | head`) propagate so the caller can stop.
-fn emit(text: &str) -> Result<()> {
+pub(super) fn emit(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {

@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod output;
 mod parse;
+mod security;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +79,19 @@ enum Command {
     /// Query the security audit trail
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// What confinement is enforced, for the host and each plugin
+    #[command(subcommand)]
+    Security(SecurityCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SecurityCommand {
+    /// Namespaces, uid, Landlock, seccomp, cgroup limits and usage per plugin
+    PluginStatus {
+        /// Only this plugin
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -240,6 +254,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Notifications(NotificationsCommand::Watch) => {
             commands::watch_notifications(&session).await
+        }
+        Command::Security(SecurityCommand::PluginStatus { plugin }) => {
+            security::plugin_status(&session, plugin).await
         }
         Command::Audit(AuditCommand::Plugins(args)) => {
             // --output-format is this command's own spelling of --output.

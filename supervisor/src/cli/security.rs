@@ -1,0 +1,127 @@
+//! `plexichat security ...`: what confinement the supervisor enforces, for the host
+//! and per plugin, rendered as a table or JSON.
+
+use anyhow::Result;
+use broker_proto::admin::v1::{PluginSecurity, SecurityStatusRequest, SecurityStatusResponse};
+
+use super::commands::{emit, Session};
+use super::output::{format_bytes, join_or_none, key_values, or_none, Table};
+
+pub async fn plugin_status(session: &Session, plugin: Option<String>) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .security_status(SecurityStatusRequest {
+            plugin: plugin.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, status_text)?)
+}
+
+fn status_text(r: &SecurityStatusResponse) -> String {
+    let mut out = String::new();
+    if let Some(h) = &r.host {
+        let confinement = if h.confinement {
+            "on".to_string()
+        } else {
+            "OFF (sandbox.confine = false): plugins run unconfined".to_string()
+        };
+        let mut pairs = vec![
+            ("confinement", confinement),
+            ("cgroups", or_none(&h.cgroup_version)),
+            (
+                "landlock",
+                format!("ABI {} (minimum {})", h.landlock_abi, h.landlock_minimum),
+            ),
+            (
+                "seccomp",
+                format!(
+                    "{} ({} syscalls allowed, from {})",
+                    or_none(&h.seccomp_policy),
+                    h.seccomp_syscalls,
+                    or_none(&h.seccomp_source)
+                ),
+            ),
+        ];
+        if !h.refusal.is_empty() {
+            pairs.push(("refused", h.refusal.clone()));
+        }
+        out.push_str(&key_values(&pairs));
+        out.push('\n');
+    }
+    if r.plugins.is_empty() {
+        out.push_str("no plugins installed\n");
+        return out;
+    }
+    let mut table = Table::new(&[
+        "PLUGIN",
+        "RUNTIME",
+        "NAMESPACES",
+        "UID",
+        "CAPS",
+        "NNP",
+        "LANDLOCK",
+        "SECCOMP",
+        "CGROUP",
+        "CPU",
+        "MEMORY",
+        "PIDS",
+    ]);
+    for p in &r.plugins {
+        table.row(row(p));
+    }
+    out.push_str(&table.render());
+    out
+}
+
+fn row(p: &PluginSecurity) -> Vec<String> {
+    if !p.confined {
+        return vec![
+            p.name.clone(),
+            p.runtime.clone(),
+            "-".into(),
+            p.uid.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ];
+    }
+    let landlock = format!(
+        "ABI {} {}",
+        p.landlock_abi,
+        p.landlock_status.replace('_', " ")
+    );
+    let caps = if p.capabilities.starts_with("none") {
+        "none"
+    } else {
+        "SOME"
+    };
+    vec![
+        p.name.clone(),
+        p.runtime.clone(),
+        join_or_none(&p.namespaces),
+        p.uid.to_string(),
+        caps.into(),
+        if p.no_new_privs { "yes" } else { "NO" }.into(),
+        landlock,
+        format!("{} ({})", p.seccomp_policy, p.seccomp_syscalls),
+        or_none(&p.cgroup_version),
+        format!(
+            "{:.0}ms/{:.2} cores",
+            p.cpu_usec as f64 / 1000.0,
+            p.cpu_limit
+        ),
+        format!(
+            "{} / {}",
+            format_bytes(p.memory_bytes),
+            format_bytes(p.memory_limit)
+        ),
+        format!("{} / {}", p.pids, p.pids_limit),
+    ]
+}
