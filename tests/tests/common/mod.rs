@@ -55,6 +55,9 @@ pub struct Settings {
     pub server_uids: Vec<u32>,
     pub socket_mode: &'static str,
     pub landlock_minimum_abi: u8,
+    /// Copy the repository's policies/ into the daemon's directory and point
+    /// `policy_dir` at it; the closure may then break them.
+    pub own_policies: bool,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             server_uids: vec![],
             socket_mode: "0660",
             landlock_minimum_abi: 6,
+            own_policies: false,
         }
     }
 }
@@ -94,6 +98,7 @@ impl Settings {
 state_dir = "{root}/state"
 log_dir = "{root}/log"
 admin_socket = "{root}/run/supervisor.sock"
+{policy}
 
 [access]
 admin = {{ uids = [0] }}
@@ -119,6 +124,11 @@ landlock_minimum_abi = {ll}
             cg = self.cgroup_name(root),
             ll = self.landlock_minimum_abi,
             root = root.display(),
+            policy = if self.own_policies {
+                format!("policy_dir = \"{}/policies\"", root.display())
+            } else {
+                String::new()
+            },
             server = self.server_uids,
             viewer = self.viewer_uids,
             mode = self.socket_mode,
@@ -179,8 +189,39 @@ impl Daemon {
         Daemon::start_with(Settings::default())
     }
 
+    /// Starts a daemon that is expected to refuse to start; returns its exit
+    /// status and everything it printed. `prepare` may edit the daemon directory
+    /// (e.g. break a policy) first.
+    pub fn start_failing(
+        settings: Settings,
+        prepare: impl FnOnce(&Path),
+    ) -> (std::process::ExitStatus, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("supervisor.toml");
+        std::fs::write(&config, settings.render(dir.path())).expect("write config");
+        if settings.own_policies {
+            copy_policies(dir.path());
+        }
+        prepare(dir.path());
+        let out = Command::new(bin("plexichat-supervisor"))
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run supervisor");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status, text)
+    }
+
     pub fn start_with(settings: Settings) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
+        if settings.own_policies {
+            copy_policies(dir.path());
+        }
         // Other uids (the viewer test) must reach the socket directory.
         std::fs::set_permissions(
             dir.path(),
@@ -367,6 +408,30 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Copies the repository's policies/ (catalog and seccomp policies) into `root/policies`.
+pub fn copy_policies(root: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let dst = root.join("policies");
+    std::fs::create_dir_all(dst.join("seccomp")).expect("policies dir");
+    std::fs::copy(src.join("permissions.toml"), dst.join("permissions.toml"))
+        .expect("copy catalog");
+    for e in std::fs::read_dir(src.join("seccomp")).expect("seccomp dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), dst.join("seccomp").join(e.file_name()))
+            .expect("copy seccomp policy");
+    }
+}
+
+/// The plugin process itself: the child of the trampoline the supervisor tracks.
+pub fn plugin_process(trampoline: i32) -> Option<i32> {
+    std::fs::read_to_string(format!("/proc/{trampoline}/task/{trampoline}/children"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 pub fn process_alive(pid: i32) -> bool {
