@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: all build run test lint fmt install clean
+.PHONY: all build run test lint fmt install clean bench bench-spawn release
 
 all: build
 
@@ -18,6 +18,18 @@ run: build
 ## Every test: unit tests beside the code and the end-to-end suites in tests/.
 test: build
 	$(CARGO) test --workspace
+
+## Benchmarks (release build), each against a baseline measured in the same run.
+bench: bench-spawn
+
+release:
+	$(CARGO) build --release -p plexichat-supervisor -p plexichat-bench --bins
+	$(CARGO) build --release -p plexichat-e2e --bin echo_plugin
+
+## Spawn-to-ready of a confined plugin vs unconfined vs bwrap /bin/true (needs bubblewrap).
+bench-spawn: release
+	@command -v bwrap >/dev/null || { echo "bench-spawn needs bwrap: apt-get install bubblewrap"; exit 1; }
+	./target/release/bench_spawn
 
 lint:
 	$(CARGO) fmt --all -- --check

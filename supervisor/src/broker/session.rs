@@ -30,6 +30,7 @@ pub struct Session {
     pub plugin: PluginName,
     pub version: String,
     handshaken: AtomicBool,
+    closed: AtomicBool,
     /// Flips to true once the plugin has opened its session stream: it is ready.
     ready: watch::Sender<bool>,
     outbound: Mutex<Option<mpsc::Sender<HostMessage>>>,
@@ -45,6 +46,7 @@ impl Session {
             plugin,
             version,
             handshaken: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             ready: watch::channel(false).0,
             outbound: Mutex::new(None),
             subscriptions: Mutex::new(Vec::new()),
@@ -70,7 +72,7 @@ impl Session {
     /// Opens the outbound stream; `None` if one is already open.
     pub fn open_stream(&self) -> Option<mpsc::Receiver<HostMessage>> {
         let mut slot = self.outbound.lock().ok()?;
-        if slot.is_some() {
+        if slot.is_some() || self.closed.load(Ordering::SeqCst) {
             return None;
         }
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
@@ -193,6 +195,22 @@ impl Session {
     pub fn complete_ping(&self, id: u64) {
         if let Some(tx) = self.pings.lock().ok().and_then(|mut m| m.remove(&id)) {
             let _ = tx.send(());
+        }
+    }
+
+    /// The process is gone: every waiting invocation and ping fails now instead
+    /// of at its deadline, and nothing more can be queued.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Ok(mut out) = self.outbound.lock() {
+            *out = None;
+        }
+        self.ready.send_replace(false);
+        if let Ok(mut m) = self.invocations.lock() {
+            m.clear();
+        }
+        if let Ok(mut m) = self.pings.lock() {
+            m.clear();
         }
     }
 

@@ -24,6 +24,11 @@ pub const LAUNCH_ARG: &str = "__plexichat_launch";
 /// fd numbers the trampoline finds: the broker socket and its control socket.
 pub const BROKER_FD: RawFd = 3;
 pub const CONTROL_FD: RawFd = 4;
+/// The fd the confined plugin binary is exec'd from. It equals the plugin's
+/// RLIMIT_NOFILE, so after that one exec the plugin can never create an fd with
+/// this number again, and the seccomp policy allows `execveat` only on it: a
+/// confined plugin can exec exactly once, itself.
+pub const EXEC_FD: RawFd = 256;
 
 /// Everything the trampoline needs, serialised to it over the control socket.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,7 +70,7 @@ pub struct Rlimits {
 impl Default for Rlimits {
     fn default() -> Self {
         Rlimits {
-            nofile: 256,
+            nofile: EXEC_FD as u64,
             fsize: 1 << 30,
             nproc: 4096,
         }
@@ -215,7 +220,7 @@ fn spawn_one(exe: &std::path::Path, req: &LaunchRequest) -> Result<Spawned, Laun
     )
     .map_err(|e| spawn_failure("control socketpair", e))?;
     let broker_child = high_fd(broker_child.into()).map_err(|e| spawn_failure("dup", e))?;
-    let control_child = high_fd(control_child.into()).map_err(|e| spawn_failure("dup", e))?;
+    let control_child = high_fd(control_child).map_err(|e| spawn_failure("dup", e))?;
     let (b, c) = (broker_child.as_raw_fd(), control_child.as_raw_fd());
 
     let mut cmd = Command::new(exe);

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use super::{
     send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec, LaunchStage, BROKER_FD,
-    CONTROL_FD, MAX_CONTROL_BYTES,
+    CONTROL_FD, EXEC_FD, MAX_CONTROL_BYTES,
 };
 use crate::install::sha256_reader;
 use crate::sandbox::sys::LinuxSys;
@@ -209,6 +209,8 @@ fn plugin_side(
     tie_to_parent(None)?;
     namespaces::set_up(&sys, &c.hostname).map_err(|e| confine_err(format!("namespaces: {e}")))?;
     rootfs::build(&sys, &c.root).map_err(|e| confine_err(format!("root filesystem: {e}")))?;
+    // Moved above the fd limit before the limit is set: see EXEC_FD.
+    let binary = move_fd(binary, EXEC_FD)?;
     apply_rlimits(spec)?;
     credentials::drop_to(&sys, c.uid, c.gid)
         .map_err(|e| confine_err(format!("credentials: {e}")))?;
@@ -254,6 +256,20 @@ fn plugin_side(
         .map_err(|e| confine_err(format!("reporting enforcement: {e}")))?;
     drop(listener);
     prepared.exec(&binary)
+}
+
+/// Re-numbers `fd` to `to` (close-on-exec), closing the original.
+fn move_fd(fd: OwnedFd, to: i32) -> Result<OwnedFd, LaunchFailure> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: dup3 onto a fixed number we do not otherwise use; O_CLOEXEC keeps it
+    // from leaking into the plugin.
+    let r = unsafe { libc::dup3(fd.as_raw_fd(), to, libc::O_CLOEXEC) };
+    if r < 0 {
+        return Err(os_fail(LaunchStage::Confine, "dup3 of the plugin binary"));
+    }
+    drop(fd);
+    // SAFETY: `to` is now an open fd that only this OwnedFd owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(to) })
 }
 
 fn apply_rlimits(spec: &LaunchSpec) -> Result<(), LaunchFailure> {

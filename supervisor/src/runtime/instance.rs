@@ -34,6 +34,8 @@ pub enum InstanceEnd {
 /// The process and what surrounds it, torn down together.
 struct Confinement {
     cgroup: Option<PluginCgroup>,
+    /// When the launch was requested: spawn-to-ready is measured from here.
+    requested_at: std::time::Instant,
 }
 
 impl Confinement {
@@ -49,6 +51,7 @@ fn launch_request(
     row: &PluginRow,
     manifest: &Manifest,
 ) -> Result<(LaunchRequest, Confinement), InstanceEnd> {
+    let requested_at = std::time::Instant::now();
     let data_dir = shared.cfg.data_root().join(&row.name);
     let mut spec = LaunchSpec {
         plugin: row.name.clone(),
@@ -63,7 +66,10 @@ fn launch_request(
     let Some(host) = &shared.sandbox else {
         return Ok((
             LaunchRequest { spec, cgroup: None },
-            Confinement { cgroup: None },
+            Confinement {
+                cgroup: None,
+                requested_at,
+            },
         ));
     };
     host.landlock_ok().map_err(InstanceEnd::Refused)?;
@@ -84,6 +90,7 @@ fn launch_request(
         },
         Confinement {
             cgroup: Some(cgroup),
+            requested_at,
         },
     ))
 }
@@ -185,6 +192,7 @@ async fn launch_and_supervise(
     )
     .await;
     shared.hub.unregister(&session);
+    session.close();
     server.abort();
     drains.finish().await;
     end
@@ -275,6 +283,7 @@ async fn supervise_process(
             "plugin_pid": launched.plugin_pid,
             "version": session.version,
             "confined": launched.enforcement.is_some(),
+            "spawn_to_ready_us": confinement.requested_at.elapsed().as_micros() as u64,
         }),
     );
     tracing::info!(pid, "plugin running");

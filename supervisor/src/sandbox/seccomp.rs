@@ -1,16 +1,17 @@
 //! seccomp allowlist policies: loading, compiling, installing, and serving denials.
 //! Every syscall a policy does not allow is sent to the supervisor, answered EPERM, and reported.
-//!
-//! Flow: the supervisor [`load_policies`] at start (a bad policy stops it), puts the
-//! chosen [`CompiledPolicy`]'s programs in the launch spec, the single-threaded
-//! trampoline calls [`install`] right before exec and hands the returned listener fd back
-//! over its control socket, and the supervisor runs [`serve_notifications`] on it.
-//!
-//! Policies are seccompiler JSON with one filter, `plugin`, whose `mismatch_action` is
-//! `{"trace": 24256}` (0x5EC0). seccompiler cannot emit `SECCOMP_RET_USER_NOTIF`, so that
-//! sentinel is rewritten into it after compiling. A second, fixed filter makes `clone3`
-//! fail with ENOSYS: its flags live in user memory a filter cannot inspect, and ENOSYS
-//! makes glibc fall back to `clone`, whose flags the main filter does check.
+
+// How it fits together: the supervisor calls `load_policies` at start (a bad policy stops
+// it) and puts the chosen `CompiledPolicy`'s programs in the launch spec; the
+// single-threaded trampoline calls `install` right before exec and hands the returned
+// listener fd back over its control socket; the supervisor runs `serve_notifications` on
+// it for the plugin's life.
+//
+// Policies are seccompiler JSON with one filter, `plugin`, whose `mismatch_action` is
+// `{"trace": 24256}` (0x5EC0). seccompiler cannot emit `SECCOMP_RET_USER_NOTIF`, so that
+// sentinel is rewritten into it after compiling. A second, fixed filter makes `clone3`
+// fail with ENOSYS: its flags live in user memory a filter cannot inspect, and ENOSYS
+// makes glibc fall back to `clone`, whose flags the main filter does check.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -56,9 +57,10 @@ const BPF_RET_K: u16 = 0x06;
 const BUILTIN_DEFAULT: &str = include_str!("../../../policies/seccomp/default.json");
 
 /// Syscalls a policy may never allow unconditionally, with why. Checked by name on the
-/// parsed JSON so the error can say which rule is wrong. The first group must not be
-/// allowed at all (a condition on them is the policy author's responsibility); the last
-/// few are needed, but only with the conditions the default policy shows.
+/// parsed JSON so the error can say which rule is wrong. Most have no safe use in a
+/// plugin and should not appear at all, but only unconditional rules can be refused
+/// mechanically: what a condition lets through is the policy author's responsibility.
+/// The last few are needed, but only with conditions like the default policy's.
 const NEVER_UNCONDITIONAL: &[(&str, &str)] = &[
     (
         "io_uring_setup",
@@ -186,6 +188,14 @@ const NEVER_UNCONDITIONAL: &[(&str, &str)] = &[
         "it must carry conditions that refuse TIOCSTI and TIOCLINUX",
     ),
     ("prctl", "it must be limited to harmless options"),
+    (
+        "execve",
+        "a confined plugin must not exec anything; only the trampoline's execveat of it",
+    ),
+    (
+        "execveat",
+        "it must be limited to the trampoline's execveat(EXEC_FD, \"\", .., AT_EMPTY_PATH)",
+    ),
     ("socketpair", "it must be limited to AF_UNIX"),
 ];
 
@@ -287,7 +297,9 @@ pub fn load_policies(dir: Option<&Path>) -> Result<BTreeMap<String, CompiledPoli
             .file_stem()
             .and_then(|s| s.to_str())
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| SeccompError::new(&path, "policy file name is not valid UTF-8"))?
+            .ok_or_else(|| {
+                SeccompError::new(&path, "the policy name (file stem) must be non-empty UTF-8")
+            })?
             .to_string();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| SeccompError::new(&path, format!("cannot read: {e}")))?;
@@ -426,7 +438,7 @@ fn rewrite_sentinel(program: &mut [BpfInsn]) -> usize {
         // Only RET instructions carry actions; a K operand elsewhere that happens to
         // equal the sentinel (a compared argument value) must stay as it is.
         if insn.code == BPF_RET_K && insn.k == RET_SENTINEL {
-            insn.k = libc::SECCOMP_RET_ALLOW;
+            insn.k = RET_USER_NOTIF;
             count += 1;
         }
     }
@@ -555,6 +567,10 @@ pub struct Denial {
 /// until every process the filter confines is gone (the fd hangs up; kernel >= 5.10),
 /// then returns `Ok`. Needs a Tokio runtime with I/O enabled; never blocks it.
 ///
+/// `on_denial` runs on the runtime before the answer is sent, and the plugin's syscall
+/// waits until then: keep it quick and non-blocking (e.g. push to a channel). A plugin
+/// can make denied calls in a loop, so rate-limit what it feeds into the audit trail.
+///
 /// If this stops being served while the plugin lives, the plugin's denied syscalls
 /// hang until the listener is closed, after which they fail with ENOSYS: still denied,
 /// but no longer reported. So run it for the plugin's whole life and drop it after.
@@ -566,7 +582,9 @@ pub async fn serve_notifications(
     // u64 storage keeps the buffers aligned for the kernel structs read out of them.
     let mut notif_buf = vec![0u64; notif_size.div_ceil(8)];
     let mut resp_buf = vec![0u64; resp_size.div_ceil(8)];
-    let listener = AsyncFd::with_interest(listener, Interest::READABLE)?;
+    // SAFETY: an OwnedFd is a valid fd that stays open, and always the same one, until
+    // the AsyncFd owning it is dropped.
+    let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }?;
     loop {
         let mut guard = listener.readable().await?;
         let fd = listener.get_ref().as_raw_fd();
@@ -722,7 +740,7 @@ mod tests {
         let p = builtin();
         assert_eq!(p.name, "default");
         assert_eq!(p.source, Path::new(BUILTIN_SOURCE));
-        assert_eq!(p.allowed_syscalls, 118);
+        assert_eq!(p.allowed_syscalls, 125);
         assert!(p.main.len() > 100 && p.main.len() <= BPF_MAXINSNS);
         assert!(!p.clone3.is_empty());
     }
@@ -927,8 +945,7 @@ mod tests {
             "openat",
             "statx",
             "getrandom",
-            "execve",
-            "execveat",
+            "link",
             "exit_group",
             "rt_sigreturn",
         ] {
@@ -954,7 +971,7 @@ mod tests {
             assert_eq!(verdict(&p.main, name, [0; 6]), RET_USER_NOTIF, "{name}");
         }
         for name in [
-            "socket", "connect", "bind", "listen", "accept4", "seccomp", "chmod",
+            "socket", "connect", "bind", "listen", "accept4", "seccomp", "setsid",
         ] {
             assert_eq!(verdict(&p.main, name, [0; 6]), RET_USER_NOTIF, "{name}");
         }
@@ -997,10 +1014,50 @@ mod tests {
     }
 
     #[test]
+    fn exec_is_only_the_trampolines_execveat_of_exec_fd() {
+        let p = builtin();
+        let exec_fd = crate::launcher::EXEC_FD as u64;
+        let empty = libc::AT_EMPTY_PATH as u64;
+        assert_eq!(
+            verdict(&p.main, "execveat", [exec_fd, 0, 0, 0, empty, 0]),
+            ALLOW
+        );
+        let at_fdcwd = libc::AT_FDCWD as u32 as u64; // an int: the kernel reads 32 bits
+        for args in [
+            [at_fdcwd, 0, 0, 0, 0, 0],
+            [at_fdcwd, 0, 0, 0, empty, 0],
+            [3, 0, 0, 0, empty, 0],
+            [exec_fd, 0, 0, 0, 0, 0],
+            [
+                exec_fd,
+                0,
+                0,
+                0,
+                empty | libc::AT_SYMLINK_NOFOLLOW as u64,
+                0,
+            ],
+        ] {
+            assert_eq!(
+                verdict(&p.main, "execveat", args),
+                RET_USER_NOTIF,
+                "{args:?}"
+            );
+        }
+        assert_eq!(verdict(&p.main, "execve", [0; 6]), RET_USER_NOTIF);
+        // The policy hard-codes the launcher's EXEC_FD; keep them in step.
+        let json: serde_json::Value = serde_json::from_str(BUILTIN_DEFAULT).expect("json");
+        let rule = json["plugin"]["filter"]
+            .as_array()
+            .and_then(|rules| rules.iter().find(|r| r["syscall"] == "execveat"))
+            .expect("an execveat rule");
+        assert_eq!(rule["args"][0]["val"], exec_fd);
+    }
+
+    #[test]
     fn ioctl_never_passes_tiocsti_or_tioclinux() {
         let p = builtin();
         for req in [libc::TIOCSTI, libc::TIOCLINUX] {
-            let req = req as u64;
+            let req: u64 = req;
             for high in [0u64, 1 << 32, 0xffff_ffff << 32] {
                 assert_eq!(
                     verdict(&p.main, "ioctl", [0, req | high, 0, 0, 0, 0]),
@@ -1009,10 +1066,7 @@ mod tests {
             }
         }
         for req in [libc::FIONBIO, libc::FIONREAD, libc::TCGETS] {
-            assert_eq!(
-                verdict(&p.main, "ioctl", [1, req as u64, 0, 0, 0, 0]),
-                ALLOW
-            );
+            assert_eq!(verdict(&p.main, "ioctl", [1, req, 0, 0, 0, 0]), ALLOW);
         }
     }
 
@@ -1131,17 +1185,42 @@ mod tests {
         println!("{RESULT_PREFIX} {label} {result}");
     }
 
-    /// Tries `ptrace(PTRACE_TRACEME)` and reports it. If it worked, enforcement is
-    /// missing, and the next signal would stop this process for a tracer (the parent
-    /// test) that never resumes it: exit at once so the parent fails fast instead.
-    fn traceme_or_exit(label: &str) {
-        // SAFETY: integer arguments only.
-        let rc = unsafe { libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0) };
-        report(label, &outcome(rc));
-        if rc != -1 {
-            // SAFETY: ends the process without running anything else.
-            unsafe { libc::_exit(3) };
+    /// Tries `ptrace(PTRACE_TRACEME)` in a forked copy of the calling thread (which
+    /// inherits its filter) and reports the outcome. Forked because, if enforcement were
+    /// missing, the caller would become a tracee of the parent test, which would never
+    /// resume or reap it; a forked process just exits. The fork only makes raw syscalls
+    /// and `_exit`s, which is safe even though this process has several threads.
+    fn probe_traceme(label: &str) {
+        // SAFETY: fork, then only async-signal-safe calls in the new process.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: integer arguments only; the exit code carries the errno (0 = worked).
+            unsafe {
+                let rc = libc::syscall(libc::SYS_ptrace, libc::PTRACE_TRACEME, 0, 0, 0);
+                let code = if rc == -1 {
+                    *libc::__errno_location()
+                } else {
+                    0
+                };
+                libc::_exit(code);
+            }
         }
+        if pid < 0 {
+            report(
+                label,
+                &format!("fork failed: {}", io::Error::last_os_error()),
+            );
+            return;
+        }
+        let mut status = 0;
+        // SAFETY: waits for the process forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let result = match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+            Some(0) => "ok".to_string(),
+            Some(errno) => format!("errno={errno}"),
+            None => format!("died (status {status:#x})"),
+        };
+        report(label, &result);
     }
 
     /// The confined side: installs the default policy on this thread, hands the listener
@@ -1215,7 +1294,7 @@ mod tests {
         );
 
         // Denied by the supervisor (EPERM).
-        traceme_or_exit("ptrace_traceme");
+        probe_traceme("ptrace_traceme");
         let rc = unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0) };
         if rc >= 0 {
             unsafe { libc::close(rc as libc::c_int) };
@@ -1233,7 +1312,7 @@ mod tests {
         report("socketpair_inet", &outcome(rc));
         let c = 0u8;
         // stdin is /dev/null, so even if this got through it could not inject anything.
-        let tiocsti_high = libc::TIOCSTI as u64 | (1 << 32);
+        let tiocsti_high = libc::TIOCSTI | (1 << 32);
         report(
             "ioctl_tiocsti_high_bits",
             &outcome(unsafe { libc::syscall(libc::SYS_ioctl, 0, tiocsti_high, &c) }),
@@ -1256,6 +1335,35 @@ mod tests {
             unsafe { libc::waitpid(rc as libc::pid_t, std::ptr::null_mut(), 0) };
         }
         report("clone_newuser", &outcome(rc));
+        // Paths that do not exist: were exec let through, the kernel would say ENOENT and
+        // this process would still not be replaced.
+        let nowhere = b"/nonexistent/plexichat-seccomp-probe\0";
+        let argv = [nowhere.as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null::<u8>()];
+        report(
+            "execve",
+            &outcome(unsafe {
+                libc::syscall(
+                    libc::SYS_execve,
+                    nowhere.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                )
+            }),
+        );
+        report(
+            "execveat_cwd",
+            &outcome(unsafe {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    libc::AT_FDCWD,
+                    nowhere.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                    0,
+                )
+            }),
+        );
         report(
             "prctl_get_dumpable",
             &outcome(unsafe { libc::syscall(libc::SYS_prctl, libc::PR_GET_DUMPABLE) }),
@@ -1269,11 +1377,28 @@ mod tests {
         );
 
         // Threads still work (glibc falls back from clone3 to clone), and inherit the filter.
-        match std::thread::spawn(|| traceme_or_exit("thread_ptrace")).join() {
+        match std::thread::spawn(|| probe_traceme("thread_ptrace")).join() {
             Ok(()) => report("thread_spawn", "ok"),
             Err(_) => report("thread_spawn", "panicked"),
         }
         report("done", "ok");
+    }
+
+    /// Reads a child's pipe to the end in a task, so a full pipe never stalls the child
+    /// and a hung child's partial output can still be shown.
+    fn drain<R>(pipe: Option<R>) -> tokio::task::JoinHandle<String>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
+        use tokio::io::AsyncReadExt;
+        tokio::spawn(async move {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                // A read error just truncates what is shown.
+                let _ = pipe.read_to_end(&mut bytes).await;
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
     }
 
     /// Receives one fd sent with SCM_RIGHTS.
@@ -1340,49 +1465,68 @@ mod tests {
             .enable_all()
             .build()
             .expect("runtime");
-        let (output, served, denials) = rt.block_on(async move {
-            let child = cmd.spawn().expect("spawn child");
+        let (status, stdout, stderr, served, denials) = rt.block_on(async move {
+            let mut child = cmd.spawn().expect("spawn child");
             drop(theirs);
+            let stdout = drain(child.stdout.take());
+            let stderr = drain(child.stderr.take());
             let received = tokio::task::spawn_blocking(move || receive_fd(&ours))
                 .await
                 .expect("join");
-            let listener = match received {
-                Ok(fd) => fd,
-                Err(e) => {
-                    let out = child.wait_with_output().await.expect("child output");
-                    panic!(
-                        "no listener from the child ({e}); child said:\n{}\n{}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    );
-                }
-            };
             let denials = Arc::new(Mutex::new(Vec::new()));
             let sink = Arc::clone(&denials);
-            let serve = tokio::spawn(serve_notifications(listener, move |d| {
-                if let Ok(mut v) = sink.lock() {
-                    v.push(d);
+            let (serve, receive_error) = match received {
+                Ok(listener) => {
+                    let serve = tokio::spawn(serve_notifications(listener, move |d| {
+                        if let Ok(mut v) = sink.lock() {
+                            v.push(d);
+                        }
+                    }));
+                    (Some(serve), None)
                 }
-            }));
-            let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-                .await
-                .expect("the child hung (are denials being answered?)")
-                .expect("child output");
+                Err(e) => (None, Some(e)),
+            };
+            let status = match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+                Ok(status) => Some(status.expect("wait for the child")),
+                Err(_) => {
+                    let _ = child.start_kill();
+                    None
+                }
+            };
+            let text = |task: tokio::task::JoinHandle<String>| async move {
+                tokio::time::timeout(Duration::from_secs(10), task)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default()
+            };
+            let (stdout, stderr) = (text(stdout).await, text(stderr).await);
+            if let Some(e) = receive_error {
+                panic!("no listener from the child ({e}); child said:\n{stdout}\n{stderr}");
+            }
             // The child is reaped, so the listener hangs up and serving ends by itself.
-            let served = tokio::time::timeout(Duration::from_secs(30), serve)
-                .await
-                .expect("serve_notifications did not return after the child exited")
-                .expect("join");
+            let served = match (serve, status.is_some()) {
+                (Some(serve), true) => Some(
+                    tokio::time::timeout(Duration::from_secs(30), serve)
+                        .await
+                        .expect("serve_notifications did not return after the child exited")
+                        .expect("join"),
+                ),
+                (Some(serve), false) => {
+                    serve.abort();
+                    None
+                }
+                (None, _) => None,
+            };
             let denials = denials.lock().map(|v| v.clone()).unwrap_or_default();
-            (output, served, denials)
+            (status, stdout, stderr, served, denials)
         });
 
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let context = format!(
-            "child stdout:\n{stdout}\nchild stderr:\n{}\ndenials: {denials:#?}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(output.status.success(), "child failed\n{context}");
+        let context =
+            format!("child stdout:\n{stdout}\nchild stderr:\n{stderr}\ndenials: {denials:#?}");
+        let status = status.unwrap_or_else(|| panic!("the child hung and was killed\n{context}"));
+        assert!(status.success(), "child failed: {status}\n{context}");
+        let served = served.unwrap_or_else(|| panic!("serving never started\n{context}"));
         served.expect("serve_notifications");
         let results: BTreeMap<&str, &str> = stdout
             .lines()
@@ -1404,6 +1548,8 @@ mod tests {
             ("unshare_newuser", eperm.clone()),
             ("clone_newuser", eperm.clone()),
             ("prctl_get_dumpable", eperm.clone()),
+            ("execve", eperm.clone()),
+            ("execveat_cwd", eperm.clone()),
             ("clone3", format!("errno={}", libc::ENOSYS)),
             ("thread_spawn", "ok".to_string()),
             ("thread_ptrace", eperm.clone()),
@@ -1428,6 +1574,8 @@ mod tests {
             "unshare",
             "clone",
             "prctl",
+            "execve",
+            "execveat",
         ]
         .into();
         assert_eq!(names, want, "{context}");
@@ -1442,7 +1590,7 @@ mod tests {
         }
         let find = |name: &str| denials.iter().find(|d| d.name == name).expect(name);
         assert_eq!(find("socket").args[0], libc::AF_INET as u64);
-        assert_eq!(find("ioctl").args[1], libc::TIOCSTI as u64 | (1 << 32));
+        assert_eq!(find("ioctl").args[1], libc::TIOCSTI | (1 << 32));
         assert_eq!(
             find("x32:getpid").nr,
             syscalls::X32_SYSCALL_BIT | libc::SYS_getpid

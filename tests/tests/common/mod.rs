@@ -79,6 +79,15 @@ impl Default for Settings {
     }
 }
 
+/// A uid range of 100 no other daemon of this test run uses: RLIMIT_NPROC counts
+/// a uid's tasks host-wide, so parallel daemons must not share plugin uids.
+fn unique_uid_base() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 64;
+    1_000_000 + ((std::process::id() % 10_000) * 64 + n) * 100
+}
+
 impl Settings {
     /// A cgroup name unique to this daemon, so parallel tests never share cgroups.
     fn cgroup_name(&self, root: &Path) -> String {
@@ -120,8 +129,11 @@ quarantine_window = "{qw}"
 [sandbox]
 cgroup_name = "{cg}"
 landlock_minimum_abi = {ll}
+uid_base = {uid_base}
+uid_count = 100
 "#,
             cg = self.cgroup_name(root),
+            uid_base = unique_uid_base(),
             ll = self.landlock_minimum_abi,
             root = root.display(),
             policy = if self.own_policies {

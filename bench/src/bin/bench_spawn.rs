@@ -1,0 +1,144 @@
+//! `make bench-spawn`: spawn-to-ready of a fully confined SDK plugin (from the
+//! launch request until its handshake completes and its session is open), side by
+//! side with an unconfined spawn of the same plugin and bubblewrap running /bin/true.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use broker_proto::admin::v1::{
+    AuditQuery, DisablePluginRequest, InstallPluginRequest, ListPluginsRequest, PluginRef,
+};
+use plexichat_bench::{release_dir, stats, Daemon, Stats};
+
+const RUNS: usize = 200;
+const WARMUP: usize = 10;
+
+fn bwrap_true(runs: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(runs);
+    for i in 0..runs + WARMUP {
+        let t = Instant::now();
+        let status = Command::new("bwrap")
+            .args([
+                "--unshare-all",
+                "--die-with-parent",
+                "--new-session",
+                "--ro-bind",
+                "/",
+                "/",
+                "/bin/true",
+            ])
+            .stdin(Stdio::null())
+            .status()
+            .context("running bwrap (Debian package bubblewrap)")?;
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        if !status.success() {
+            bail!("bwrap /bin/true failed: {status}");
+        }
+        if i >= WARMUP {
+            out.push(us);
+        }
+    }
+    Ok(out)
+}
+
+/// Enables and force-disables the plugin `runs` times; returns the supervisor's
+/// own spawn-to-ready figure of each start (from the audit trail).
+async fn plugin_spawns(confine: bool, runs: usize) -> Result<Vec<f64>> {
+    let daemon = Daemon::start(&format!("confine = {confine}"))?;
+    let mut admin = daemon.admin().await?;
+    let binary = release_dir()?.join("echo_plugin");
+    let pkg = daemon.package("echo", &binary)?;
+    admin
+        .install_plugin(InstallPluginRequest {
+            path: pkg.display().to_string(),
+        })
+        .await?;
+    for _ in 0..runs + WARMUP {
+        admin
+            .enable_plugin(PluginRef {
+                name: "echo".into(),
+            })
+            .await?;
+        let t = Instant::now();
+        loop {
+            let list = admin
+                .list_plugins(ListPluginsRequest {})
+                .await?
+                .into_inner();
+            let p = list.plugins.first().context("plugin listed")?;
+            if p.runtime == "running" {
+                break;
+            }
+            if p.state != "enabled" || t.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "plugin did not start: {p:?}\n{}",
+                    std::fs::read_to_string(daemon.root().join("daemon.log"))?
+                );
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        admin
+            .disable_plugin(DisablePluginRequest {
+                name: "echo".into(),
+                force: true,
+            })
+            .await?;
+    }
+    let audit = admin
+        .query_audit(AuditQuery {
+            plugin: "echo".into(),
+            since_ms: 0,
+            limit: 100_000,
+        })
+        .await?
+        .into_inner();
+    let samples: Vec<f64> = audit
+        .records
+        .iter()
+        .filter(|r| r.action == "plugin.start")
+        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.detail).ok())
+        .filter_map(|d| d["spawn_to_ready_us"].as_f64())
+        .skip(WARMUP)
+        .collect();
+    if samples.len() != runs {
+        bail!("expected {runs} audited starts, found {}", samples.len());
+    }
+    Ok(samples)
+}
+
+fn row(name: &str, s: Stats, base: Stats) -> String {
+    format!(
+        "{name:<34} {:>5} {:>10.2} {:>10.2} {:>10.2} {:>12.2}x",
+        s.n,
+        s.min / 1000.0,
+        s.p50 / 1000.0,
+        s.p99 / 1000.0,
+        s.p50 / base.p50
+    )
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let runs = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUNS);
+    let bwrap = stats(&bwrap_true(runs)?);
+    let unconfined = stats(&plugin_spawns(false, runs).await?);
+    let confined = stats(&plugin_spawns(true, runs).await?);
+    println!("spawn-to-ready, {runs} runs each after {WARMUP} warm-up runs (milliseconds)");
+    println!(
+        "{:<34} {:>5} {:>10} {:>10} {:>10} {:>13}",
+        "", "n", "min", "p50", "p99", "p50 vs bwrap"
+    );
+    println!("{}", row("bwrap --unshare-all /bin/true", bwrap, bwrap));
+    println!("{}", row("SDK plugin, unconfined", unconfined, bwrap));
+    println!("{}", row("SDK plugin, fully confined", confined, bwrap));
+    println!(
+        "confinement adds {:.2} ms at p50 ({:.2} ms at p99); target: p50 <= 0.5x bwrap, overhead <= 2 ms",
+        (confined.p50 - unconfined.p50) / 1000.0,
+        (confined.p99 - unconfined.p99) / 1000.0
+    );
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Shared pieces of the benchmarks: a supervisor daemon on a temporary directory,
+//! an admin client over its socket, and percentile statistics.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use broker_proto::admin::v1::admin_client::AdminClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Median and tail of a sample, in microseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub n: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub min: f64,
+}
+
+pub fn stats(samples_us: &[f64]) -> Stats {
+    let mut v = samples_us.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    Stats {
+        n: v.len(),
+        p50: at(0.5),
+        p99: at(0.99),
+        min: v[0],
+    }
+}
+
+/// Directory of the release binaries.
+pub fn release_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe
+        .parent()
+        .context("bench binary has a directory")?
+        .to_path_buf())
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the release supervisor with `extra` appended to a generated config.
+    pub fn start(extra: &str) -> Result<Daemon> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path();
+        let tag: String = root
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let config = format!(
+            "state_dir = \"{r}/state\"\nlog_dir = \"{r}/log\"\nadmin_socket = \"{r}/run/s.sock\"\n\
+             [runtime]\nhealth_interval = \"1h\"\nrestart_backoff_initial = \"10ms\"\n\
+             [sandbox]\ncgroup_name = \"plexichat-bench-{tag}\"\n{extra}\n",
+            r = root.display()
+        );
+        std::fs::write(root.join("supervisor.toml"), config)?;
+        let log = std::fs::File::create(root.join("daemon.log"))?;
+        let child = Command::new(release_dir()?.join("plexichat-supervisor"))
+            .arg("--config")
+            .arg(root.join("supervisor.toml"))
+            .env("PLEXICHAT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting plexichat-supervisor (run `make bench`, which builds it)")?;
+        let socket = root.join("run/s.sock");
+        let start = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "supervisor did not start: {}",
+                    std::fs::read_to_string(root.join("daemon.log"))?
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Daemon { dir, child, socket })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn admin(&self) -> Result<AdminClient<Channel>> {
+        let path = self.socket.clone();
+        let channel = Endpoint::from_static("http://localhost")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let p = path.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                        tokio::net::UnixStream::connect(p).await?,
+                    ))
+                }
+            }))
+            .await?;
+        Ok(AdminClient::new(channel))
+    }
+
+    /// A plugin package with no permissions around `binary`.
+    pub fn package(&self, name: &str, binary: &Path) -> Result<PathBuf> {
+        let dir = self.root().join("pkg").join(name);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(
+            dir.join("plugin.toml"),
+            format!("name = \"{name}\"\nversion = \"1.0.0\"\nentry = \"{name}\"\n[resources]\ncpu = 1.0\nmemory = \"128MiB\"\npids = 32\n"),
+        )?;
+        std::fs::copy(binary, dir.join(name))?;
+        Ok(dir)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
