@@ -15,9 +15,11 @@ build:
 run: build
 	./scripts/demo.sh
 
-## Every test: unit tests beside the code and the end-to-end suites in tests/.
+## Every test: unit tests beside the code, the end-to-end suites in tests/, and the
+## cgroup v2 suite inside a VM with a pure cgroup v2 hierarchy.
 test: build
 	$(CARGO) test --workspace
+	./scripts/vm-test.sh
 
 ## Benchmarks (release build), each against a baseline measured in the same run.
 bench: bench-spawn

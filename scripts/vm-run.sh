@@ -15,13 +15,17 @@
 #
 # The guest shares the host's root filesystem (9p, read-only), so host-built binaries
 # such as target/debug/* run there at the same path; the command runs in the repo root.
-# Its stdout and stderr are streamed; its stdin is /dev/null.
+# Its stdout and stderr are streamed to ours as two streams (their relative order is
+# approximate); its stdin is /dev/null. Boot takes ~15 s on an idle 2-core host
+# (TCG, no KVM) and each process the guest spawns costs ~0.1-0.4 s: run a few
+# host-built test binaries in the VM, never cargo.
 #
 # Exit status:
 #   the command's own status   when the command ran to completion in the guest
-#   77                         the VM cannot run here (vng, qemu, busybox or kernel missing);
+#                              (a command may itself exit 77/124/125: don't)
+#   77                         the VM cannot run here (vng, qemu, busybox or kernel missing):
 #                              exactly one line "vm-run: SKIP: ..." on stderr. With CI=true
-#                              this is a failure instead: same line, exit 1.
+#                              this is a failure instead: one line "vm-run: FAIL: ...", exit 1.
 #   124                        the timeout fired (hung guest or command)
 #   125                        the VM started but never reported the command's status
 #                              (guest kernel panic, boot failure, qemu error)
@@ -39,7 +43,7 @@ VERBOSE=0
 RWDIRS=()
 
 usage() {
-  sed -n '4,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '5,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -116,7 +120,8 @@ trap 'exit 143' TERM
 # command's stdio and exit code over virtio-serial ports that its guest init
 # finds as /dev/virtio-ports/*, symlinks that only udev creates. Without udev
 # (.ci/run does not install it: it adds 10-30 s to every boot) vng silently
-# drops the output and reports 0. Files on the 9p share work either way.
+# drops the output and exits 255 whatever the command did. Files on the 9p share
+# work either way.
 {
   echo '#!/bin/bash'
   printf 'cd %q || exit 126\n' "$REPO"

@@ -69,6 +69,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         );
         None
     };
+    // A plugin whose trampoline dies before it does is reparented to us rather
+    // than to init, and reaped by the runtime (see OrphanReaper).
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        anyhow::bail!(
+            "PR_SET_CHILD_SUBREAPER: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     let launcher =
         Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
     let shared = Arc::new(Shared {
@@ -120,8 +129,20 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     tracing::info!(socket = %shared.cfg.admin_socket.display(), plugins = started, "supervisor serving");
     notify_systemd("READY=1\nSTATUS=serving");
     let service = crate::admin::service(Arc::clone(&shared), Arc::clone(&runtime));
-    crate::admin::serve(listener, service, shutdown_signal()).await?;
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::admin::serve(listener, service, async {
+        let _ = stopped.await;
+    }));
+    shutdown_signal().await;
     notify_systemd("STOPPING=1");
+    let _ = stop_serving.send(());
+    // In-flight calls get a moment to finish; a client holding a connection open
+    // (an `event watch`, say) must not keep the supervisor from stopping.
+    match tokio::time::timeout(ADMIN_DRAIN, server).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "admin server failed"),
+        Err(_) => tracing::info!("admin clients still connected after {ADMIN_DRAIN:?}; closing"),
+        _ => {}
+    }
     tracing::info!("stopping plugins");
     runtime.stop_all(StopMode::Graceful).await;
     if let Some(host) = &shared.sandbox {
@@ -135,6 +156,9 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&shared.cfg.admin_socket);
     Ok(())
 }
+
+/// How long stopping waits for admin-API clients to finish their calls.
+const ADMIN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

@@ -101,6 +101,7 @@ async fn plugin_spawns(confine: bool, runs: usize) -> Result<Vec<f64>> {
         .filter_map(|d| d["spawn_to_ready_us"].as_f64())
         .skip(WARMUP)
         .collect();
+    drop(admin);
     if samples.len() != runs {
         bail!("expected {runs} audited starts, found {}", samples.len());
     }

@@ -250,6 +250,7 @@ async fn supervise_process(
     if let Ok(mut s) = status.lock() {
         s.enforcement = launched.enforcement.clone();
     }
+    let _orphan = launched.plugin_pid.and_then(OrphanReaper::track);
     let _watchers = security::Watchers::start(
         Arc::clone(shared),
         name.as_str(),
@@ -309,6 +310,29 @@ async fn supervise_process(
                 }
             }
         }
+    }
+}
+
+/// The plugin process (pid 1 of its namespace), tracked in case the trampoline
+/// above it dies first: the supervisor is a child subreaper, so the plugin is then
+/// reparented to it and must be reaped here, or it would linger as a zombie.
+struct OrphanReaper(Option<PidFd>);
+
+impl OrphanReaper {
+    fn track(pid: i32) -> Option<OrphanReaper> {
+        let fd = launcher::pidfd_open(pid).ok()?;
+        PidFd::new(fd, pid).ok().map(|p| OrphanReaper(Some(p)))
+    }
+}
+
+impl Drop for OrphanReaper {
+    fn drop(&mut self) {
+        let Some(plugin) = self.0.take() else { return };
+        // By now the plugin has been killed; if it is our child, collect it. If the
+        // trampoline already reaped it, wait() fails at once with ECHILD.
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REAP_TIMEOUT, plugin.wait()).await;
+        });
     }
 }
 

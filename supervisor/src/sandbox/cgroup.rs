@@ -450,6 +450,10 @@ fn prepare_v2(mount: &Path, name: &str) -> Result<PathBuf, CgroupError> {
     let own = own_v2_cgroup()?;
     let mut base = mount.join(own.trim_start_matches('/'));
     if own == "/" {
+        // In the root cgroup (no systemd, e.g. a VM or container init): the root
+        // may have controllers that are not yet enabled for its children.
+        let enable = CONTROLLERS.map(|c| format!("+{c}")).join(" ");
+        write(&mount.join("cgroup.subtree_control"), &enable)?;
         base = mount.join(name);
         fs::create_dir_all(&base).map_err(io_err(&base))?;
     }

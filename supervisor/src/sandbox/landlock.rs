@@ -71,14 +71,17 @@ pub fn restrict(
     let a = abi_enum(abi);
     let all = AccessFs::from_all(a);
     let read = AccessFs::from_read(a);
-    let rw_file = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate;
-    let rw_dir = AccessFs::from_read(a) & !AccessFs::Execute
+    // Only rights this ABI knows: asking for more would make the crate report a
+    // partial enforcement, which the trampoline refuses.
+    let rw_file = (AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate) & all;
+    let rw_dir = (AccessFs::from_read(a) & !AccessFs::Execute
         | AccessFs::WriteFile
         | AccessFs::RemoveDir
         | AccessFs::RemoveFile
         | AccessFs::MakeDir
         | AccessFs::MakeReg
-        | AccessFs::Truncate;
+        | AccessFs::Truncate)
+        & all;
     let mut ruleset = Ruleset::default().handle_access(all).map_err(err)?;
     let net_denied = abi >= 4;
     if net_denied {
