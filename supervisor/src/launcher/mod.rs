@@ -4,6 +4,7 @@
 //! and exec but `dup2`, so the multi-threaded runtime is never forked mid-flight.
 
 mod pidfd;
+mod sealed;
 pub mod trampoline;
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -18,12 +19,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 pub use pidfd::{pidfd_open, ExitStatus, PidFd};
+pub use sealed::check_sealed;
 
 /// The argument that puts the supervisor binary in trampoline mode.
 pub const LAUNCH_ARG: &str = "__plexichat_launch";
 /// fd numbers the trampoline finds: the broker socket and its control socket.
 pub const BROKER_FD: RawFd = 3;
 pub const CONTROL_FD: RawFd = 4;
+/// The sealed memfd holding the verified plugin binary.
+pub const BINARY_FD: RawFd = 5;
 /// The fd the confined plugin binary is exec'd from. It equals the plugin's
 /// RLIMIT_NOFILE, so after that one exec the plugin can never create an fd with
 /// this number again, and the seccomp policy allows `execveat` only on it: a
@@ -171,8 +175,9 @@ impl Launcher {
         std::thread::Builder::new()
             .name("plugin-launcher".into())
             .spawn(move || {
+                let mut binaries = sealed::SealedBinaries::default();
                 for (req, reply) in rx {
-                    let _ = reply.send(spawn_one(&exe, &req));
+                    let _ = reply.send(spawn_one(&exe, &mut binaries, &req));
                 }
             })?;
         Ok(Launcher { tx })
@@ -208,8 +213,19 @@ fn high_fd(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-fn spawn_one(exe: &std::path::Path, req: &LaunchRequest) -> Result<Spawned, LaunchFailure> {
+fn spawn_one(
+    exe: &std::path::Path,
+    binaries: &mut sealed::SealedBinaries,
+    req: &LaunchRequest,
+) -> Result<Spawned, LaunchFailure> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let binary = binaries.get(&req.spec.binary, &req.spec.sha256)?;
+    let binary_child = high_fd(
+        binary
+            .try_clone()
+            .map_err(|e| spawn_failure("dup of the sealed binary", e))?,
+    )
+    .map_err(|e| spawn_failure("dup", e))?;
     let (broker_parent, broker_child) =
         StdUnixStream::pair().map_err(|e| spawn_failure("broker socketpair", e))?;
     let (control_parent, control_child) = socketpair(
@@ -221,7 +237,11 @@ fn spawn_one(exe: &std::path::Path, req: &LaunchRequest) -> Result<Spawned, Laun
     .map_err(|e| spawn_failure("control socketpair", e))?;
     let broker_child = high_fd(broker_child.into()).map_err(|e| spawn_failure("dup", e))?;
     let control_child = high_fd(control_child).map_err(|e| spawn_failure("dup", e))?;
-    let (b, c) = (broker_child.as_raw_fd(), control_child.as_raw_fd());
+    let (b, c, x) = (
+        broker_child.as_raw_fd(),
+        control_child.as_raw_fd(),
+        binary_child.as_raw_fd(),
+    );
 
     let mut cmd = Command::new(exe);
     cmd.arg(LAUNCH_ARG)
@@ -233,7 +253,10 @@ fn spawn_one(exe: &std::path::Path, req: &LaunchRequest) -> Result<Spawned, Laun
     // async-signal-safe, on fds that stay open until spawn returns.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(b, BROKER_FD) < 0 || libc::dup2(c, CONTROL_FD) < 0 {
+            if libc::dup2(b, BROKER_FD) < 0
+                || libc::dup2(c, CONTROL_FD) < 0
+                || libc::dup2(x, BINARY_FD) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -242,7 +265,7 @@ fn spawn_one(exe: &std::path::Path, req: &LaunchRequest) -> Result<Spawned, Laun
     let mut child = cmd
         .spawn()
         .map_err(|e| spawn_failure("fork/exec trampoline", e))?;
-    drop((broker_child, control_child));
+    drop((broker_child, control_child, binary_child));
     let pid = child.id() as i32;
     let pidfd = pidfd_open(pid).map_err(|e| spawn_failure("pidfd_open", e))?;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {

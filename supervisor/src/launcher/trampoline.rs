@@ -13,10 +13,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use super::{
-    send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec, LaunchStage, BROKER_FD,
-    CONTROL_FD, EXEC_FD, MAX_CONTROL_BYTES,
+    check_sealed, send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec, LaunchStage,
+    BINARY_FD, BROKER_FD, CONTROL_FD, EXEC_FD, MAX_CONTROL_BYTES,
 };
-use crate::install::sha256_reader;
 use crate::sandbox::sys::LinuxSys;
 use crate::sandbox::{credentials, landlock, namespaces, rootfs, seccomp, Enforcement};
 
@@ -63,7 +62,7 @@ fn run() -> Result<std::convert::Infallible, LaunchFailure> {
     if unsafe { libc::setsid() } < 0 {
         return Err(os_fail(LaunchStage::Confine, "setsid"));
     }
-    let binary = open_verified(&spec)?;
+    let binary = take_binary()?;
     match &spec.confine {
         None => {
             apply_rlimits(&spec)?;
@@ -106,11 +105,11 @@ fn tie_to_parent(expected_parent: Option<i32>) -> Result<(), LaunchFailure> {
     Ok(())
 }
 
-/// Only 0-2, the broker socket (3) and the control socket (4, close-on-exec) may
-/// cross into the plugin.
+/// Only 0-2, the broker socket (3), the control socket (4) and the binary (5) are
+/// kept; 4 and 5 are close-on-exec, so the plugin gets 0-3.
 fn close_stray_fds() -> Result<(), LaunchFailure> {
     // SAFETY: close_range on a range of fd numbers; closes whatever is open there.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, CONTROL_FD + 1, u32::MAX, 0) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, BINARY_FD + 1, u32::MAX, 0) };
     if r < 0 {
         return Err(os_fail(LaunchStage::Confine, "close_range"));
     }
@@ -121,32 +120,18 @@ fn close_stray_fds() -> Result<(), LaunchFailure> {
     Ok(())
 }
 
-/// Opens the binary once, hashes that open file, and returns the same fd to exec,
-/// so the file checked is the file run.
-fn open_verified(spec: &LaunchSpec) -> Result<OwnedFd, LaunchFailure> {
-    let file = std::fs::File::open(&spec.binary).map_err(|e| {
-        fail(
-            LaunchStage::Integrity,
-            format!("cannot open {}: {e}", spec.binary.display()),
-        )
-    })?;
-    let actual = sha256_reader(&file).map_err(|e| {
-        fail(
-            LaunchStage::Integrity,
-            format!("cannot read {}: {e}", spec.binary.display()),
-        )
-    })?;
-    if actual != spec.sha256 {
-        return Err(fail(
-            LaunchStage::Integrity,
-            format!(
-                "binary {} changed since install: sha256 {actual}, pinned {}",
-                spec.binary.display(),
-                spec.sha256
-            ),
-        ));
+/// The verified plugin binary: a sealed memfd the supervisor filled from the
+/// plugin store while checking its SHA-256 pin. Sealed means it cannot have
+/// changed since; it must not leak into the plugin, so it becomes close-on-exec.
+fn take_binary() -> Result<OwnedFd, LaunchFailure> {
+    use std::os::fd::FromRawFd;
+    check_sealed(BINARY_FD).map_err(|e| fail(LaunchStage::Integrity, e))?;
+    // SAFETY: F_SETFD on the inherited binary fd, which we take ownership of below.
+    if unsafe { libc::fcntl(BINARY_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(os_fail(LaunchStage::Integrity, "binary fd"));
     }
-    Ok(OwnedFd::from(file))
+    // SAFETY: BINARY_FD was placed by the launcher for this process alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(BINARY_FD) })
 }
 
 fn confined(
@@ -228,7 +213,7 @@ fn plugin_side(
         read_write: &[rootfs::DATA_MOUNT, "/tmp"],
         devices: &["/dev/null", "/dev/zero", "/dev/urandom"],
     };
-    let ll = landlock::restrict(c.landlock_abi, &grants, &binary).map_err(confine_err)?;
+    let ll = landlock::restrict(c.landlock_abi, &grants).map_err(confine_err)?;
     if ll.status != "fully_enforced" {
         return Err(confine_err(format!(
             "Landlock ABI {} ruleset is only {}; refusing to run with weaker confinement",

@@ -151,6 +151,9 @@ async fn launch_and_supervise(
 ) -> InstanceEnd {
     let spawned = match launcher.spawn(request).await {
         Ok(s) => s,
+        Err(f) if f.stage == LaunchStage::Integrity => {
+            return InstanceEnd::Refused(format!("binary integrity check failed: {}", f.message))
+        }
         Err(f) => return InstanceEnd::Crashed(f.to_string()),
     };
     let pid = spawned.pid;

@@ -2,8 +2,6 @@
 //! minimal root (execute only the pinned binary and the libraries), deny TCP bind
 //! and connect, scope abstract unix sockets and signals, and report what took.
 
-use std::os::fd::AsFd;
-
 use landlock::{
     Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
     RulesetStatus, Scope, ABI,
@@ -60,14 +58,11 @@ fn err(e: impl std::fmt::Display) -> LandlockError {
     LandlockError(e.to_string())
 }
 
-/// Applies the ruleset to the calling (single-threaded) process. `binary` is the
-/// opened plugin binary, whose exec must stay allowed although it lives outside
-/// the new root. Requires no_new_privs (or CAP_SYS_ADMIN).
-pub fn restrict(
-    abi: u8,
-    grants: &Grants<'_>,
-    binary: impl AsFd,
-) -> Result<LandlockReport, LandlockError> {
+/// Applies the ruleset to the calling (single-threaded) process. Requires
+/// no_new_privs (or CAP_SYS_ADMIN). The plugin binary needs no rule: it is exec'd
+/// from a sealed memfd, which lives on an internal filesystem Landlock does not
+/// restrict (and the plugin cannot exec anything else: see `launcher::EXEC_FD`).
+pub fn restrict(abi: u8, grants: &Grants<'_>) -> Result<LandlockReport, LandlockError> {
     let a = abi_enum(abi);
     let all = AccessFs::from_all(a);
     let read = AccessFs::from_read(a);
@@ -112,12 +107,6 @@ pub fn restrict(
             .add_rule(PathBeneath::new(fd, rw_file))
             .map_err(err)?;
     }
-    created = created
-        .add_rule(PathBeneath::new(
-            binary,
-            AccessFs::Execute | AccessFs::ReadFile,
-        ))
-        .map_err(err)?;
     let status = created.restrict_self().map_err(err)?;
     Ok(LandlockReport {
         abi,
