@@ -29,6 +29,8 @@ demo() {
   "$cli" plugin list
   echo "== demo: the plugin answers =="
   "$cli" plugin invoke hello greet PlexiChat
+  echo "== demo: what confines it =="
+  "$cli" security plugin-status
   (timeout 3 "$cli" event watch 'plugin.hello.*' || true) &
   sleep 0.5
   "$cli" event publish chat.message '{"text":"hi"}'
