@@ -530,6 +530,14 @@ fn a_hostile_plugin_cannot_escape_its_sandbox() {
     let ld = ld_so();
     s.blocked("exec", &ld);
     s.blocked("execveat", &ld);
+    // The exec shape seccomp allows, aimed at an executable library: Landlock lets
+    // the plugin execute its loader and nothing else.
+    s.blocked_with(
+        "execveat-exec-fd",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        libc::EACCES,
+        "Landlock's execute right, held by the loader alone",
+    );
 
     // Signals out of the sandbox.
     if let Some(v) = s.blocked("kill-all", "") {

@@ -199,7 +199,7 @@ fn plugin_side(
     apply_rlimits(spec)?;
     credentials::drop_to(&sys, c.uid, c.gid)
         .map_err(|e| confine_err(format!("credentials: {e}")))?;
-    let read_exec: Vec<PathBuf> = c
+    let read_only: Vec<PathBuf> = c
         .root
         .read_only
         .iter()
@@ -208,8 +208,14 @@ fn plugin_side(
             _ => None,
         })
         .collect();
+    // The kernel opens the loader for exec on the plugin's behalf, so it needs the
+    // execute right; nothing else under the library directories does.
+    let loader = crate::sandbox::elf::interpreter(&binary)
+        .map_err(|e| confine_err(format!("reading the plugin binary's ELF header: {e}")))?;
+    let exec_files: Vec<PathBuf> = loader.into_iter().collect();
     let grants = landlock::Grants {
-        read_exec: &read_exec,
+        read_only: &read_only,
+        exec_files: &exec_files,
         read_write: &[rootfs::DATA_MOUNT, "/tmp"],
         devices: &["/dev/null", "/dev/zero", "/dev/urandom"],
     };

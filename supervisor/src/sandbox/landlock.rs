@@ -42,8 +42,10 @@ fn abi_enum(abi: u8) -> ABI {
 
 /// Paths the plugin may use inside its root, with their rights.
 pub struct Grants<'a> {
-    /// Read and execute (libraries, the dynamic loader).
-    pub read_exec: &'a [std::path::PathBuf],
+    /// Read only (library directories).
+    pub read_only: &'a [std::path::PathBuf],
+    /// Files that may be executed: the binary's dynamic loader, nothing else.
+    pub exec_files: &'a [std::path::PathBuf],
     /// Read-write, no execute (/data, /tmp).
     pub read_write: &'a [&'a str],
     /// Device files that may be read and written.
@@ -91,9 +93,21 @@ pub fn restrict(abi: u8, grants: &Grants<'_>) -> Result<LandlockReport, Landlock
             .map_err(err)?;
     }
     let mut created = ruleset.create().map_err(err)?;
-    for p in grants.read_exec {
+    let read_only = read & !AccessFs::Execute;
+    for p in grants.read_only {
         let fd = PathFd::new(p).map_err(err)?;
-        created = created.add_rule(PathBeneath::new(fd, read)).map_err(err)?;
+        created = created
+            .add_rule(PathBeneath::new(fd, read_only))
+            .map_err(err)?;
+    }
+    for p in grants.exec_files {
+        let fd = PathFd::new(p).map_err(err)?;
+        created = created
+            .add_rule(PathBeneath::new(
+                fd,
+                (AccessFs::Execute | AccessFs::ReadFile) & all,
+            ))
+            .map_err(err)?;
     }
     for p in grants.read_write {
         let fd = PathFd::new(p).map_err(err)?;

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod credentials;
+pub mod elf;
 pub mod host;
 pub mod landlock;
 pub mod namespaces;

@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "connect-unix",
     "exec",
     "execveat",
+    "execveat-exec-fd",
     "fork-bomb",
     "balloon",
     "spin",
@@ -128,6 +129,7 @@ fn command(name: &str, arg: &str) -> Value {
         "connect-unix" => connect_unix(arg),
         "exec" => exec(arg, false),
         "execveat" => exec(arg, true),
+        "execveat-exec-fd" => exec_through_exec_fd(arg),
         "fork-bomb" => fork_bomb(),
         "balloon" => balloon(arg),
         "spin" => spin(arg),
@@ -676,6 +678,30 @@ fn exec(arg: &str, at: bool) -> Value {
     } else {
         format!("execve({arg}, [{arg}], [])")
     };
+    verdict(name, res.is_err(), &[Step::sys(what, res)])
+}
+
+/// The one exec shape the seccomp policy lets through (dirfd 256, AT_EMPTY_PATH),
+/// with an absolute path so the dirfd is ignored: only Landlock stands in the way.
+fn exec_through_exec_fd(arg: &str) -> Value {
+    let name = "execveat-exec-fd";
+    let Some(path) = cstring(arg).filter(|_| arg.starts_with('/')) else {
+        return bad_arg(name, arg, "an absolute path");
+    };
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: NUL-terminated path and NULL-terminated argv/envp that outlive the call.
+    let res = sys(unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            256 as c_long,
+            path.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH as c_long,
+        )
+    });
+    let what = format!("execveat(256, {arg}, [{arg}], [], AT_EMPTY_PATH)");
     verdict(name, res.is_err(), &[Step::sys(what, res)])
 }
 
