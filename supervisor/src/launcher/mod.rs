@@ -3,6 +3,7 @@
 //! itself and execs the pinned plugin binary from an fd. Nothing runs between fork
 //! and exec but `dup2`, so the multi-threaded runtime is never forked mid-flight.
 
+mod clone_into;
 mod pidfd;
 mod sealed;
 pub mod trampoline;
@@ -203,7 +204,7 @@ fn spawn_failure(what: &str, e: impl std::fmt::Display) -> LaunchFailure {
 
 /// Moves an fd to a number >= 10 (CLOEXEC), so that the dup2 onto 3 and 4 in the
 /// child cannot clobber one with the other.
-fn high_fd(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+pub(super) fn high_fd(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd we own, or -1.
     let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
     if new < 0 {
@@ -243,39 +244,31 @@ fn spawn_one(
         binary_child.as_raw_fd(),
     );
 
-    let mut cmd = Command::new(exe);
-    cmd.arg(LAUNCH_ARG)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: between fork and exec this only calls dup2, which is
-    // async-signal-safe, on fds that stay open until spawn returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(b, BROKER_FD) < 0
-                || libc::dup2(c, CONTROL_FD) < 0
-                || libc::dup2(x, BINARY_FD) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| spawn_failure("fork/exec trampoline", e))?;
-    drop((broker_child, control_child, binary_child));
-    let pid = child.id() as i32;
-    let pidfd = pidfd_open(pid).map_err(|e| spawn_failure("pidfd_open", e))?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(spawn_failure("pipes", "stdout/stderr not captured"));
+    let fds = clone_into::ChildFds {
+        broker: b,
+        control: c,
+        binary: x,
     };
-    // The pidfd owns the process from here; std's Child is only a pid holder.
-    drop(child);
-    // The trampoline waits for its spec, so it is in its cgroup before it runs a
-    // single instruction of its own; everything it forks inherits the cgroup.
-    if let Some(cg) = &req.cgroup {
+    // On cgroup v2 the trampoline is created inside its cgroup; elsewhere it is
+    // moved there before it gets its spec (it waits for the spec, so it never runs
+    // outside its cgroup either way).
+    let v2_dir = req.cgroup.as_ref().and_then(|cg| cg.v2_dir_fd());
+    let (started, placed) = match &v2_dir {
+        Some(dir) => (
+            clone_into::spawn(exe, &fds, dir)
+                .map_err(|e| spawn_failure("clone3 into the plugin's cgroup", e))?,
+            true,
+        ),
+        None => (spawn_with_command(exe, &fds)?, false),
+    };
+    drop((broker_child, control_child, binary_child));
+    let clone_into::Started {
+        pid,
+        pidfd,
+        stdout,
+        stderr,
+    } = started;
+    if let (Some(cg), false) = (&req.cgroup, placed) {
         if let Err(e) = cg.add(pid) {
             // SAFETY: the pidfd belongs to the child we just spawned.
             unsafe {
@@ -299,6 +292,49 @@ fn spawn_one(
         pidfd,
         broker: broker_parent,
         control: control_parent,
+        stdout,
+        stderr,
+    })
+}
+
+/// The portable path: std's fork/exec with only dup2 in between.
+fn spawn_with_command(
+    exe: &std::path::Path,
+    fds: &clone_into::ChildFds,
+) -> Result<clone_into::Started, LaunchFailure> {
+    let (b, c, x) = (fds.broker, fds.control, fds.binary);
+    let mut cmd = Command::new(exe);
+    cmd.arg(LAUNCH_ARG)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec this only calls dup2, which is
+    // async-signal-safe, on fds that stay open until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(b, BROKER_FD) < 0
+                || libc::dup2(c, CONTROL_FD) < 0
+                || libc::dup2(x, BINARY_FD) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| spawn_failure("fork/exec trampoline", e))?;
+    let pid = child.id() as i32;
+    let pidfd = pidfd_open(pid).map_err(|e| spawn_failure("pidfd_open", e))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(spawn_failure("pipes", "stdout/stderr not captured"));
+    };
+    // The pidfd owns the process from here; std's Child is only a pid holder.
+    drop(child);
+    Ok(clone_into::Started {
+        pid,
+        pidfd,
         // SAFETY: into_raw_fd hands over sole ownership of the pipe fds.
         stdout: unsafe { OwnedFd::from_raw_fd(stdout.into_raw_fd()) },
         stderr: unsafe { OwnedFd::from_raw_fd(stderr.into_raw_fd()) },

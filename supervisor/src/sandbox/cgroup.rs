@@ -302,6 +302,20 @@ impl PluginCgroup {
         Ok(())
     }
 
+    /// On v2, the cgroup directory opened for `clone3(CLONE_INTO_CGROUP)`.
+    pub fn v2_dir_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if self.version != "v2" {
+            return None;
+        }
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(self.main())
+            .ok()
+            .map(std::os::fd::OwnedFd::from)
+    }
+
     /// Moves `pid` (and its future children) into the cgroup.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         for d in &self.dirs {
