@@ -145,7 +145,7 @@ fn approve_row(
     now: i64,
 ) -> Result<AuditEntry, ApprovalError> {
     let policy = catalog.policy_for(row.permission);
-    if row.approvers_keys().any(|k| k == actor.approver_key()) {
+    if approver_keys(row).any(|k| k == actor.approver_key()) {
         return Err(ApprovalError::Conflict(format!(
             "`{}` was already approved by {}; a second approval must come from a different admin",
             row.permission,
@@ -186,13 +186,11 @@ fn duration_ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-impl PermissionRow {
-    /// The identities that approved, without the "(via ...)" suffix.
-    fn approvers_keys(&self) -> impl Iterator<Item = &str> {
-        self.approvers
-            .iter()
-            .map(|a| a.split(" (via ").next().unwrap_or(a))
-    }
+/// The identities that approved a row, without the "(via ...)" suffix.
+fn approver_keys(row: &PermissionRow) -> impl Iterator<Item = &str> {
+    row.approvers
+        .iter()
+        .map(|a| a.split(" (via ").next().unwrap_or(a))
 }
 
 /// What keeps a plugin from being enabled: each requested permission that is not
