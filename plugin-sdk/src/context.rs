@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use tonic::transport::Channel;
 use tonic::Streaming;
 
-use crate::{connection, SdkError};
+use crate::{connection, Files, SdkError};
 
 /// Version of this SDK, sent in the handshake so the supervisor can log and gate on it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -207,6 +207,12 @@ impl PluginContext {
     /// Tonic clients need `&mut self` per call; clones share the underlying channel.
     fn client(&self) -> BrokerClient<Channel> {
         self.inner.client.clone()
+    }
+
+    /// File access through the broker: the plugin's `/data` directory, and granted
+    /// paths elsewhere. See [`Files`].
+    pub fn files(&self) -> Files {
+        Files::new(self.client())
     }
 
     /// Whether the plugin currently holds `permission` (any scope).

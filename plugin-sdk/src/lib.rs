@@ -84,6 +84,7 @@ mod connection;
 mod context;
 mod error;
 mod event;
+mod files;
 mod plugin;
 
 #[cfg(test)]
@@ -95,4 +96,5 @@ pub use context::{
 };
 pub use error::SdkError;
 pub use event::{topic_matches, Event};
+pub use files::{DirEntry, FileKind, FileStat, Files, FILE_CHUNK_BYTES};
 pub use plugin::{HandlerOutcome, Plugin};

@@ -41,6 +41,8 @@ struct FakeBroker {
     seen: mpsc::UnboundedSender<Seen>,
     session: Mutex<Option<HostRx>>,
     config: Mutex<HashMap<String, String>>,
+    /// In-memory `/data` files, enough to exercise the SDK's chunking.
+    files: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl FakeBroker {
@@ -160,7 +162,122 @@ impl Broker for FakeBroker {
             expires_at_ms: 0,
         }))
     }
+
+    async fn read_file(
+        &self,
+        request: Request<pb::ReadFileRequest>,
+    ) -> Result<Response<pb::ReadFileResponse>, Status> {
+        let r = request.into_inner();
+        fake_data_path(&r.path)?;
+        let files = self.files.lock().expect("files lock");
+        let data = files
+            .get(&r.path)
+            .ok_or_else(|| Status::not_found(r.path.clone()))?;
+        let start = (r.offset as usize).min(data.len());
+        let max = if r.max_bytes == 0 {
+            FAKE_CHUNK
+        } else {
+            (r.max_bytes as usize).min(FAKE_CHUNK)
+        };
+        let end = (start + max).min(data.len());
+        Ok(Response::new(pb::ReadFileResponse {
+            data: data[start..end].to_vec(),
+            eof: end == data.len(),
+            size: data.len() as u64,
+        }))
+    }
+
+    async fn write_file(
+        &self,
+        request: Request<pb::WriteFileRequest>,
+    ) -> Result<Response<pb::WriteFileResponse>, Status> {
+        let r = request.into_inner();
+        fake_data_path(&r.path)?;
+        if r.data.len() > FAKE_CHUNK {
+            return Err(Status::invalid_argument("write too large"));
+        }
+        let mut files = self.files.lock().expect("files lock");
+        let file = files.entry(r.path).or_default();
+        if !r.append {
+            file.clear();
+        }
+        file.extend_from_slice(&r.data);
+        Ok(Response::new(pb::WriteFileResponse {
+            size: file.len() as u64,
+        }))
+    }
+
+    async fn list_dir(
+        &self,
+        request: Request<pb::ListDirRequest>,
+    ) -> Result<Response<pb::ListDirResponse>, Status> {
+        let r = request.into_inner();
+        fake_data_path(&format!("{}/", r.path))?;
+        let prefix = format!("{}/", r.path);
+        let files = self.files.lock().expect("files lock");
+        let mut entries: Vec<pb::DirEntry> = files
+            .iter()
+            .filter_map(|(p, d)| {
+                let name = p.strip_prefix(&prefix)?;
+                Some(pb::DirEntry {
+                    name: name.to_string(),
+                    kind: "file".into(),
+                    size: d.len() as u64,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(pb::ListDirResponse { entries }))
+    }
+
+    async fn stat_path(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        let r = request.into_inner();
+        fake_data_path(&r.path)?;
+        let files = self.files.lock().expect("files lock");
+        let data = files
+            .get(&r.path)
+            .ok_or_else(|| Status::not_found(r.path.clone()))?;
+        Ok(Response::new(pb::StatResponse {
+            kind: "file".into(),
+            size: data.len() as u64,
+            modified_ms: 1,
+        }))
+    }
+
+    async fn remove_path(
+        &self,
+        request: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let r = request.into_inner();
+        fake_data_path(&r.path)?;
+        self.files.lock().expect("files lock").remove(&r.path);
+        Ok(Response::new(pb::RemoveResponse {}))
+    }
+
+    async fn make_dir(
+        &self,
+        request: Request<pb::MakeDirRequest>,
+    ) -> Result<Response<pb::MakeDirResponse>, Status> {
+        fake_data_path(&request.into_inner().path)?;
+        Ok(Response::new(pb::MakeDirResponse {}))
+    }
 }
+
+/// Like the real broker: only `/data/...` without a grant, 512 KiB per call.
+fn fake_data_path(path: &str) -> Result<(), Status> {
+    if path.starts_with("/data/") {
+        Ok(())
+    } else {
+        Err(Status::permission_denied(format!(
+            "file_read is not granted for `{path}`"
+        )))
+    }
+}
+
+const FAKE_CHUNK: usize = 512 * 1024;
 
 fn accepted_handshake() -> pb::HandshakeResponse {
     pb::HandshakeResponse {
@@ -204,6 +321,7 @@ impl Harness {
             seen: seen_tx,
             session: Mutex::new(Some(host_rx)),
             config: Mutex::new(HashMap::new()),
+            files: Mutex::new(HashMap::new()),
         };
         let (plugin_end, broker_end, proxy) = if proxied {
             let (plugin_end, proxy_a) = UnixStream::pair().expect("socketpair");
@@ -784,4 +902,35 @@ async fn inherited_fd_round_trip() {
         "the child test did not run: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[tokio::test]
+async fn files_move_large_contents_in_chunks_and_keep_the_grpc_code() {
+    let mut h = Harness::start(Ok(accepted_handshake()));
+    let ctx = h.connect().await.expect("handshake accepted");
+    let files = ctx.files();
+    // Three chunks and a bit: the SDK must split the write and loop the read.
+    let big: Vec<u8> = (0..(3 * crate::FILE_CHUNK_BYTES + 17))
+        .map(|i| i as u8)
+        .collect();
+    assert_eq!(
+        within(files.write("/data/big", &big)).await.unwrap(),
+        big.len() as u64
+    );
+    assert_eq!(within(files.read("/data/big")).await.unwrap(), big);
+    assert_eq!(
+        within(files.append("/data/big", b"!")).await.unwrap(),
+        big.len() as u64 + 1
+    );
+    let (head, eof) = within(files.read_at("/data/big", 0, 4)).await.unwrap();
+    assert_eq!((head.as_slice(), eof), (&big[..4], false));
+    let listed = within(files.list("/data")).await.unwrap();
+    assert_eq!(listed[0].name, "big");
+    assert_eq!(listed[0].kind, crate::FileKind::File);
+    let stat = within(files.stat("/data/big")).await.unwrap();
+    assert_eq!(stat.size, big.len() as u64 + 1);
+    within(files.remove("/data/big")).await.unwrap();
+    let err = within(files.read("/etc/passwd")).await.unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
+    assert!(matches!(err, SdkError::Status(_)));
 }

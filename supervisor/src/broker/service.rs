@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::files::{self, Beneath, FileError, Target};
 use super::session::Session;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::catalog::{validate_scope_entry, Permission, ScopeShape};
@@ -67,6 +68,129 @@ impl BrokerService {
 
     fn emit_prefix(&self) -> String {
         format!("plugin.{}.", self.name())
+    }
+}
+
+/// Which grant a file call needs outside the data dir.
+#[derive(Clone, Copy)]
+enum FileAccess {
+    Read,
+    Write,
+}
+
+impl FileAccess {
+    fn permission(self) -> Permission {
+        match self {
+            FileAccess::Read => Permission::FileRead,
+            FileAccess::Write => Permission::FileWrite,
+        }
+    }
+}
+
+/// Outcome of one file call, for its audit record.
+struct FileCall<T> {
+    access: FileAccess,
+    op: &'static str,
+    path: String,
+    /// Set once the path was found outside the data dir (a grant was needed).
+    permission: Option<Permission>,
+    result: Result<(T, u64), FileError>,
+}
+
+impl BrokerService {
+    /// Where `path` lands for this plugin: the data dir, or the granted scope entry
+    /// covering it. Returns the permission that was needed, if any, with the answer.
+    fn file_target(
+        &self,
+        path: &str,
+        access: FileAccess,
+    ) -> (Option<Permission>, Result<Target, FileError>) {
+        if let Err(e) = files::validate_path(path) {
+            return (None, Err(e));
+        }
+        let data_dir = self.shared.cfg.data_root().join(self.name());
+        if let Some(target) = files::data_target(path, &data_dir) {
+            return (None, Ok(target));
+        }
+        let permission = access.permission();
+        let grant = self
+            .shared
+            .store
+            .check_grant(&self.shared.catalog, self.name(), permission, Some(path))
+            .map_err(|e| FileError::Io(format!("checking {permission} for `{path}`: {e}")));
+        let target = grant.and_then(|g| {
+            g.and_then(|g| files::granted_target(path, &g.granted_scope))
+                .ok_or_else(|| {
+                    FileError::Denied(format!(
+                        "{permission} is not granted for `{path}` (paths outside /data need a grant whose scope covers them)"
+                    ))
+                })
+        });
+        (Some(permission), target)
+    }
+
+    /// Authorises `path`, runs `op` on it off the async runtime (the quota check first
+    /// for writes into the data dir) and audits the call, allowed or not.
+    async fn file_call<T: Send + 'static>(
+        &self,
+        access: FileAccess,
+        op: &'static str,
+        path: String,
+        new_bytes: Option<(u64, bool)>,
+        run: impl FnOnce(&Beneath) -> Result<(T, u64), FileError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let (permission, target) = self.file_target(&path, access);
+        let quota = self.shared.cfg.broker.data_quota;
+        let task_path = path.clone();
+        let result = match target {
+            Err(e) => Err(e),
+            Ok(target) => tokio::task::spawn_blocking(move || {
+                let beneath = Beneath::open(&target, &task_path)?;
+                if let (true, Some((len, append))) = (target.in_data, new_bytes) {
+                    let used = files::usage(&target.root)
+                        .map_err(|e| FileError::Io(format!("measuring the data directory: {e}")))?;
+                    let old = if append { 0 } else { beneath.existing_size() };
+                    files::check_quota(used, old, len, quota)?;
+                }
+                run(&beneath)
+            })
+            .await
+            .unwrap_or_else(|e| Err(FileError::Io(format!("{op} `{path}`: {e}")))),
+        };
+        self.audit_file_call(FileCall {
+            access,
+            op,
+            path,
+            permission,
+            result,
+        })
+    }
+
+    fn audit_file_call<T>(&self, call: FileCall<T>) -> Result<T, Status> {
+        let action = match call.access {
+            FileAccess::Read => "broker.file_read",
+            FileAccess::Write => "broker.file_write",
+        };
+        let (outcome, mut detail) = match &call.result {
+            Ok((_, bytes)) => (Outcome::Ok, serde_json::json!({ "bytes": bytes })),
+            Err(FileError::Denied(m)) => (Outcome::Denied, serde_json::json!({ "error": m })),
+            Err(e) => (
+                Outcome::Failed,
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        };
+        detail["op"] = call.op.into();
+        detail["path"] = call.path.into();
+        let mut entry = AuditEntry::new(&Actor::plugin(self.name()), action, outcome)
+            .plugin(self.name())
+            .detail(detail);
+        if let Some(p) = call.permission {
+            entry = entry.permission(p.to_string());
+        }
+        if let Err(e) = self.shared.store.audit(vec![entry]) {
+            tracing::warn!(plugin = self.name(), error = %e, "cannot audit a file call");
+        }
+        call.result.map(|(value, _)| value).map_err(Status::from)
     }
 }
 
@@ -291,5 +415,115 @@ impl Broker for BrokerService {
             granted: grant.is_some(),
             expires_at_ms: grant.and_then(|g| g.expires_at).unwrap_or(0),
         }))
+    }
+
+    async fn read_file(
+        &self,
+        request: Request<ReadFileRequest>,
+    ) -> Result<Response<ReadFileResponse>, Status> {
+        self.ready()?;
+        let req = request.into_inner();
+        let chunk = self
+            .file_call(FileAccess::Read, "read", req.path, None, move |b| {
+                let chunk = b.read(req.offset, req.max_bytes)?;
+                let n = chunk.data.len() as u64;
+                Ok((chunk, n))
+            })
+            .await?;
+        Ok(Response::new(ReadFileResponse {
+            data: chunk.data,
+            eof: chunk.eof,
+            size: chunk.size,
+        }))
+    }
+
+    async fn write_file(
+        &self,
+        request: Request<WriteFileRequest>,
+    ) -> Result<Response<WriteFileResponse>, Status> {
+        self.ready()?;
+        let req = request.into_inner();
+        // Checked before anything else so an oversized write never touches the disk.
+        if req.data.len() > files::MAX_CHUNK_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "at most {} bytes per write; append the rest in chunks",
+                files::MAX_CHUNK_BYTES
+            )));
+        }
+        let len = req.data.len() as u64;
+        let op = if req.append { "append" } else { "write" };
+        let size = self
+            .file_call(
+                FileAccess::Write,
+                op,
+                req.path,
+                Some((len, req.append)),
+                move |b| Ok((b.write(&req.data, req.append)?, len)),
+            )
+            .await?;
+        Ok(Response::new(WriteFileResponse { size }))
+    }
+
+    async fn list_dir(
+        &self,
+        request: Request<ListDirRequest>,
+    ) -> Result<Response<ListDirResponse>, Status> {
+        self.ready()?;
+        let path = request.into_inner().path;
+        let entries = self
+            .file_call(FileAccess::Read, "list", path, None, |b| Ok((b.list()?, 0)))
+            .await?;
+        Ok(Response::new(ListDirResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| DirEntry {
+                    name: e.name,
+                    kind: e.kind.to_string(),
+                    size: e.size,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn stat_path(
+        &self,
+        request: Request<StatRequest>,
+    ) -> Result<Response<StatResponse>, Status> {
+        self.ready()?;
+        let path = request.into_inner().path;
+        let stat = self
+            .file_call(FileAccess::Read, "stat", path, None, |b| Ok((b.stat()?, 0)))
+            .await?;
+        Ok(Response::new(StatResponse {
+            kind: stat.kind.to_string(),
+            size: stat.size,
+            modified_ms: stat.modified_ms,
+        }))
+    }
+
+    async fn remove_path(
+        &self,
+        request: Request<RemoveRequest>,
+    ) -> Result<Response<RemoveResponse>, Status> {
+        self.ready()?;
+        let path = request.into_inner().path;
+        self.file_call(FileAccess::Write, "remove", path, None, |b| {
+            Ok((b.remove()?, 0))
+        })
+        .await?;
+        Ok(Response::new(RemoveResponse {}))
+    }
+
+    async fn make_dir(
+        &self,
+        request: Request<MakeDirRequest>,
+    ) -> Result<Response<MakeDirResponse>, Status> {
+        self.ready()?;
+        let path = request.into_inner().path;
+        self.file_call(FileAccess::Write, "mkdir", path, None, |b| {
+            Ok((b.mkdir()?, 0))
+        })
+        .await?;
+        Ok(Response::new(MakeDirResponse {}))
     }
 }

@@ -27,6 +27,26 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    #[serde(default)]
+    pub broker: BrokerConfig,
+}
+
+/// Limits of the broker's data-plane services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Bytes a plugin may keep in its data directory (writes through the broker
+    /// beyond it fail with RESOURCE_EXHAUSTED).
+    #[serde(deserialize_with = "bytes")]
+    pub data_quota: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_quota: 64 << 20,
+        }
+    }
 }
 
 /// How plugins are confined, and the caps on what a manifest may request.
@@ -335,6 +355,7 @@ mod tests {
         assert!(cfg.access.admin.matches(0, 1234));
         assert!(!cfg.access.viewer.matches(1000, 1000));
         assert_eq!(cfg.runtime.quarantine_after, 5);
+        assert_eq!(cfg.broker.data_quota, 64 << 20);
         cfg.load_catalog().unwrap();
     }
 
