@@ -422,3 +422,60 @@ fn an_expired_grant_turns_false_while_running_and_blocks_enable() {
         out.stderr
     );
 }
+
+#[test]
+fn a_high_risk_permission_needs_two_different_admins() {
+    const SECOND_ADMIN: u32 = 65534;
+    let d = Daemon::start_with(Settings {
+        admin_uids: vec![0, SECOND_ADMIN],
+        socket_mode: "0666",
+        ..Settings::default()
+    });
+    let manifest = r#"
+name = "writer"
+version = "1.0.0"
+entry = "writer"
+[[permissions]]
+name = "file_write"
+justification = "exports reports"
+scope = ["/srv/reports"]
+"#;
+    let pkg = d.package("writer", manifest, &bin("echo_plugin"), "writer");
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+
+    d.cli(&["plugin", "approve", "writer", "--comment", "first look"])
+        .ok();
+    let pending = d.cli(&["plugin", "pending"]).ok().stdout.clone();
+    assert!(pending.contains("1 of 2"), "{pending}");
+    let p = &d.plugin_json("writer")["permissions"][0];
+    assert_eq!(p["status"], "pending", "{p}");
+    let out = d.cli(&["plugin", "enable", "writer"]);
+    assert!(
+        out.stderr.contains("file_write (pending)"),
+        "{}",
+        out.stderr
+    );
+
+    let again = d.cli(&["plugin", "approve", "writer", "--comment", "me again"]);
+    assert!(!again.status.success());
+    assert!(again.stderr.contains("different admin"), "{}", again.stderr);
+
+    d.cli_as(
+        SECOND_ADMIN,
+        &["plugin", "approve", "writer", "--comment", "second look"],
+    )
+    .ok();
+    let p = &d.plugin_json("writer")["permissions"][0];
+    assert_eq!(p["status"], "granted", "{p}");
+    assert_eq!(p["approvers"].as_array().map(Vec::len), Some(2), "{p}");
+    d.cli(&["plugin", "enable", "writer"]).ok();
+    let actions = d.audit_actions(Some("writer"));
+    assert!(
+        actions.contains(&("permission.approve_partial".into(), "ok".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("permission.approve".into(), "denied".into())),
+        "{actions:?}"
+    );
+}

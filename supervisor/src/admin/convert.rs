@@ -44,6 +44,7 @@ pub fn permission(catalog: &Catalog, p: &PermissionRow, now: i64) -> PermissionR
         revoked_at_ms: p.revoked_at.unwrap_or(0),
         revoked_by: p.revoked_by.clone().unwrap_or_default(),
         decided_by: p.decided_by.clone().unwrap_or_default(),
+        required_approvals: catalog.policy_for(p.permission).approvals.into(),
     }
 }
 

@@ -380,10 +380,10 @@ fn pending_table(r: &ListPendingResponse) -> String {
         table.row([
             p.plugin.clone(),
             p.plugin_version.clone(),
-            perm.permission,
+            perm.permission.clone(),
             or_none(&perm.risk),
             join_or_none(&perm.requested_scope),
-            perm.approvers.len().to_string(),
+            approvals(&perm),
             or_none(&perm.justification),
         ]);
     }
@@ -677,6 +677,14 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// "1 of 2" while a dual approval is half done; the bare count otherwise.
+fn approvals(perm: &PermissionRecord) -> String {
+    match perm.required_approvals {
+        0 => perm.approvers.len().to_string(),
+        n => format!("{} of {n}", perm.approvers.len()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -721,6 +729,7 @@ mod tests {
     fn pending_table_counts_approvals() {
         let mut granted_once = perm("net.http", "pending");
         granted_once.approvers = vec!["alice".into()];
+        granted_once.required_approvals = 2;
         let resp = ListPendingResponse {
             pending: vec![PendingRequest {
                 plugin: "echo".into(),
@@ -731,7 +740,7 @@ mod tests {
         assert_eq!(
             pending_table(&resp),
             "PLUGIN  VERSION  PERMISSION  RISK  SCOPE                            APPROVALS  JUSTIFICATION\n\
-             echo    1.0.0    net.http    high  api.example.org,cdn.example.org  1          fetch previews\n"
+             echo    1.0.0    net.http    high  api.example.org,cdn.example.org  1 of 2     fetch previews\n"
         );
     }
 

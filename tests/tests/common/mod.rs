@@ -51,6 +51,7 @@ pub struct Settings {
     pub backoff_max: &'static str,
     pub quarantine_after: u32,
     pub quarantine_window: &'static str,
+    pub admin_uids: Vec<u32>,
     pub viewer_uids: Vec<u32>,
     pub server_uids: Vec<u32>,
     pub socket_mode: &'static str,
@@ -70,6 +71,7 @@ impl Default for Settings {
             backoff_max: "2s",
             quarantine_after: 5,
             quarantine_window: "1m",
+            admin_uids: vec![0],
             viewer_uids: vec![],
             server_uids: vec![],
             socket_mode: "0660",
@@ -110,7 +112,7 @@ admin_socket = "{root}/run/supervisor.sock"
 {policy}
 
 [access]
-admin = {{ uids = [0] }}
+admin = {{ uids = {admin:?} }}
 server = {{ uids = {server:?} }}
 viewer = {{ uids = {viewer:?} }}
 socket_mode = "{mode}"
@@ -141,6 +143,7 @@ uid_count = 100
             } else {
                 String::new()
             },
+            admin = self.admin_uids,
             server = self.server_uids,
             viewer = self.viewer_uids,
             mode = self.socket_mode,
