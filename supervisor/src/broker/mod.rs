@@ -4,6 +4,7 @@
 
 mod files;
 mod hub;
+mod ratelimit;
 mod service;
 mod session;
 
@@ -15,6 +16,7 @@ use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
 pub use hub::Hub;
+pub use ratelimit::RateLimiter;
 pub use service::BrokerService;
 pub use session::{InvokeError, Session};
 

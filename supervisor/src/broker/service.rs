@@ -13,6 +13,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::files::{self, Beneath, FileError, Target};
+use super::ratelimit::{Refusal, Service};
 use super::session::Session;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::catalog::{validate_scope_entry, Permission, ScopeShape};
@@ -30,6 +31,7 @@ pub struct BrokerService {
     pub shared: Arc<Shared>,
     pub session: Arc<Session>,
     pub log: Arc<PluginLog>,
+    pub limits: super::RateLimiter,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -37,6 +39,40 @@ fn internal(e: impl std::fmt::Display) -> Status {
 }
 
 impl BrokerService {
+    /// Handshake done and within this plugin's rate for `service`; a refusal is
+    /// RESOURCE_EXHAUSTED, audited once a second per service with the count.
+    fn admit(&self, service: Service) -> Result<(), Status> {
+        self.ready()?;
+        match self.limits.admit(service, std::time::Instant::now()) {
+            Ok(()) => Ok(()),
+            Err(refusal) => {
+                if let Refusal::Report { count } = refusal {
+                    let entry = AuditEntry::new(
+                        &Actor::plugin(self.name()),
+                        "broker.rate_limited",
+                        Outcome::Denied,
+                    )
+                    .plugin(self.name())
+                    .detail(serde_json::json!({
+                        "service": service.as_str(),
+                        "refused": count,
+                        "rate_per_sec": self.limits.rate(),
+                        "burst": self.limits.burst(),
+                    }));
+                    if let Err(e) = self.shared.store.audit(vec![entry]) {
+                        tracing::error!(plugin = self.name(), error = %e, "audit write failed");
+                    }
+                }
+                Err(Status::resource_exhausted(format!(
+                    "rate limit: the {} service allows {} calls/s (burst {}) per plugin",
+                    service.as_str(),
+                    self.limits.rate(),
+                    self.limits.burst()
+                )))
+            }
+        }
+    }
+
     fn ready(&self) -> Result<(), Status> {
         if self.session.handshaken() {
             Ok(())
@@ -273,7 +309,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<SubscribeResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Events)?;
         let topics = request.into_inner().topics;
         if topics.len() > MAX_TOPICS_PER_SUBSCRIBE {
             return Err(Status::invalid_argument(format!(
@@ -291,7 +327,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<EmitEventRequest>,
     ) -> Result<Response<EmitEventResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Events)?;
         let req = request.into_inner();
         validate_topic_pattern(&req.topic).map_err(Status::invalid_argument)?;
         let prefix = self.emit_prefix();
@@ -331,7 +367,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<GetConfigRequest>,
     ) -> Result<Response<GetConfigResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Config)?;
         let key = request.into_inner().key;
         validate_scope_entry(ScopeShape::Keys, &key).map_err(Status::invalid_argument)?;
         let value = self
@@ -349,7 +385,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<SetConfigRequest>,
     ) -> Result<Response<SetConfigResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Config)?;
         let req = request.into_inner();
         validate_scope_entry(ScopeShape::Keys, &req.key).map_err(Status::invalid_argument)?;
         if req.value.len() > MAX_CONFIG_VALUE_BYTES {
@@ -374,7 +410,7 @@ impl Broker for BrokerService {
     }
 
     async fn log(&self, request: Request<LogRequest>) -> Result<Response<LogResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Log)?;
         let req = request.into_inner();
         let level = match LogLevel::try_from(req.level).unwrap_or(LogLevel::Info) {
             LogLevel::Trace => "trace",
@@ -397,7 +433,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<HasPermissionRequest>,
     ) -> Result<Response<HasPermissionResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Permissions)?;
         let req = request.into_inner();
         let permission: Permission =
             req.permission
@@ -421,7 +457,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<ReadFileRequest>,
     ) -> Result<Response<ReadFileResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Files)?;
         let req = request.into_inner();
         let chunk = self
             .file_call(FileAccess::Read, "read", req.path, None, move |b| {
@@ -441,7 +477,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<WriteFileRequest>,
     ) -> Result<Response<WriteFileResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Files)?;
         let req = request.into_inner();
         // Checked before anything else so an oversized write never touches the disk.
         if req.data.len() > files::MAX_CHUNK_BYTES {
@@ -468,7 +504,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<ListDirRequest>,
     ) -> Result<Response<ListDirResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Files)?;
         let path = request.into_inner().path;
         let entries = self
             .file_call(FileAccess::Read, "list", path, None, |b| Ok((b.list()?, 0)))
@@ -489,7 +525,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<StatRequest>,
     ) -> Result<Response<StatResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Files)?;
         let path = request.into_inner().path;
         let stat = self
             .file_call(FileAccess::Read, "stat", path, None, |b| Ok((b.stat()?, 0)))
@@ -505,7 +541,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<RemoveRequest>,
     ) -> Result<Response<RemoveResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Files)?;
         let path = request.into_inner().path;
         self.file_call(FileAccess::Write, "remove", path, None, |b| {
             Ok((b.remove()?, 0))
@@ -518,7 +554,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<MakeDirRequest>,
     ) -> Result<Response<MakeDirResponse>, Status> {
-        self.ready()?;
+        self.admit(Service::Files)?;
         let path = request.into_inner().path;
         self.file_call(FileAccess::Write, "mkdir", path, None, |b| {
             Ok((b.mkdir()?, 0))

@@ -39,12 +39,19 @@ pub struct BrokerConfig {
     /// beyond it fail with RESOURCE_EXHAUSTED).
     #[serde(deserialize_with = "bytes")]
     pub data_quota: u64,
+    /// Calls per second each plugin may make to each broker service (events,
+    /// config, log, permissions, files), refilled continuously...
+    pub rate_per_sec: f64,
+    /// ...with bursts of up to this many calls.
+    pub burst: u32,
 }
 
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             data_quota: 64 << 20,
+            rate_per_sec: 500.0,
+            burst: 1000,
         }
     }
 }

@@ -175,6 +175,10 @@ async fn launch_and_supervise(
                 shared: Arc::clone(shared),
                 session: Arc::clone(&session),
                 log: Arc::clone(&log),
+                limits: broker::RateLimiter::new(
+                    shared.cfg.broker.rate_per_sec,
+                    shared.cfg.broker.burst,
+                ),
             },
         ),
         Err(e) => {

@@ -56,6 +56,8 @@ pub struct Settings {
     pub server_uids: Vec<u32>,
     pub socket_mode: &'static str,
     pub landlock_minimum_abi: u8,
+    /// Broker token buckets: calls per second and burst, per plugin and service.
+    pub broker_rate: (f64, u32),
     /// Copy the repository's policies/ into the daemon's directory and point
     /// `policy_dir` at it; the closure may then break them.
     pub own_policies: bool,
@@ -76,6 +78,7 @@ impl Default for Settings {
             server_uids: vec![],
             socket_mode: "0660",
             landlock_minimum_abi: 6,
+            broker_rate: (500.0, 1000),
             own_policies: false,
         }
     }
@@ -133,7 +136,13 @@ cgroup_name = "{cg}"
 landlock_minimum_abi = {ll}
 uid_base = {uid_base}
 uid_count = 100
+
+[broker]
+rate_per_sec = {rate:?}
+burst = {burst}
 "#,
+            rate = self.broker_rate.0,
+            burst = self.broker_rate.1,
             cg = self.cgroup_name(root),
             uid_base = unique_uid_base(),
             ll = self.landlock_minimum_abi,
