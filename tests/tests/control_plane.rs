@@ -479,3 +479,89 @@ scope = ["/srv/reports"]
         "{actions:?}"
     );
 }
+
+#[test]
+fn revoking_a_permission_takes_effect_on_running_plugins_at_once() {
+    let d = Daemon::start();
+    let reader = |name: &str| {
+        format!(
+            "name = \"{name}\"\nversion = \"1.0.0\"\nentry = \"{name}\"\n[[permissions]]\nname = \"database_read\"\njustification = \"reads messages\"\nscope = [\"messages\"]\n"
+        )
+    };
+    for name in ["one", "two"] {
+        let pkg = d.package(name, &reader(name), &bin("echo_plugin"), name);
+        d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+        d.cli(&["plugin", "approve", name, "--comment", "ok"]).ok();
+        d.cli(&["plugin", "enable", name]).ok();
+        d.wait_running(name);
+    }
+    let holds = |name: &str| {
+        d.cli(&["plugin", "invoke", name, "has-permission", "database_read"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!((holds("one"), holds("two")), ("true".into(), "true".into()));
+
+    let out = d.cli(&[
+        "plugin",
+        "revoke-permission",
+        "database_read",
+        "one",
+        "--comment",
+        "incident 42",
+    ]);
+    assert!(
+        out.ok().stdout.contains("revoked 1 grant"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        holds("one"),
+        "false",
+        "revoked at once for the running plugin"
+    );
+    assert_eq!(holds("two"), "true", "only the named plugin lost it");
+    assert_eq!(d.plugin_json("one")["permissions"][0]["status"], "revoked");
+
+    let both = d.cli(&[
+        "plugin",
+        "revoke-permission",
+        "database_read",
+        "one",
+        "--all",
+    ]);
+    assert!(
+        !both.status.success(),
+        "a name and --all together are refused"
+    );
+    d.cli(&[
+        "plugin",
+        "revoke-permission",
+        "database_read",
+        "--all",
+        "--comment",
+        "level 2",
+    ])
+    .ok();
+    assert_eq!(holds("two"), "false");
+    let revokes: Vec<_> = d
+        .audit(None)
+        .into_iter()
+        .filter(|r| r["action"] == "permission.revoke")
+        .collect();
+    assert_eq!(revokes.len(), 2, "{revokes:?}");
+    assert!(revokes[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("incident 42"));
+    // A revoked grant cannot start the plugin again.
+    d.cli(&["plugin", "disable", "one"]).ok();
+    let out = d.cli(&["plugin", "enable", "one"]);
+    assert!(
+        out.stderr.contains("database_read (revoked)"),
+        "{}",
+        out.stderr
+    );
+}

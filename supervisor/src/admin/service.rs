@@ -241,6 +241,41 @@ impl Admin for AdminService {
         self.decide(&actor, &req, Decision::Deny, "permission.deny")
     }
 
+    async fn revoke_permission(
+        &self,
+        request: Request<RevokeRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        let actor = self.auth(&request, "revoke", Need::Change)?;
+        let req = request.into_inner();
+        let from = match (req.all, req.plugin.is_empty()) {
+            (true, true) => approval::RevokeFrom::All,
+            (false, false) => approval::RevokeFrom::Plugin(&req.plugin),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name one plugin or ask for all, not both or neither",
+                ))
+            }
+        };
+        let rows = approval::revoke(
+            &self.shared.store,
+            &actor,
+            &req.permission,
+            from,
+            req.comment.trim(),
+        )
+        .map_err(approval_status)?;
+        let now = now_ms();
+        Ok(Response::new(RevokeResponse {
+            revoked: rows
+                .iter()
+                .map(|r| RevokedGrant {
+                    plugin: r.plugin.clone(),
+                    permission: Some(convert::permission(&self.shared.catalog, r, now)),
+                })
+                .collect(),
+        }))
+    }
+
     async fn enable_plugin(
         &self,
         request: Request<PluginRef>,

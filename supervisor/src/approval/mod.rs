@@ -186,6 +186,68 @@ fn duration_ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Which plugins a revocation applies to.
+#[derive(Debug, Clone, Copy)]
+pub enum RevokeFrom<'a> {
+    Plugin(&'a str),
+    All,
+}
+
+/// Revokes `permission` wherever it is granted or still pending, in one
+/// transaction; returns the rows as they now stand. Running plugins lose it at
+/// their next broker call, since every call reads the live grant.
+pub fn revoke(
+    store: &Store,
+    actor: &Actor,
+    permission: &str,
+    from: RevokeFrom<'_>,
+    comment: &str,
+) -> Result<Vec<PermissionRow>, ApprovalError> {
+    let permission: Permission = permission
+        .parse()
+        .map_err(|e: crate::catalog::UnknownPermission| ApprovalError::Invalid(e.to_string()))?;
+    let now = now_ms();
+    store.write(|tx| {
+        let plugins: Vec<String> = match from {
+            RevokeFrom::Plugin(name) => {
+                store::plugin_row(&tx.sql, name)?
+                    .ok_or_else(|| StoreError::NoSuchPlugin(name.to_string()))?;
+                vec![name.to_string()]
+            }
+            RevokeFrom::All => store::plugin_names(&tx.sql)?,
+        };
+        let mut revoked = Vec::new();
+        for plugin in plugins {
+            for mut row in store::permission_rows(&tx.sql, &plugin)? {
+                let live_or_pending = matches!(
+                    row.status,
+                    PermissionStatus::Granted | PermissionStatus::Pending
+                );
+                if row.permission != permission || !live_or_pending {
+                    continue;
+                }
+                let before = row.display_status(now);
+                row.status = PermissionStatus::Revoked;
+                row.revoked_at = Some(now);
+                row.revoked_by = Some(actor.approver());
+                store::update_permission(&tx.sql, &row)?;
+                tx.audit(
+                    AuditEntry::new(actor, "permission.revoke", Outcome::Ok)
+                        .plugin(&plugin)
+                        .permission(permission.as_str())
+                        .change(before, "revoked")
+                        .detail(serde_json::json!({
+                            "comment": comment,
+                            "scope": matches!(from, RevokeFrom::All).then_some("all plugins"),
+                        })),
+                );
+                revoked.push(row);
+            }
+        }
+        Ok(revoked)
+    })
+}
+
 /// The identities that approved a row, without the "(via ...)" suffix.
 fn approver_keys(row: &PermissionRow) -> impl Iterator<Item = &str> {
     row.approvers

@@ -12,7 +12,8 @@ use broker_proto::admin::v1::{
     InstallPluginRequest, InvokeCommandRequest, ListPendingRequest, ListPendingResponse,
     ListPluginsRequest, ListPluginsResponse, Notification, PermissionRecord, PluginDetail,
     PluginEvent, PluginRef, PluginSummary, PublishEventRequest, PublishEventResponse, Resources,
-    WatchEventsRequest, WatchNotificationsRequest, WhoAmIRequest, WhoAmIResponse,
+    RevokeRequest, RevokeResponse, WatchEventsRequest, WatchNotificationsRequest, WhoAmIRequest,
+    WhoAmIResponse,
 };
 use serde::Serialize;
 use tonic::{Code, Status};
@@ -173,6 +174,40 @@ pub async fn deny(session: &Session, request: DecisionRequest) -> Result<()> {
     let name = request.name.clone();
     let resp = session.connect().await?.deny(request).await?.into_inner();
     emit(&session.render(&resp, |r| decision_text("denied", &name, r))?)
+}
+
+pub async fn revoke(
+    session: &Session,
+    permission: String,
+    plugin: Option<String>,
+    all: bool,
+    comment: String,
+) -> Result<()> {
+    let request = RevokeRequest {
+        permission,
+        plugin: plugin.unwrap_or_default(),
+        all,
+        comment,
+    };
+    let resp = session
+        .connect()
+        .await?
+        .revoke_permission(request)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, revoke_text)?)
+}
+
+fn revoke_text(r: &RevokeResponse) -> String {
+    if r.revoked.is_empty() {
+        return "nothing to revoke: no plugin holds or requests that permission\n".to_string();
+    }
+    let mut table = Table::new(&["PLUGIN", "PERMISSION", "STATUS"]);
+    for g in &r.revoked {
+        let p = g.permission.clone().unwrap_or_default();
+        table.row([escape_line(&g.plugin), p.permission, p.status]);
+    }
+    format!("revoked {} grant(s):\n{}", r.revoked.len(), table.render())
 }
 
 pub async fn enable(session: &Session, name: String) -> Result<()> {

@@ -116,6 +116,21 @@ enum PluginCommand {
     Approve(ApproveArgs),
     /// Refuse a plugin's pending permission requests
     Deny(DecisionArgs),
+    /// Revoke a permission from one plugin, or from every plugin with --all;
+    /// running plugins lose it at their next call
+    RevokePermission {
+        /// Permission name, e.g. network_outbound
+        permission: String,
+        /// Plugin name (or --all)
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        name: Option<String>,
+        /// Revoke it from every plugin
+        #[arg(long)]
+        all: bool,
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Enable a plugin and start it
     Enable {
         /// Plugin name
@@ -282,6 +297,12 @@ async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()>
         PluginCommand::Deny(args) => {
             commands::deny(session, decision(args, commands::Expiry::default())).await
         }
+        PluginCommand::RevokePermission {
+            permission,
+            name,
+            all,
+            comment,
+        } => commands::revoke(session, permission, name, all, comment.unwrap_or_default()).await,
         PluginCommand::Enable { name } => commands::enable(session, name).await,
         PluginCommand::Disable { name, force } => commands::disable(session, name, force).await,
         PluginCommand::Remove { name } => commands::remove(session, name).await,

@@ -386,6 +386,12 @@ fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
     })
 }
 
+pub fn plugin_names(c: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = c.prepare("SELECT name FROM plugins ORDER BY name")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    collect(rows)
+}
+
 pub fn plugin_row(c: &Connection, name: &str) -> Result<Option<PluginRow>, StoreError> {
     Ok(c.query_row(
         &format!("SELECT {PLUGIN_COLS} FROM plugins WHERE name = ?1"),
