@@ -97,55 +97,42 @@ pub fn authorize<T>(
     let (uid, gid) = (cred.uid(), cred.gid());
     let identity = format!("uid={uid}({})", user_name(uid));
     let obo = on_behalf_of(req)?;
-    let refuse = |role: &str, reason: String| {
-        let actor = Actor {
-            identity: identity.clone(),
-            role: Role::Viewer,
-            on_behalf_of: obo.clone(),
-        };
-        let mut entry = AuditEntry::new(&actor, "admin.refused", Outcome::Denied).detail(
-            serde_json::json!({ "method": method, "role": role, "need": need.as_str(), "reason": reason, "pid": cred.pid() }),
-        );
-        entry.role = "none";
-        if let Err(e) = store.audit(vec![entry]) {
-            tracing::error!(error = %e, "could not audit a refusal");
+    let role = role_of(access, uid, gid);
+    let refusal = match role {
+        None => Some(format!("{identity} has no role on this supervisor")),
+        Some(r) if obo.is_some() && r != Role::Server => Some(format!(
+            "only the server role may act on behalf of someone (caller is {})",
+            r.as_str()
+        )),
+        Some(r) => {
+            let actor = Actor {
+                identity: identity.clone(),
+                role: r,
+                on_behalf_of: obo.clone(),
+            };
+            (!allowed(&actor, need)).then(|| match (r, need) {
+                (Role::Server, Need::Change) => format!(
+                    "the server role changes state only on behalf of an admin ({ON_BEHALF_OF_HEADER})"
+                ),
+                _ => format!("role `{}` may not {method}", r.as_str()),
+            })
         }
-        Status::permission_denied(reason)
     };
-    let Some(role) = role_of(access, uid, gid) else {
-        return Err(refuse(
-            "none",
-            format!("{identity} has no role on this supervisor"),
-        ));
-    };
-    if obo.is_some() && role != Role::Server {
-        return Err(refuse(
-            role.as_str(),
-            format!(
-                "only the server role may act on behalf of someone (caller is {})",
-                role.as_str()
-            ),
-        ));
-    }
     let actor = Actor {
         identity,
-        role,
+        role: role.unwrap_or(Role::Viewer),
         on_behalf_of: obo,
     };
-    if !allowed(&actor, need) {
-        let why = match (role, need) {
-            (Role::Server, Need::Change) => format!(
-                "the server role changes state only on behalf of an admin ({ON_BEHALF_OF_HEADER})"
-            ),
-            _ => format!("role `{}` may not {method}", role.as_str()),
-        };
-        let mut entry = AuditEntry::new(&actor, "admin.refused", Outcome::Denied)
-            .detail(serde_json::json!({ "method": method, "need": need.as_str(), "reason": why }));
-        entry.role = role.as_str();
+    if let Some(reason) = refusal {
+        let mut entry = AuditEntry::new(&actor, "admin.refused", Outcome::Denied).detail(
+            serde_json::json!({ "method": method, "need": need.as_str(), "reason": reason, "pid": cred.pid() }),
+        );
+        // The record says what the caller really is, including nothing at all.
+        entry.role = role.map_or("none", Role::as_str);
         if let Err(e) = store.audit(vec![entry]) {
             tracing::error!(error = %e, "could not audit a refusal");
         }
-        return Err(Status::permission_denied(why));
+        return Err(Status::permission_denied(reason));
     }
     Ok(actor)
 }
