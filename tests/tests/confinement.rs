@@ -82,6 +82,26 @@ fn a_running_plugin_is_confined_and_plugin_status_says_so() {
     assert_eq!(p["plugin_pid"], plugin);
     let table = d.cli(&["security", "plugin-status"]).ok().stdout.clone();
     assert!(table.contains("fully enforced"), "{table}");
+
+    // Network namespaces come from a pool made ahead of time: each start still gets
+    // a fresh one of its own, holding nothing but loopback.
+    let mut seen = vec![std::fs::read_link(format!("/proc/{plugin}/ns/net")).unwrap()];
+    for _ in 0..3 {
+        d.cli(&["plugin", "disable", "hello"]).ok();
+        d.cli(&["plugin", "enable", "hello"]).ok();
+        let plugin = plugin_process(d.wait_running("hello")).expect("plugin process");
+        let net = std::fs::read_link(format!("/proc/{plugin}/ns/net")).unwrap();
+        assert!(!seen.contains(&net), "{net:?} handed out twice: {seen:?}");
+        seen.push(net);
+        let dev = std::fs::read_to_string(format!("/proc/{plugin}/net/dev")).unwrap();
+        let interfaces: Vec<&str> = dev
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(interfaces, ["lo"], "{dev}");
+    }
 }
 
 #[test]

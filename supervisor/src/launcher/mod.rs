@@ -19,6 +19,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::sandbox::netns_pool::NetnsPool;
+
 pub use pidfd::{pidfd_open, ExitStatus, PidFd};
 pub use sealed::check_sealed;
 
@@ -29,6 +31,9 @@ pub const BROKER_FD: RawFd = 3;
 pub const CONTROL_FD: RawFd = 4;
 /// The sealed memfd holding the verified plugin binary.
 pub const BINARY_FD: RawFd = 5;
+/// Where the trampoline keeps the fresh network namespace sent with its spec until it
+/// joins it (close-on-exec; gone before the plugin runs).
+pub const NETNS_FD: RawFd = 6;
 /// The fd the confined plugin binary is exec'd from. It equals the plugin's
 /// RLIMIT_NOFILE, so after that one exec the plugin can never create an fd with
 /// this number again, and the seccomp policy allows `execveat` only on it: a
@@ -154,10 +159,10 @@ pub struct Spawned {
     pub stderr: OwnedFd,
 }
 
-/// One launch: the spec, and the cgroup to place the process in before it runs.
+/// One launch: the spec, and the cgroup to make and place the process in before it runs.
 pub struct LaunchRequest {
     pub spec: LaunchSpec,
-    pub cgroup: Option<crate::sandbox::cgroup::PluginCgroup>,
+    pub cgroup: Option<crate::sandbox::cgroup::PendingCgroup>,
 }
 
 type Reply = oneshot::Sender<Result<Spawned, LaunchFailure>>;
@@ -177,8 +182,19 @@ impl Launcher {
             .name("plugin-launcher".into())
             .spawn(move || {
                 let mut binaries = sealed::SealedBinaries::default();
+                let mut netns: Option<NetnsPool> = None;
                 for (req, reply) in rx {
-                    let _ = reply.send(spawn_one(&exe, &mut binaries, &req));
+                    let fresh_net = req.spec.confine.as_ref().and_then(|_| {
+                        // Started by the first confined launch, which creates its own.
+                        match &netns {
+                            Some(pool) => pool.take(),
+                            None => {
+                                netns = NetnsPool::start().ok();
+                                None
+                            }
+                        }
+                    });
+                    let _ = reply.send(spawn_one(&exe, &mut binaries, &req, fresh_net));
                 }
             })?;
         Ok(Launcher { tx })
@@ -218,6 +234,7 @@ fn spawn_one(
     exe: &std::path::Path,
     binaries: &mut sealed::SealedBinaries,
     req: &LaunchRequest,
+    fresh_net: Option<OwnedFd>,
 ) -> Result<Spawned, LaunchFailure> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let binary = binaries.get(&req.spec.binary, &req.spec.sha256)?;
@@ -249,17 +266,29 @@ fn spawn_one(
         control: c,
         binary: x,
     };
-    // On cgroup v2 the trampoline is created inside its cgroup; elsewhere it is
-    // moved there before it gets its spec (it waits for the spec, so it never runs
-    // outside its cgroup either way).
-    let v2_dir = req.cgroup.as_ref().and_then(|cg| cg.v2_dir_fd());
-    let (started, placed) = match &v2_dir {
-        Some(dir) => (
-            clone_into::spawn(exe, &fds, dir)
-                .map_err(|e| spawn_failure("clone3 into the plugin's cgroup", e))?,
-            true,
-        ),
-        None => (spawn_with_command(exe, &fds)?, false),
+    // On cgroup v2 the trampoline is created inside its cgroup; elsewhere the cgroup is
+    // made while the trampoline execs, and the trampoline moved into it before it gets
+    // its spec (it waits for the spec, so it never runs outside its cgroup either way).
+    let make_cgroup = |pending: &crate::sandbox::cgroup::PendingCgroup| {
+        pending.make().map_err(|e| LaunchFailure {
+            stage: LaunchStage::Confine,
+            message: format!("creating cgroup: {e}"),
+        })
+    };
+    let v2 = req
+        .cgroup
+        .as_ref()
+        .filter(|pending| pending.cgroup().version() == "v2");
+    let started = match v2 {
+        Some(pending) => {
+            make_cgroup(pending)?;
+            let dir = pending.cgroup().v2_dir_fd().ok_or_else(|| {
+                spawn_failure("opening the plugin's cgroup", "cannot open its directory")
+            })?;
+            clone_into::spawn(exe, &fds, &dir)
+                .map_err(|e| spawn_failure("clone3 into the plugin's cgroup", e))?
+        }
+        None => spawn_with_command(exe, &fds)?,
     };
     drop((broker_child, control_child, binary_child));
     let clone_into::Started {
@@ -268,8 +297,14 @@ fn spawn_one(
         stdout,
         stderr,
     } = started;
-    if let (Some(cg), false) = (&req.cgroup, placed) {
-        if let Err(e) = cg.add(pid) {
+    if let (Some(pending), None) = (&req.cgroup, v2) {
+        let joined = make_cgroup(pending).and_then(|()| {
+            pending.cgroup().add(pid).map_err(|e| LaunchFailure {
+                stage: LaunchStage::Confine,
+                message: format!("joining cgroup: {e}"),
+            })
+        });
+        if let Err(failure) = joined {
             // SAFETY: the pidfd belongs to the child we just spawned.
             unsafe {
                 libc::syscall(
@@ -280,13 +315,11 @@ fn spawn_one(
                     0,
                 )
             };
-            return Err(LaunchFailure {
-                stage: LaunchStage::Confine,
-                message: format!("joining cgroup: {e}"),
-            });
+            return Err(failure);
         }
     }
-    send_spec(&control_parent, &req.spec).map_err(|e| spawn_failure("sending launch spec", e))?;
+    send_spec(&control_parent, &req.spec, fresh_net.as_ref())
+        .map_err(|e| spawn_failure("sending launch spec", e))?;
     Ok(Spawned {
         pid,
         pidfd,
@@ -344,7 +377,11 @@ fn spawn_with_command(
 /// Largest control message (the spec carries the compiled seccomp program).
 pub const MAX_CONTROL_BYTES: usize = 4 << 20;
 
-fn send_spec(control: &OwnedFd, spec: &LaunchSpec) -> std::io::Result<()> {
+fn send_spec(
+    control: &OwnedFd,
+    spec: &LaunchSpec,
+    fresh_net: Option<&OwnedFd>,
+) -> std::io::Result<()> {
     let json = serde_json::to_vec(spec)?;
     if json.len() > MAX_CONTROL_BYTES {
         return Err(std::io::Error::other("launch spec too large"));
@@ -355,19 +392,21 @@ fn send_spec(control: &OwnedFd, spec: &LaunchSpec) -> std::io::Result<()> {
         nix::sys::socket::sockopt::SndBufForce,
         &(json.len() * 2),
     );
-    nix::sys::socket::send(
+    send_datagram(
         control.as_raw_fd(),
         &json,
-        nix::sys::socket::MsgFlags::empty(),
-    )?;
-    Ok(())
+        fresh_net.map(AsRawFd::as_raw_fd),
+    )
 }
 
 /// Sends one control message, optionally with an fd attached (SCM_RIGHTS).
 pub fn send_control(fd: RawFd, msg: &ControlMsg, attach: Option<RawFd>) -> std::io::Result<()> {
+    send_datagram(fd, &serde_json::to_vec(msg)?, attach)
+}
+
+fn send_datagram(fd: RawFd, bytes: &[u8], attach: Option<RawFd>) -> std::io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let json = serde_json::to_vec(msg)?;
-    let iov = [std::io::IoSlice::new(&json)];
+    let iov = [std::io::IoSlice::new(bytes)];
     let fds: Vec<RawFd> = attach.into_iter().collect();
     let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
         Vec::new()
@@ -378,11 +417,42 @@ pub fn send_control(fd: RawFd, msg: &ControlMsg, attach: Option<RawFd>) -> std::
     Ok(())
 }
 
+/// Receives one datagram into `buf` and the fds sent with it (close-on-exec).
+fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        fd,
+        &mut iov,
+        Some(&mut cmsg_space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(received) = c {
+            // SAFETY: SCM_RIGHTS handed us these fds; nobody else owns them.
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// Like [`recv_datagram`] for the trampoline, which expects at most one fd.
+pub fn recv_with_fd(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
+    let (n, fds) = recv_datagram(fd, buf)?;
+    Ok((n, fds.into_iter().next()))
+}
+
 /// Reads the trampoline's reports until EOF, which means the plugin exec'd (the
 /// control socket is close-on-exec in the plugin and closed by the trampoline).
 /// Blocking: run it off the async runtime. `timeout` bounds each wait.
 pub fn collect_launch(control: OwnedFd, timeout: Duration) -> Result<Launched, LaunchFailure> {
-    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+    use nix::sys::socket::{setsockopt, sockopt};
     let fail = |e: &dyn std::fmt::Display| LaunchFailure {
         stage: LaunchStage::Exec,
         message: format!("reading launch reports: {e}"),
@@ -395,35 +465,13 @@ pub fn collect_launch(control: OwnedFd, timeout: Duration) -> Result<Launched, L
     let mut launched = Launched::default();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
-        let (n, fds) = {
-            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-            let msg = recvmsg::<()>(
-                control.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg_space),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(|e| {
-                if e == nix::errno::Errno::EAGAIN {
-                    fail(&"the trampoline did not exec in time")
-                } else {
-                    fail(&e)
-                }
-            })?;
-            let mut fds = Vec::new();
-            for c in msg.cmsgs().map_err(|e| fail(&e))? {
-                if let ControlMessageOwned::ScmRights(received) = c {
-                    // SAFETY: SCM_RIGHTS handed us these fds; nobody else owns them.
-                    fds.extend(
-                        received
-                            .into_iter()
-                            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                    );
-                }
+        let (n, fds) = recv_datagram(control.as_raw_fd(), &mut buf).map_err(|e| {
+            if e == nix::errno::Errno::EAGAIN {
+                fail(&"the trampoline did not exec in time")
+            } else {
+                fail(&e)
             }
-            (msg.bytes, fds)
-        };
+        })?;
         if n == 0 {
             return Ok(launched);
         }

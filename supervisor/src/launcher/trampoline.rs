@@ -13,8 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use super::{
-    check_sealed, send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec, LaunchStage,
-    BINARY_FD, BROKER_FD, CONTROL_FD, EXEC_FD, MAX_CONTROL_BYTES,
+    check_sealed, recv_with_fd, send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec,
+    LaunchStage, BINARY_FD, BROKER_FD, CONTROL_FD, EXEC_FD, MAX_CONTROL_BYTES, NETNS_FD,
 };
 use crate::sandbox::sys::LinuxSys;
 use crate::sandbox::{credentials, landlock, namespaces, rootfs, seccomp, Enforcement};
@@ -55,9 +55,14 @@ pub fn main() -> ! {
 }
 
 fn run() -> Result<std::convert::Infallible, LaunchFailure> {
-    let spec = read_spec()?;
+    let (spec, fresh_net) = read_spec()?;
     tie_to_parent(Some(spec.supervisor_pid))?;
-    close_stray_fds()?;
+    let fresh_net = fresh_net.map(|fd| move_fd(fd, NETNS_FD)).transpose()?;
+    close_stray_fds(if fresh_net.is_some() {
+        NETNS_FD
+    } else {
+        BINARY_FD
+    })?;
     // SAFETY: setsid has no preconditions; it detaches from the supervisor's terminal.
     if unsafe { libc::setsid() } < 0 {
         return Err(os_fail(LaunchStage::Confine, "setsid"));
@@ -69,23 +74,29 @@ fn run() -> Result<std::convert::Infallible, LaunchFailure> {
             let data = spec.data_dir.display().to_string();
             exec(&spec, &binary, &data)
         }
-        Some(c) => confined(&spec, c, binary),
+        Some(c) => confined(&spec, c, binary, fresh_net),
     }
 }
 
-fn read_spec() -> Result<LaunchSpec, LaunchFailure> {
+/// The spec, and the fresh network namespace sent along with it, if the pool had one.
+fn read_spec() -> Result<(LaunchSpec, Option<OwnedFd>), LaunchFailure> {
     // SAFETY: fcntl on a fixed fd number; F_SETFD only changes its flags. Setting
     // close-on-exec first means a successful exec shows up as EOF for the parent.
     if unsafe { libc::fcntl(CONTROL_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(os_fail(LaunchStage::Spec, "control fd"));
     }
     let mut buf = vec![0u8; MAX_CONTROL_BYTES];
-    // SAFETY: recv into a buffer we own, of the length we pass.
-    let n = unsafe { libc::recv(CONTROL_FD, buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n <= 0 {
-        return Err(os_fail(LaunchStage::Spec, "reading the launch spec"));
+    let (n, fd) = recv_with_fd(CONTROL_FD, &mut buf)
+        .map_err(|e| fail(LaunchStage::Spec, format!("reading the launch spec: {e}")))?;
+    if n == 0 {
+        return Err(fail(
+            LaunchStage::Spec,
+            "the launcher closed the control socket",
+        ));
     }
-    serde_json::from_slice(&buf[..n as usize]).map_err(|e| fail(LaunchStage::Spec, e.to_string()))
+    let spec =
+        serde_json::from_slice(&buf[..n]).map_err(|e| fail(LaunchStage::Spec, e.to_string()))?;
+    Ok((spec, fd))
 }
 
 /// Dies with the parent (SIGKILL when it goes), and exits at once if it already
@@ -105,11 +116,12 @@ fn tie_to_parent(expected_parent: Option<i32>) -> Result<(), LaunchFailure> {
     Ok(())
 }
 
-/// Only 0-2, the broker socket (3), the control socket (4) and the binary (5) are
-/// kept; 4 and 5 are close-on-exec, so the plugin gets 0-3.
-fn close_stray_fds() -> Result<(), LaunchFailure> {
+/// Only 0-2, the broker socket (3), the control socket (4), the binary (5) and, when
+/// `last` says so, the fresh network namespace (6) are kept; all but 0-3 are
+/// close-on-exec, so the plugin gets 0-3.
+fn close_stray_fds(last: i32) -> Result<(), LaunchFailure> {
     // SAFETY: close_range on a range of fd numbers; closes whatever is open there.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, BINARY_FD + 1, u32::MAX, 0) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, last + 1, u32::MAX, 0) };
     if r < 0 {
         return Err(os_fail(LaunchStage::Confine, "close_range"));
     }
@@ -138,14 +150,19 @@ fn confined(
     spec: &LaunchSpec,
     c: &ConfineSpec,
     binary: OwnedFd,
+    fresh_net: Option<OwnedFd>,
 ) -> Result<std::convert::Infallible, LaunchFailure> {
+    use std::os::fd::AsFd;
     let sys = LinuxSys;
-    namespaces::enter(&sys).map_err(|e| confine_err(format!("unshare: {e}")))?;
+    namespaces::enter(&sys, fresh_net.as_ref().map(|f| f.as_fd()))
+        .map_err(|e| confine_err(format!("entering namespaces: {e}")))?;
+    let pooled_net = fresh_net.is_some();
+    drop(fresh_net);
     // SAFETY: this process is single-threaded (a fresh exec), so fork is safe; the
     // child continues with ordinary code until exec.
     match unsafe { libc::fork() } {
         -1 => Err(os_fail(LaunchStage::Confine, "fork into the pid namespace")),
-        0 => plugin_side(spec, c, binary),
+        0 => plugin_side(spec, c, binary, pooled_net),
         child => monitor(child),
     }
 }
@@ -189,10 +206,12 @@ fn plugin_side(
     spec: &LaunchSpec,
     c: &ConfineSpec,
     binary: OwnedFd,
+    pooled_net: bool,
 ) -> Result<std::convert::Infallible, LaunchFailure> {
     let sys = LinuxSys;
     tie_to_parent(None)?;
-    namespaces::set_up(&sys, &c.hostname).map_err(|e| confine_err(format!("namespaces: {e}")))?;
+    namespaces::set_up(&sys, &c.hostname, pooled_net)
+        .map_err(|e| confine_err(format!("namespaces: {e}")))?;
     rootfs::build(&sys, &c.root).map_err(|e| confine_err(format!("root filesystem: {e}")))?;
     // Moved above the fd limit before the limit is set: see EXEC_FD.
     let binary = move_fd(binary, EXEC_FD)?;
@@ -252,11 +271,18 @@ fn plugin_side(
 /// Re-numbers `fd` to `to` (close-on-exec), closing the original.
 fn move_fd(fd: OwnedFd, to: i32) -> Result<OwnedFd, LaunchFailure> {
     use std::os::fd::FromRawFd;
+    if fd.as_raw_fd() == to {
+        // Already there (dup3 refuses equal numbers); received fds are close-on-exec.
+        return Ok(fd);
+    }
     // SAFETY: dup3 onto a fixed number we do not otherwise use; O_CLOEXEC keeps it
     // from leaking into the plugin.
     let r = unsafe { libc::dup3(fd.as_raw_fd(), to, libc::O_CLOEXEC) };
     if r < 0 {
-        return Err(os_fail(LaunchStage::Confine, "dup3 of the plugin binary"));
+        return Err(os_fail(
+            LaunchStage::Confine,
+            "moving an fd to its fixed number",
+        ));
     }
     drop(fd);
     // SAFETY: `to` is now an open fd that only this OwnedFd owns.

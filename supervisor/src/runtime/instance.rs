@@ -80,13 +80,12 @@ fn launch_request(
         host.confine_spec(&shared.cfg, &row.name, uid, &data_dir)
             .map_err(|e| InstanceEnd::Crashed(format!("preparing confinement: {e}")))?,
     );
-    let cgroup = host
-        .create_cgroup(&row.name, limits)
-        .map_err(|e| InstanceEnd::Crashed(format!("creating cgroup: {e}")))?;
+    let pending = host.plan_cgroup(&row.name, limits);
+    let cgroup = pending.cgroup().clone();
     Ok((
         LaunchRequest {
             spec,
-            cgroup: Some(cgroup.clone()),
+            cgroup: Some(pending),
         },
         Confinement {
             cgroup: Some(cgroup),

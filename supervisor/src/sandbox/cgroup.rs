@@ -202,13 +202,44 @@ impl Cgroups {
         names
     }
 
+    /// Names the plugin's cgroup without touching the filesystem yet.
+    pub fn plan(&self, plugin: &str, limits: Limits) -> PendingCgroup {
+        PendingCgroup {
+            cgroup: PluginCgroup {
+                version: self.version(),
+                dirs: self.dirs(plugin),
+            },
+            limits,
+        }
+    }
+
     /// Creates (or recreates) the plugin's cgroup with `limits` applied and
     /// verified by reading them back.
     pub fn create(&self, plugin: &str, limits: Limits) -> Result<PluginCgroup, CgroupError> {
-        let cg = PluginCgroup {
-            version: self.version(),
-            dirs: self.dirs(plugin),
-        };
+        let pending = self.plan(plugin, limits);
+        pending.make()?;
+        Ok(pending.cgroup)
+    }
+}
+
+/// A plugin's cgroup that is named but not made yet: the launcher makes it where that
+/// costs a spawn least (v1: while the trampoline is still exec'ing; v2: right before
+/// `clone3` needs it). Either way it exists, limited, before the trampoline gets its spec.
+#[derive(Debug, Clone)]
+pub struct PendingCgroup {
+    cgroup: PluginCgroup,
+    limits: Limits,
+}
+
+impl PendingCgroup {
+    /// The cgroup this will be; removing or killing it before `make` is harmless.
+    pub fn cgroup(&self) -> &PluginCgroup {
+        &self.cgroup
+    }
+
+    /// Creates the directories (replacing leftovers) and applies the limits.
+    pub fn make(&self) -> Result<(), CgroupError> {
+        let cg = &self.cgroup;
         if cg.dirs.iter().any(|d| d.exists()) {
             cg.kill();
             cg.remove();
@@ -216,11 +247,10 @@ impl Cgroups {
         for d in &cg.dirs {
             fs::create_dir(d).map_err(io_err(d))?;
         }
-        match &self.layout {
-            Layout::V2 { .. } => cg.limit_v2(limits)?,
-            Layout::V1 { .. } => cg.limit_v1(limits)?,
+        match cg.version {
+            "v2" => cg.limit_v2(self.limits),
+            _ => cg.limit_v1(self.limits),
         }
-        Ok(cg)
     }
 }
 

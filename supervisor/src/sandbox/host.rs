@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::cgroup::{Cgroups, Limits, PluginCgroup};
+use super::cgroup::{Cgroups, Limits, PendingCgroup};
 use super::rootfs::{RoEntry, RootPlan};
 use super::seccomp::{self, CompiledPolicy};
 use crate::config::Config;
@@ -99,8 +99,9 @@ impl SandboxHost {
         }
     }
 
-    pub fn create_cgroup(&self, plugin: &str, limits: Limits) -> Result<PluginCgroup, HostError> {
-        Ok(self.cgroups.create(plugin, limits)?)
+    /// The plugin's cgroup, named; the launcher creates it (see [`PendingCgroup`]).
+    pub fn plan_cgroup(&self, plugin: &str, limits: Limits) -> PendingCgroup {
+        self.cgroups.plan(plugin, limits)
     }
 
     /// The confinement spec for one launch; gives the data directory to the

@@ -2,12 +2,14 @@
 //! design's order (namespaces, minimal root, cgroup, credentials, Landlock, seccomp),
 //! plus what the supervisor needs to set up, observe and report it.
 
+pub mod bpf_tree;
 pub mod cgroup;
 pub mod credentials;
 pub mod elf;
 pub mod host;
 pub mod landlock;
 pub mod namespaces;
+pub mod netns_pool;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sys;

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use super::syscalls;
+use super::{bpf_tree, syscalls};
 
 /// Name of the one filter every policy file must define.
 pub const FILTER_NAME: &str = "plugin";
@@ -334,6 +334,7 @@ fn compile_policy(
         // action), but a filter that never notifies would hide denials, so make sure.
         return Err(err("compiled filter has no deny path to rewrite".into()));
     }
+    let main = as_tree(text, &main).map_err(|e| err(format!("laying out the filter: {e}")))?;
     if main.len() > BPF_MAXINSNS {
         return Err(err(format!(
             "compiles to {} BPF instructions; the kernel takes at most {BPF_MAXINSNS}",
@@ -347,6 +348,80 @@ fn compile_policy(
         clone3: clone3.to_vec(),
         allowed_syscalls,
     })
+}
+
+/// Re-lays seccompiler's linear program as a binary search over syscall numbers (see
+/// `bpf_tree` for why), compiling each syscall that has argument checks on its own, and
+/// refuses to go on unless both programs decide every syscall alike.
+fn as_tree(text: &str, linear: &[BpfInsn]) -> Result<Vec<BpfInsn>, String> {
+    let root: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let filter = &root[FILTER_NAME];
+    let mut by_nr: BTreeMap<u32, Vec<&serde_json::Value>> = BTreeMap::new();
+    for rule in filter["filter"].as_array().into_iter().flatten() {
+        let nr = rule["syscall"]
+            .as_str()
+            .and_then(syscalls::number)
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or("a rule names no known syscall")?;
+        by_nr.entry(nr).or_default().push(rule);
+    }
+    let load_nr = BpfInsn {
+        code: 0x20,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    };
+    let prologue_len = linear
+        .iter()
+        .position(|i| *i == load_nr)
+        .map(|i| i + 1)
+        .ok_or("seccompiler's program never loads the syscall number")?;
+    let prologue = &linear[..prologue_len];
+    let mut leaves = BTreeMap::new();
+    let mut with_args = Vec::new();
+    let mut values = Vec::new();
+    for (nr, rules) in by_nr {
+        let unconditional = rules.iter().any(|r| {
+            r.get("args")
+                .and_then(|a| a.as_array())
+                .is_none_or(|a| a.is_empty())
+        });
+        if unconditional {
+            leaves.insert(nr, bpf_tree::Leaf::Always);
+            continue;
+        }
+        with_args.push(nr);
+        let single = serde_json::json!({ FILTER_NAME: {
+            "mismatch_action": { "trace": SENTINEL_DATA },
+            "match_action": "allow",
+            "filter": rules,
+        }});
+        let mut programs =
+            seccompiler::compile_from_json(single.to_string().as_bytes(), TargetArch::x86_64)
+                .map_err(|e| format!("syscall {nr} alone does not compile: {e}"))?;
+        let program: Vec<BpfInsn> = programs
+            .remove(FILTER_NAME)
+            .ok_or("no filter after compiling")?
+            .iter()
+            .map(BpfInsn::from)
+            .collect();
+        if program.get(..prologue_len) != Some(prologue) {
+            return Err(format!(
+                "syscall {nr} alone compiles with a different prologue"
+            ));
+        }
+        let mut chain = program[prologue_len..].to_vec();
+        rewrite_sentinel(&mut chain);
+        values.extend(bpf_tree::probe_values(&chain));
+        leaves.insert(nr, bpf_tree::Leaf::Chain(chain));
+    }
+    let tree = bpf_tree::layout(prologue, &leaves, libc::SECCOMP_RET_ALLOW, RET_USER_NOTIF)
+        .map_err(|e| e.to_string())?;
+    let max_nr = syscalls::all().last().map_or(512, |(n, _)| *n as u32 + 64);
+    values.sort_unstable();
+    values.dedup();
+    bpf_tree::check_equivalent(linear, &tree, max_nr, &with_args, &values)?;
+    Ok(tree)
 }
 
 /// Checks what seccompiler would accept but the supervisor must not: returns the number
@@ -743,6 +818,47 @@ mod tests {
         assert_eq!(p.allowed_syscalls, 125);
         assert!(p.main.len() > 100 && p.main.len() <= BPF_MAXINSNS);
         assert!(!p.clone3.is_empty());
+    }
+
+    #[test]
+    fn the_default_policy_is_a_search_tree_that_decides_like_the_table() {
+        use bpf_tree::{eval, SeccompData};
+        let p = builtin();
+        // seccompiler's linear table is 657 instructions; the tree about half that.
+        assert!(p.main.len() < 400, "{} instructions", p.main.len());
+        let decide = |name: &str, args: [u64; 6]| {
+            let nr = syscalls::number(name).expect("known syscall") as u32;
+            let data = SeccompData {
+                nr,
+                arch: AUDIT_ARCH_X86_64,
+                args,
+                ..SeccompData::default()
+            };
+            eval(&p.main, &data).expect("runs")
+        };
+        let allow = libc::SECCOMP_RET_ALLOW;
+        assert_eq!(decide("read", [0; 6]), allow);
+        assert_eq!(decide("exit_group", [0; 6]), allow);
+        assert_eq!(decide("socket", [2, 1, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(decide("ptrace", [0; 6]), RET_USER_NOTIF);
+        // The argument checks survive the re-layout.
+        assert_eq!(decide("clone", [0x3d0f00, 0, 0, 0, 0, 0]), allow);
+        let newuser = libc::CLONE_NEWUSER as u64;
+        assert_eq!(decide("clone", [newuser, 0, 0, 0, 0, 0]), RET_USER_NOTIF);
+        assert_eq!(decide("ioctl", [0, 0x5421, 0, 0, 0, 0]), allow, "FIONBIO");
+        let tiocsti_high = (1u64 << 32) | 0x5412;
+        assert_eq!(
+            decide("ioctl", [0, tiocsti_high, 0, 0, 0, 0]),
+            RET_USER_NOTIF
+        );
+        assert_eq!(decide("socketpair", [1, 1, 0, 0, 0, 0]), allow);
+        assert_eq!(decide("socketpair", [2, 1, 0, 0, 0, 0]), RET_USER_NOTIF);
+        // Another architecture is killed before any syscall is looked at.
+        let i386 = SeccompData {
+            arch: 0x4000_0003,
+            ..SeccompData::default()
+        };
+        assert_eq!(eval(&p.main, &i386), Ok(libc::SECCOMP_RET_KILL_PROCESS));
     }
 
     #[test]
