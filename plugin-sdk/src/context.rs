@@ -215,6 +215,12 @@ impl PluginContext {
         Files::new(self.client())
     }
 
+    /// The application database through the broker: one statement per call, checked
+    /// table by table against the plugin's grants. See [`Db`](crate::Db).
+    pub fn db(&self) -> crate::Db {
+        crate::Db::new(self.client())
+    }
+
     /// Whether the plugin currently holds `permission` (any scope).
     pub async fn has_permission(&self, permission: &str) -> Result<bool, SdkError> {
         self.has_permission_for(permission, "").await

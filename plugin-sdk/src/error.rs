@@ -78,6 +78,17 @@ impl SdkError {
     pub fn is_resource_exhausted(&self) -> bool {
         self.code() == Some(tonic::Code::ResourceExhausted)
     }
+
+    /// The operation ran past its deadline and was stopped (a database statement over
+    /// its time limit, an invocation nobody answered in time).
+    pub fn is_deadline_exceeded(&self) -> bool {
+        self.code() == Some(tonic::Code::DeadlineExceeded)
+    }
+
+    /// The service cannot answer now (no application database, no server connected).
+    pub fn is_unavailable(&self) -> bool {
+        self.code() == Some(tonic::Code::Unavailable)
+    }
 }
 
 /// Lets command handlers that return `Result<_, String>` use `?` on SDK calls.

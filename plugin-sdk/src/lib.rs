@@ -82,6 +82,7 @@
 
 mod connection;
 mod context;
+mod db;
 mod error;
 mod event;
 mod files;
@@ -94,6 +95,7 @@ pub use connection::{BROKER_FD_ENV, DEFAULT_BROKER_FD};
 pub use context::{
     Grant, LogLevel, PluginContext, PLUGIN_NAME_ENV, PLUGIN_VERSION_ENV, SDK_VERSION,
 };
+pub use db::{Db, QueryResult, SqlValue};
 pub use error::SdkError;
 pub use event::{topic_matches, Event};
 pub use files::{DirEntry, FileKind, FileStat, Files, FILE_CHUNK_BYTES};

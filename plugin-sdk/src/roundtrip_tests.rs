@@ -264,6 +264,24 @@ impl Broker for FakeBroker {
         fake_data_path(&request.into_inner().path)?;
         Ok(Response::new(pb::MakeDirResponse {}))
     }
+
+    /// Answers one row holding the parameters it was sent; `users` is not granted.
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let req = request.into_inner();
+        if req.sql.contains("users") {
+            return Err(Status::permission_denied(
+                "database_read is not granted for table `users`",
+            ));
+        }
+        Ok(Response::new(pb::QueryResponse {
+            columns: (1..=req.params.len()).map(|i| format!("p{i}")).collect(),
+            rows: vec![pb::SqlRow { values: req.params }],
+            rows_affected: 0,
+        }))
+    }
 }
 
 /// Like the real broker: only `/data/...` without a grant, 512 KiB per call.
@@ -933,4 +951,32 @@ async fn files_move_large_contents_in_chunks_and_keep_the_grpc_code() {
     let err = within(files.read("/etc/passwd")).await.unwrap_err();
     assert!(err.is_permission_denied(), "{err}");
     assert!(matches!(err, SdkError::Status(_)));
+}
+
+#[tokio::test]
+async fn database_values_survive_the_round_trip_and_refusals_keep_their_code() {
+    use crate::SqlValue;
+    let mut h = Harness::start(Ok(accepted_handshake()));
+    let ctx = h.connect().await.expect("handshake accepted");
+    let sent = vec![
+        SqlValue::Null,
+        SqlValue::Integer(-7),
+        SqlValue::Real(1.5),
+        SqlValue::Text("x'); DROP TABLE t; --".into()),
+        SqlValue::Blob(vec![0, 255]),
+    ];
+    let out = ctx
+        .db()
+        .query("SELECT ?1, ?2, ?3, ?4, ?5", sent.clone())
+        .await
+        .expect("answered");
+    assert_eq!(out.columns, ["p1", "p2", "p3", "p4", "p5"]);
+    assert_eq!(out.rows, vec![sent]);
+    let err = ctx
+        .db()
+        .query("SELECT * FROM users", [])
+        .await
+        .expect_err("refused");
+    assert!(err.is_permission_denied(), "{err}");
+    assert!(err.to_string().contains("`users`"), "{err}");
 }

@@ -2,6 +2,7 @@
 //! connection as the plugin's identity, and the hub that routes events between
 //! plugins and the PlexiChat server. May call the store and catalog; never spawns.
 
+pub mod database;
 mod files;
 mod hub;
 mod ratelimit;

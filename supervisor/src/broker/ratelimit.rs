@@ -14,6 +14,7 @@ pub enum Service {
     Log,
     Permissions,
     Files,
+    Database,
 }
 
 impl Service {
@@ -24,6 +25,7 @@ impl Service {
             Service::Log => "log",
             Service::Permissions => "permissions",
             Service::Files => "files",
+            Service::Database => "database",
         }
     }
 }

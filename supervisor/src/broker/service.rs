@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use super::database::{self, DbError};
 use super::files::{self, Beneath, FileError, Target};
 use super::ratelimit::{Refusal, Service};
 use super::session::Session;
@@ -228,6 +229,98 @@ impl BrokerService {
         }
         call.result.map(|(value, _)| value).map_err(Status::from)
     }
+}
+
+impl BrokerService {
+    /// The tables this plugin may read and write now: its live database grants, plus
+    /// the tables the policy marks public for reading.
+    fn table_access(&self) -> Result<database::TableAccess, Status> {
+        let scope = |p: Permission| -> Result<Vec<String>, Status> {
+            Ok(self
+                .shared
+                .store
+                .live_grant(self.name(), p)
+                .map_err(internal)?
+                .map(|g| g.granted_scope)
+                .unwrap_or_default())
+        };
+        let mut read = scope(Permission::DatabaseRead)?;
+        read.extend(
+            self.shared
+                .catalog
+                .spec(Permission::DatabaseRead)
+                .public_scope
+                .iter()
+                .cloned(),
+        );
+        Ok(database::TableAccess::new(
+            &read,
+            &scope(Permission::DatabaseWrite)?,
+        ))
+    }
+
+    fn audit_query(&self, sql: &str, result: &Result<database::QueryOutput, DbError>) {
+        const SHOWN_SQL: usize = 512;
+        let mut shown: String = sql.chars().take(SHOWN_SQL).collect();
+        if shown.len() < sql.len() {
+            shown.push('…');
+        }
+        let (outcome, permission, mut detail) = match result {
+            Ok(out) => (
+                Outcome::Ok,
+                if out.wrote {
+                    Permission::DatabaseWrite
+                } else {
+                    Permission::DatabaseRead
+                },
+                serde_json::json!({ "rows": out.rows.len(), "rows_affected": out.rows_affected }),
+            ),
+            Err(e) => (
+                if matches!(e, DbError::Denied(_)) {
+                    Outcome::Denied
+                } else {
+                    Outcome::Failed
+                },
+                if e.to_string().contains("database_write") {
+                    Permission::DatabaseWrite
+                } else {
+                    Permission::DatabaseRead
+                },
+                serde_json::json!({ "error": e.to_string() }),
+            ),
+        };
+        detail["sql"] = shown.into();
+        let entry = AuditEntry::new(&Actor::plugin(self.name()), "broker.database", outcome)
+            .plugin(self.name())
+            .permission(permission.to_string())
+            .detail(detail);
+        if let Err(e) = self.shared.store.audit(vec![entry]) {
+            tracing::warn!(plugin = self.name(), error = %e, "cannot audit a database call");
+        }
+    }
+}
+
+fn from_sql_value(v: SqlValue) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v.kind {
+        None | Some(sql_value::Kind::Null(_)) => Value::Null,
+        Some(sql_value::Kind::Integer(i)) => Value::Integer(i),
+        Some(sql_value::Kind::Real(r)) => Value::Real(r),
+        Some(sql_value::Kind::Text(t)) => Value::Text(t),
+        Some(sql_value::Kind::Blob(b)) => Value::Blob(b),
+    }
+}
+
+fn to_sql_value(v: rusqlite::types::Value) -> SqlValue {
+    use rusqlite::types::Value;
+    let kind = match v {
+        Value::Null => sql_value::Kind::Null(true),
+        Value::Integer(i) => sql_value::Kind::Integer(i),
+        Value::Real(r) => sql_value::Kind::Real(r),
+        Value::Text(t) => sql_value::Kind::Text(t),
+        Value::Blob(b) => sql_value::Kind::Blob(b),
+    };
+    SqlValue { kind: Some(kind) }
 }
 
 type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
@@ -561,5 +654,41 @@ impl Broker for BrokerService {
         })
         .await?;
         Ok(Response::new(MakeDirResponse {}))
+    }
+
+    async fn query(
+        &self,
+        request: Request<QueryRequest>,
+    ) -> Result<Response<QueryResponse>, Status> {
+        self.admit(Service::Database)?;
+        let req = request.into_inner();
+        let params: Vec<_> = req.params.into_iter().map(from_sql_value).collect();
+        let access = self.table_access()?;
+        let cfg = &self.shared.cfg;
+        let path = cfg.app_database();
+        let limits = database::DbLimits {
+            statement_time: cfg.broker.db_statement_time,
+            max_rows: cfg.broker.db_max_rows,
+            max_bytes: usize::try_from(cfg.broker.db_max_bytes).unwrap_or(usize::MAX),
+        };
+        let sql = req.sql.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            database::run(&path, &sql, &params, &access, limits)
+        })
+        .await
+        .unwrap_or_else(|e| Err(DbError::Failed(format!("database call failed: {e}"))));
+        self.audit_query(&req.sql, &result);
+        let out = result?;
+        Ok(Response::new(QueryResponse {
+            columns: out.columns,
+            rows: out
+                .rows
+                .into_iter()
+                .map(|r| SqlRow {
+                    values: r.into_iter().map(to_sql_value).collect(),
+                })
+                .collect(),
+            rows_affected: out.rows_affected,
+        }))
     }
 }

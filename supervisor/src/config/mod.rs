@@ -44,6 +44,16 @@ pub struct BrokerConfig {
     pub rate_per_sec: f64,
     /// ...with bursts of up to this many calls.
     pub burst: u32,
+    /// The application database plugins query through the database service
+    /// (SQLite; never created by the supervisor). Default: `<state_dir>/app.db`.
+    pub database: Option<PathBuf>,
+    /// A database statement running longer than this is stopped.
+    #[serde(deserialize_with = "duration")]
+    pub db_statement_time: Duration,
+    /// Most rows one query may return, and most bytes of values in them.
+    pub db_max_rows: usize,
+    #[serde(deserialize_with = "bytes")]
+    pub db_max_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -52,6 +62,10 @@ impl Default for BrokerConfig {
             data_quota: 64 << 20,
             rate_per_sec: 500.0,
             burst: 1000,
+            database: None,
+            db_statement_time: Duration::from_secs(1),
+            db_max_rows: 1000,
+            db_max_bytes: 1 << 20,
         }
     }
 }
@@ -337,6 +351,14 @@ impl Config {
     /// Per-plugin writable data directories: `<state>/data/<name>/`.
     pub fn data_root(&self) -> PathBuf {
         self.state_dir.join("data")
+    }
+
+    /// The application database behind the broker's database service.
+    pub fn app_database(&self) -> PathBuf {
+        self.broker
+            .database
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("app.db"))
     }
 
     /// Empty directory each plugin's tmpfs root is mounted on, privately.
