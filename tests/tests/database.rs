@@ -206,3 +206,59 @@ fn an_expired_grant_stops_working_on_the_next_call_of_the_running_plugin() {
     );
     assert!(denied_records(&d) >= 1);
 }
+
+#[test]
+fn the_notes_example_plugin_keeps_notes_through_its_grants() {
+    let d = Daemon::start_with(Settings {
+        admin_uids: vec![0, SECOND_ADMIN],
+        socket_mode: "0666",
+        ..Settings::default()
+    });
+    app_db(&d.root().join("state/app.db"));
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugin-sdk/examples/notes/plugin.toml"),
+    )
+    .unwrap();
+    let pkg = d.package("notes", &manifest, &example("notes"), "notes");
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "approve", "notes", "--comment", "ok"])
+        .ok();
+    d.cli_as(
+        SECOND_ADMIN,
+        &["plugin", "approve", "notes", "--comment", "ok too"],
+    )
+    .ok();
+    d.cli(&["plugin", "enable", "notes"]).ok();
+    d.wait_running("notes");
+    let run = |cmd: &str, arg: &str| {
+        d.cli(&["plugin", "invoke", "notes", cmd, arg])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(run("note", "buy milk"), "stored 1");
+    assert_eq!(run("note", "x'); DROP TABLE notes; --"), "stored 1");
+    assert_eq!(run("recent", ""), "x'); DROP TABLE notes; --\nbuy milk");
+    assert_eq!(run("count", ""), "Some([Integer(2)])");
+    d.cli(&[
+        "plugin",
+        "revoke-permission",
+        "database_read",
+        "notes",
+        "--comment",
+        "no longer needed",
+    ])
+    .ok();
+    let after = run("count", "");
+    assert!(
+        after.starts_with("not allowed") && after.contains("`messages`"),
+        "{after}"
+    );
+    assert_eq!(
+        run("recent", ""),
+        "x'); DROP TABLE notes; --\nbuy milk",
+        "writes imply reads of notes"
+    );
+}
