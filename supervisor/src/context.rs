@@ -1,6 +1,7 @@
 //! What every subsystem of a running supervisor shares: configuration, the
 //! permission catalog, the store and the event hub.
 
+use crate::audit::AuditWriter;
 use crate::broker::Hub;
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -11,6 +12,8 @@ pub struct Shared {
     pub cfg: Config,
     pub catalog: Catalog,
     pub store: Store,
+    /// Batched audit of brokered calls into `store` (see `audit::writer`).
+    pub audit: AuditWriter,
     pub hub: Hub,
     /// `None` only when `sandbox.confine = false`.
     pub sandbox: Option<SandboxHost>,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::audit::{Actor, AuditEntry, LogFiles, Outcome};
+use crate::audit::{Actor, AuditEntry, AuditWriter, LogFiles, Outcome};
 use crate::broker::Hub;
 use crate::config::Config;
 use crate::context::Shared;
@@ -80,13 +80,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let launcher =
         Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
+    let (audit, audit_queue) = AuditWriter::new();
     let shared = Arc::new(Shared {
         cfg,
         catalog,
         store,
+        audit,
         hub: Hub::default(),
         sandbox,
     });
+    let weak = Arc::downgrade(&shared);
+    audit_queue
+        .start(Box::new(move |batch| {
+            let shared = weak.upgrade().ok_or("the supervisor is stopping")?;
+            shared.store.audit(batch).map_err(|e| e.to_string())
+        }))
+        .context("starting the audit writer")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("supervisor")
@@ -145,6 +154,9 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     }
     tracing::info!("stopping plugins");
     runtime.stop_all(StopMode::Graceful).await;
+    if !shared.audit.flush().await {
+        tracing::error!("the last audit records of brokered calls could not be committed");
+    }
     if let Some(host) = &shared.sandbox {
         host.cgroups.remove_parents();
     }

@@ -315,6 +315,9 @@ impl Admin for AdminService {
         request: Request<AuditQuery>,
     ) -> Result<Response<AuditResponse>, Status> {
         self.auth(&request, "audit", Need::Read)?;
+        // Records of brokered calls are committed in batches: a query sees every call
+        // answered before it.
+        self.shared.audit.flush().await;
         let q = request.into_inner();
         let filter = AuditFilter {
             plugin: (!q.plugin.is_empty()).then_some(q.plugin),

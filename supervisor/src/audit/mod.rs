@@ -2,6 +2,10 @@
 //! written to `audit_log` inside the store transaction that made the change, then
 //! mirrored as JSON lines into the log directory (`system/`, `audit/`, `security/`, `plugins/`).
 
+mod writer;
+
+pub use writer::{AuditQueue, AuditWriter, Commit};
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -42,7 +42,7 @@ fn internal(e: impl std::fmt::Display) -> Status {
 impl BrokerService {
     /// Handshake done and within this plugin's rate for `service`; a refusal is
     /// RESOURCE_EXHAUSTED, audited once a second per service with the count.
-    fn admit(&self, service: Service) -> Result<(), Status> {
+    async fn admit(&self, service: Service) -> Result<(), Status> {
         self.ready()?;
         match self.limits.admit(service, std::time::Instant::now()) {
             Ok(()) => Ok(()),
@@ -60,9 +60,7 @@ impl BrokerService {
                         "rate_per_sec": self.limits.rate(),
                         "burst": self.limits.burst(),
                     }));
-                    if let Err(e) = self.shared.store.audit(vec![entry]) {
-                        tracing::error!(plugin = self.name(), error = %e, "audit write failed");
-                    }
+                    self.shared.audit.submit(entry).await;
                 }
                 Err(Status::resource_exhausted(format!(
                     "rate limit: the {} service allows {} calls/s (burst {}) per plugin",
@@ -101,6 +99,30 @@ impl BrokerService {
                 expires_at_ms: p.expires_at.unwrap_or(0),
             })
             .collect())
+    }
+
+    /// Runs one brokered call and audits it as `action`: ok, denied (the call was
+    /// refused for want of a permission) or failed (any other error).
+    async fn audited<T>(
+        &self,
+        action: &'static str,
+        mut detail: serde_json::Value,
+        call: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Ok,
+            Err(s) if s.code() == tonic::Code::PermissionDenied => Outcome::Denied,
+            Err(_) => Outcome::Failed,
+        };
+        if let Err(status) = &result {
+            detail["error"] = status.message().into();
+        }
+        let entry = AuditEntry::new(&Actor::plugin(self.name()), action, outcome)
+            .plugin(self.name())
+            .detail(detail);
+        self.shared.audit.submit(entry).await;
+        result
     }
 
     fn emit_prefix(&self) -> String {
@@ -201,9 +223,10 @@ impl BrokerService {
             permission,
             result,
         })
+        .await
     }
 
-    fn audit_file_call<T>(&self, call: FileCall<T>) -> Result<T, Status> {
+    async fn audit_file_call<T>(&self, call: FileCall<T>) -> Result<T, Status> {
         let action = match call.access {
             FileAccess::Read => "broker.file_read",
             FileAccess::Write => "broker.file_write",
@@ -224,9 +247,7 @@ impl BrokerService {
         if let Some(p) = call.permission {
             entry = entry.permission(p.to_string());
         }
-        if let Err(e) = self.shared.store.audit(vec![entry]) {
-            tracing::warn!(plugin = self.name(), error = %e, "cannot audit a file call");
-        }
+        self.shared.audit.submit(entry).await;
         call.result.map(|(value, _)| value).map_err(Status::from)
     }
 }
@@ -259,7 +280,7 @@ impl BrokerService {
         ))
     }
 
-    fn audit_query(&self, sql: &str, result: &Result<database::QueryOutput, DbError>) {
+    async fn audit_query(&self, sql: &str, result: &Result<database::QueryOutput, DbError>) {
         const SHOWN_SQL: usize = 512;
         let mut shown: String = sql.chars().take(SHOWN_SQL).collect();
         if shown.len() < sql.len() {
@@ -294,9 +315,7 @@ impl BrokerService {
             .plugin(self.name())
             .permission(permission.to_string())
             .detail(detail);
-        if let Err(e) = self.shared.store.audit(vec![entry]) {
-            tracing::warn!(plugin = self.name(), error = %e, "cannot audit a database call");
-        }
+        self.shared.audit.submit(entry).await;
     }
 }
 
@@ -402,25 +421,32 @@ impl Broker for BrokerService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<SubscribeResponse>, Status> {
-        self.admit(Service::Events)?;
+        self.admit(Service::Events).await?;
         let topics = request.into_inner().topics;
-        if topics.len() > MAX_TOPICS_PER_SUBSCRIBE {
-            return Err(Status::invalid_argument(format!(
-                "at most {MAX_TOPICS_PER_SUBSCRIBE} topics per call"
-            )));
-        }
-        for t in &topics {
-            validate_topic_pattern(t).map_err(Status::invalid_argument)?;
-        }
-        let topics = self.session.set_subscriptions(topics);
-        Ok(Response::new(SubscribeResponse { topics }))
+        self.audited(
+            "broker.subscribe",
+            serde_json::json!({ "topics": topics.len() }),
+            async {
+                if topics.len() > MAX_TOPICS_PER_SUBSCRIBE {
+                    return Err(Status::invalid_argument(format!(
+                        "at most {MAX_TOPICS_PER_SUBSCRIBE} topics per call"
+                    )));
+                }
+                for t in &topics {
+                    validate_topic_pattern(t).map_err(Status::invalid_argument)?;
+                }
+                let topics = self.session.set_subscriptions(topics);
+                Ok(Response::new(SubscribeResponse { topics }))
+            },
+        )
+        .await
     }
 
     async fn emit_event(
         &self,
         request: Request<EmitEventRequest>,
     ) -> Result<Response<EmitEventResponse>, Status> {
-        self.admit(Service::Events)?;
+        self.admit(Service::Events).await?;
         let req = request.into_inner();
         validate_topic_pattern(&req.topic).map_err(Status::invalid_argument)?;
         let prefix = self.emit_prefix();
@@ -428,7 +454,7 @@ impl Broker for BrokerService {
             let entry = AuditEntry::new(&Actor::plugin(self.name()), "broker.emit", Outcome::Denied)
                 .plugin(self.name())
                 .detail(serde_json::json!({ "topic": req.topic, "reason": "outside the plugin's namespace" }));
-            let _ = self.shared.store.audit(vec![entry]);
+            self.shared.audit.submit(entry).await;
             return Err(Status::permission_denied(format!(
                 "a plugin may only emit topics under `{prefix}*`, not `{}`",
                 req.topic
@@ -452,7 +478,16 @@ impl Broker for BrokerService {
             source: format!("plugin:{}", self.name()),
             timestamp_ms: ts,
         };
-        self.shared.hub.deliver(&event, Some(self.name()));
+        let delivered = self.shared.hub.deliver(&event, Some(self.name()));
+        self.shared.audit.record(
+            AuditEntry::new(&Actor::plugin(self.name()), "broker.emit", Outcome::Ok)
+                .plugin(self.name())
+                .detail(serde_json::json!({
+                    "topic": event.topic,
+                    "id": id,
+                    "delivered_to": delivered.len(),
+                })),
+        );
         Ok(Response::new(EmitEventResponse { id }))
     }
 
@@ -460,97 +495,127 @@ impl Broker for BrokerService {
         &self,
         request: Request<GetConfigRequest>,
     ) -> Result<Response<GetConfigResponse>, Status> {
-        self.admit(Service::Config)?;
+        self.admit(Service::Config).await?;
         let key = request.into_inner().key;
-        validate_scope_entry(ScopeShape::Keys, &key).map_err(Status::invalid_argument)?;
-        let value = self
-            .shared
-            .store
-            .config_get(self.name(), &key)
-            .map_err(internal)?;
-        Ok(Response::new(GetConfigResponse {
-            found: value.is_some(),
-            value: value.unwrap_or_default(),
-        }))
+        self.audited(
+            "broker.config_get",
+            serde_json::json!({ "key": key.clone() }),
+            async {
+                validate_scope_entry(ScopeShape::Keys, &key).map_err(Status::invalid_argument)?;
+                let value = self
+                    .shared
+                    .store
+                    .config_get(self.name(), &key)
+                    .map_err(internal)?;
+                Ok(Response::new(GetConfigResponse {
+                    found: value.is_some(),
+                    value: value.unwrap_or_default(),
+                }))
+            },
+        )
+        .await
     }
 
     async fn set_config(
         &self,
         request: Request<SetConfigRequest>,
     ) -> Result<Response<SetConfigResponse>, Status> {
-        self.admit(Service::Config)?;
+        self.admit(Service::Config).await?;
         let req = request.into_inner();
-        validate_scope_entry(ScopeShape::Keys, &req.key).map_err(Status::invalid_argument)?;
-        if req.value.len() > MAX_CONFIG_VALUE_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "config values are at most {MAX_CONFIG_VALUE_BYTES} bytes"
-            )));
-        }
-        let store = &self.shared.store;
-        let exists = store
-            .config_get(self.name(), &req.key)
-            .map_err(internal)?
-            .is_some();
-        if !exists && store.config_count(self.name()).map_err(internal)? >= MAX_CONFIG_KEYS {
-            return Err(Status::resource_exhausted(format!(
-                "a plugin keeps at most {MAX_CONFIG_KEYS} config keys"
-            )));
-        }
-        store
-            .write(|tx| store::config_set(&tx.sql, self.name(), &req.key, &req.value))
-            .map_err(internal)?;
-        Ok(Response::new(SetConfigResponse {}))
+        self.audited(
+            "broker.config_set",
+            serde_json::json!({ "key": req.key.clone(), "bytes": req.value.len() }),
+            async {
+                validate_scope_entry(ScopeShape::Keys, &req.key)
+                    .map_err(Status::invalid_argument)?;
+                if req.value.len() > MAX_CONFIG_VALUE_BYTES {
+                    return Err(Status::invalid_argument(format!(
+                        "config values are at most {MAX_CONFIG_VALUE_BYTES} bytes"
+                    )));
+                }
+                let store = &self.shared.store;
+                let exists = store
+                    .config_get(self.name(), &req.key)
+                    .map_err(internal)?
+                    .is_some();
+                if !exists && store.config_count(self.name()).map_err(internal)? >= MAX_CONFIG_KEYS
+                {
+                    return Err(Status::resource_exhausted(format!(
+                        "a plugin keeps at most {MAX_CONFIG_KEYS} config keys"
+                    )));
+                }
+                store
+                    .write(|tx| store::config_set(&tx.sql, self.name(), &req.key, &req.value))
+                    .map_err(internal)?;
+                Ok(Response::new(SetConfigResponse {}))
+            },
+        )
+        .await
     }
 
     async fn log(&self, request: Request<LogRequest>) -> Result<Response<LogResponse>, Status> {
-        self.admit(Service::Log)?;
+        self.admit(Service::Log).await?;
         let req = request.into_inner();
-        let level = match LogLevel::try_from(req.level).unwrap_or(LogLevel::Info) {
-            LogLevel::Trace => "trace",
-            LogLevel::Debug => "debug",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-            LogLevel::Info | LogLevel::Unspecified => "info",
-        };
-        let mut fields: Vec<_> = req.fields.into_iter().collect();
-        fields.sort();
-        let mut line = req.message.replace(['\n', '\r'], " ");
-        for (k, v) in fields {
-            line.push_str(&format!(" {k}={v:?}"));
-        }
-        self.log.line(level, &line);
-        Ok(Response::new(LogResponse {}))
+        self.audited(
+            "broker.log",
+            serde_json::json!({ "bytes": req.message.len() }),
+            async {
+                let level = match LogLevel::try_from(req.level).unwrap_or(LogLevel::Info) {
+                    LogLevel::Trace => "trace",
+                    LogLevel::Debug => "debug",
+                    LogLevel::Warn => "warn",
+                    LogLevel::Error => "error",
+                    LogLevel::Info | LogLevel::Unspecified => "info",
+                };
+                let mut fields: Vec<_> = req.fields.into_iter().collect();
+                fields.sort();
+                let mut line = req.message.replace(['\n', '\r'], " ");
+                for (k, v) in fields {
+                    line.push_str(&format!(" {k}={v:?}"));
+                }
+                self.log.line(level, &line);
+                Ok(Response::new(LogResponse {}))
+            },
+        )
+        .await
     }
 
     async fn has_permission(
         &self,
         request: Request<HasPermissionRequest>,
     ) -> Result<Response<HasPermissionResponse>, Status> {
-        self.admit(Service::Permissions)?;
+        self.admit(Service::Permissions).await?;
         let req = request.into_inner();
-        let permission: Permission =
-            req.permission
-                .parse()
-                .map_err(|e: crate::catalog::UnknownPermission| {
-                    Status::invalid_argument(e.to_string())
-                })?;
-        let target = (!req.scope.is_empty()).then_some(req.scope.as_str());
-        let grant = self
-            .shared
-            .store
-            .check_grant(&self.shared.catalog, self.name(), permission, target)
-            .map_err(internal)?;
-        Ok(Response::new(HasPermissionResponse {
-            granted: grant.is_some(),
-            expires_at_ms: grant.and_then(|g| g.expires_at).unwrap_or(0),
-        }))
+        self.audited(
+            "broker.has_permission",
+            serde_json::json!({ "permission": req.permission.clone(), "scope": req.scope.clone() }),
+            async {
+                let permission: Permission =
+                    req.permission
+                        .parse()
+                        .map_err(|e: crate::catalog::UnknownPermission| {
+                            Status::invalid_argument(e.to_string())
+                        })?;
+                let target = (!req.scope.is_empty()).then_some(req.scope.as_str());
+                let grant = self
+                    .shared
+                    .store
+                    .check_grant(&self.shared.catalog, self.name(), permission, target)
+                    .map_err(internal)?;
+                Ok(Response::new(HasPermissionResponse {
+                    granted: grant.is_some(),
+                    expires_at_ms: grant.and_then(|g| g.expires_at).unwrap_or(0),
+                }))
+            },
+        )
+        .await
     }
 
     async fn read_file(
         &self,
         request: Request<ReadFileRequest>,
     ) -> Result<Response<ReadFileResponse>, Status> {
-        self.admit(Service::Files)?;
+        self.admit(Service::Files).await?;
         let req = request.into_inner();
         let chunk = self
             .file_call(FileAccess::Read, "read", req.path, None, move |b| {
@@ -570,7 +635,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<WriteFileRequest>,
     ) -> Result<Response<WriteFileResponse>, Status> {
-        self.admit(Service::Files)?;
+        self.admit(Service::Files).await?;
         let req = request.into_inner();
         // Checked before anything else so an oversized write never touches the disk.
         if req.data.len() > files::MAX_CHUNK_BYTES {
@@ -597,7 +662,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<ListDirRequest>,
     ) -> Result<Response<ListDirResponse>, Status> {
-        self.admit(Service::Files)?;
+        self.admit(Service::Files).await?;
         let path = request.into_inner().path;
         let entries = self
             .file_call(FileAccess::Read, "list", path, None, |b| Ok((b.list()?, 0)))
@@ -618,7 +683,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<StatRequest>,
     ) -> Result<Response<StatResponse>, Status> {
-        self.admit(Service::Files)?;
+        self.admit(Service::Files).await?;
         let path = request.into_inner().path;
         let stat = self
             .file_call(FileAccess::Read, "stat", path, None, |b| Ok((b.stat()?, 0)))
@@ -634,7 +699,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<RemoveRequest>,
     ) -> Result<Response<RemoveResponse>, Status> {
-        self.admit(Service::Files)?;
+        self.admit(Service::Files).await?;
         let path = request.into_inner().path;
         self.file_call(FileAccess::Write, "remove", path, None, |b| {
             Ok((b.remove()?, 0))
@@ -647,7 +712,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<MakeDirRequest>,
     ) -> Result<Response<MakeDirResponse>, Status> {
-        self.admit(Service::Files)?;
+        self.admit(Service::Files).await?;
         let path = request.into_inner().path;
         self.file_call(FileAccess::Write, "mkdir", path, None, |b| {
             Ok((b.mkdir()?, 0))
@@ -660,7 +725,7 @@ impl Broker for BrokerService {
         &self,
         request: Request<QueryRequest>,
     ) -> Result<Response<QueryResponse>, Status> {
-        self.admit(Service::Database)?;
+        self.admit(Service::Database).await?;
         let req = request.into_inner();
         let params: Vec<_> = req.params.into_iter().map(from_sql_value).collect();
         let access = self.table_access()?;
@@ -677,7 +742,7 @@ impl Broker for BrokerService {
         })
         .await
         .unwrap_or_else(|e| Err(DbError::Failed(format!("database call failed: {e}"))));
-        self.audit_query(&req.sql, &result);
+        self.audit_query(&req.sql, &result).await;
         let out = result?;
         Ok(Response::new(QueryResponse {
             columns: out.columns,

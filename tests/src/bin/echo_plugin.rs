@@ -1,9 +1,49 @@
 //! Well-behaved test plugin built on the SDK: `echo` returns its args unchanged,
-//! `has-permission` reports a live permission check, `flood` hammers the broker to
+//! `has-permission` reports a live permission check, `deny-flood` mixes allowed and
+//! refused calls for the audit crash test, `flood` hammers the broker to
 //! meet its rate limit, and `freeze` wedges the whole (single-threaded) runtime so
 //! health checks have something to catch.
 
 use plexichat_plugin_sdk::{Plugin, PluginContext, SdkError};
+
+/// Eight concurrent loops of an allowed call and a refused one (a file outside /data,
+/// without a grant). Each refusal the plugin was answered is written, by its unique
+/// path, to `denied.log` in the data dir directly: the evidence a crash test checks
+/// against the supervisor's audit trail.
+async fn deny_flood(ctx: PluginContext, n: u32) -> Result<String, String> {
+    use std::io::Write;
+    let data = std::env::var("PLEXICHAT_DATA_DIR").unwrap_or_else(|_| "/data".into());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("{data}/denied.log"))
+        .map_err(|e| e.to_string())?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(log));
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..8 {
+        let (ctx, log) = (ctx.clone(), log.clone());
+        tasks.spawn(async move {
+            for i in 0..n {
+                ctx.has_permission("file_read")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let path = format!("/denied/{t}/{i}");
+                match ctx.files().read(&path).await {
+                    Err(e) if e.is_permission_denied() => {
+                        let mut f = log.lock().map_err(|_| "poisoned".to_string())?;
+                        writeln!(f, "{path}").map_err(|e| e.to_string())?;
+                    }
+                    other => return Err(format!("{path}: expected a refusal, got {other:?}")),
+                }
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| e.to_string())??;
+    }
+    Ok(format!("denied={}", 8 * n))
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), SdkError> {
@@ -33,6 +73,13 @@ async fn main() -> Result<(), SdkError> {
             }
             Ok::<String, String>(format!("ok={ok} limited={limited}"))
         })
+        .on_command(
+            "deny-flood",
+            |ctx: PluginContext, args: Vec<u8>| async move {
+                let n: u32 = String::from_utf8_lossy(&args).trim().parse().unwrap_or(100);
+                deny_flood(ctx, n).await
+            },
+        )
         .on_command("freeze", |_ctx: PluginContext, _args: Vec<u8>| async move {
             // Blocks the only runtime thread: no more pongs, no more replies.
             std::thread::sleep(std::time::Duration::from_secs(3600));
