@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: all build run test lint fmt install clean bench bench-spawn release
+.PHONY: all build run test lint fmt install clean bench bench-spawn bench-broker release
 
 all: build
 
@@ -22,7 +22,7 @@ test: build
 	./scripts/vm-test.sh
 
 ## Benchmarks (release build), each against a baseline measured in the same run.
-bench: bench-spawn
+bench: bench-spawn bench-broker
 
 release:
 	$(CARGO) build --release -p plexichat-supervisor -p plexichat-bench --bins
@@ -32,6 +32,11 @@ release:
 bench-spawn: release
 	@command -v bwrap >/dev/null || { echo "bench-spawn needs bwrap: apt-get install bubblewrap"; exit 1; }
 	./target/release/bench_spawn
+
+## A checked, audited no-op broker call vs a raw socketpair and a bare tonic echo;
+## then the audit writer alone.
+bench-broker: release
+	./target/release/bench_broker
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -109,7 +109,24 @@ pub struct AuditEntry {
     pub outcome: Outcome,
     pub before: Option<String>,
     pub after: Option<String>,
+    /// Serialised once per record by [`Committed`], for the store and the log files.
+    #[serde(skip)]
     pub detail: serde_json::Value,
+}
+
+/// A record as committed: its id, and its detail serialised once for both the store
+/// and the log files.
+pub struct Committed {
+    pub id: i64,
+    pub entry: AuditEntry,
+    pub detail: Option<String>,
+}
+
+impl Committed {
+    /// The detail text of `entry`, as the store keeps it (nothing for a null detail).
+    pub fn detail_text(entry: &AuditEntry) -> Option<String> {
+        (!entry.detail.is_null()).then(|| entry.detail.to_string())
+    }
 }
 
 impl AuditEntry {
@@ -199,6 +216,22 @@ pub struct LogFiles {
     files: Mutex<Vec<(Category, File)>>,
 }
 
+/// The record as one JSON line: `id` and an RFC 3339 `ts` first, then the entry's
+/// own fields and its detail, serialised straight into the line.
+fn json_line(c: &Committed) -> Option<Vec<u8>> {
+    let fields = serde_json::to_vec(&c.entry).ok()?;
+    let inner = fields.strip_prefix(b"{")?.strip_suffix(b"}")?;
+    let ts = serde_json::to_string(&crate::clock::rfc3339_ms(c.entry.ts_ms)).ok()?;
+    let detail = c.detail.as_deref().unwrap_or("null");
+    let mut line = Vec::with_capacity(fields.len() + ts.len() + detail.len() + 40);
+    line.extend_from_slice(format!("{{\"id\":{},\"ts\":{ts},", c.id).as_bytes());
+    line.extend_from_slice(inner);
+    line.extend_from_slice(b",\"detail\":");
+    line.extend_from_slice(detail.as_bytes());
+    line.extend_from_slice(b"}\n");
+    Some(line)
+}
+
 impl LogFiles {
     pub fn open(log_dir: &Path) -> std::io::Result<LogFiles> {
         let mut files = Vec::new();
@@ -216,26 +249,28 @@ impl LogFiles {
     }
 
     /// Appends entries (already committed to the store) as JSON lines.
-    pub fn append(&self, entries: &[(i64, AuditEntry)]) {
+    pub fn append(&self, entries: &[Committed]) {
         let Ok(mut files) = self.files.lock() else {
             return;
         };
-        for (id, e) in entries {
-            let mut line = match serde_json::to_value(e) {
-                Ok(v) => v,
-                Err(_) => continue,
+        // One write per file per batch: the broker's batches hold thousands of records.
+        let mut pending: Vec<Vec<u8>> = vec![Vec::new(); files.len()];
+        for committed in entries {
+            let Some(text) = json_line(committed) else {
+                continue;
             };
-            if let Some(obj) = line.as_object_mut() {
-                obj.insert("id".into(), (*id).into());
-                obj.insert("ts".into(), crate::clock::rfc3339_ms(e.ts_ms).into());
-            }
-            let text = format!("{line}\n");
-            for c in e.categories() {
-                if let Some((_, f)) = files.iter_mut().find(|(fc, _)| *fc == c) {
-                    if let Err(err) = f.write_all(text.as_bytes()) {
-                        tracing::error!(error = %err, file = c.rel_path(), "audit log write failed");
-                    }
+            for c in committed.entry.categories() {
+                if let Some(i) = files.iter().position(|(fc, _)| *fc == c) {
+                    pending[i].extend_from_slice(&text);
                 }
+            }
+        }
+        for ((c, f), bytes) in files.iter_mut().zip(pending) {
+            if bytes.is_empty() {
+                continue;
+            }
+            if let Err(err) = f.write_all(&bytes) {
+                tracing::error!(error = %err, file = c.rel_path(), "audit log write failed");
             }
         }
     }
@@ -254,20 +289,34 @@ mod tests {
             role: Role::Admin,
             on_behalf_of: None,
         };
+        let committed = |id, entry: AuditEntry| Committed {
+            id,
+            detail: Committed::detail_text(&entry),
+            entry,
+        };
         logs.append(&[
-            (
+            committed(
                 1,
                 AuditEntry::new(&admin, "permission.approve", Outcome::Ok).plugin("p"),
             ),
-            (
+            committed(
                 2,
-                AuditEntry::new(&admin, "plugin.enable", Outcome::Denied).plugin("p"),
+                AuditEntry::new(&admin, "plugin.enable", Outcome::Denied)
+                    .plugin("p")
+                    .detail(serde_json::json!({ "why": "a \"quoted\" reason" })),
             ),
         ]);
         let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
         assert!(read("audit/permissions.log").contains("\"id\":1"));
         assert!(read("system/plugin_system.log").contains("\"id\":2"));
         assert!(read("security/plugin_security.log").contains("plugin.enable"));
+        for line in read("system/plugin_system.log").lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON object per line");
+            assert_eq!(v["id"], 2);
+            assert_eq!(v["detail"]["why"], "a \"quoted\" reason");
+            assert_eq!(v["outcome"], "denied");
+        }
         assert!(!read("security/plugin_security.log").contains("permission.approve"));
     }
 }

@@ -4,13 +4,14 @@
 
 mod schema;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
-use crate::audit::{AuditEntry, LogFiles};
+use crate::audit::{AuditEntry, Committed, LogFiles};
 use crate::catalog::{Catalog, Permission};
 use crate::clock::now_ms;
 
@@ -178,6 +179,11 @@ impl Tx<'_> {
 pub struct Store {
     conn: Mutex<Connection>,
     logs: Arc<LogFiles>,
+    /// Each plugin's permission rows as last read. Every broker call checks a grant, and
+    /// reading them from SQLite meant queueing behind the audit writer's commits on the
+    /// one connection. Filled and cleared only under the connection lock, and cleared by
+    /// every state-changing transaction, so a hit is never older than the last commit.
+    grants: Mutex<HashMap<String, Arc<Vec<PermissionRow>>>>,
 }
 
 impl Store {
@@ -192,6 +198,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             logs,
+            grants: Mutex::default(),
         })
     }
 
@@ -218,23 +225,38 @@ impl Store {
         let Tx { sql, audit } = tx;
         let mut written = Vec::with_capacity(audit.len());
         for entry in audit {
-            let id = insert_audit(&sql, &entry).map_err(StoreError::from)?;
-            written.push((id, entry));
+            written.push(insert_audit(&sql, entry).map_err(StoreError::from)?);
         }
         sql.commit().map_err(StoreError::from)?;
-        // Still under the connection lock, so the files keep the store's order.
+        // Still under the connection lock, so the files keep the store's order and no
+        // reader can refill the grant cache from before this commit.
         self.logs.append(&written);
+        if let Ok(mut grants) = self.grants.lock() {
+            grants.clear();
+        }
         Ok(value)
     }
 
-    /// Records audit entries that change nothing else (refusals, runtime events).
+    /// Records audit entries that change nothing else (refusals, runtime events, the
+    /// broker's batches); unlike `write`, leaves the grant cache alone.
     pub fn audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        self.write(|tx| {
-            for e in entries {
-                tx.audit(e);
+        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let sql = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut written = Vec::with_capacity(entries.len());
+        let mut entries = entries.into_iter().peekable();
+        while entries.peek().is_some() {
+            let chunk: Vec<AuditEntry> = entries.by_ref().take(AUDIT_ROWS_PER_INSERT).collect();
+            if chunk.len() == AUDIT_ROWS_PER_INSERT {
+                written.extend(insert_audit_rows(&sql, chunk)?);
+            } else {
+                for entry in chunk {
+                    written.push(insert_audit(&sql, entry)?);
+                }
             }
-            Ok::<_, StoreError>(())
-        })
+        }
+        sql.commit()?;
+        self.logs.append(&written);
+        Ok(())
     }
 
     pub fn read<T>(
@@ -264,7 +286,19 @@ impl Store {
     }
 
     pub fn permissions(&self, plugin: &str) -> Result<Vec<PermissionRow>, StoreError> {
-        self.read(|c| permission_rows(c, plugin))
+        Ok(self.cached_permissions(plugin)?.as_ref().clone())
+    }
+
+    fn cached_permissions(&self, plugin: &str) -> Result<Arc<Vec<PermissionRow>>, StoreError> {
+        if let Some(hit) = self.grants.lock().ok().and_then(|g| g.get(plugin).cloned()) {
+            return Ok(hit);
+        }
+        let conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        let rows = Arc::new(permission_rows(&conn, plugin)?);
+        if let Ok(mut grants) = self.grants.lock() {
+            grants.insert(plugin.to_string(), Arc::clone(&rows));
+        }
+        Ok(rows)
     }
 
     pub fn pending(&self) -> Result<Vec<(PluginRow, PermissionRow)>, StoreError> {
@@ -288,9 +322,10 @@ impl Store {
     ) -> Result<Option<PermissionRow>, StoreError> {
         let now = now_ms();
         Ok(self
-            .permissions(plugin)?
-            .into_iter()
-            .find(|p| p.permission == permission && p.is_live(now)))
+            .cached_permissions(plugin)?
+            .iter()
+            .find(|p| p.permission == permission && p.is_live(now))
+            .cloned())
     }
 
     /// Whether the plugin holds `permission` now, covering `target` if given.
@@ -575,26 +610,84 @@ pub fn config_set(c: &Connection, plugin: &str, key: &str, value: &str) -> Resul
     Ok(())
 }
 
-fn insert_audit(c: &Connection, e: &AuditEntry) -> rusqlite::Result<i64> {
-    let detail = (!e.detail.is_null()).then(|| e.detail.to_string());
-    c.execute(
-        "INSERT INTO audit_log (ts, actor, role, on_behalf_of, action, plugin, permission, outcome, before, after, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        params![
-            e.ts_ms,
-            e.actor,
-            e.role,
-            e.on_behalf_of,
-            e.action,
-            e.plugin,
-            e.permission,
-            e.outcome.as_str(),
-            e.before,
-            e.after,
-            detail
-        ],
-    )?;
-    Ok(c.last_insert_rowid())
+/// Rows per multi-row INSERT of an audit batch (11 parameters each, well within
+/// SQLite's 32766-parameter limit).
+const AUDIT_ROWS_PER_INSERT: usize = 32;
+
+const AUDIT_COLUMNS: &str =
+    "INSERT INTO audit_log (ts, actor, role, on_behalf_of, action, plugin, permission, outcome, before, after, detail) VALUES ";
+
+/// Inserts exactly `AUDIT_ROWS_PER_INSERT` records with one statement: one pass
+/// through SQLite's VM and one `sqlite_sequence` update instead of one per row. The
+/// rows of one INSERT get consecutive rowids (AUTOINCREMENT, one writer), ending at
+/// `last_insert_rowid`.
+fn insert_audit_rows(c: &Connection, entries: Vec<AuditEntry>) -> rusqlite::Result<Vec<Committed>> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        format!(
+            "{AUDIT_COLUMNS}{}",
+            vec![row; AUDIT_ROWS_PER_INSERT].join(", ")
+        )
+    });
+    let details: Vec<Option<String>> = entries.iter().map(Committed::detail_text).collect();
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(entries.len() * 11);
+    let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
+    for ((e, detail), outcome) in entries.iter().zip(&details).zip(&outcomes) {
+        params.extend_from_slice(&[
+            &e.ts_ms,
+            &e.actor,
+            &e.role,
+            &e.on_behalf_of,
+            &e.action,
+            &e.plugin,
+            &e.permission,
+            outcome,
+            &e.before,
+            &e.after,
+            detail,
+        ]);
+    }
+    stmt.execute(params.as_slice())?;
+    drop(params);
+    let first = c.last_insert_rowid() - entries.len() as i64 + 1;
+    Ok(entries
+        .into_iter()
+        .zip(details)
+        .enumerate()
+        .map(|(i, (entry, detail))| Committed {
+            id: first + i as i64,
+            entry,
+            detail,
+        })
+        .collect())
+}
+
+fn insert_audit(c: &Connection, e: AuditEntry) -> rusqlite::Result<Committed> {
+    let detail = Committed::detail_text(&e);
+    // Cached: the broker's batches insert thousands of rows per transaction.
+    let mut stmt = c.prepare_cached(&format!(
+        "{AUDIT_COLUMNS}(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?;
+    stmt.execute(params![
+        e.ts_ms,
+        e.actor,
+        e.role,
+        e.on_behalf_of,
+        e.action,
+        e.plugin,
+        e.permission,
+        e.outcome.as_str(),
+        e.before,
+        e.after,
+        detail
+    ])?;
+    Ok(Committed {
+        id: c.last_insert_rowid(),
+        entry: e,
+        detail,
+    })
 }
 
 fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>, StoreError> {
@@ -707,5 +800,81 @@ mod tests {
             s.permissions("a").unwrap()[0].display_status(now_ms()),
             "expired"
         );
+    }
+
+    #[test]
+    fn cached_grants_follow_every_state_change_but_not_audit_batches() {
+        let (_d, s) = store();
+        s.write(|tx| {
+            insert_plugin(&tx.sql, &row("a"))?;
+            insert_request(&tx.sql, "a", Permission::DatabaseRead, &["t".into()], "why")
+        })
+        .unwrap();
+        assert!(s
+            .live_grant("a", Permission::DatabaseRead)
+            .unwrap()
+            .is_none());
+        let mut p = s.permissions("a").unwrap().remove(0);
+        p.status = PermissionStatus::Granted;
+        p.granted_scope = vec!["t".into()];
+        s.write(|tx| update_permission(&tx.sql, &p)).unwrap();
+        assert!(
+            s.live_grant("a", Permission::DatabaseRead)
+                .unwrap()
+                .is_some(),
+            "granted"
+        );
+        // An audit batch commits without touching grants; the cache stays valid.
+        s.audit(vec![AuditEntry::new(
+            &crate::audit::Actor::plugin("a"),
+            "broker.test",
+            crate::audit::Outcome::Ok,
+        )])
+        .unwrap();
+        assert!(s.grants.lock().unwrap().contains_key("a"));
+        p.status = PermissionStatus::Revoked;
+        s.write(|tx| update_permission(&tx.sql, &p)).unwrap();
+        assert!(
+            s.live_grant("a", Permission::DatabaseRead)
+                .unwrap()
+                .is_none(),
+            "revoked at once"
+        );
+    }
+
+    #[test]
+    fn a_large_audit_batch_keeps_ids_the_store_and_the_log_files_agree_on() {
+        let (d, s) = store();
+        let entries: Vec<AuditEntry> = (0..100)
+            .map(|n| {
+                AuditEntry::new(
+                    &crate::audit::Actor::plugin("a"),
+                    "broker.test",
+                    crate::audit::Outcome::Ok,
+                )
+                .detail(serde_json::json!({ "n": n }))
+            })
+            .collect();
+        s.audit(entries).unwrap();
+        let log = std::fs::read_to_string(d.path().join("log/plugins/activity.log")).unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 100);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(line["detail"]["n"], i, "in order");
+            let id = line["id"].as_i64().unwrap();
+            let stored: String = s
+                .read(|c| {
+                    Ok(
+                        c.query_row("SELECT detail FROM audit_log WHERE id = ?1", [id], |r| {
+                            r.get(0)
+                        })?,
+                    )
+                })
+                .unwrap();
+            assert_eq!(stored, format!("{{\"n\":{i}}}"), "row {id}");
+        }
     }
 }

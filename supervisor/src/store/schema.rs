@@ -70,6 +70,11 @@ ALTER TABLE plugins ADD COLUMN uid_offset INTEGER;
 UPDATE plugins SET uid_offset = rowid - 1;
 CREATE UNIQUE INDEX plugins_uid_offset ON plugins (uid_offset);
 "#,
+    // The audit query walks the log backwards by id; no query used the ts index, and
+    // every audit insert paid for it (the broker's batches insert thousands at a time).
+    r#"
+DROP INDEX audit_log_ts;
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -1,6 +1,7 @@
 //! Well-behaved test plugin built on the SDK: `echo` returns its args unchanged,
 //! `has-permission` reports a live permission check, `deny-flood` mixes allowed and
-//! refused calls for the audit crash test, `flood` hammers the broker to
+//! refused calls for the audit crash test, `bench-calls` times permission checks for
+//! `make bench-broker`, `flood` hammers the broker to
 //! meet its rate limit, and `freeze` wedges the whole (single-threaded) runtime so
 //! health checks have something to catch.
 
@@ -45,6 +46,43 @@ async fn deny_flood(ctx: PluginContext, n: u32) -> Result<String, String> {
     Ok(format!("denied={}", 8 * n))
 }
 
+/// `calls` permission checks (`has_permission`, a checked and audited no-op) with
+/// `in_flight` outstanding at a time; answers latency percentiles and throughput as
+/// JSON for `make bench-broker`.
+async fn bench_calls(ctx: PluginContext, calls: usize, in_flight: usize) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_task = calls / in_flight;
+    for _ in 0..in_flight {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let t = std::time::Instant::now();
+                ctx.has_permission("file_read")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            Ok::<Vec<f64>, String>(lat)
+        });
+    }
+    let mut lat = Vec::with_capacity(calls);
+    while let Some(done) = tasks.join_next().await {
+        lat.extend(done.map_err(|e| e.to_string())??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    Ok(format!(
+        r#"{{"calls":{},"p50_us":{},"p99_us":{},"per_sec":{}}}"#,
+        lat.len(),
+        at(0.5),
+        at(0.99),
+        lat.len() as f64 / secs
+    ))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), SdkError> {
     Plugin::new()
@@ -78,6 +116,17 @@ async fn main() -> Result<(), SdkError> {
             |ctx: PluginContext, args: Vec<u8>| async move {
                 let n: u32 = String::from_utf8_lossy(&args).trim().parse().unwrap_or(100);
                 deny_flood(ctx, n).await
+            },
+        )
+        .on_command(
+            "bench-calls",
+            |ctx: PluginContext, args: Vec<u8>| async move {
+                let args = String::from_utf8_lossy(&args).to_string();
+                let mut it = args
+                    .split_whitespace()
+                    .map(|v| v.parse::<usize>().unwrap_or(1));
+                let (calls, in_flight) = (it.next().unwrap_or(1000), it.next().unwrap_or(1));
+                bench_calls(ctx, calls, in_flight.max(1)).await
             },
         )
         .on_command("freeze", |_ctx: PluginContext, _args: Vec<u8>| async move {
