@@ -221,6 +221,13 @@ impl PluginContext {
         crate::Db::new(self.client())
     }
 
+    /// Host actions the PlexiChat server performs for the plugin, within its
+    /// `user_management`, `system_config` and `plugin_management` grants. See
+    /// [`Host`](crate::Host).
+    pub fn host(&self) -> crate::Host {
+        crate::Host::new(self.client())
+    }
+
     /// Whether the plugin currently holds `permission` (any scope).
     pub async fn has_permission(&self, permission: &str) -> Result<bool, SdkError> {
         self.has_permission_for(permission, "").await

@@ -86,6 +86,7 @@ mod db;
 mod error;
 mod event;
 mod files;
+mod host;
 mod plugin;
 
 #[cfg(test)]
@@ -99,4 +100,5 @@ pub use db::{Db, QueryResult, SqlValue};
 pub use error::SdkError;
 pub use event::{topic_matches, Event};
 pub use files::{DirEntry, FileKind, FileStat, Files, FILE_CHUNK_BYTES};
+pub use host::Host;
 pub use plugin::{HandlerOutcome, Plugin};

@@ -265,6 +265,22 @@ impl Broker for FakeBroker {
         Ok(Response::new(pb::MakeDirResponse {}))
     }
 
+    /// Echoes the action back; `delete_user` is not granted.
+    async fn host_action(
+        &self,
+        request: Request<pb::HostActionRequest>,
+    ) -> Result<Response<pb::HostActionResponse>, Status> {
+        let req = request.into_inner();
+        if req.target == "delete_user" {
+            return Err(Status::permission_denied(
+                "user_management is not granted for `delete_user`",
+            ));
+        }
+        Ok(Response::new(pb::HostActionResponse {
+            result: format!("{} {} {}", req.permission, req.target, req.action).into_bytes(),
+        }))
+    }
+
     /// Answers one row holding the parameters it was sent; `users` is not granted.
     async fn query(
         &self,
@@ -979,4 +995,22 @@ async fn database_values_survive_the_round_trip_and_refusals_keep_their_code() {
         .expect_err("refused");
     assert!(err.is_permission_denied(), "{err}");
     assert!(err.to_string().contains("`users`"), "{err}");
+}
+
+#[tokio::test]
+async fn host_actions_carry_their_target_and_refusals_keep_their_code() {
+    let mut h = Harness::start(Ok(accepted_handshake()));
+    let ctx = h.connect().await.expect("handshake accepted");
+    let out = ctx
+        .host()
+        .call("user_management", "ban_user", "ban", b"{}")
+        .await
+        .expect("answered");
+    assert_eq!(out, b"user_management ban_user ban");
+    let err = ctx
+        .host()
+        .call("user_management", "delete_user", "delete", b"{}")
+        .await
+        .expect_err("refused");
+    assert!(err.is_permission_denied(), "{err}");
 }

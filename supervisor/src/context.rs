@@ -2,6 +2,7 @@
 //! permission catalog, the store and the event hub.
 
 use crate::audit::AuditWriter;
+use crate::broker::host_actions::HostActions;
 use crate::broker::Hub;
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -15,6 +16,8 @@ pub struct Shared {
     /// Batched audit of brokered calls into `store` (see `audit::writer`).
     pub audit: AuditWriter,
     pub hub: Hub,
+    /// The PlexiChat server's channel for plugins' host actions.
+    pub host_actions: HostActions,
     /// `None` only when `sandbox.confine = false`.
     pub sandbox: Option<SandboxHost>,
 }

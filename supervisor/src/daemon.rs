@@ -87,6 +87,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         store,
         audit,
         hub: Hub::default(),
+        host_actions: Default::default(),
         sandbox,
     });
     let weak = Arc::downgrade(&shared);

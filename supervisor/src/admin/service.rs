@@ -489,6 +489,32 @@ impl Admin for AdminService {
             .filter_map(|item| item.ok().map(Ok));
         Ok(Response::new(Box::pin(stream)))
     }
+
+    type ServeHostActionsStream = BoxStream<HostActionCall>;
+
+    async fn serve_host_actions(
+        &self,
+        request: Request<tonic::Streaming<HostActionResult>>,
+    ) -> Result<Response<Self::ServeHostActionsStream>, Status> {
+        let actor = self.auth(&request, "serve host actions", Need::Serve)?;
+        let mut results = request.into_inner();
+        let (id, calls) = self.shared.host_actions.connect();
+        self.audit(
+            AuditEntry::new(&actor, "host_actions.connect", Outcome::Ok)
+                .detail(serde_json::json!({ "connection": id })),
+        );
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            while let Ok(Some(result)) = results.message().await {
+                if !shared.host_actions.complete(result) {
+                    tracing::debug!(connection = id, "a host action result nobody waits for");
+                }
+            }
+            shared.host_actions.disconnect(id);
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(calls).map(Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 impl AdminService {

@@ -4,6 +4,7 @@
 
 pub mod database;
 mod files;
+pub mod host_actions;
 mod hub;
 mod ratelimit;
 mod service;

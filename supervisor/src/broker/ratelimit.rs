@@ -15,6 +15,7 @@ pub enum Service {
     Permissions,
     Files,
     Database,
+    Host,
 }
 
 impl Service {
@@ -26,6 +27,7 @@ impl Service {
             Service::Permissions => "permissions",
             Service::Files => "files",
             Service::Database => "database",
+            Service::Host => "host",
         }
     }
 }

@@ -27,6 +27,22 @@ use crate::store;
 const MAX_CONFIG_VALUE_BYTES: usize = 64 * 1024;
 const MAX_CONFIG_KEYS: u32 = 1024;
 const MAX_TOPICS_PER_SUBSCRIBE: usize = 64;
+const MAX_HOST_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// The permissions whose actions the PlexiChat server executes.
+fn host_permission(name: &str) -> Result<Permission, Status> {
+    let permission: Permission = name
+        .parse()
+        .map_err(|e: crate::catalog::UnknownPermission| Status::invalid_argument(e.to_string()))?;
+    match permission {
+        Permission::UserManagement | Permission::SystemConfig | Permission::PluginManagement => {
+            Ok(permission)
+        }
+        other => Err(Status::invalid_argument(format!(
+            "{other} is not a host action; host actions are user_management, system_config and plugin_management"
+        ))),
+    }
+}
 
 pub struct BrokerService {
     pub shared: Arc<Shared>,
@@ -755,5 +771,60 @@ impl Broker for BrokerService {
                 .collect(),
             rows_affected: out.rows_affected,
         }))
+    }
+
+    async fn host_action(
+        &self,
+        request: Request<HostActionRequest>,
+    ) -> Result<Response<HostActionResponse>, Status> {
+        self.admit(Service::Host).await?;
+        let req = request.into_inner();
+        let detail = serde_json::json!({
+            "permission": req.permission,
+            "target": req.target,
+            "action": req.action,
+            "bytes": req.payload.len(),
+        });
+        self.audited("broker.host_action", detail, async {
+            let permission = host_permission(&req.permission)?;
+            let shape = self.shared.catalog.spec(permission).scope;
+            validate_scope_entry(shape, &req.target).map_err(Status::invalid_argument)?;
+            if req.payload.len() > MAX_HOST_PAYLOAD_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "host action payloads are at most {MAX_HOST_PAYLOAD_BYTES} bytes"
+                )));
+            }
+            let grant = self
+                .shared
+                .store
+                .check_grant(
+                    &self.shared.catalog,
+                    self.name(),
+                    permission,
+                    Some(&req.target),
+                )
+                .map_err(internal)?;
+            if grant.is_none() {
+                return Err(Status::permission_denied(format!(
+                    "{permission} is not granted for `{}`",
+                    req.target
+                )));
+            }
+            let call = broker_proto::admin::v1::HostActionCall {
+                plugin: self.name().to_string(),
+                permission: permission.to_string(),
+                target: req.target.clone(),
+                action: req.action.clone(),
+                payload: req.payload.clone(),
+                ..Default::default()
+            };
+            let result = self
+                .shared
+                .host_actions
+                .call(call, self.shared.cfg.runtime.command_timeout)
+                .await?;
+            Ok(Response::new(HostActionResponse { result }))
+        })
+        .await
     }
 }

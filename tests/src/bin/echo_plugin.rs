@@ -1,6 +1,6 @@
 //! Well-behaved test plugin built on the SDK: `echo` returns its args unchanged,
 //! `has-permission` reports a live permission check, `deny-flood` mixes allowed and
-//! refused calls for the audit crash test, `bench-calls` times permission checks for
+//! refused calls for the audit crash test, `host` makes a host action, `bench-calls` times permission checks for
 //! `make bench-broker`, `flood` hammers the broker to
 //! meet its rate limit, and `freeze` wedges the whole (single-threaded) runtime so
 //! health checks have something to catch.
@@ -129,6 +129,24 @@ async fn main() -> Result<(), SdkError> {
                 bench_calls(ctx, calls, in_flight.max(1)).await
             },
         )
+        .on_command("host", |ctx: PluginContext, args: Vec<u8>| async move {
+            // `<permission> <target> <action> <payload>`; a refusal is an answer too.
+            let args = String::from_utf8_lossy(&args).to_string();
+            let parts: Vec<&str> = args.splitn(4, ' ').collect();
+            let [permission, target, action, payload] = parts[..] else {
+                return Err("args: <permission> <target> <action> <payload>".to_string());
+            };
+            Ok::<String, String>(
+                match ctx
+                    .host()
+                    .call(permission, target, action, payload.as_bytes())
+                    .await
+                {
+                    Ok(result) => String::from_utf8_lossy(&result).into_owned(),
+                    Err(e) => format!("ERR {:?}: {e}", e.code()),
+                },
+            )
+        })
         .on_command("freeze", |_ctx: PluginContext, _args: Vec<u8>| async move {
             // Blocks the only runtime thread: no more pongs, no more replies.
             std::thread::sleep(std::time::Duration::from_secs(3600));
