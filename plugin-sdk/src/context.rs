@@ -228,6 +228,12 @@ impl PluginContext {
         crate::Host::new(self.client())
     }
 
+    /// Outbound HTTP(S) made by the supervisor within the plugin's
+    /// `network_outbound` grant. See [`Http`](crate::Http).
+    pub fn http(&self) -> crate::Http {
+        crate::Http::new(self.client())
+    }
+
     /// Whether the plugin currently holds `permission` (any scope).
     pub async fn has_permission(&self, permission: &str) -> Result<bool, SdkError> {
         self.has_permission_for(permission, "").await

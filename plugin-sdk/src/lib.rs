@@ -87,6 +87,7 @@ mod error;
 mod event;
 mod files;
 mod host;
+mod http;
 mod plugin;
 
 #[cfg(test)]
@@ -101,4 +102,5 @@ pub use error::SdkError;
 pub use event::{topic_matches, Event};
 pub use files::{DirEntry, FileKind, FileStat, Files, FILE_CHUNK_BYTES};
 pub use host::Host;
+pub use http::{Http, HttpResponse};
 pub use plugin::{HandlerOutcome, Plugin};

@@ -265,6 +265,25 @@ impl Broker for FakeBroker {
         Ok(Response::new(pb::MakeDirResponse {}))
     }
 
+    /// Answers with the method and URL it got; other hosts are not granted.
+    async fn http(
+        &self,
+        request: Request<pb::HttpRequest>,
+    ) -> Result<Response<pb::HttpResponse>, Status> {
+        let req = request.into_inner();
+        if !req.url.starts_with("https://api.example.com/") {
+            return Err(Status::permission_denied(
+                "network_outbound is not granted for `evil.net:443`",
+            ));
+        }
+        Ok(Response::new(pb::HttpResponse {
+            status: 200,
+            headers: req.headers,
+            body: format!("{} {}", req.method, req.url).into_bytes(),
+            url: req.url,
+        }))
+    }
+
     /// Echoes the action back; `delete_user` is not granted.
     async fn host_action(
         &self,
@@ -1010,6 +1029,31 @@ async fn host_actions_carry_their_target_and_refusals_keep_their_code() {
     let err = ctx
         .host()
         .call("user_management", "delete_user", "delete", b"{}")
+        .await
+        .expect_err("refused");
+    assert!(err.is_permission_denied(), "{err}");
+}
+
+#[tokio::test]
+async fn http_requests_and_refusals_round_trip() {
+    let mut h = Harness::start(Ok(accepted_handshake()));
+    let ctx = h.connect().await.expect("handshake accepted");
+    let out = ctx
+        .http()
+        .request(
+            "POST",
+            "https://api.example.com/x",
+            &[("x-token", "t")],
+            b"{}".to_vec(),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(out.status, 200);
+    assert_eq!(out.body, b"POST https://api.example.com/x");
+    assert_eq!(out.headers, [("x-token".to_string(), "t".to_string())]);
+    let err = ctx
+        .http()
+        .get("https://evil.net/")
         .await
         .expect_err("refused");
     assert!(err.is_permission_denied(), "{err}");

@@ -6,6 +6,7 @@ pub mod database;
 mod files;
 pub mod host_actions;
 mod hub;
+pub mod network;
 mod ratelimit;
 mod service;
 mod session;

@@ -16,6 +16,7 @@ pub enum Service {
     Files,
     Database,
     Host,
+    Network,
 }
 
 impl Service {
@@ -28,6 +29,7 @@ impl Service {
             Service::Files => "files",
             Service::Database => "database",
             Service::Host => "host",
+            Service::Network => "network",
         }
     }
 }

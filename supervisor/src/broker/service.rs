@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::database::{self, DbError};
 use super::files::{self, Beneath, FileError, Target};
+use super::network;
 use super::ratelimit::{Refusal, Service};
 use super::session::Session;
 use crate::audit::{Actor, AuditEntry, Outcome};
@@ -330,6 +331,44 @@ impl BrokerService {
         let entry = AuditEntry::new(&Actor::plugin(self.name()), "broker.database", outcome)
             .plugin(self.name())
             .permission(permission.to_string())
+            .detail(detail);
+        self.shared.audit.submit(entry).await;
+    }
+}
+
+impl BrokerService {
+    /// One record per request: host, method, status and bytes (the query string is
+    /// left out: it may carry credentials).
+    async fn audit_http(
+        &self,
+        method: &str,
+        url: &str,
+        result: &Result<network::HttpAnswer, network::NetError>,
+    ) {
+        let parsed = reqwest::Url::parse(url).ok();
+        let host = parsed
+            .as_ref()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)));
+        let path = parsed.as_ref().map(|u| u.path().to_string());
+        let mut detail = serde_json::json!({ "method": method, "host": host, "path": path });
+        let outcome = match result {
+            Ok(a) => {
+                detail["status"] = a.status.into();
+                detail["bytes"] = a.body.len().into();
+                Outcome::Ok
+            }
+            Err(e) => {
+                detail["error"] = e.to_string().into();
+                if matches!(e, network::NetError::Denied(_)) {
+                    Outcome::Denied
+                } else {
+                    Outcome::Failed
+                }
+            }
+        };
+        let entry = AuditEntry::new(&Actor::plugin(self.name()), "broker.http", outcome)
+            .plugin(self.name())
+            .permission(Permission::NetworkOutbound.to_string())
             .detail(detail);
         self.shared.audit.submit(entry).await;
     }
@@ -826,5 +865,44 @@ impl Broker for BrokerService {
             Ok(Response::new(HostActionResponse { result }))
         })
         .await
+    }
+
+    async fn http(&self, request: Request<HttpRequest>) -> Result<Response<HttpResponse>, Status> {
+        self.admit(Service::Network).await?;
+        let req = request.into_inner();
+        let grant = network::Grant {
+            entries: self
+                .shared
+                .store
+                .live_grant(self.name(), Permission::NetworkOutbound)
+                .map_err(internal)?
+                .map(|g| g.granted_scope)
+                .unwrap_or_default(),
+        };
+        let b = &self.shared.cfg.broker;
+        let limits = network::HttpLimits {
+            timeout: b.http_timeout,
+            max_response_bytes: usize::try_from(b.http_max_response_bytes).unwrap_or(usize::MAX),
+            max_redirects: b.http_max_redirects,
+        };
+        let call = network::HttpCall {
+            method: req.method.clone(),
+            url: req.url.clone(),
+            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: req.body,
+        };
+        let result = network::fetch(&grant, call, limits).await;
+        self.audit_http(&req.method, &req.url, &result).await;
+        let answer = result?;
+        Ok(Response::new(HttpResponse {
+            status: u32::from(answer.status),
+            headers: answer
+                .headers
+                .into_iter()
+                .map(|(name, value)| HttpHeader { name, value })
+                .collect(),
+            body: answer.body,
+            url: answer.url,
+        }))
     }
 }

@@ -60,6 +60,13 @@ impl ScopeShape {
     pub fn entry_within(self, narrow: &str, wide: &str) -> bool {
         match self {
             ScopeShape::Hosts => {
+                // Reaching internal addresses is a widening: only within a wide entry
+                // that allows it too.
+                let ((narrow, n_private), (wide, w_private)) =
+                    (host_entry_parts(narrow), host_entry_parts(wide));
+                if n_private && !w_private {
+                    return false;
+                }
                 let (nh, np) = split_host_port(narrow);
                 let (wh, wp) = split_host_port(wide);
                 let host_ok = if let Some(nd) = nh.strip_prefix("*.") {
@@ -175,7 +182,20 @@ fn is_hostname(h: &str) -> bool {
         })
 }
 
+/// The marker on a hosts entry that lets it reach loopback, private, link-local and
+/// other internal addresses (`private:localhost:8080`); without it they are refused.
+pub const PRIVATE_MARK: &str = "private:";
+
+/// A hosts entry without its `private:` marker, and whether it had one.
+pub fn host_entry_parts(entry: &str) -> (&str, bool) {
+    match entry.strip_prefix(PRIVATE_MARK) {
+        Some(rest) => (rest, true),
+        None => (entry, false),
+    }
+}
+
 fn is_host_entry(entry: &str) -> bool {
+    let (entry, _) = host_entry_parts(entry);
     let (host, port) = split_host_port(entry);
     if entry.contains(':') && port.is_none_or(|p| p == 0) {
         return false;
@@ -188,6 +208,7 @@ fn is_host_entry(entry: &str) -> bool {
 }
 
 fn host_covers(entry: &str, target: &str) -> bool {
+    let (entry, _) = host_entry_parts(entry);
     let (eh, ep) = split_host_port(entry);
     let (th, tp) = split_host_port(target);
     let Some(tp) = tp else { return false };
@@ -257,5 +278,33 @@ mod tests {
         assert!(validate_scope_entry(ScopeShape::Commands, "convert").is_err());
         assert!(ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo hi there"));
         assert!(!ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo"));
+    }
+
+    #[test]
+    fn the_private_marker_is_validated_matched_and_never_a_narrowing() {
+        let h = ScopeShape::Hosts;
+        assert!(validate_scope_entry(h, "private:localhost:8080").is_ok());
+        assert!(validate_scope_entry(h, "private:").is_err());
+        assert!(h.covers("private:localhost:8080", "localhost:8080"));
+        assert!(!h.covers("private:localhost:8080", "localhost:8081"));
+        assert!(h.entry_within("localhost:8080", "private:localhost:8080"));
+        assert!(!h.entry_within("private:localhost:8080", "localhost:8080"));
+        assert_eq!(host_entry_parts("private:a.example"), ("a.example", true));
+        assert_eq!(host_entry_parts("a.example"), ("a.example", false));
+    }
+
+    #[test]
+    fn a_wildcard_covers_subdomains_only_never_lookalikes() {
+        let h = ScopeShape::Hosts;
+        assert!(h.covers("*.example.com", "api.example.com:443"));
+        assert!(!h.covers("*.example.com", "example.com:443"));
+        assert!(!h.covers("*.example.com", "example.com.evil.net:443"));
+        assert!(!h.covers("*.example.com", "evilexample.com:443"));
+        assert!(!h.covers("example.com", "example.com.evil.net:443"));
+        assert!(!h.covers("example.com", "api.example.com:443"));
+        assert!(
+            !h.covers("example.com", "example.com:8443"),
+            "port 443/80 only without one"
+        );
     }
 }

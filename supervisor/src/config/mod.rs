@@ -54,6 +54,14 @@ pub struct BrokerConfig {
     pub db_max_rows: usize,
     #[serde(deserialize_with = "bytes")]
     pub db_max_bytes: u64,
+    /// An HTTP request (all redirects included) taking longer than this fails.
+    #[serde(deserialize_with = "duration")]
+    pub http_timeout: Duration,
+    /// Largest response body the network service returns.
+    #[serde(deserialize_with = "bytes")]
+    pub http_max_response_bytes: u64,
+    /// Redirects followed per request, each checked like the first URL.
+    pub http_max_redirects: usize,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +74,9 @@ impl Default for BrokerConfig {
             db_statement_time: Duration::from_secs(1),
             db_max_rows: 1000,
             db_max_bytes: 1 << 20,
+            http_timeout: Duration::from_secs(10),
+            http_max_response_bytes: 512 << 10,
+            http_max_redirects: 5,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Well-behaved test plugin built on the SDK: `echo` returns its args unchanged,
 //! `has-permission` reports a live permission check, `deny-flood` mixes allowed and
-//! refused calls for the audit crash test, `host` makes a host action, `bench-calls` times permission checks for
+//! refused calls for the audit crash test, `host` makes a host action, `http` a GET, `bench-calls` times permission checks for
 //! `make bench-broker`, `flood` hammers the broker to
 //! meet its rate limit, and `freeze` wedges the whole (single-threaded) runtime so
 //! health checks have something to catch.
@@ -146,6 +146,19 @@ async fn main() -> Result<(), SdkError> {
                     Err(e) => format!("ERR {:?}: {e}", e.code()),
                 },
             )
+        })
+        .on_command("http", |ctx: PluginContext, args: Vec<u8>| async move {
+            // `<url>`: a GET; the answer is `<status> <final url> <body>`, or the refusal.
+            let url = String::from_utf8_lossy(&args).trim().to_string();
+            Ok::<String, String>(match ctx.http().get(&url).await {
+                Ok(r) => format!(
+                    "{} {} {}",
+                    r.status,
+                    r.url,
+                    String::from_utf8_lossy(&r.body)
+                ),
+                Err(e) => format!("ERR {:?}: {e}", e.code()),
+            })
         })
         .on_command("freeze", |_ctx: PluginContext, _args: Vec<u8>| async move {
             // Blocks the only runtime thread: no more pongs, no more replies.
