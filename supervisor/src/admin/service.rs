@@ -386,7 +386,8 @@ impl Admin for AdminService {
             source: "server".into(),
             timestamp_ms: now_ms(),
         };
-        let delivered_to = self.shared.hub.deliver(&event, None);
+        let audience = crate::broker::event_audience(&self.shared, &event.topic);
+        let delivered_to = self.shared.hub.deliver(&event, None, &audience);
         self.audit(
             AuditEntry::new(&actor, "event.publish", Outcome::Ok).detail(
                 serde_json::json!({ "id": id, "topic": req.topic, "delivered_to": delivered_to }),

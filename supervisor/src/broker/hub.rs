@@ -62,15 +62,25 @@ impl Hub {
     }
 
     /// Queues an event for every ready plugin subscribed to its topic (except the
-    /// emitter); returns who got it. A plugin whose queue is full misses it.
-    pub fn deliver(&self, event: &Event, except: Option<&str>) -> Vec<String> {
+    /// emitter) that `may_receive` it; returns who got it. A plugin whose queue is full
+    /// misses it.
+    pub fn deliver(
+        &self,
+        event: &Event,
+        except: Option<&str>,
+        may_receive: &dyn Fn(&str) -> bool,
+    ) -> Vec<String> {
         let sessions: Vec<Arc<Session>> = match self.sessions.read() {
             Ok(s) => s.values().cloned().collect(),
             Err(_) => return Vec::new(),
         };
         let mut delivered = Vec::new();
         for s in sessions {
-            if Some(s.name()) == except || !s.is_ready() || !s.subscribed_to(&event.topic) {
+            if Some(s.name()) == except
+                || !s.is_ready()
+                || !s.subscribed_to(&event.topic)
+                || !may_receive(s.name())
+            {
                 continue;
             }
             match s.push_event(event.clone()) {

@@ -50,3 +50,25 @@ pub fn serve_connection(conn: UnixStream, service: BrokerService) -> JoinHandle<
 pub fn shared_session(plugin: crate::manifest::PluginName, version: String) -> Arc<Session> {
     Arc::new(Session::new(plugin, version))
 }
+
+/// Who may receive an event on `topic`: any subscriber, or for a topic the policy
+/// marks sensitive only plugins whose live `sensitive_events` grant covers it (checked
+/// at each delivery, so a revocation or expiry takes effect with the next event).
+pub fn event_audience<'a>(
+    shared: &'a crate::context::Shared,
+    topic: &'a str,
+) -> impl Fn(&str) -> bool + 'a {
+    let sensitive = shared.catalog.is_sensitive(topic);
+    move |plugin: &str| {
+        !sensitive
+            || matches!(
+                shared.store.check_grant(
+                    &shared.catalog,
+                    plugin,
+                    crate::catalog::Permission::SensitiveEvents,
+                    Some(topic),
+                ),
+                Ok(Some(_))
+            )
+    }
+}

@@ -142,6 +142,31 @@ impl BrokerService {
         result
     }
 
+    /// A pattern entirely within a sensitive topic needs a live `sensitive_events`
+    /// grant covering it. Broader patterns are accepted; their sensitive events are
+    /// filtered at delivery.
+    fn check_sensitive_subscription(&self, pattern: &str) -> Result<(), Status> {
+        let Some(sensitive) = self.shared.catalog.sensitive_containing(pattern) else {
+            return Ok(());
+        };
+        let entries = self
+            .shared
+            .store
+            .live_grant(self.name(), Permission::SensitiveEvents)
+            .map_err(internal)?
+            .map(|g| g.granted_scope)
+            .unwrap_or_default();
+        if entries
+            .iter()
+            .any(|e| ScopeShape::Topics.entry_within(pattern, e))
+        {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "`{pattern}` is a sensitive topic (policy: `{sensitive}`); sensitive_events is not granted for it"
+        )))
+    }
+
     fn emit_prefix(&self) -> String {
         format!("plugin.{}.", self.name())
     }
@@ -489,6 +514,7 @@ impl Broker for BrokerService {
                 }
                 for t in &topics {
                     validate_topic_pattern(t).map_err(Status::invalid_argument)?;
+                    self.check_sensitive_subscription(t)?;
                 }
                 let topics = self.session.set_subscriptions(topics);
                 Ok(Response::new(SubscribeResponse { topics }))
@@ -533,7 +559,11 @@ impl Broker for BrokerService {
             source: format!("plugin:{}", self.name()),
             timestamp_ms: ts,
         };
-        let delivered = self.shared.hub.deliver(&event, Some(self.name()));
+        let audience = super::event_audience(&self.shared, &event.topic);
+        let delivered = self
+            .shared
+            .hub
+            .deliver(&event, Some(self.name()), &audience);
         self.shared.audit.record(
             AuditEntry::new(&Actor::plugin(self.name()), "broker.emit", Outcome::Ok)
                 .plugin(self.name())

@@ -26,10 +26,11 @@ pub enum Permission {
     UserManagement,
     PluginManagement,
     ExecuteCommands,
+    SensitiveEvents,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::FileRead,
         Permission::FileWrite,
         Permission::NetworkOutbound,
@@ -39,6 +40,7 @@ impl Permission {
         Permission::UserManagement,
         Permission::PluginManagement,
         Permission::ExecuteCommands,
+        Permission::SensitiveEvents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Permission {
             Permission::UserManagement => "user_management",
             Permission::PluginManagement => "plugin_management",
             Permission::ExecuteCommands => "execute_commands",
+            Permission::SensitiveEvents => "sensitive_events",
         }
     }
 }
@@ -63,7 +66,7 @@ impl fmt::Display for Permission {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission `{0}` (known: file_read, file_write, network_outbound, database_read, database_write, system_config, user_management, plugin_management, execute_commands)")]
+#[error("unknown permission `{0}` (known: file_read, file_write, network_outbound, database_read, database_write, system_config, user_management, plugin_management, execute_commands, sensitive_events)")]
 pub struct UnknownPermission(pub String);
 
 impl FromStr for Permission {
@@ -128,6 +131,9 @@ pub struct PermissionSpec {
 pub struct Catalog {
     specs: BTreeMap<Permission, PermissionSpec>,
     risks: BTreeMap<Risk, RiskPolicy>,
+    /// Topic patterns whose events only plugins with a `sensitive_events` grant
+    /// covering them receive.
+    sensitive_topics: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +154,15 @@ pub enum CatalogError {
 struct RawCatalog {
     risk: BTreeMap<Risk, RawRisk>,
     permission: Vec<RawPermission>,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    #[serde(default)]
+    sensitive: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -255,7 +270,34 @@ impl Catalog {
         if let Some(missing) = Permission::ALL.iter().find(|p| !specs.contains_key(p)) {
             return Err(invalid(format!("permission `{missing}` is missing")));
         }
-        Ok(Catalog { specs, risks })
+        for t in &raw.events.sensitive {
+            crate::manifest::validate_topic_pattern(t)
+                .map_err(|e| invalid(format!("events.sensitive: {e}")))?;
+        }
+        Ok(Catalog {
+            specs,
+            risks,
+            sensitive_topics: raw.events.sensitive,
+        })
+    }
+
+    /// Whether events on `topic` need a `sensitive_events` grant.
+    pub fn is_sensitive(&self, topic: &str) -> bool {
+        self.sensitive_topics
+            .iter()
+            .any(|s| crate::manifest::topic_matches(s, topic))
+    }
+
+    /// The sensitive pattern a subscription pattern lies entirely within, if any.
+    pub fn sensitive_containing(&self, pattern: &str) -> Option<&str> {
+        self.sensitive_topics
+            .iter()
+            .find(|s| scope::topic_within(pattern, s))
+            .map(String::as_str)
+    }
+
+    pub fn sensitive_topics(&self) -> &[String] {
+        &self.sensitive_topics
     }
 
     pub fn spec(&self, permission: Permission) -> &PermissionSpec {
@@ -285,7 +327,7 @@ mod tests {
     const SHIPPED: &str = include_str!("../../../policies/permissions.toml");
 
     #[test]
-    fn shipped_catalog_has_the_nine_permissions_with_design_risks() {
+    fn shipped_catalog_has_the_ten_permissions_with_design_risks() {
         let c = Catalog::parse(SHIPPED, "shipped").expect("shipped catalog parses");
         let risk = |p| c.spec(p).risk;
         assert_eq!(risk(Permission::FileRead), Risk::Medium);
@@ -306,6 +348,12 @@ mod tests {
             DefaultAccess::Limited
         );
         assert_eq!(c.policy_for(Permission::FileWrite).approvals, 2);
+        assert_eq!(risk(Permission::SensitiveEvents), Risk::Medium);
+        assert!(c.is_sensitive("user.created"));
+        assert!(c.is_sensitive("chat.private.dm"));
+        assert!(!c.is_sensitive("chat.message"));
+        assert_eq!(c.sensitive_containing("user.admin.*"), Some("user.*"));
+        assert_eq!(c.sensitive_containing("chat.*"), None, "only overlaps");
     }
 
     #[test]

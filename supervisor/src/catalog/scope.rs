@@ -20,6 +20,8 @@ pub enum ScopeShape {
     Plugins,
     /// Absolute argv prefixes, space separated: `/usr/bin/convert -resize`.
     Commands,
+    /// Event topics, exact or `prefix.*`.
+    Topics,
 }
 
 impl ScopeShape {
@@ -32,6 +34,7 @@ impl ScopeShape {
             ScopeShape::Actions => "action name",
             ScopeShape::Plugins => "plugin name",
             ScopeShape::Commands => "absolute command line",
+            ScopeShape::Topics => "topic pattern",
         }
     }
 
@@ -48,6 +51,7 @@ impl ScopeShape {
                 None => entry == target,
             },
             ScopeShape::Actions | ScopeShape::Plugins => entry == target,
+            ScopeShape::Topics => topic_within(target, entry),
             ScopeShape::Commands => {
                 let want: Vec<&str> = entry.split_whitespace().collect();
                 let got: Vec<&str> = target.split_whitespace().collect();
@@ -59,6 +63,7 @@ impl ScopeShape {
     /// Whether every target `narrow` covers is also covered by `wide`.
     pub fn entry_within(self, narrow: &str, wide: &str) -> bool {
         match self {
+            ScopeShape::Topics => topic_within(narrow, wide),
             ScopeShape::Hosts => {
                 // Reaching internal addresses is a widening: only within a wide entry
                 // that allows it too.
@@ -111,6 +116,7 @@ pub fn validate_scope_entry(shape: ScopeShape, entry: &str) -> Result<(), String
                 })
         }
         ScopeShape::Actions => is_identifier(entry),
+        ScopeShape::Topics => crate::manifest::validate_topic_pattern(entry).is_ok(),
         ScopeShape::Plugins => crate::manifest::PluginName::new(entry).is_ok(),
         ScopeShape::Commands => {
             entry
@@ -180,6 +186,18 @@ fn is_hostname(h: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// Whether every topic `narrow` (a topic or `prefix.*`) matches is matched by `wide`.
+pub fn topic_within(narrow: &str, wide: &str) -> bool {
+    match wide.strip_suffix(".*") {
+        None => narrow == wide,
+        Some(prefix) => {
+            let base = narrow.strip_suffix(".*").unwrap_or(narrow);
+            base.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.') || (rest.is_empty() && narrow != base))
+        }
+    }
 }
 
 /// The marker on a hosts entry that lets it reach loopback, private, link-local and
@@ -306,5 +324,21 @@ mod tests {
             !h.covers("example.com", "example.com:8443"),
             "port 443/80 only without one"
         );
+    }
+
+    #[test]
+    fn topic_patterns_cover_what_they_match() {
+        let t = ScopeShape::Topics;
+        assert!(validate_scope_entry(t, "user.*").is_ok());
+        assert!(validate_scope_entry(t, "User.*").is_err());
+        assert!(t.covers("user.*", "user.created"));
+        assert!(t.covers("user.created", "user.created"));
+        assert!(!t.covers("user.*", "username.changed"));
+        assert!(!t.covers("user.*", "user"));
+        assert!(t.entry_within("user.*", "user.*"));
+        assert!(t.entry_within("user.admin.*", "user.*"));
+        assert!(t.entry_within("user.created", "user.*"));
+        assert!(!t.entry_within("user.*", "user.created"));
+        assert!(!t.entry_within("users.*", "user.*"));
     }
 }
