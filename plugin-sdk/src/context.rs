@@ -234,6 +234,12 @@ impl PluginContext {
         crate::Http::new(self.client())
     }
 
+    /// Host commands the supervisor runs, confined, within the plugin's
+    /// `execute_commands` grant. See [`Commands`](crate::Commands).
+    pub fn commands(&self) -> crate::Commands {
+        crate::Commands::new(self.client())
+    }
+
     /// Whether the plugin currently holds `permission` (any scope).
     pub async fn has_permission(&self, permission: &str) -> Result<bool, SdkError> {
         self.has_permission_for(permission, "").await

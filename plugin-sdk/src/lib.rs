@@ -80,6 +80,7 @@
 //! - Outside the supervisor there is no fd 3, and connecting fails with
 //!   [`SdkError::NoBrokerFd`].
 
+mod commands;
 mod connection;
 mod context;
 mod db;
@@ -93,6 +94,7 @@ mod plugin;
 #[cfg(test)]
 mod roundtrip_tests;
 
+pub use commands::{CommandOutput, Commands};
 pub use connection::{BROKER_FD_ENV, DEFAULT_BROKER_FD};
 pub use context::{
     Grant, LogLevel, PluginContext, PLUGIN_NAME_ENV, PLUGIN_VERSION_ENV, SDK_VERSION,

@@ -265,6 +265,23 @@ impl Broker for FakeBroker {
         Ok(Response::new(pb::MakeDirResponse {}))
     }
 
+    /// Echoes argv as stdout; anything but /bin/echo is not granted.
+    async fn execute(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        let argv = request.into_inner().argv;
+        if argv.first().map(String::as_str) != Some("/bin/echo") {
+            return Err(Status::permission_denied("execute_commands is not granted"));
+        }
+        Ok(Response::new(pb::ExecuteResponse {
+            exited: true,
+            exit_code: 0,
+            stdout: argv[1..].join(" ").into_bytes(),
+            ..Default::default()
+        }))
+    }
+
     /// Answers with the method and URL it got; other hosts are not granted.
     async fn http(
         &self,
@@ -1054,6 +1071,26 @@ async fn http_requests_and_refusals_round_trip() {
     let err = ctx
         .http()
         .get("https://evil.net/")
+        .await
+        .expect_err("refused");
+    assert!(err.is_permission_denied(), "{err}");
+}
+
+#[tokio::test]
+async fn commands_round_trip_with_their_exit_status() {
+    let mut h = Harness::start(Ok(accepted_handshake()));
+    let ctx = h.connect().await.expect("handshake accepted");
+    let out = ctx
+        .commands()
+        .run(&["/bin/echo", "hi", "there"])
+        .await
+        .expect("ran");
+    assert_eq!(out.exit_code, Some(0));
+    assert_eq!(out.signal, None);
+    assert_eq!(out.stdout, b"hi there");
+    let err = ctx
+        .commands()
+        .run(&["/bin/sh", "-c", "id"])
         .await
         .expect_err("refused");
     assert!(err.is_permission_denied(), "{err}");

@@ -17,6 +17,7 @@ pub enum Service {
     Database,
     Host,
     Network,
+    Commands,
 }
 
 impl Service {
@@ -30,6 +31,7 @@ impl Service {
             Service::Database => "database",
             Service::Host => "host",
             Service::Network => "network",
+            Service::Commands => "commands",
         }
     }
 }

@@ -47,6 +47,8 @@ fn host_permission(name: &str) -> Result<Permission, Status> {
 
 pub struct BrokerService {
     pub shared: Arc<Shared>,
+    /// Runs the plugin's host commands (execute_commands) the way plugins are run.
+    pub launcher: crate::launcher::Launcher,
     pub session: Arc<Session>,
     pub log: Arc<PluginLog>,
     pub limits: super::RateLimiter,
@@ -934,5 +936,51 @@ impl Broker for BrokerService {
             body: answer.body,
             url: answer.url,
         }))
+    }
+
+    async fn execute(
+        &self,
+        request: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        self.admit(Service::Commands).await?;
+        let argv = request.into_inner().argv;
+        self.audited("broker.execute", serde_json::json!({ "argv": argv }), async {
+            if argv.is_empty() || argv.len() > 256 || argv.iter().map(String::len).sum::<usize>() > 64 * 1024 {
+                return Err(Status::invalid_argument("argv needs 1 to 256 arguments, at most 64 KiB in all"));
+            }
+            if argv.iter().any(|a| a.contains('\0')) {
+                return Err(Status::invalid_argument("arguments cannot contain NUL"));
+            }
+            let entries = self
+                .shared
+                .store
+                .live_grant(self.name(), Permission::ExecuteCommands)
+                .map_err(internal)?
+                .map(|g| g.granted_scope)
+                .unwrap_or_default();
+            let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+            if !entries.iter().any(|e| crate::catalog::argv_allowed(e, &words)) {
+                return Err(Status::permission_denied(format!(
+                    "execute_commands is not granted for {words:?} (an approved entry must match the argv exactly, or end in ` ...` to allow more arguments)"
+                )));
+            }
+            let b = &self.shared.cfg.broker;
+            let limits = crate::runtime::commands::CommandLimits {
+                timeout: b.exec_timeout,
+                max_output_bytes: usize::try_from(b.exec_max_output_bytes).unwrap_or(usize::MAX),
+            };
+            let out =
+                crate::runtime::commands::run(&self.shared, &self.launcher, self.name(), &argv, limits)
+                    .await?;
+            Ok(Response::new(ExecuteResponse {
+                exited: out.exit_code.is_some(),
+                exit_code: out.exit_code.unwrap_or(0),
+                signal: out.signal.unwrap_or(0),
+                stdout: out.stdout,
+                stderr: out.stderr,
+                truncated: out.truncated,
+            }))
+        })
+        .await
     }
 }

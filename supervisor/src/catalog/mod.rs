@@ -3,7 +3,7 @@
 
 mod scope;
 
-pub use scope::{host_entry_parts, validate_scope_entry, ScopeShape, PRIVATE_MARK};
+pub use scope::{argv_allowed, host_entry_parts, validate_scope_entry, ScopeShape, PRIVATE_MARK};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -18,7 +18,8 @@ pub enum ScopeShape {
     Actions,
     /// Plugin names.
     Plugins,
-    /// Absolute argv prefixes, space separated: `/usr/bin/convert -resize`.
+    /// An exact argv, space separated (`/usr/bin/uname -s`), or an argv prefix when it
+    /// ends in ` ...` (`/usr/bin/convert -resize ...`).
     Commands,
     /// Event topics, exact or `prefix.*`.
     Topics,
@@ -53,9 +54,7 @@ impl ScopeShape {
             ScopeShape::Actions | ScopeShape::Plugins => entry == target,
             ScopeShape::Topics => topic_within(target, entry),
             ScopeShape::Commands => {
-                let want: Vec<&str> = entry.split_whitespace().collect();
-                let got: Vec<&str> = target.split_whitespace().collect();
-                got.len() >= want.len() && got[..want.len()] == want[..]
+                argv_allowed(entry, &target.split_whitespace().collect::<Vec<_>>())
             }
         }
     }
@@ -64,6 +63,14 @@ impl ScopeShape {
     pub fn entry_within(self, narrow: &str, wide: &str) -> bool {
         match self {
             ScopeShape::Topics => topic_within(narrow, wide),
+            ScopeShape::Commands => {
+                let ((n, n_open), (w, w_open)) = (command_parts(narrow), command_parts(wide));
+                if w_open {
+                    n.len() >= w.len() && n[..w.len()] == w[..]
+                } else {
+                    !n_open && n == w
+                }
+            }
             ScopeShape::Hosts => {
                 // Reaching internal addresses is a widening: only within a wide entry
                 // that allows it too.
@@ -119,10 +126,10 @@ pub fn validate_scope_entry(shape: ScopeShape, entry: &str) -> Result<(), String
         ScopeShape::Topics => crate::manifest::validate_topic_pattern(entry).is_ok(),
         ScopeShape::Plugins => crate::manifest::PluginName::new(entry).is_ok(),
         ScopeShape::Commands => {
-            entry
-                .split_whitespace()
-                .next()
+            let (argv, _) = command_parts(entry);
+            argv.first()
                 .is_some_and(|argv0| argv0.starts_with('/') && is_normal_absolute_path(argv0))
+                && !argv.contains(&ANY_ARGS)
                 && !entry.contains(['\n', '\0'])
         }
     };
@@ -186,6 +193,31 @@ fn is_hostname(h: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// The last word of a commands entry that allows more arguments after it.
+pub const ANY_ARGS: &str = "...";
+
+/// A commands entry's fixed argv, and whether it ends in ` ...`.
+fn command_parts(entry: &str) -> (Vec<&str>, bool) {
+    let mut argv: Vec<&str> = entry.split_whitespace().collect();
+    let open = argv.last() == Some(&ANY_ARGS);
+    if open {
+        argv.pop();
+    }
+    (argv, open)
+}
+
+/// Whether a commands entry allows running `argv`: exactly that argv, or any argv
+/// starting with it when the entry ends in ` ...`. Arguments are compared whole, so
+/// `-resize 10` as one argument never matches the two words `-resize 10`.
+pub fn argv_allowed(entry: &str, argv: &[&str]) -> bool {
+    let (want, open) = command_parts(entry);
+    if open {
+        argv.len() >= want.len() && argv[..want.len()] == want[..]
+    } else {
+        argv == want.as_slice()
+    }
 }
 
 /// Whether every topic `narrow` (a topic or `prefix.*`) matches is matched by `wide`.
@@ -282,8 +314,11 @@ mod tests {
         assert!(ScopeShape::Hosts.entry_within("*.a.example.com", "*.example.com"));
         assert!(!ScopeShape::Hosts.entry_within("*.example.com", "a.example.com"));
         assert!(!ScopeShape::Hosts.entry_within("a.example.com:8080", "*.example.com"));
-        assert!(ScopeShape::Commands.entry_within("/bin/echo hi", "/bin/echo"));
-        assert!(!ScopeShape::Commands.entry_within("/bin/sh", "/bin/echo"));
+        assert!(ScopeShape::Commands.entry_within("/bin/echo hi", "/bin/echo ..."));
+        assert!(ScopeShape::Commands.entry_within("/bin/echo hi ...", "/bin/echo ..."));
+        assert!(!ScopeShape::Commands.entry_within("/bin/echo hi", "/bin/echo"));
+        assert!(!ScopeShape::Commands.entry_within("/bin/echo ...", "/bin/echo"));
+        assert!(!ScopeShape::Commands.entry_within("/bin/sh", "/bin/echo ..."));
         assert!(ScopeShape::Keys.entry_within("chat.limits.max", "chat.*"));
     }
 
@@ -294,8 +329,18 @@ mod tests {
         assert!(validate_scope_entry(ScopeShape::Tables, "x; DROP TABLE y").is_err());
         assert!(validate_scope_entry(ScopeShape::Commands, "/usr/bin/convert -resize").is_ok());
         assert!(validate_scope_entry(ScopeShape::Commands, "convert").is_err());
-        assert!(ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo hi there"));
-        assert!(!ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo"));
+        assert!(validate_scope_entry(ScopeShape::Commands, "/usr/bin/convert ... -x").is_err());
+        assert!(ScopeShape::Commands.covers("/bin/echo hi ...", "/bin/echo hi there"));
+        assert!(
+            !ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo hi there"),
+            "exact"
+        );
+        assert!(ScopeShape::Commands.covers("/bin/echo hi", "/bin/echo hi"));
+        assert!(!ScopeShape::Commands.covers("/bin/echo hi ...", "/bin/echo"));
+        assert!(!argv_allowed(
+            "/usr/bin/convert -resize 10 ...",
+            &["/usr/bin/convert", "-resize 10"]
+        ));
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub struct BrokerConfig {
     pub http_max_response_bytes: u64,
     /// Redirects followed per request, each checked like the first URL.
     pub http_max_redirects: usize,
+    /// A command run for execute_commands is killed after this long.
+    #[serde(deserialize_with = "duration")]
+    pub exec_timeout: Duration,
+    /// Most bytes kept of a command's stdout, and of its stderr.
+    #[serde(deserialize_with = "bytes")]
+    pub exec_max_output_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -77,6 +83,8 @@ impl Default for BrokerConfig {
             http_timeout: Duration::from_secs(10),
             http_max_response_bytes: 512 << 10,
             http_max_redirects: 5,
+            exec_timeout: Duration::from_secs(10),
+            exec_max_output_bytes: 256 << 10,
         }
     }
 }

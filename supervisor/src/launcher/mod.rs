@@ -46,12 +46,25 @@ pub struct LaunchSpec {
     pub plugin: String,
     pub version: String,
     pub binary: PathBuf,
-    pub sha256: String,
+    pub pin: BinaryPin,
+    /// Arguments after argv[0] (the binary's file name); empty for plugins.
+    #[serde(default)]
+    pub args: Vec<String>,
     pub data_dir: PathBuf,
     pub supervisor_pid: i32,
     pub rlimits: Rlimits,
     /// `None` only when confinement is switched off (benchmarks).
     pub confine: Option<ConfineSpec>,
+}
+
+/// What the binary must be before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinaryPin {
+    /// A plugin: the SHA-256 taken at install; anything else never starts.
+    Sha256(String),
+    /// A host command run for `execute_commands`: sealed as found, so the file run is
+    /// still the file that was read, but there is no install-time pin to compare.
+    Unpinned,
 }
 
 /// The confinement the trampoline applies before exec.
@@ -237,7 +250,7 @@ fn spawn_one(
     fresh_net: Option<OwnedFd>,
 ) -> Result<Spawned, LaunchFailure> {
     use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-    let binary = binaries.get(&req.spec.binary, &req.spec.sha256)?;
+    let binary = binaries.get(&req.spec.binary, &req.spec.pin)?;
     let binary_child = high_fd(
         binary
             .try_clone()

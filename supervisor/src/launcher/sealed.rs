@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{LaunchFailure, LaunchStage};
+use super::{BinaryPin, LaunchFailure, LaunchStage};
 use crate::install::hex;
 
 /// Identity of the on-disk file a memfd was made from. Any change (a replaced
@@ -62,16 +62,19 @@ fn integrity(message: String) -> LaunchFailure {
 impl SealedBinaries {
     /// The sealed memfd of `path`, verified against `sha256`. Borrowed: the
     /// caller duplicates it for the child.
-    pub fn get(&mut self, path: &Path, sha256: &str) -> Result<&OwnedFd, LaunchFailure> {
+    pub fn get(&mut self, path: &Path, pin: &BinaryPin) -> Result<&OwnedFd, LaunchFailure> {
         let meta = std::fs::metadata(path)
             .map_err(|e| integrity(format!("cannot stat {}: {e}", path.display())))?;
         let id = FileId::of(&meta);
-        let fresh = self
-            .cache
-            .get(path)
-            .is_some_and(|s| s.id == id && s.sha256 == sha256);
+        let fresh = self.cache.get(path).is_some_and(|s| {
+            s.id == id
+                && match pin {
+                    BinaryPin::Sha256(want) => s.sha256 == *want,
+                    BinaryPin::Unpinned => true,
+                }
+        });
         if !fresh {
-            let sealed = seal(path, sha256)?;
+            let sealed = seal(path, pin)?;
             self.cache.insert(path.to_path_buf(), sealed);
         }
         self.cache
@@ -81,7 +84,7 @@ impl SealedBinaries {
     }
 }
 
-fn seal(path: &Path, sha256: &str) -> Result<Sealed, LaunchFailure> {
+fn seal(path: &Path, pin: &BinaryPin) -> Result<Sealed, LaunchFailure> {
     let mut file =
         File::open(path).map_err(|e| integrity(format!("cannot open {}: {e}", path.display())))?;
     // The identity is taken from the opened file, so a swap between stat and
@@ -105,11 +108,13 @@ fn seal(path: &Path, sha256: &str) -> Result<Sealed, LaunchFailure> {
             .map_err(|e| integrity(format!("copying {} into memory: {e}", path.display())))?;
     }
     let actual = hex(&hasher.finalize());
-    if actual != sha256 {
-        return Err(integrity(format!(
-            "binary {} changed since install: sha256 {actual}, pinned {sha256}",
-            path.display()
-        )));
+    if let BinaryPin::Sha256(sha256) = pin {
+        if actual != *sha256 {
+            return Err(integrity(format!(
+                "binary {} changed since install: sha256 {actual}, pinned {sha256}",
+                path.display()
+            )));
+        }
     }
     let memfd = OwnedFd::from(out);
     // SAFETY: F_ADD_SEALS on our memfd with a valid seal mask.
@@ -122,7 +127,7 @@ fn seal(path: &Path, sha256: &str) -> Result<Sealed, LaunchFailure> {
     }
     Ok(Sealed {
         id: FileId::of(&meta),
-        sha256: sha256.to_string(),
+        sha256: actual,
         memfd,
     })
 }
@@ -176,7 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("plugin");
         std::fs::write(&bin, b"first version").unwrap();
-        let pin = sha256_file(&bin).unwrap();
+        let pin = BinaryPin::Sha256(sha256_file(&bin).unwrap());
         let mut cache = SealedBinaries::default();
         let fd = cache.get(&bin, &pin).unwrap().as_raw_fd();
         check_sealed(fd).unwrap();
@@ -189,5 +194,15 @@ mod tests {
         let err = cache.get(&bin, &pin).unwrap_err();
         assert_eq!(err.stage, LaunchStage::Integrity);
         assert!(err.message.contains("changed since install"), "{err}");
+        // A host command has no pin: the changed file is sealed as it now is.
+        let fd = cache.get(&bin, &BinaryPin::Unpinned).unwrap().as_raw_fd();
+        check_sealed(fd).unwrap();
+        let mut copy = String::new();
+        std::io::Read::read_to_string(
+            &mut std::fs::File::open(format!("/proc/self/fd/{fd}")).unwrap(),
+            &mut copy,
+        )
+        .unwrap();
+        assert_eq!(copy, "tampered");
     }
 }

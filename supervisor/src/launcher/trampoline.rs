@@ -341,11 +341,19 @@ fn prepare_exec(spec: &LaunchSpec, data_dir: &str) -> Result<PreparedExec, Launc
         format!("TMPDIR={tmp}"),
     ];
     let mut strings = vec![cstring(&argv0)?];
+    for a in &spec.args {
+        strings.push(cstring(a.as_bytes())?);
+    }
     for e in &env {
         strings.push(cstring(e.as_bytes())?);
     }
-    let argv = vec![strings[0].as_ptr(), std::ptr::null()];
-    let envp = strings[1..]
+    let argc = 1 + spec.args.len();
+    let argv = strings[..argc]
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp = strings[argc..]
         .iter()
         .map(|s| s.as_ptr())
         .chain(std::iter::once(std::ptr::null()))

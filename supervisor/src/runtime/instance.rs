@@ -12,7 +12,7 @@ use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::broker::{self, BrokerService, Session};
 use crate::context::Shared;
 use crate::launcher::{
-    self, LaunchRequest, LaunchSpec, LaunchStage, Launched, Launcher, PidFd, Rlimits,
+    self, BinaryPin, LaunchRequest, LaunchSpec, LaunchStage, Launched, Launcher, PidFd, Rlimits,
 };
 use crate::manifest::{Manifest, PluginName};
 use crate::plugin_log::PluginLog;
@@ -57,7 +57,8 @@ fn launch_request(
         plugin: row.name.clone(),
         version: row.version.clone(),
         binary: std::path::Path::new(&row.install_dir).join(&manifest.entry),
-        sha256: row.sha256.clone(),
+        pin: BinaryPin::Sha256(row.sha256.clone()),
+        args: Vec::new(),
         data_dir: data_dir.clone(),
         supervisor_pid: std::process::id() as i32,
         rlimits: Rlimits::default(),
@@ -172,6 +173,7 @@ async fn launch_and_supervise(
             conn,
             BrokerService {
                 shared: Arc::clone(shared),
+                launcher: launcher.clone(),
                 session: Arc::clone(&session),
                 log: Arc::clone(&log),
                 limits: broker::RateLimiter::new(

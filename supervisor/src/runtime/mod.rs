@@ -3,6 +3,7 @@
 //! exponential backoff and quarantines it after repeated crashes. Calls the
 //! launcher, the broker and the store; owns the `Status` that `plugin show` reports.
 
+pub mod commands;
 mod instance;
 mod output;
 mod security;

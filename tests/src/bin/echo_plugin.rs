@@ -1,6 +1,6 @@
 //! Well-behaved test plugin built on the SDK: `echo` returns its args unchanged,
 //! `has-permission` reports a live permission check, `deny-flood` mixes allowed and
-//! refused calls for the audit crash test, `host` makes a host action, `http` a GET, `bench-calls` times permission checks for
+//! refused calls for the audit crash test, `host` makes a host action, `http` a GET, `exec` runs a command, `bench-calls` times permission checks for
 //! `make bench-broker`, `flood` hammers the broker to
 //! meet its rate limit, and `freeze` wedges the whole (single-threaded) runtime so
 //! health checks have something to catch.
@@ -156,6 +156,23 @@ async fn main() -> Result<(), SdkError> {
                     r.status,
                     r.url,
                     String::from_utf8_lossy(&r.body)
+                ),
+                Err(e) => format!("ERR {:?}: {e}", e.code()),
+            })
+        })
+        .on_command("exec", |ctx: PluginContext, args: Vec<u8>| async move {
+            // A JSON argv; answers the exit, the output sizes and their starts.
+            let argv: Vec<String> = serde_json::from_slice(&args).map_err(|e| e.to_string())?;
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            Ok::<String, String>(match ctx.commands().run(&argv).await {
+                Ok(o) => format!(
+                    "exit={:?} signal={:?} truncated={} bytes={} stdout={} stderr={}",
+                    o.exit_code,
+                    o.signal,
+                    o.truncated,
+                    o.stdout.len(),
+                    String::from_utf8_lossy(&o.stdout[..o.stdout.len().min(200)]).trim(),
+                    String::from_utf8_lossy(&o.stderr[..o.stderr.len().min(200)]).trim(),
                 ),
                 Err(e) => format!("ERR {:?}: {e}", e.code()),
             })

@@ -58,6 +58,8 @@ pub struct Settings {
     pub landlock_minimum_abi: u8,
     /// Broker token buckets: calls per second and burst, per plugin and service.
     pub broker_rate: (f64, u32),
+    /// How long a command run for execute_commands may take.
+    pub exec_timeout: &'static str,
     /// Copy the repository's policies/ into the daemon's directory and point
     /// `policy_dir` at it; the closure may then break them.
     pub own_policies: bool,
@@ -79,6 +81,7 @@ impl Default for Settings {
             socket_mode: "0660",
             landlock_minimum_abi: 6,
             broker_rate: (500.0, 1000),
+            exec_timeout: "10s",
             own_policies: false,
         }
     }
@@ -140,7 +143,9 @@ uid_count = 100
 [broker]
 rate_per_sec = {rate:?}
 burst = {burst}
+exec_timeout = "{exec_timeout}"
 "#,
+            exec_timeout = self.exec_timeout,
             rate = self.broker_rate.0,
             burst = self.broker_rate.1,
             cg = self.cgroup_name(root),
