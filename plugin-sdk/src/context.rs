@@ -234,6 +234,12 @@ impl PluginContext {
         crate::Http::new(self.client())
     }
 
+    /// Events: emit under the plugin's namespace, subscribe by hand. See
+    /// [`Events`](crate::Events).
+    pub fn events(&self) -> crate::Events {
+        crate::Events::new(self.clone())
+    }
+
     /// Host commands the supervisor runs, confined, within the plugin's
     /// `execute_commands` grant. See [`Commands`](crate::Commands).
     pub fn commands(&self) -> crate::Commands {

@@ -1,5 +1,5 @@
-//! Events delivered to a plugin, and the topic patterns (`exact.topic`, `prefix.*`)
-//! that decide which handler sees which event.
+//! Events delivered to a plugin, the `Events` client, and the topic patterns
+//! (`exact.topic`, `prefix.*`) that decide which handler sees which event.
 
 use serde::de::DeserializeOwned;
 
@@ -151,5 +151,51 @@ mod tests {
             Err(SdkError::Json(_))
         ));
         assert_eq!(bad.text(), None);
+    }
+}
+
+/// Events through the supervisor's broker; obtain it with
+/// [`PluginContext::events`](crate::PluginContext::events). Cheap to clone.
+///
+/// A plugin emits only under its own namespace (`plugin.<name>.`) and may subscribe to
+/// any topic; events on topics the operator marks sensitive (shipped: `user.*`,
+/// `moderation.*`, `chat.private.*`) reach it only with a `sensitive_events` grant
+/// covering them, and subscribing entirely inside one without it is
+/// `is_permission_denied`.
+///
+/// ```no_run
+/// # async fn demo(ctx: plexichat_plugin_sdk::PluginContext) -> Result<(), plexichat_plugin_sdk::SdkError> {
+/// let events = ctx.events();
+/// events.subscribe(&["chat.*"]).await?;
+/// let id = events.emit("summary.ready", b"{}").await?; // topic plugin.<name>.summary.ready
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Events {
+    ctx: crate::PluginContext,
+}
+
+impl Events {
+    pub(crate) fn new(ctx: crate::PluginContext) -> Events {
+        Events { ctx }
+    }
+
+    /// Publishes `payload` on `plugin.<name>.<name>`; returns the event id.
+    pub async fn emit(&self, name: &str, payload: &[u8]) -> Result<String, crate::SdkError> {
+        self.ctx.emit(name, payload).await
+    }
+
+    /// [`emit`](Self::emit) with `value` encoded as JSON.
+    pub async fn emit_json<T: serde::Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<String, crate::SdkError> {
+        self.ctx.emit_json(name, value).await
+    }
+
+    /// Adds subscriptions (exact topics or `prefix.*`); returns all the broker delivers.
+    pub async fn subscribe(&self, topics: &[&str]) -> Result<Vec<String>, crate::SdkError> {
+        self.ctx.subscribe(topics).await
     }
 }

@@ -101,7 +101,7 @@ pub use context::{
 };
 pub use db::{Db, QueryResult, SqlValue};
 pub use error::SdkError;
-pub use event::{topic_matches, Event};
+pub use event::{topic_matches, Event, Events};
 pub use files::{DirEntry, FileKind, FileStat, Files, FILE_CHUNK_BYTES};
 pub use host::Host;
 pub use http::{Http, HttpResponse};
