@@ -28,6 +28,10 @@ fn http_server() -> u16 {
                     }
                 }
                 let reply = match path.as_str() {
+                    "/slow" => {
+                        std::thread::sleep(std::time::Duration::from_secs(5));
+                        "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlate".to_string()
+                    }
                     "/hello" => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello".to_string(),
                     "/redirect-same" => format!("HTTP/1.1 302 Found\r\nLocation: http://localhost:{port}/hello\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
                     "/redirect-ip" => format!("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}/hello\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
@@ -67,7 +71,10 @@ fn get(d: &Daemon, plugin: &str, url: &str) -> String {
 
 #[test]
 fn requests_go_only_where_the_grant_says_and_never_to_internal_addresses_by_default() {
-    let d = Daemon::start();
+    let d = Daemon::start_with(Settings {
+        http_timeout: "1s",
+        ..Settings::default()
+    });
     let port = http_server();
     install(&d, "web", &format!("localhost:{port}"));
     install(&d, "local", &format!("private:localhost:{port}"));
@@ -109,9 +116,17 @@ fn requests_go_only_where_the_grant_says_and_never_to_internal_addresses_by_defa
         );
     }
 
-    // The response cap.
+    // The response cap, and the request's deadline.
     let out = get(&d, "local", &url("/big"));
     assert!(out.starts_with("ERR Some(ResourceExhausted)"), "{out}");
+    let t = std::time::Instant::now();
+    let out = get(&d, "local", &url("/slow"));
+    assert!(out.starts_with("ERR Some(DeadlineExceeded)"), "{out}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        t.elapsed()
+    );
 
     // Every request is logged: host, method, status, bytes.
     let records: Vec<serde_json::Value> = d

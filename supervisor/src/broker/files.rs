@@ -53,6 +53,8 @@ pub enum FileError {
     Exhausted(String),
     #[error("{0}")]
     Io(String),
+    #[error("{0}")]
+    Deadline(String),
 }
 
 impl From<FileError> for tonic::Status {
@@ -64,6 +66,7 @@ impl From<FileError> for tonic::Status {
             FileError::Exists(m) => tonic::Status::already_exists(m),
             FileError::Exhausted(m) => tonic::Status::resource_exhausted(m),
             FileError::Io(m) => tonic::Status::internal(m),
+            FileError::Deadline(m) => tonic::Status::deadline_exceeded(m),
         }
     }
 }
@@ -614,6 +617,57 @@ mod tests {
         assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"s");
         let listed = in_root(dir.path(), ".").list().unwrap();
         assert!(listed.iter().all(|e| e.kind == "other"), "{listed:?}");
+    }
+
+    #[test]
+    fn swapping_a_directory_for_a_symlink_mid_read_never_escapes() {
+        // A plugin (or anything else) racing the broker: `sub` flips between a real
+        // directory and a symlink to an outside directory with the same file name.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("f"), b"OUTSIDE").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (real, link, sub) = (
+            dir.path().join("real"),
+            dir.path().join("link"),
+            dir.path().join("sub"),
+        );
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("f"), b"inside").unwrap();
+        std::os::unix::fs::symlink(outside.path(), &link).unwrap();
+        std::fs::rename(&real, &sub).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let swapper = {
+            let (stop, real, link, sub) = (stop.clone(), real.clone(), link.clone(), sub.clone());
+            std::thread::spawn(move || {
+                let mut swaps = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // sub = real dir -> sub = symlink -> back, with renames (atomic).
+                    std::fs::rename(&sub, &real).unwrap();
+                    std::fs::rename(&link, &sub).unwrap();
+                    std::fs::rename(&sub, &link).unwrap();
+                    std::fs::rename(&real, &sub).unwrap();
+                    swaps += 1;
+                }
+                swaps
+            })
+        };
+        let (mut inside, mut refused) = (0u32, 0u32);
+        for _ in 0..20_000 {
+            match in_root(dir.path(), "sub/f").read(0, 0) {
+                Ok(chunk) => {
+                    assert_eq!(chunk.data, b"inside", "escaped through the swapped symlink");
+                    inside += 1;
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let swaps = swapper.join().unwrap();
+        assert!(swaps > 100, "the race ran ({swaps} swaps)");
+        assert!(
+            inside > 0 && refused > 0,
+            "both sides of the race seen: {inside} reads, {refused} refusals"
+        );
     }
 
     #[test]

@@ -47,6 +47,9 @@ fn host_permission(name: &str) -> Result<Permission, Status> {
 
 pub struct BrokerService {
     pub shared: Arc<Shared>,
+    /// Held across a write into the data dir, so the quota check and the write are one
+    /// step for this plugin (its concurrent writes cannot both pass the same check).
+    pub data_writes: tokio::sync::Mutex<()>,
     /// Runs the plugin's host commands (execute_commands) the way plugins are run.
     pub launcher: crate::launcher::Launcher,
     pub session: Arc<Session>,
@@ -128,7 +131,7 @@ impl BrokerService {
         mut detail: serde_json::Value,
         call: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let result = call.await;
+        let result = self.within_deadline(call).await;
         let outcome = match &result {
             Ok(_) => Outcome::Ok,
             Err(s) if s.code() == tonic::Code::PermissionDenied => Outcome::Denied,
@@ -142,6 +145,22 @@ impl BrokerService {
             .detail(detail);
         self.shared.audit.submit(entry).await;
         result
+    }
+
+    /// Every brokered call's backstop deadline: `[broker] call_timeout`, behind each
+    /// service's own (shorter) limit. gRPC semantics: the caller learns the call did
+    /// not finish in time; an atomic operation still running may complete.
+    async fn within_deadline<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let limit = self.shared.cfg.broker.call_timeout;
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(Status::deadline_exceeded(format!(
+                "the call was not answered within {} ms (broker.call_timeout)",
+                limit.as_millis()
+            )))
+        })
     }
 
     /// A pattern entirely within a sensitive topic needs a live `sensitive_events`
@@ -245,20 +264,38 @@ impl BrokerService {
         let (permission, target) = self.file_target(&path, access);
         let quota = self.shared.cfg.broker.data_quota;
         let task_path = path.clone();
+        let quota_applies = new_bytes.is_some() && target.as_ref().is_ok_and(|t| t.in_data);
+        let _writing = if quota_applies {
+            Some(self.data_writes.lock().await)
+        } else {
+            None
+        };
         let result = match target {
             Err(e) => Err(e),
-            Ok(target) => tokio::task::spawn_blocking(move || {
-                let beneath = Beneath::open(&target, &task_path)?;
-                if let (true, Some((len, append))) = (target.in_data, new_bytes) {
-                    let used = files::usage(&target.root)
-                        .map_err(|e| FileError::Io(format!("measuring the data directory: {e}")))?;
-                    let old = if append { 0 } else { beneath.existing_size() };
-                    files::check_quota(used, old, len, quota)?;
-                }
-                run(&beneath)
-            })
-            .await
-            .unwrap_or_else(|e| Err(FileError::Io(format!("{op} `{path}`: {e}")))),
+            Ok(target) => self
+                .within_deadline(async {
+                    tokio::task::spawn_blocking(move || {
+                        let beneath = Beneath::open(&target, &task_path)?;
+                        if let (true, Some((len, append))) = (target.in_data, new_bytes) {
+                            let used = files::usage(&target.root).map_err(|e| {
+                                FileError::Io(format!("measuring the data directory: {e}"))
+                            })?;
+                            let old = if append { 0 } else { beneath.existing_size() };
+                            files::check_quota(used, old, len, quota)?;
+                        }
+                        run(&beneath)
+                    })
+                    .await
+                    .map_err(|e| Status::internal(format!("{op} `{path}`: {e}")))
+                })
+                .await
+                .unwrap_or_else(|status| {
+                    let message = status.message().to_string();
+                    Err(match status.code() {
+                        tonic::Code::DeadlineExceeded => FileError::Deadline(message),
+                        _ => FileError::Io(message),
+                    })
+                }),
         };
         self.audit_file_call(FileCall {
             access,
@@ -824,11 +861,16 @@ impl Broker for BrokerService {
             max_bytes: usize::try_from(cfg.broker.db_max_bytes).unwrap_or(usize::MAX),
         };
         let sql = req.sql.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            database::run(&path, &sql, &params, &access, limits)
-        })
-        .await
-        .unwrap_or_else(|e| Err(DbError::Failed(format!("database call failed: {e}"))));
+        let result = self
+            .within_deadline(async {
+                Ok(tokio::task::spawn_blocking(move || {
+                    database::run(&path, &sql, &params, &access, limits)
+                })
+                .await
+                .unwrap_or_else(|e| Err(DbError::Failed(format!("database call failed: {e}")))))
+            })
+            .await
+            .unwrap_or_else(|status| Err(DbError::DeadlineExceeded(status.message().to_string())));
         self.audit_query(&req.sql, &result).await;
         let out = result?;
         Ok(Response::new(QueryResponse {
@@ -923,7 +965,14 @@ impl Broker for BrokerService {
             headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
             body: req.body,
         };
-        let result = network::fetch(&grant, call, limits).await;
+        let result = self
+            .within_deadline(async { Ok(network::fetch(&grant, call, limits).await) })
+            .await
+            .unwrap_or_else(|status| {
+                Err(network::NetError::DeadlineExceeded(
+                    status.message().to_string(),
+                ))
+            });
         self.audit_http(&req.method, &req.url, &result).await;
         let answer = result?;
         Ok(Response::new(HttpResponse {

@@ -68,6 +68,10 @@ pub struct BrokerConfig {
     /// Most bytes kept of a command's stdout, and of its stderr.
     #[serde(deserialize_with = "bytes")]
     pub exec_max_output_bytes: u64,
+    /// Every brokered call is answered within this, whatever it does: the backstop
+    /// behind each service's own limit, which must be shorter.
+    #[serde(deserialize_with = "duration")]
+    pub call_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -85,6 +89,7 @@ impl Default for BrokerConfig {
             http_max_redirects: 5,
             exec_timeout: Duration::from_secs(10),
             exec_max_output_bytes: 256 << 10,
+            call_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -335,6 +340,23 @@ impl Config {
                 ),
             });
         }
+        let b = &cfg.broker;
+        for (key, limit) in [
+            ("broker.db_statement_time", b.db_statement_time),
+            ("broker.http_timeout", b.http_timeout),
+            ("broker.exec_timeout", b.exec_timeout),
+            ("runtime.command_timeout", cfg.runtime.command_timeout),
+        ] {
+            if limit >= b.call_timeout {
+                return Err(ConfigError::Invalid {
+                    path: origin.to_string(),
+                    message: format!(
+                        "{key} ({limit:?}) must be shorter than broker.call_timeout ({:?}), the deadline every brokered call is answered within",
+                        b.call_timeout
+                    ),
+                });
+            }
+        }
         if cfg.sandbox.uid_base == 0 || cfg.sandbox.uid_count == 0 {
             return Err(ConfigError::Invalid {
                 path: origin.to_string(),
@@ -420,6 +442,21 @@ mod tests {
             PathBuf::from("/run/plexichat/supervisor.sock")
         );
         assert_eq!(cfg.access.socket_group.as_deref(), Some("plexichat"));
+    }
+
+    #[test]
+    fn every_service_limit_must_fit_inside_the_call_deadline() {
+        let text = DEFAULT_CONFIG.replace("call_timeout = \"30s\"", "call_timeout = \"5s\"");
+        let err = Config::parse(&text, "x", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("broker.http_timeout (10s) must be shorter than broker.call_timeout (5s)"),
+            "{err}"
+        );
+        let text = DEFAULT_CONFIG.replace("call_timeout = \"30s\"", "call_timeout = \"11s\"");
+        let cfg = Config::parse(&text, "x", Path::new("/")).expect("10 s limits fit in 11 s");
+        assert_eq!(cfg.broker.call_timeout, Duration::from_secs(11));
     }
 
     #[test]

@@ -172,6 +172,7 @@ async fn launch_and_supervise(
         Ok(conn) => broker::serve_connection(
             conn,
             BrokerService {
+                data_writes: Default::default(),
                 shared: Arc::clone(shared),
                 launcher: launcher.clone(),
                 session: Arc::clone(&session),

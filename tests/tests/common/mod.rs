@@ -60,6 +60,8 @@ pub struct Settings {
     pub broker_rate: (f64, u32),
     /// How long a command run for execute_commands may take.
     pub exec_timeout: &'static str,
+    /// How long an HTTP request made for network_outbound may take.
+    pub http_timeout: &'static str,
     /// Copy the repository's policies/ into the daemon's directory and point
     /// `policy_dir` at it; the closure may then break them.
     pub own_policies: bool,
@@ -82,6 +84,7 @@ impl Default for Settings {
             landlock_minimum_abi: 6,
             broker_rate: (500.0, 1000),
             exec_timeout: "10s",
+            http_timeout: "10s",
             own_policies: false,
         }
     }
@@ -144,8 +147,10 @@ uid_count = 100
 rate_per_sec = {rate:?}
 burst = {burst}
 exec_timeout = "{exec_timeout}"
+http_timeout = "{http_timeout}"
 "#,
             exec_timeout = self.exec_timeout,
+            http_timeout = self.http_timeout,
             rate = self.broker_rate.0,
             burst = self.broker_rate.1,
             cg = self.cgroup_name(root),
