@@ -63,7 +63,10 @@ fn install_status(e: InstallError) -> Status {
 
 fn lifecycle_status(e: LifecycleError) -> Status {
     match e {
-        LifecycleError::MissingGrants { .. } => Status::failed_precondition(e.to_string()),
+        LifecycleError::MissingGrants { .. } | LifecycleError::ChangesRequested { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
+        LifecycleError::MissingComment => Status::invalid_argument(e.to_string()),
         LifecycleError::Store(s) => store_status(s),
         LifecycleError::Install(i) => install_status(i),
     }
@@ -239,6 +242,18 @@ impl Admin for AdminService {
         let actor = self.auth(&request, "deny", Need::Change)?;
         let req = request.into_inner();
         self.decide(&actor, &req, Decision::Deny, "permission.deny")
+    }
+
+    async fn request_changes(
+        &self,
+        request: Request<DecisionRequest>,
+    ) -> Result<Response<PluginSummary>, Status> {
+        let actor = self.auth(&request, "request changes", Need::Change)?;
+        let req = request.into_inner();
+        lifecycle::request_changes(&self.shared, &self.runtime, &actor, &req.name, &req.comment)
+            .await
+            .map_err(lifecycle_status)?;
+        Ok(Response::new(self.summary(&req.name)?))
     }
 
     async fn revoke_permission(
@@ -531,6 +546,7 @@ impl AdminService {
             permissions: &req.permissions,
             comment: &req.comment,
             decision,
+            scope: (!req.scope.is_empty()).then_some(req.scope.as_slice()),
         };
         match approval::decide(&self.shared.store, &self.shared.catalog, actor, &input) {
             Ok(rows) => {

@@ -3,7 +3,7 @@
 //! enable gate that lists what is still missing. Calls only the store and catalog.
 
 use crate::audit::{Actor, AuditEntry, Outcome};
-use crate::catalog::{Catalog, Permission};
+use crate::catalog::{validate_scope_entry, Catalog, Permission};
 use crate::clock::{now_ms, rfc3339_ms};
 use crate::store::{self, PermissionRow, PermissionStatus, Store, StoreError};
 
@@ -40,6 +40,9 @@ pub struct DecisionInput<'a> {
     pub permissions: &'a [String],
     pub comment: &'a str,
     pub decision: Decision,
+    /// Approve with this narrower scope instead of the requested one (one permission
+    /// at a time; every entry must lie within the request).
+    pub scope: Option<&'a [String]>,
 }
 
 /// Applies a decision; returns the rows as they now stand. Either every named
@@ -64,15 +67,29 @@ pub fn decide(
         .collect::<Result<Vec<_>, _>>()?;
     let now = now_ms();
     store.write(|tx| {
-        store::plugin_row(&tx.sql, input.plugin)?
+        let plugin = store::plugin_row(&tx.sql, input.plugin)?
             .ok_or_else(|| StoreError::NoSuchPlugin(input.plugin.to_string()))?;
+        if plugin.state == store::PluginState::ChangesRequested {
+            return Err(ApprovalError::Conflict(format!(
+                "plugin `{}` was sent back to its author ({}); review the updated version",
+                input.plugin, plugin.state_reason
+            )));
+        }
         let rows = store::permission_rows(&tx.sql, input.plugin)?;
         let targets = select_targets(&rows, &wanted, input.plugin)?;
+        if input.scope.is_some() && (targets.len() != 1 || input.decision == Decision::Deny) {
+            return Err(ApprovalError::Invalid(
+                "--scope narrows exactly one approved permission: name it with --permission".into(),
+            ));
+        }
         let mut decided = Vec::with_capacity(targets.len());
         for mut row in targets {
             let before = row.status.as_str();
             let entry = match input.decision {
                 Decision::Approve(expiry) => {
+                    if let Some(scope) = input.scope {
+                        narrow_scope(catalog, &mut row, scope)?;
+                    }
                     approve_row(catalog, actor, &mut row, comment, expiry, now)?
                 }
                 Decision::Deny => {
@@ -175,11 +192,45 @@ fn approve_row(
         )));
     }
     row.status = PermissionStatus::Granted;
-    row.granted_scope = row.requested_scope.clone();
+    if row.granted_scope.is_empty() {
+        row.granted_scope = row.requested_scope.clone();
+    }
     row.granted_at = Some(now);
     row.expires_at = Some(expires.min(max));
     row.decided_by = Some(actor.approver());
     Ok(AuditEntry::new(actor, "permission.approve", Outcome::Ok))
+}
+
+/// Replaces the scope the approval will grant with `scope`, which must lie within what
+/// is on the table: the request, or an earlier approver's narrowing of it.
+fn narrow_scope(
+    catalog: &Catalog,
+    row: &mut PermissionRow,
+    scope: &[String],
+) -> Result<(), ApprovalError> {
+    let shape = catalog.spec(row.permission).scope;
+    let base = if row.granted_scope.is_empty() {
+        &row.requested_scope
+    } else {
+        &row.granted_scope
+    };
+    if scope.is_empty() {
+        return Err(ApprovalError::Invalid(
+            "--scope needs at least one entry".into(),
+        ));
+    }
+    for entry in scope {
+        validate_scope_entry(shape, entry).map_err(ApprovalError::Invalid)?;
+        if !base.iter().any(|wide| shape.entry_within(entry, wide)) {
+            return Err(ApprovalError::Invalid(format!(
+                "scope entry `{entry}` is not within what `{}` requested ({}): an approval can only narrow",
+                row.permission,
+                base.join(", ")
+            )));
+        }
+    }
+    row.granted_scope = scope.to_vec();
+    Ok(())
 }
 
 fn duration_ms(d: std::time::Duration) -> i64 {
@@ -329,6 +380,7 @@ mod tests {
                 permissions: &[],
                 comment,
                 decision: Decision::Approve(e),
+                scope: None,
             },
         )
     }
@@ -388,5 +440,35 @@ mod tests {
             approve(&s, &c, "a", "ok", Expiry::At(1)),
             Err(ApprovalError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_second_approver_can_narrow_further_but_not_undo_a_narrowing() {
+        let (_d, s, c) = setup(&[(Permission::FileWrite, "/srv/shared")]);
+        let decide_as = |who: &str, scope: Option<&[String]>| {
+            decide(
+                &s,
+                &c,
+                &admin(who),
+                &DecisionInput {
+                    plugin: "p",
+                    permissions: &["file_write".to_string()],
+                    comment: "ok",
+                    decision: Decision::Approve(Expiry::Default),
+                    scope,
+                },
+            )
+        };
+        let reports = ["/srv/shared/reports".to_string()];
+        let first = decide_as("a", Some(&reports)).unwrap();
+        assert_eq!(first[0].status, PermissionStatus::Pending, "1 of 2");
+        // Back to the whole request: refused (the first admin narrowed it).
+        let whole = ["/srv/shared".to_string()];
+        let err = decide_as("b", Some(&whole)).unwrap_err();
+        assert!(err.to_string().contains("only narrow"), "{err}");
+        let second = decide_as("b", None).unwrap();
+        assert_eq!(second[0].status, PermissionStatus::Granted);
+        assert_eq!(second[0].granted_scope, reports);
+        assert_eq!(second[0].requested_scope, whole);
     }
 }

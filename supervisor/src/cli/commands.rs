@@ -210,6 +210,21 @@ fn revoke_text(r: &RevokeResponse) -> String {
     format!("revoked {} grant(s):\n{}", r.revoked.len(), table.render())
 }
 
+pub async fn request_changes(session: &Session, name: String, comment: String) -> Result<()> {
+    let request = broker_proto::admin::v1::DecisionRequest {
+        name,
+        comment,
+        ..Default::default()
+    };
+    let resp = session
+        .connect()
+        .await?
+        .request_changes(request)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, |s| state_change_text("sent back to its author", s))?)
+}
+
 pub async fn enable(session: &Session, name: String) -> Result<()> {
     let resp = session
         .connect()

@@ -116,6 +116,15 @@ enum PluginCommand {
     Approve(ApproveArgs),
     /// Refuse a plugin's pending permission requests
     Deny(DecisionArgs),
+    /// Send a plugin back to its author: it stops and cannot be enabled or approved
+    /// until a new version is installed
+    RequestChanges {
+        /// Plugin name
+        name: String,
+        /// What the author must change (required)
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Revoke a permission from one plugin, or from every plugin with --all;
     /// running plugins lose it at their next call
     RevokePermission {
@@ -181,6 +190,10 @@ struct DecisionArgs {
 struct ApproveArgs {
     #[command(flatten)]
     decision: DecisionArgs,
+    /// Grant only this narrower scope (repeatable; exactly one --permission; each
+    /// entry must lie within the request)
+    #[arg(long = "scope", value_name = "ENTRY")]
+    scope: Vec<String>,
     /// Grant until this time: RFC 3339 (2027-01-31T00:00:00Z) or YYYY-MM-DD
     /// (midnight UTC) [default: the catalog's]
     #[arg(long, value_name = "DATE", value_parser = parse::date_ms, conflicts_with = "expires_in")]
@@ -292,7 +305,12 @@ async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()>
                 at_ms: args.expires.unwrap_or(0),
                 in_secs: args.expires_in.unwrap_or(0),
             };
-            commands::approve(session, decision(args.decision, expiry)).await
+            let mut request = decision(args.decision, expiry);
+            request.scope = args.scope;
+            commands::approve(session, request).await
+        }
+        PluginCommand::RequestChanges { name, comment } => {
+            commands::request_changes(session, name, comment.unwrap_or_default()).await
         }
         PluginCommand::Deny(args) => {
             commands::deny(session, decision(args, commands::Expiry::default())).await
@@ -327,6 +345,7 @@ fn decision(
         comment: args.comment.unwrap_or_default(),
         expires_at_ms: expiry.at_ms,
         expires_in_secs: expiry.in_secs,
+        scope: Vec::new(),
     }
 }
 

@@ -18,6 +18,10 @@ pub enum LifecycleError {
         plugin: String,
         missing: Vec<String>,
     },
+    #[error("cannot enable `{plugin}`: reviewers requested changes: {reason}")]
+    ChangesRequested { plugin: String, reason: String },
+    #[error("a comment for the author is required")]
+    MissingComment,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -31,6 +35,20 @@ pub fn enable(
     name: &str,
 ) -> Result<(), LifecycleError> {
     let row = shared.store.require_plugin(name)?;
+    if row.state == PluginState::ChangesRequested {
+        shared.store.audit(vec![AuditEntry::new(
+            actor,
+            "plugin.enable",
+            Outcome::Denied,
+        )
+        .plugin(name)
+        .change(row.state.as_str(), row.state.as_str())
+        .detail(serde_json::json!({ "reason": row.state_reason }))])?;
+        return Err(LifecycleError::ChangesRequested {
+            plugin: name.to_string(),
+            reason: row.state_reason,
+        });
+    }
     let missing = missing_grants(&shared.store, name)?;
     if !missing.is_empty() {
         shared.store.audit(vec![AuditEntry::new(
@@ -90,6 +108,34 @@ pub async fn remove(
     shared.store.require_plugin(name)?;
     runtime.stop(name, StopMode::Graceful).await;
     install::remove(&shared.cfg, &shared.store, actor, name)?;
+    Ok(())
+}
+
+/// Sends the plugin back to its author: stopped if running, state
+/// `changes_requested` with the reviewers' comment; enable and approvals are refused
+/// until a new version is installed.
+pub async fn request_changes(
+    shared: &Shared,
+    runtime: &Runtime,
+    actor: &Actor,
+    name: &str,
+    comment: &str,
+) -> Result<(), LifecycleError> {
+    let comment = comment.trim();
+    if comment.is_empty() {
+        return Err(LifecycleError::MissingComment);
+    }
+    let reason = format!("changes requested by {}: {comment}", actor.approver());
+    set_state(
+        shared,
+        actor,
+        name,
+        PluginState::ChangesRequested,
+        &reason,
+        "plugin.request_changes",
+    )?;
+    runtime.stop(name, StopMode::Graceful).await;
+    shared.hub.notify("changes_requested", name, reason);
     Ok(())
 }
 

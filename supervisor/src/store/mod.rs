@@ -37,6 +37,8 @@ pub enum PluginState {
     Disabled,
     Enabled,
     Quarantined,
+    /// Reviewers sent it back to its author; it cannot be enabled until it changes.
+    ChangesRequested,
 }
 
 impl PluginState {
@@ -45,6 +47,7 @@ impl PluginState {
             PluginState::Disabled => "disabled",
             PluginState::Enabled => "enabled",
             PluginState::Quarantined => "quarantined",
+            PluginState::ChangesRequested => "changes_requested",
         }
     }
 }
@@ -56,6 +59,7 @@ impl FromStr for PluginState {
             "disabled" => Ok(PluginState::Disabled),
             "enabled" => Ok(PluginState::Enabled),
             "quarantined" => Ok(PluginState::Quarantined),
+            "changes_requested" => Ok(PluginState::ChangesRequested),
             other => Err(format!("unknown plugin state `{other}`")),
         }
     }
@@ -192,8 +196,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: an audit record the supervisor answered for survives power loss too.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Turns foreign keys on once the schema is current.
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Mutex::new(conn),

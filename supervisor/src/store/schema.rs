@@ -75,9 +75,51 @@ CREATE UNIQUE INDEX plugins_uid_offset ON plugins (uid_offset);
     r#"
 DROP INDEX audit_log_ts;
 "#,
+    // A fourth plugin state, changes_requested. SQLite cannot change a CHECK in place:
+    // the table is rebuilt (foreign keys are off while migrations run, so the
+    // permission and config rows that reference plugins stay as they are).
+    r#"
+CREATE TABLE plugins_new (
+    name          TEXT PRIMARY KEY,
+    version       TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('disabled', 'enabled', 'quarantined', 'changes_requested')),
+    state_reason  TEXT NOT NULL DEFAULT '',
+    sha256        TEXT NOT NULL,
+    manifest      TEXT NOT NULL,
+    install_dir   TEXT NOT NULL,
+    core          INTEGER NOT NULL DEFAULT 0,
+    installed_at  INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    uid_offset    INTEGER
+);
+INSERT INTO plugins_new (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at, uid_offset)
+    SELECT name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at, uid_offset FROM plugins;
+DROP TABLE plugins;
+ALTER TABLE plugins_new RENAME TO plugins;
+CREATE UNIQUE INDEX plugins_uid_offset ON plugins (uid_offset);
+"#,
 ];
 
+/// Applies the pending migrations with foreign keys off (a table rebuild must not
+/// cascade), checks every reference afterwards, and turns foreign keys back on.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    apply(conn)?;
+    let broken: i64 = conn.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
+    if broken != 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(format!(
+                "{broken} rows reference missing plugins after migrating"
+            )),
+        ));
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")
+}
+
+fn apply(conn: &mut Connection) -> rusqlite::Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     for (version, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
@@ -90,4 +132,38 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 
 pub fn latest_version() -> usize {
     MIGRATIONS.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plugins_rebuild_keeps_every_row_and_reference() {
+        let mut c = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 3).unwrap();
+        c.execute_batch(
+            "INSERT INTO plugins VALUES ('p', '1.0.0', 'enabled', '', 'ab', 'm', '/x', 0, 1, 1, 0);
+             INSERT INTO plugin_permissions (plugin, permission, requested_scope, justification, status)
+                 VALUES ('p', 'file_read', '[]', 'why', 'granted');
+             INSERT INTO plugin_config VALUES ('p', 'k', 'v', 1);",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("PRAGMA user_version"), latest_version() as i64);
+        assert_eq!(count("PRAGMA foreign_keys"), 1, "back on");
+        assert_eq!(count("SELECT count(*) FROM plugin_permissions"), 1);
+        assert_eq!(count("SELECT count(*) FROM plugin_config"), 1);
+        c.execute("UPDATE plugins SET state = 'changes_requested'", [])
+            .unwrap();
+        assert!(c.execute("UPDATE plugins SET state = 'bogus'", []).is_err());
+        // The references still cascade.
+        c.execute("DELETE FROM plugins", []).unwrap();
+        assert_eq!(count("SELECT count(*) FROM plugin_permissions"), 0);
+        assert_eq!(count("SELECT count(*) FROM plugin_config"), 0);
+    }
 }

@@ -1,0 +1,188 @@
+//! End to end: the administrator's approval conditions — a narrower scope than
+//! requested, and sending a plugin back to its author.
+
+mod common;
+
+use common::*;
+
+fn files_manifest(name: &str, scope: &std::path::Path) -> String {
+    format!(
+        "name = \"{name}\"\nversion = \"1.0.0\"\nentry = \"{name}\"\n\n[[permissions]]\nname = \"file_read\"\njustification = \"reads shared reports\"\nscope = [\"{}\"]\n\n[[permissions]]\nname = \"network_outbound\"\njustification = \"uploads summaries\"\nscope = [\"api.example.com\"]\n",
+        scope.display()
+    )
+}
+
+fn invoke(d: &Daemon, plugin: &str, command: &str, args: &str) -> String {
+    d.cli(&["plugin", "invoke", plugin, command, args])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn an_approval_can_narrow_the_scope_but_never_widen_it() {
+    let d = Daemon::start();
+    let shared = d.root().join("shared");
+    for sub in ["reports", "payroll"] {
+        std::fs::create_dir_all(shared.join(sub)).unwrap();
+        std::fs::write(shared.join(sub).join("f.txt"), sub).unwrap();
+    }
+    let pkg = d.package(
+        "files",
+        &files_manifest("files", &shared),
+        &bin("files_plugin"),
+        "files",
+    );
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    let reports = shared.join("reports");
+    let reports = reports.to_str().unwrap();
+
+    // --scope names exactly one permission.
+    let out = d.cli(&[
+        "plugin",
+        "approve",
+        "files",
+        "--comment",
+        "x",
+        "--scope",
+        reports,
+    ]);
+    assert!(
+        !out.status.success() && out.stderr.contains("exactly one"),
+        "{}",
+        out.stderr
+    );
+    // Wider than, or beside, the request: refused, nothing granted.
+    for bad in ["/srv", "/etc/passwd"] {
+        let out = d.cli(&[
+            "plugin",
+            "approve",
+            "files",
+            "--permission",
+            "file_read",
+            "--comment",
+            "x",
+            "--scope",
+            bad,
+        ]);
+        assert!(
+            !out.status.success() && out.stderr.contains("only narrow"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+    let perms = &d.plugin_json("files")["permissions"];
+    assert!(
+        perms
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["status"] == "pending"),
+        "{perms}"
+    );
+
+    // Within the request: granted as narrowed, and enforced as narrowed.
+    d.cli(&[
+        "plugin",
+        "approve",
+        "files",
+        "--permission",
+        "file_read",
+        "--comment",
+        "reports only",
+        "--scope",
+        reports,
+    ])
+    .ok();
+    d.cli(&[
+        "plugin",
+        "approve",
+        "files",
+        "--permission",
+        "network_outbound",
+        "--comment",
+        "ok",
+    ])
+    .ok();
+    let show = d.plugin_json("files");
+    let read = show["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["permission"] == "file_read")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        read["granted_scope"],
+        serde_json::json!([reports]),
+        "{read}"
+    );
+    assert_eq!(
+        read["requested_scope"],
+        serde_json::json!([shared.to_str().unwrap()])
+    );
+    d.cli(&["plugin", "enable", "files"]).ok();
+    d.wait_running("files");
+    let granted = shared.join("reports/f.txt");
+    let beside = shared.join("payroll/f.txt");
+    assert_eq!(
+        invoke(&d, "files", "read", granted.to_str().unwrap()),
+        "reports"
+    );
+    let out = invoke(&d, "files", "read", beside.to_str().unwrap());
+    assert!(out.starts_with("ERR PermissionDenied"), "{out}");
+}
+
+#[test]
+fn request_changes_sends_a_plugin_back_and_blocks_it_until_it_changes() {
+    let d = Daemon::start();
+    let pkg = d.hello_package();
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    let out = d.cli(&["plugin", "request-changes", "hello"]);
+    assert!(
+        !out.status.success() && out.stderr.contains("comment"),
+        "{}",
+        out.stderr
+    );
+    let out = d
+        .cli(&[
+            "plugin",
+            "request-changes",
+            "hello",
+            "--comment",
+            "explain the database read",
+        ])
+        .ok()
+        .stdout
+        .clone();
+    assert!(out.contains("changes_requested"), "{out}");
+    let summary = &d.plugin_json("hello")["summary"];
+    assert_eq!(summary["state"], "changes_requested");
+    assert!(summary["state_reason"]
+        .as_str()
+        .unwrap()
+        .contains("explain the database read"));
+
+    let out = d.cli(&["plugin", "approve", "hello", "--comment", "fine"]);
+    assert!(
+        !out.status.success() && out.stderr.contains("sent back to its author"),
+        "{}",
+        out.stderr
+    );
+    let out = d.cli(&["plugin", "enable", "hello"]);
+    assert!(
+        !out.status.success() && out.stderr.contains("requested changes"),
+        "{}",
+        out.stderr
+    );
+    let actions = d.audit_actions(Some("hello"));
+    assert!(
+        actions.contains(&("plugin.request_changes".into(), "ok".into())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("plugin.enable".into(), "denied".into())),
+        "{actions:?}"
+    );
+}
