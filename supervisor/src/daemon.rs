@@ -136,6 +136,7 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
         serde_json::json!({ "pid": std::process::id(), "version": env!("CARGO_PKG_VERSION") }),
     )])?;
     let started = runtime.boot()?;
+    let _expiry = crate::runtime::expiry::watch(Arc::clone(&shared));
     tracing::info!(socket = %shared.cfg.admin_socket.display(), plugins = started, "supervisor serving");
     notify_systemd("READY=1\nSTATUS=serving");
     let service = crate::admin::service(Arc::clone(&shared), Arc::clone(&runtime));

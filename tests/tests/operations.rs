@@ -186,3 +186,157 @@ fn request_changes_sends_a_plugin_back_and_blocks_it_until_it_changes() {
         "{actions:?}"
     );
 }
+
+#[test]
+fn grants_about_to_expire_are_listed_and_show_their_expiry() {
+    let d = Daemon::start();
+    let shared = d.root().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let pkg = d.package(
+        "files",
+        &files_manifest("files", &shared),
+        &bin("files_plugin"),
+        "files",
+    );
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&[
+        "plugin",
+        "approve",
+        "files",
+        "--permission",
+        "file_read",
+        "--comment",
+        "short",
+        "--expires-in",
+        "10d",
+    ])
+    .ok();
+    d.cli(&[
+        "plugin",
+        "approve",
+        "files",
+        "--permission",
+        "network_outbound",
+        "--comment",
+        "long",
+        "--expires-in",
+        "60d",
+    ])
+    .ok();
+
+    let soon = d
+        .cli(&[
+            "--output",
+            "json",
+            "plugin",
+            "pending",
+            "--expiring-within",
+            "14d",
+        ])
+        .json();
+    let listed: Vec<&str> = soon["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["permission"]["permission"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["file_read"], "{soon}");
+    let expires = soon["pending"][0]["permission"]["expires_at_ms"]
+        .as_i64()
+        .unwrap();
+    let in_days = (expires - now_ms()) as f64 / 86_400_000.0;
+    assert!((9.9..=10.0).contains(&in_days), "{in_days}");
+    let both = d
+        .cli(&[
+            "--output",
+            "json",
+            "plugin",
+            "pending",
+            "--expiring-within",
+            "61d",
+        ])
+        .json();
+    assert_eq!(both["pending"].as_array().unwrap().len(), 2);
+    let table = d
+        .cli(&["plugin", "pending", "--expiring-within", "14d"])
+        .ok()
+        .stdout
+        .clone();
+    assert!(
+        table.contains("file_read") && !table.contains("network_outbound"),
+        "{table}"
+    );
+    // Nothing is pending review any more.
+    let pending = d.cli(&["plugin", "pending"]).ok().stdout.clone();
+    assert!(
+        pending.contains("no permission requests pending"),
+        "{pending}"
+    );
+    // `plugin show` shows each grant's expiry.
+    let show = d.cli(&["plugin", "show", "files"]).ok().stdout.clone();
+    assert!(show.contains("EXPIRES"), "{show}");
+    for perm in ["file_read", "network_outbound"] {
+        let line = show.lines().find(|l| l.starts_with(perm)).unwrap();
+        assert!(
+            line.split_whitespace()
+                .any(|w| w.contains('T') && w.ends_with('Z')),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_grant_expiring_while_the_daemon_runs_is_recorded_and_stops_working() {
+    let d = Daemon::start();
+    let shared = d.root().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("r.txt"), "report").unwrap();
+    let pkg = d.package(
+        "files",
+        &files_manifest("files", &shared),
+        &bin("files_plugin"),
+        "files",
+    );
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&[
+        "plugin",
+        "approve",
+        "files",
+        "--comment",
+        "trial",
+        "--expires-in",
+        "3s",
+    ])
+    .ok();
+    d.cli(&["plugin", "enable", "files"]).ok();
+    d.wait_running("files");
+    let file = shared.join("r.txt");
+    assert_eq!(
+        invoke(&d, "files", "read", file.to_str().unwrap()),
+        "report"
+    );
+    wait_until(
+        std::time::Duration::from_secs(10),
+        "the expiry record",
+        || {
+            d.audit_actions(Some("files"))
+                .iter()
+                .any(|(a, _)| a == "permission.expired")
+        },
+    );
+    let out = invoke(&d, "files", "read", file.to_str().unwrap());
+    assert!(out.starts_with("ERR PermissionDenied"), "{out}");
+    let expired = d
+        .audit(Some("files"))
+        .into_iter()
+        .filter(|r| r["action"] == "permission.expired")
+        .count();
+    assert_eq!(expired, 2, "file_read and network_outbound, once each");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

@@ -199,10 +199,14 @@ impl Admin for AdminService {
     ) -> Result<Response<ListPendingResponse>, Status> {
         self.auth(&request, "pending", Need::Read)?;
         let now = now_ms();
-        let pending = self
-            .shared
-            .store
-            .pending()
+        let within = request.get_ref().expiring_within_secs;
+        let rows = if within == 0 {
+            self.shared.store.pending()
+        } else {
+            let window = i64::try_from(within.saturating_mul(1000)).unwrap_or(i64::MAX);
+            self.shared.store.expiring(now.saturating_add(window))
+        };
+        let pending = rows
             .map_err(store_status)?
             .into_iter()
             .map(|(p, perm)| PendingRequest {

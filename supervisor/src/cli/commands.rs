@@ -129,14 +129,20 @@ pub async fn install(session: &Session, dir: &Path) -> Result<()> {
     emit(&install_text(&summary, pending))
 }
 
-pub async fn pending(session: &Session) -> Result<()> {
+pub async fn pending(session: &Session, expiring_within_secs: u64) -> Result<()> {
     let resp = session
         .connect()
         .await?
-        .list_pending(ListPendingRequest {})
+        .list_pending(ListPendingRequest {
+            expiring_within_secs,
+        })
         .await?
         .into_inner();
-    emit(&session.render(&resp, pending_table)?)
+    if expiring_within_secs == 0 {
+        emit(&session.render(&resp, pending_table)?)
+    } else {
+        emit(&session.render(&resp, expiring_table)?)
+    }
 }
 
 pub async fn list(session: &Session) -> Result<()> {
@@ -435,6 +441,24 @@ fn pending_table(r: &ListPendingResponse) -> String {
             join_or_none(&perm.requested_scope),
             approvals(&perm),
             or_none(&perm.justification),
+        ]);
+    }
+    table.render()
+}
+
+fn expiring_table(r: &ListPendingResponse) -> String {
+    if r.pending.is_empty() {
+        return "no grants expire within that window\n".to_string();
+    }
+    let mut table = Table::new(&["PLUGIN", "PERMISSION", "RISK", "SCOPE", "EXPIRES"]);
+    for p in &r.pending {
+        let perm = p.permission.clone().unwrap_or_default();
+        table.row([
+            p.plugin.clone(),
+            perm.permission.clone(),
+            or_none(&perm.risk),
+            join_or_none(&perm.granted_scope),
+            format_ms(perm.expires_at_ms),
         ]);
     }
     table.render()

@@ -103,8 +103,13 @@ enum PluginCommand {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
-    /// List permission requests waiting for review
-    Pending,
+    /// List permission requests waiting for review, or with --expiring-within the
+    /// grants that expire soon
+    Pending {
+        /// List granted permissions expiring within this long instead (e.g. 14d)
+        #[arg(long, value_name = "DURATION", value_parser = parse::expires_in_secs)]
+        expiring_within: Option<u64>,
+    },
     /// List installed plugins and their runtime state
     List,
     /// Show one plugin in detail, including its permissions
@@ -297,7 +302,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::Install { dir } => commands::install(session, &dir).await,
-        PluginCommand::Pending => commands::pending(session).await,
+        PluginCommand::Pending { expiring_within } => {
+            commands::pending(session, expiring_within.unwrap_or(0)).await
+        }
         PluginCommand::List => commands::list(session).await,
         PluginCommand::Show { name } => commands::show(session, name).await,
         PluginCommand::Approve(args) => {

@@ -4,6 +4,7 @@
 //! launcher, the broker and the store; owns the `Status` that `plugin show` reports.
 
 pub mod commands;
+pub mod expiry;
 mod instance;
 mod output;
 mod security;

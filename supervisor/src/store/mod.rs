@@ -318,6 +318,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Live grants expiring before `before_ms`, soonest first.
+    pub fn expiring(&self, before_ms: i64) -> Result<Vec<(PluginRow, PermissionRow)>, StoreError> {
+        let now = now_ms();
+        let mut out = Vec::new();
+        for p in self.plugins()? {
+            for perm in self.permissions(&p.name)? {
+                if perm.is_live(now) && perm.expires_at.is_some_and(|at| at <= before_ms) {
+                    out.push((p.clone(), perm));
+                }
+            }
+        }
+        out.sort_by_key(|(_, perm)| perm.expires_at);
+        Ok(out)
+    }
+
     /// The live grant of `permission` for `plugin`, if any.
     pub fn live_grant(
         &self,
