@@ -55,6 +55,7 @@ install:
 	install -D -m 0644 systemd/plexichat-supervisor.service $(DESTDIR)/etc/systemd/system/plexichat-supervisor.service
 	install -D -m 0644 systemd/plexichat.sysusers $(DESTDIR)/usr/lib/sysusers.d/plexichat.conf
 	install -D -m 0644 systemd/plexichat.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/plexichat.conf
+	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/plexichat/README.md
 
 clean:
 	$(CARGO) clean

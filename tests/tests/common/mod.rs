@@ -62,6 +62,8 @@ pub struct Settings {
     pub exec_timeout: &'static str,
     /// How long an HTTP request made for network_outbound may take.
     pub http_timeout: &'static str,
+    /// Extra environment for the daemon (e.g. NOTIFY_SOCKET).
+    pub env: Vec<(&'static str, String)>,
     /// Copy the repository's policies/ into the daemon's directory and point
     /// `policy_dir` at it; the closure may then break them.
     pub own_policies: bool,
@@ -85,6 +87,7 @@ impl Default for Settings {
             broker_rate: (500.0, 1000),
             exec_timeout: "10s",
             http_timeout: "10s",
+            env: Vec::new(),
             own_policies: false,
         }
     }
@@ -182,6 +185,7 @@ pub struct Daemon {
     pub child: Option<Child>,
     pub socket: PathBuf,
     pub config: PathBuf,
+    env: Vec<(&'static str, String)>,
 }
 
 pub struct Cli {
@@ -270,6 +274,7 @@ impl Daemon {
             child: None,
             socket,
             config,
+            env: settings.env,
         };
         d.spawn();
         d
@@ -285,6 +290,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config)
             .env("PLEXICHAT_LOG", "debug")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
