@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
+        // Ordered maps: reports and log fields come out the same way every time.
+        .btree_map(".")
         .type_attribute(".plexichat.admin.v1", "#[derive(serde::Serialize)]")
         .compile_protos(&["proto/broker.proto", "proto/admin.proto"], &["proto"])?;
     Ok(())

@@ -340,3 +340,113 @@ fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[test]
+fn the_monthly_report_counts_calls_denials_and_incidents_per_plugin() {
+    let d = Daemon::start();
+    let pkg = d.package(
+        "files",
+        "name = \"files\"\nversion = \"1.0.0\"\nentry = \"files\"\n",
+        &bin("files_plugin"),
+        "files",
+    );
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "files"]).ok();
+    d.wait_running("files");
+    assert_eq!(invoke(&d, "files", "write", "/data/a.txt=hello"), "5");
+    assert_eq!(invoke(&d, "files", "read", "/data/a.txt"), "hello");
+    for _ in 0..3 {
+        let out = invoke(&d, "files", "read", "/etc/hostname");
+        assert!(out.starts_with("ERR PermissionDenied"), "{out}");
+    }
+
+    // A plugin that crashes at start: its crashes are incidents.
+    let pkg = d.package(
+        "crasher",
+        "name = \"crasher\"\nversion = \"1.0.0\"\nentry = \"crasher\"\n",
+        &bin("crasher"),
+        "crasher",
+    );
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "crasher"]).ok();
+    wait_until(std::time::Duration::from_secs(10), "a crash", || {
+        d.audit_actions(Some("crasher"))
+            .iter()
+            .any(|(a, _)| a == "plugin.crash")
+    });
+
+    let v = d
+        .cli(&[
+            "audit",
+            "plugins",
+            "--report",
+            "monthly",
+            "--output-format",
+            "json",
+        ])
+        .json();
+    let crasher = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plugin"] == "crasher")
+        .unwrap()
+        .clone();
+    assert!(crasher["incidents"].as_u64().unwrap() >= 1, "{crasher}");
+    assert!(
+        crasher["incidents_by_kind"]["plugin.crash"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{crasher}"
+    );
+    let this_month = {
+        let out = d
+            .cli(&["audit", "plugins", "--report", "monthly"])
+            .ok()
+            .stdout
+            .clone();
+        assert!(out.contains("PLUGIN") && out.contains("files"), "{out}");
+        out
+    };
+    assert!(
+        this_month.starts_with("audit report for 20"),
+        "{this_month}"
+    );
+    let files = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["plugin"] == "files")
+        .unwrap()
+        .clone();
+    assert_eq!(files["calls"], 5, "{files}");
+    assert_eq!(files["permission_use"]["file_write"], 1, "{files}");
+    assert_eq!(files["permission_use"]["file_read"], 1, "{files}");
+    assert_eq!(files["denials"], 3, "{files}");
+    assert_eq!(files["denials_by_permission"]["file_read"], 3, "{files}");
+    assert_eq!(files["incidents"], 0, "{files}");
+
+    // Another month has nothing; a malformed month is refused.
+    let empty = d
+        .cli(&[
+            "audit",
+            "plugins",
+            "--report",
+            "monthly",
+            "--month",
+            "2020-01",
+            "--output-format",
+            "json",
+        ])
+        .json();
+    assert_eq!(empty["plugins"], serde_json::json!([]), "{empty}");
+    let bad = d.cli(&[
+        "audit", "plugins", "--report", "monthly", "--month", "2020-13",
+    ]);
+    assert!(
+        !bad.status.success() && bad.stderr.contains("1-12"),
+        "{}",
+        bad.stderr
+    );
+}

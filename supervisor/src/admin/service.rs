@@ -510,6 +510,29 @@ impl Admin for AdminService {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn audit_report(
+        &self,
+        request: Request<AuditReportRequest>,
+    ) -> Result<Response<AuditReportResponse>, Status> {
+        self.auth(&request, "audit report", Need::Read)?;
+        self.shared.audit.flush().await;
+        let req = request.into_inner();
+        let (month, from_ms, until_ms) =
+            crate::clock::month_bounds(req.month.trim()).map_err(Status::invalid_argument)?;
+        let plugin = (!req.plugin.is_empty()).then_some(req.plugin.as_str());
+        let counts = self
+            .shared
+            .store
+            .audit_counts(from_ms, until_ms, plugin)
+            .map_err(store_status)?;
+        Ok(Response::new(AuditReportResponse {
+            month,
+            from_ms,
+            until_ms,
+            plugins: crate::audit::report::summarize(&counts),
+        }))
+    }
+
     type ServeHostActionsStream = BoxStream<HostActionCall>;
 
     async fn serve_host_actions(

@@ -367,6 +367,62 @@ pub async fn audit(
     emit(&session.render(&resp, audit_table)?)
 }
 
+pub async fn audit_report(session: &Session, month: String, plugin: Option<String>) -> Result<()> {
+    let request = broker_proto::admin::v1::AuditReportRequest {
+        month,
+        plugin: plugin.unwrap_or_default(),
+    };
+    let resp = session
+        .connect()
+        .await?
+        .audit_report(request)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, report_table)?)
+}
+
+/// `k=v, k=v` of a count map, largest first.
+fn top(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut v: Vec<(&String, &u64)> = counts.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let text: Vec<String> = v.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    if text.is_empty() {
+        "-".into()
+    } else {
+        text.join(", ")
+    }
+}
+
+fn report_table(r: &broker_proto::admin::v1::AuditReportResponse) -> String {
+    let mut out = format!("audit report for {} (UTC)\n", r.month);
+    if r.plugins.is_empty() {
+        out.push_str("no plugin activity recorded\n");
+        return out;
+    }
+    let mut table = Table::new(&[
+        "PLUGIN",
+        "CALLS",
+        "PERMISSION USE",
+        "DENIALS",
+        "DENIED",
+        "INCIDENTS",
+        "KINDS",
+    ]);
+    for p in &r.plugins {
+        table.row([
+            p.plugin.clone(),
+            p.calls.to_string(),
+            top(&p.permission_use),
+            p.denials.to_string(),
+            top(&p.denials_by_permission),
+            p.incidents.to_string(),
+            top(&p.incidents_by_kind),
+        ]);
+    }
+    out.push_str(&table.render());
+    out
+}
+
 fn plugin_dir(dir: &Path) -> Result<String> {
     let path = std::fs::canonicalize(dir)
         .with_context(|| format!("plugin directory {}", dir.display()))?;

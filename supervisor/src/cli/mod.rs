@@ -252,6 +252,19 @@ struct AuditArgs {
     /// At most N records [default: the supervisor's]
     #[arg(long, value_name = "N")]
     limit: Option<u32>,
+    /// A summary instead of records: `monthly` gives, per plugin, its calls and the
+    /// permissions they used, its denials and its incidents
+    #[arg(long, value_enum, value_name = "KIND", conflicts_with_all = ["since", "limit"])]
+    report: Option<ReportKind>,
+    /// The month of the report (UTC) [default: the current month]
+    #[arg(long, value_name = "YYYY-MM", requires = "report")]
+    month: Option<String>,
+}
+
+/// The summaries `audit plugins --report` can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportKind {
+    Monthly,
 }
 
 /// Entry point of the `plexichat` binary. Usage errors exit 2 (clap), failed
@@ -294,7 +307,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(AuditCommand::Plugins(args)) => {
             // --output-format is this command's own spelling of --output.
             let session = session.with_format(args.output_format);
-            commands::audit(&session, args.plugin, args.since, args.limit).await
+            match args.report {
+                Some(ReportKind::Monthly) => {
+                    commands::audit_report(&session, args.month.unwrap_or_default(), args.plugin)
+                        .await
+                }
+                None => commands::audit(&session, args.plugin, args.since, args.limit).await,
+            }
         }
     }
 }

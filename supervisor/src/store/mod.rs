@@ -168,6 +168,16 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
+/// How many audit records share a plugin, action, outcome and permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCount {
+    pub plugin: String,
+    pub action: String,
+    pub outcome: String,
+    pub permission: Option<String>,
+    pub count: u64,
+}
+
 /// A write transaction plus the audit records it will commit with.
 pub struct Tx<'a> {
     pub sql: rusqlite::Transaction<'a>,
@@ -316,6 +326,33 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Audit records about plugins in `[from_ms, until_ms)`, counted by plugin, action,
+    /// outcome and permission.
+    pub fn audit_counts(
+        &self,
+        from_ms: i64,
+        until_ms: i64,
+        plugin: Option<&str>,
+    ) -> Result<Vec<AuditCount>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT plugin, action, outcome, permission, count(*) FROM audit_log
+                 WHERE plugin IS NOT NULL AND ts >= ?1 AND ts < ?2 AND (?3 IS NULL OR plugin = ?3)
+                 GROUP BY plugin, action, outcome, permission ORDER BY plugin",
+            )?;
+            let rows = stmt.query_map(params![from_ms, until_ms, plugin], |r| {
+                Ok(AuditCount {
+                    plugin: r.get(0)?,
+                    action: r.get(1)?,
+                    outcome: r.get(2)?,
+                    permission: r.get(3)?,
+                    count: r.get::<_, i64>(4)?.try_into().unwrap_or(0),
+                })
+            })?;
+            collect(rows)
+        })
     }
 
     /// Live grants expiring before `before_ms`, soonest first.
