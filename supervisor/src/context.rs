@@ -18,6 +18,8 @@ pub struct Shared {
     pub hub: Hub,
     /// The PlexiChat server's channel for plugins' host actions.
     pub host_actions: HostActions,
+    /// The policy files loaded at start and their SHA-256, for integrity checks.
+    pub policy_digests: Vec<(std::path::PathBuf, String)>,
     /// `None` only when `sandbox.confine = false`.
     pub sandbox: Option<SandboxHost>,
 }

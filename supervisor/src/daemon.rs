@@ -81,7 +81,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     let launcher =
         Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
     let (audit, audit_queue) = AuditWriter::new();
+    let policy_digests = crate::integrity::policy_digests(&cfg);
     let shared = Arc::new(Shared {
+        policy_digests,
         cfg,
         catalog,
         store,

@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod install;
+pub mod integrity;
 pub mod launcher;
 pub mod lifecycle;
 pub mod manifest;

@@ -450,3 +450,80 @@ fn the_monthly_report_counts_calls_denials_and_incidents_per_plugin() {
         bad.stderr
     );
 }
+
+#[test]
+fn verify_system_integrity_names_what_was_tampered_with() {
+    let d = Daemon::start_with(Settings {
+        own_policies: true,
+        ..Settings::default()
+    });
+    let pkg = d.hello_package();
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "approve", "hello", "--comment", "ok"])
+        .ok();
+
+    let clean = d
+        .cli(&["--output", "json", "verify", "system-integrity"])
+        .json();
+    assert_eq!(clean["ok"], true, "{clean}");
+    let names: Vec<&str> = clean["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for want in ["plugin hello", "audit chain", "store"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("policy ") && n.ends_with("permissions.toml")),
+        "{names:?}"
+    );
+
+    // Tamper with an audit record, the installed binary and a policy file.
+    let db = rusqlite::Connection::open(d.root().join("state/store.db")).unwrap();
+    let id: i64 = db
+        .query_row(
+            "SELECT min(id) FROM audit_log WHERE action = 'permission.approve'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    db.execute(
+        "UPDATE audit_log SET outcome = 'denied' WHERE id = ?1",
+        [id],
+    )
+    .unwrap();
+    let binary = d.root().join("state/plugins/hello/0.1.0/hello");
+    let mut bytes = std::fs::read(&binary).unwrap();
+    bytes.push(0);
+    std::fs::write(&binary, bytes).unwrap();
+    let policy = d.root().join("policies/permissions.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("{text}\n# edited\n")).unwrap();
+
+    let out = d.cli(&["verify", "system-integrity"]);
+    assert!(!out.status.success(), "exit status says it failed");
+    for named in ["plugin hello", "audit chain", "permissions.toml"] {
+        assert!(
+            out.stderr.contains(named),
+            "{named} not named: {}",
+            out.stderr
+        );
+    }
+    assert!(
+        out.stdout.contains(&format!("record {id} was changed")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("changed since the supervisor loaded it"),
+        "{}",
+        out.stdout
+    );
+    let store_line = out.stdout.lines().find(|l| l.starts_with("store")).unwrap();
+    assert!(store_line.contains("ok"), "{store_line}");
+}

@@ -533,6 +533,43 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn verify_integrity(
+        &self,
+        request: Request<VerifyIntegrityRequest>,
+    ) -> Result<Response<VerifyIntegrityResponse>, Status> {
+        let actor = self.auth(&request, "verify integrity", Need::Read)?;
+        self.shared.audit.flush().await;
+        let shared = Arc::clone(&self.shared);
+        let checks = tokio::task::spawn_blocking(move || crate::integrity::verify(&shared))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let ok = checks.iter().all(|c| c.ok);
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        self.audit(
+            AuditEntry::new(
+                &actor,
+                "integrity.verify",
+                if ok { Outcome::Ok } else { Outcome::Failed },
+            )
+            .detail(serde_json::json!({ "failed": failed })),
+        );
+        Ok(Response::new(VerifyIntegrityResponse {
+            ok,
+            checks: checks
+                .into_iter()
+                .map(|c| IntegrityCheck {
+                    name: c.name,
+                    ok: c.ok,
+                    detail: c.detail,
+                })
+                .collect(),
+        }))
+    }
+
     type ServeHostActionsStream = BoxStream<HostActionCall>;
 
     async fn serve_host_actions(

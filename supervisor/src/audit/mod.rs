@@ -2,6 +2,7 @@
 //! written to `audit_log` inside the store transaction that made the change, then
 //! mirrored as JSON lines into the log directory (`system/`, `audit/`, `security/`, `plugins/`).
 
+pub mod chain;
 pub mod report;
 mod writer;
 

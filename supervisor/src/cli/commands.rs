@@ -367,6 +367,36 @@ pub async fn audit(
     emit(&session.render(&resp, audit_table)?)
 }
 
+pub async fn verify_integrity(session: &Session) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .verify_integrity(broker_proto::admin::v1::VerifyIntegrityRequest {})
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, |r| {
+        let mut table = Table::new(&["CHECK", "RESULT", "DETAIL"]);
+        for c in &r.checks {
+            table.row([
+                c.name.clone(),
+                if c.ok { "ok" } else { "FAILED" }.to_string(),
+                c.detail.clone(),
+            ]);
+        }
+        table.render()
+    })?)?;
+    if !resp.ok {
+        let failed: Vec<&str> = resp
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        bail!("system integrity check failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
 pub async fn audit_report(session: &Session, month: String, plugin: Option<String>) -> Result<()> {
     let request = broker_proto::admin::v1::AuditReportRequest {
         month,

@@ -82,6 +82,16 @@ enum Command {
     /// What confinement is enforced, for the host and each plugin
     #[command(subcommand)]
     Security(SecurityCommand),
+    /// Check that nothing was tampered with
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum VerifyCommand {
+    /// Plugin binaries against their pins, the audit hash chain, SQLite's integrity
+    /// check and the policy files; exits 1 naming whatever fails
+    SystemIntegrity,
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +310,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Notifications(NotificationsCommand::Watch) => {
             commands::watch_notifications(&session).await
+        }
+        Command::Verify(VerifyCommand::SystemIntegrity) => {
+            commands::verify_integrity(&session).await
         }
         Command::Security(SecurityCommand::PluginStatus { plugin }) => {
             security::plugin_status(&session, plugin).await

@@ -168,6 +168,17 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
+/// The outcome of [`Store::verify_audit_chain`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainCheck {
+    /// Records verified on the chain.
+    pub chained: u64,
+    /// Records from before the chain existed.
+    pub unchained: u64,
+    /// Where the chain breaks, if it does.
+    pub broken: Option<String>,
+}
+
 /// How many audit records share a plugin, action, outcome and permission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditCount {
@@ -238,8 +249,9 @@ impl Store {
         let value = f(&mut tx)?;
         let Tx { sql, audit } = tx;
         let mut written = Vec::with_capacity(audit.len());
+        let mut prev = last_hash(&sql).map_err(StoreError::from)?;
         for entry in audit {
-            written.push(insert_audit(&sql, entry).map_err(StoreError::from)?);
+            written.push(insert_audit(&sql, entry, &mut prev).map_err(StoreError::from)?);
         }
         sql.commit().map_err(StoreError::from)?;
         // Still under the connection lock, so the files keep the store's order and no
@@ -257,14 +269,15 @@ impl Store {
         let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
         let sql = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut written = Vec::with_capacity(entries.len());
+        let mut prev = last_hash(&sql)?;
         let mut entries = entries.into_iter().peekable();
         while entries.peek().is_some() {
             let chunk: Vec<AuditEntry> = entries.by_ref().take(AUDIT_ROWS_PER_INSERT).collect();
             if chunk.len() == AUDIT_ROWS_PER_INSERT {
-                written.extend(insert_audit_rows(&sql, chunk)?);
+                written.extend(insert_audit_rows(&sql, chunk, &mut prev)?);
             } else {
                 for entry in chunk {
-                    written.push(insert_audit(&sql, entry)?);
+                    written.push(insert_audit(&sql, entry, &mut prev)?);
                 }
             }
         }
@@ -353,6 +366,75 @@ impl Store {
             })?;
             collect(rows)
         })
+    }
+
+    /// Walks the audit log in id order, recomputing the hash chain. Records written
+    /// before the chain existed (no hash) count as unchained; after the first chained
+    /// record every one must carry its predecessor's hash and its own correct hash.
+    pub fn verify_audit_chain(&self) -> Result<ChainCheck, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, ts, actor, role, on_behalf_of, action, plugin, permission, outcome,
+                        before, after, detail, prev_hash, hash
+                 FROM audit_log ORDER BY id",
+            )?;
+            let mut rows = stmt.query([])?;
+            let mut check = ChainCheck::default();
+            let mut expected: Option<String> = None;
+            while let Some(r) = rows.next()? {
+                let id: i64 = r.get(0)?;
+                let text = |i: usize| r.get::<_, Option<String>>(i);
+                let (prev_hash, hash) = (text(12)?, text(13)?);
+                let Some(hash) = hash else {
+                    if expected.is_some() {
+                        check.broken = Some(format!("record {id} carries no hash"));
+                        return Ok(check);
+                    }
+                    check.unchained += 1;
+                    continue;
+                };
+                let want_prev = expected.clone().unwrap_or_default();
+                if prev_hash.as_deref() != Some(want_prev.as_str()) {
+                    check.broken = Some(format!(
+                        "record {id} does not follow the record before it: a record was removed, inserted or changed there"
+                    ));
+                    return Ok(check);
+                }
+                let (actor, role, action, outcome) = (
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(8)?,
+                );
+                let (obo, plugin, permission, before, after, detail) =
+                    (text(4)?, text(6)?, text(7)?, text(9)?, text(10)?, text(11)?);
+                let fields = crate::audit::chain::Fields {
+                    ts: r.get(1)?,
+                    actor: &actor,
+                    role: &role,
+                    on_behalf_of: obo.as_deref(),
+                    action: &action,
+                    plugin: plugin.as_deref(),
+                    permission: permission.as_deref(),
+                    outcome: &outcome,
+                    before: before.as_deref(),
+                    after: after.as_deref(),
+                    detail: detail.as_deref(),
+                };
+                if crate::audit::chain::hash(&want_prev, &fields) != hash {
+                    check.broken = Some(format!("record {id} was changed after it was written"));
+                    return Ok(check);
+                }
+                check.chained += 1;
+                expected = Some(hash);
+            }
+            Ok(check)
+        })
+    }
+
+    /// SQLite's own `PRAGMA integrity_check`: "ok", or what it found.
+    pub fn integrity_check(&self) -> Result<String, StoreError> {
+        self.read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
     }
 
     /// Live grants expiring before `before_ms`, soonest first.
@@ -671,26 +753,69 @@ pub fn config_set(c: &Connection, plugin: &str, key: &str, value: &str) -> Resul
 const AUDIT_ROWS_PER_INSERT: usize = 32;
 
 const AUDIT_COLUMNS: &str =
-    "INSERT INTO audit_log (ts, actor, role, on_behalf_of, action, plugin, permission, outcome, before, after, detail) VALUES ";
+    "INSERT INTO audit_log (ts, actor, role, on_behalf_of, action, plugin, permission, outcome, before, after, detail, prev_hash, hash) VALUES ";
+
+/// The hash of the newest record: where the next one chains on ("" before any).
+fn last_hash(c: &Connection) -> rusqlite::Result<String> {
+    Ok(c.query_row(
+        "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1",
+        [],
+        |r| r.get::<_, Option<String>>(0),
+    )
+    .optional()?
+    .flatten()
+    .unwrap_or_default())
+}
+
+fn chain_hash(prev: &str, e: &AuditEntry, outcome: &str, detail: Option<&str>) -> String {
+    crate::audit::chain::hash(
+        prev,
+        &crate::audit::chain::Fields {
+            ts: e.ts_ms,
+            actor: &e.actor,
+            role: e.role,
+            on_behalf_of: e.on_behalf_of.as_deref(),
+            action: &e.action,
+            plugin: e.plugin.as_deref(),
+            permission: e.permission.as_deref(),
+            outcome,
+            before: e.before.as_deref(),
+            after: e.after.as_deref(),
+            detail,
+        },
+    )
+}
 
 /// Inserts exactly `AUDIT_ROWS_PER_INSERT` records with one statement: one pass
 /// through SQLite's VM and one `sqlite_sequence` update instead of one per row. The
 /// rows of one INSERT get consecutive rowids (AUTOINCREMENT, one writer), ending at
 /// `last_insert_rowid`.
-fn insert_audit_rows(c: &Connection, entries: Vec<AuditEntry>) -> rusqlite::Result<Vec<Committed>> {
+fn insert_audit_rows(
+    c: &Connection,
+    entries: Vec<AuditEntry>,
+    prev: &mut String,
+) -> rusqlite::Result<Vec<Committed>> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
-        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
         format!(
             "{AUDIT_COLUMNS}{}",
             vec![row; AUDIT_ROWS_PER_INSERT].join(", ")
         )
     });
     let details: Vec<Option<String>> = entries.iter().map(Committed::detail_text).collect();
-    let mut stmt = c.prepare_cached(sql)?;
-    let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(entries.len() * 11);
     let outcomes: Vec<&str> = entries.iter().map(|e| e.outcome.as_str()).collect();
+    // Each row chains on the one before it, in insertion (id) order.
+    let mut links: Vec<(String, String)> = Vec::with_capacity(entries.len());
     for ((e, detail), outcome) in entries.iter().zip(&details).zip(&outcomes) {
+        let hash = chain_hash(prev, e, outcome, detail.as_deref());
+        links.push((std::mem::replace(prev, hash.clone()), hash));
+    }
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(entries.len() * 13);
+    for (((e, detail), outcome), (prev_hash, hash)) in
+        entries.iter().zip(&details).zip(&outcomes).zip(&links)
+    {
         params.extend_from_slice(&[
             &e.ts_ms,
             &e.actor,
@@ -703,6 +828,8 @@ fn insert_audit_rows(c: &Connection, entries: Vec<AuditEntry>) -> rusqlite::Resu
             &e.before,
             &e.after,
             detail,
+            prev_hash,
+            hash,
         ]);
     }
     stmt.execute(params.as_slice())?;
@@ -720,11 +847,12 @@ fn insert_audit_rows(c: &Connection, entries: Vec<AuditEntry>) -> rusqlite::Resu
         .collect())
 }
 
-fn insert_audit(c: &Connection, e: AuditEntry) -> rusqlite::Result<Committed> {
+fn insert_audit(c: &Connection, e: AuditEntry, prev: &mut String) -> rusqlite::Result<Committed> {
     let detail = Committed::detail_text(&e);
+    let hash = chain_hash(prev, &e, e.outcome.as_str(), detail.as_deref());
     // Cached: the broker's batches insert thousands of rows per transaction.
     let mut stmt = c.prepare_cached(&format!(
-        "{AUDIT_COLUMNS}(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        "{AUDIT_COLUMNS}(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?;
     stmt.execute(params![
         e.ts_ms,
@@ -737,8 +865,11 @@ fn insert_audit(c: &Connection, e: AuditEntry) -> rusqlite::Result<Committed> {
         e.outcome.as_str(),
         e.before,
         e.after,
-        detail
+        detail,
+        prev.as_str(),
+        hash
     ])?;
+    *prev = hash;
     Ok(Committed {
         id: c.last_insert_rowid(),
         entry: e,
@@ -932,5 +1063,36 @@ mod tests {
                 .unwrap();
             assert_eq!(stored, format!("{{\"n\":{i}}}"), "row {id}");
         }
+    }
+
+    #[test]
+    fn the_audit_chain_verifies_and_names_the_first_tampered_record() {
+        let (_d, s) = store();
+        let entry = |n: i64| {
+            AuditEntry::new(
+                &crate::audit::Actor::plugin("a"),
+                "broker.test",
+                crate::audit::Outcome::Ok,
+            )
+            .plugin("a")
+            .detail(serde_json::json!({ "n": n }))
+        };
+        s.audit((0..40).map(entry).collect()).unwrap();
+        s.write(|tx| {
+            tx.audit(entry(40));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+        let ok = s.verify_audit_chain().unwrap();
+        assert_eq!((ok.chained, ok.broken.clone()), (41, None), "{ok:?}");
+        let tamper = |sql: &str| s.read(|c| Ok(c.execute(sql, [])?)).unwrap();
+        tamper("UPDATE audit_log SET detail = '{\"n\":999}' WHERE id = 20");
+        let broken = s.verify_audit_chain().unwrap().broken.unwrap();
+        assert!(broken.contains("record 20 was changed"), "{broken}");
+        tamper("UPDATE audit_log SET detail = '{\"n\":19}' WHERE id = 20");
+        assert_eq!(s.verify_audit_chain().unwrap().broken, None, "restored");
+        tamper("DELETE FROM audit_log WHERE id = 30");
+        let broken = s.verify_audit_chain().unwrap().broken.unwrap();
+        assert!(broken.contains("record 31 does not follow"), "{broken}");
     }
 }

@@ -98,6 +98,12 @@ DROP TABLE plugins;
 ALTER TABLE plugins_new RENAME TO plugins;
 CREATE UNIQUE INDEX plugins_uid_offset ON plugins (uid_offset);
 "#,
+    // The audit log's hash chain (audit::chain): records written before this have
+    // neither and are reported as unchained by `verify system-integrity`.
+    r#"
+ALTER TABLE audit_log ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit_log ADD COLUMN hash TEXT;
+"#,
 ];
 
 /// Applies the pending migrations with foreign keys off (a table rebuild must not
