@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
+use super::instance::{launch_request_for, PrepareError};
 use super::security;
 use crate::context::Shared;
-use crate::launcher::{self, BinaryPin, LaunchRequest, LaunchSpec, Launcher, PidFd, Rlimits};
+use crate::launcher::{self, BinaryPin, LaunchRequest, Launcher, PidFd};
 use crate::manifest::Manifest;
-use crate::sandbox::host::SandboxHost;
 
 /// Bounds of one command.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +64,6 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 
 fn launch_request(
     shared: &Shared,
-    host: &SandboxHost,
     plugin: &str,
     argv: &[String],
 ) -> Result<(LaunchRequest, crate::sandbox::cgroup::PluginCgroup), CommandError> {
@@ -77,39 +76,29 @@ fn launch_request(
         .ok_or_else(|| CommandError::Failed(format!("plugin `{plugin}` is not installed")))?;
     let manifest =
         Manifest::parse(&row.manifest, &shared.catalog).map_err(|e| failed("manifest", &e))?;
-    let data_dir = shared.cfg.data_root().join(plugin);
-    let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
-    let limits = SandboxHost::limits(&shared.cfg, &manifest);
-    let confine = host
-        .confine_spec(&shared.cfg, plugin, uid, &data_dir)
-        .map_err(|e| failed("preparing confinement", &e))?;
     let (binary, args) = argv
         .split_first()
         .ok_or_else(|| CommandError::Failed("empty argv".into()))?;
-    let spec = LaunchSpec {
-        plugin: plugin.to_string(),
-        version: row.version,
-        binary: binary.into(),
-        pin: BinaryPin::Unpinned,
-        args: args.to_vec(),
-        data_dir,
-        supervisor_pid: std::process::id() as i32,
-        rlimits: Rlimits {
-            nproc: u64::from(limits.pids),
-            ..Rlimits::default()
-        },
-        confine: Some(confine),
-    };
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let pending = host.plan_cgroup(&format!("{plugin}.cmd-{n}"), limits);
-    let cgroup = pending.cgroup().clone();
-    Ok((
-        LaunchRequest {
-            spec,
-            cgroup: Some(pending),
-        },
-        cgroup,
-    ))
+    let request = launch_request_for(
+        shared,
+        &row,
+        &manifest,
+        binary.into(),
+        BinaryPin::Unpinned,
+        args.to_vec(),
+        &format!("{plugin}.cmd-{n}"),
+    )
+    .map_err(|e| match e {
+        PrepareError::Refused(why) => CommandError::Unavailable(why),
+        PrepareError::Failed(why) => CommandError::Failed(why),
+    })?;
+    let cgroup = request
+        .cgroup
+        .as_ref()
+        .map(|p| p.cgroup().clone())
+        .ok_or_else(|| CommandError::Failed("no cgroup planned for the command".into()))?;
+    Ok((request, cgroup))
 }
 
 /// Reads `fd` to its end, keeping at most `cap` bytes; true if more came.
@@ -138,13 +127,13 @@ pub async fn run(
     argv: &[String],
     limits: CommandLimits,
 ) -> Result<CommandOutput, CommandError> {
-    let host = shared.sandbox.as_ref().ok_or_else(|| {
-        CommandError::Unavailable(
+    if shared.sandbox.is_none() {
+        return Err(CommandError::Unavailable(
             "commands run only confined, and confinement is switched off (sandbox.confine = false)"
                 .into(),
-        )
-    })?;
-    let (request, cgroup) = launch_request(shared, host, plugin, argv)?;
+        ));
+    }
+    let (request, cgroup) = launch_request(shared, plugin, argv)?;
     let result = run_launched(shared, launcher, plugin, request, &cgroup, limits).await;
     cgroup.kill();
     cgroup.remove();

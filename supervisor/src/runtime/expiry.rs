@@ -30,30 +30,29 @@ pub fn watch(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
 /// Audits and announces each grant whose expiry fell in `(since, now]`.
 fn record_expired(shared: &Shared, since: i64, now: i64) -> Result<(), crate::store::StoreError> {
     let system = Actor::system();
-    let mut entries = Vec::new();
-    for plugin in shared.store.plugins()? {
-        for perm in shared.store.permissions(&plugin.name)? {
-            let Some(at) = perm.expires_at else { continue };
-            if perm.status != crate::store::PermissionStatus::Granted || at <= since || at > now {
-                continue;
-            }
-            let message = format!(
-                "{} of {} expired at {}",
-                perm.permission,
-                plugin.name,
-                rfc3339_ms(at)
-            );
-            shared
-                .hub
-                .notify("permission_expired", &plugin.name, message);
-            entries.push(
-                AuditEntry::new(&system, "permission.expired", Outcome::Ok)
-                    .plugin(&plugin.name)
-                    .permission(perm.permission.as_str())
-                    .change("granted", "expired")
-                    .detail(serde_json::json!({ "expired_at": rfc3339_ms(at), "scope": perm.granted_scope })),
-            );
-        }
+    let expired = shared.store.permissions_where(|p| {
+        p.status == crate::store::PermissionStatus::Granted
+            && p.expires_at.is_some_and(|at| at > since && at <= now)
+    })?;
+    let mut entries = Vec::with_capacity(expired.len());
+    for (plugin, perm) in expired {
+        let at = perm.expires_at.unwrap_or(now);
+        let message = format!(
+            "{} of {} expired at {}",
+            perm.permission,
+            plugin.name,
+            rfc3339_ms(at)
+        );
+        shared
+            .hub
+            .notify("permission_expired", &plugin.name, message);
+        entries.push(
+            AuditEntry::new(&system, "permission.expired", Outcome::Ok)
+                .plugin(&plugin.name)
+                .permission(perm.permission.as_str())
+                .change("granted", "expired")
+                .detail(serde_json::json!({ "expired_at": rfc3339_ms(at), "scope": perm.granted_scope })),
+        );
     }
     if !entries.is_empty() {
         shared.store.audit(entries)?;

@@ -46,50 +46,79 @@ impl Confinement {
     }
 }
 
-fn launch_request(
+/// Why a launch could not be prepared.
+pub(super) enum PrepareError {
+    /// Policy forbids running it here (e.g. Landlock weaker than the minimum).
+    Refused(String),
+    Failed(String),
+}
+
+/// The launch request for something run as `row`'s plugin — the plugin itself or a
+/// command run for it: `binary` with `args`, checked against `pin`, with the plugin's
+/// data dir and, when confinement is on, its uid, root, limits and a cgroup named
+/// `cgroup_name`. Both paths go through here so they are confined alike.
+pub(super) fn launch_request_for(
     shared: &Shared,
     row: &PluginRow,
     manifest: &Manifest,
-) -> Result<(LaunchRequest, Confinement), InstanceEnd> {
-    let requested_at = std::time::Instant::now();
+    binary: std::path::PathBuf,
+    pin: BinaryPin,
+    args: Vec<String>,
+    cgroup_name: &str,
+) -> Result<LaunchRequest, PrepareError> {
     let data_dir = shared.cfg.data_root().join(&row.name);
     let mut spec = LaunchSpec {
         plugin: row.name.clone(),
         version: row.version.clone(),
-        binary: std::path::Path::new(&row.install_dir).join(&manifest.entry),
-        pin: BinaryPin::Sha256(row.sha256.clone()),
-        args: Vec::new(),
+        binary,
+        pin,
+        args,
         data_dir: data_dir.clone(),
         supervisor_pid: std::process::id() as i32,
         rlimits: Rlimits::default(),
         confine: None,
     };
     let Some(host) = &shared.sandbox else {
-        return Ok((
-            LaunchRequest { spec, cgroup: None },
-            Confinement {
-                cgroup: None,
-                requested_at,
-            },
-        ));
+        return Ok(LaunchRequest { spec, cgroup: None });
     };
-    host.landlock_ok().map_err(InstanceEnd::Refused)?;
+    host.landlock_ok().map_err(PrepareError::Refused)?;
     let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
     let limits = SandboxHost::limits(&shared.cfg, manifest);
     spec.rlimits.nproc = u64::from(limits.pids);
     spec.confine = Some(
         host.confine_spec(&shared.cfg, &row.name, uid, &data_dir)
-            .map_err(|e| InstanceEnd::Crashed(format!("preparing confinement: {e}")))?,
+            .map_err(|e| PrepareError::Failed(format!("preparing confinement: {e}")))?,
     );
-    let pending = host.plan_cgroup(&row.name, limits);
-    let cgroup = pending.cgroup().clone();
+    Ok(LaunchRequest {
+        spec,
+        cgroup: Some(host.plan_cgroup(cgroup_name, limits)),
+    })
+}
+
+fn launch_request(
+    shared: &Shared,
+    row: &PluginRow,
+    manifest: &Manifest,
+) -> Result<(LaunchRequest, Confinement), InstanceEnd> {
+    let requested_at = std::time::Instant::now();
+    let request = launch_request_for(
+        shared,
+        row,
+        manifest,
+        std::path::Path::new(&row.install_dir).join(&manifest.entry),
+        BinaryPin::Sha256(row.sha256.clone()),
+        Vec::new(),
+        &row.name,
+    )
+    .map_err(|e| match e {
+        PrepareError::Refused(why) => InstanceEnd::Refused(why),
+        PrepareError::Failed(why) => InstanceEnd::Crashed(why),
+    })?;
+    let cgroup = request.cgroup.as_ref().map(|p| p.cgroup().clone());
     Ok((
-        LaunchRequest {
-            spec,
-            cgroup: Some(pending),
-        },
+        request,
         Confinement {
-            cgroup: Some(cgroup),
+            cgroup,
             requested_at,
         },
     ))

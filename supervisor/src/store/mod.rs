@@ -329,13 +329,18 @@ impl Store {
     }
 
     pub fn pending(&self) -> Result<Vec<(PluginRow, PermissionRow)>, StoreError> {
-        let plugins = self.plugins()?;
+        self.permissions_where(|p| p.status == PermissionStatus::Pending)
+    }
+
+    /// Every plugin's permission rows that `keep` selects, plugins in name order.
+    pub fn permissions_where(
+        &self,
+        keep: impl Fn(&PermissionRow) -> bool,
+    ) -> Result<Vec<(PluginRow, PermissionRow)>, StoreError> {
         let mut out = Vec::new();
-        for p in plugins {
-            for perm in self.permissions(&p.name)? {
-                if perm.status == PermissionStatus::Pending {
-                    out.push((p.clone(), perm));
-                }
+        for p in self.plugins()? {
+            for perm in self.cached_permissions(&p.name)?.iter().filter(|r| keep(r)) {
+                out.push((p.clone(), perm.clone()));
             }
         }
         Ok(out)
@@ -440,14 +445,9 @@ impl Store {
     /// Live grants expiring before `before_ms`, soonest first.
     pub fn expiring(&self, before_ms: i64) -> Result<Vec<(PluginRow, PermissionRow)>, StoreError> {
         let now = now_ms();
-        let mut out = Vec::new();
-        for p in self.plugins()? {
-            for perm in self.permissions(&p.name)? {
-                if perm.is_live(now) && perm.expires_at.is_some_and(|at| at <= before_ms) {
-                    out.push((p.clone(), perm));
-                }
-            }
-        }
+        let mut out = self.permissions_where(|p| {
+            p.is_live(now) && p.expires_at.is_some_and(|at| at <= before_ms)
+        })?;
         out.sort_by_key(|(_, perm)| perm.expires_at);
         Ok(out)
     }
