@@ -17,6 +17,17 @@ pub fn rfc3339_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// `20261129-173147-123` for a Unix-millisecond timestamp (UTC): sortable, and
+/// safe as a file name.
+pub fn compact_utc_ms(ms: i64) -> String {
+    let format = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .map(|s| format!("{s}-{:03}", ms.rem_euclid(1000)))
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// The UTC month `YYYY-MM` (empty: the current one) as its name and
 /// `[from, until)` Unix milliseconds.
 pub fn month_bounds(month: &str) -> Result<(String, i64, i64), String> {

@@ -1,5 +1,5 @@
 //! What every subsystem of a running supervisor shares: configuration, the
-//! permission catalog, the store and the event hub.
+//! permission catalog, the store, the event hub, monitoring counters and alerts.
 
 use crate::audit::AuditWriter;
 use crate::broker::host_actions::HostActions;
@@ -20,6 +20,10 @@ pub struct Shared {
     pub host_actions: HostActions,
     /// The policy files loaded at start and their SHA-256, for integrity checks.
     pub policy_digests: Vec<(std::path::PathBuf, String)>,
+    /// Brokered calls per plugin and service, for monitoring.
+    pub counters: std::sync::Arc<crate::monitor::Counters>,
+    /// The configured alert rules and their windows.
+    pub alerts: std::sync::Arc<crate::alerts::Alerts>,
     /// `None` only when `sandbox.confine = false`.
     pub sandbox: Option<SandboxHost>,
 }

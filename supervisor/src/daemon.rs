@@ -82,8 +82,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
     let (audit, audit_queue) = AuditWriter::new();
     let policy_digests = crate::integrity::policy_digests(&cfg);
+    let counters = Arc::new(crate::monitor::Counters::default());
+    let alerts = Arc::new(crate::alerts::Alerts::new(cfg.alerts.clone()));
+    {
+        let (counters, alerts) = (Arc::clone(&counters), Arc::clone(&alerts));
+        let observer: crate::store::Observer = Box::new(move |committed| {
+            counters.observe(committed);
+            alerts.observe(committed);
+        });
+        if store.observe(observer).is_err() {
+            anyhow::bail!("the store already has an observer");
+        }
+    }
     let shared = Arc::new(Shared {
         policy_digests,
+        counters,
+        alerts,
         cfg,
         catalog,
         store,
@@ -139,7 +153,13 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     )])?;
     let started = runtime.boot()?;
     let _expiry = crate::runtime::expiry::watch(Arc::clone(&shared));
-    tracing::info!(socket = %shared.cfg.admin_socket.display(), plugins = started, "supervisor serving");
+    crate::alerts::Alerts::spawn(Arc::clone(&shared), Arc::clone(&runtime));
+    if let Some(addr) = shared.cfg.monitor.prometheus_listen {
+        crate::monitor::serve_prometheus(addr, Arc::clone(&shared), Arc::clone(&runtime))
+            .await
+            .with_context(|| format!("serving Prometheus metrics on {addr}"))?;
+    }
+    tracing::info!(socket = %shared.cfg.admin_socket.display(), plugins = started.len(), "supervisor serving");
     notify_systemd("READY=1\nSTATUS=serving");
     let service = crate::admin::service(Arc::clone(&shared), Arc::clone(&runtime));
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();

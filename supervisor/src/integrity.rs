@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::context::Shared;
 use crate::install::sha256_file;
 use crate::manifest::Manifest;
+use crate::store::PluginRow;
 
 /// One check: what was checked, whether it held, and what was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub struct Check {
     pub detail: String,
 }
 
-fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+pub fn check(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
     Check {
         name: name.into(),
         ok,
@@ -45,36 +46,38 @@ pub fn policy_digests(cfg: &Config) -> Vec<(PathBuf, String)> {
 }
 
 fn plugin_checks(shared: &Shared) -> Vec<Check> {
-    let plugins = match shared.store.plugins() {
-        Ok(p) => p,
-        Err(e) => return vec![check("plugins", false, format!("cannot list plugins: {e}"))],
+    match shared.store.plugins() {
+        Ok(plugins) => plugins
+            .iter()
+            .map(|row| plugin_check(shared, row))
+            .collect(),
+        Err(e) => vec![check("plugins", false, format!("cannot list plugins: {e}"))],
+    }
+}
+
+/// The plugin's installed entry binary against its pin.
+pub fn plugin_check(shared: &Shared, row: &PluginRow) -> Check {
+    let name = format!("plugin {}", row.name);
+    let entry = match Manifest::parse(&row.manifest, &shared.catalog) {
+        Ok(m) => m.entry,
+        Err(e) => return check(name, false, format!("stored manifest invalid: {e}")),
     };
-    plugins
-        .into_iter()
-        .map(|row| {
-            let name = format!("plugin {}", row.name);
-            let entry = match Manifest::parse(&row.manifest, &shared.catalog) {
-                Ok(m) => m.entry,
-                Err(e) => return check(name, false, format!("stored manifest invalid: {e}")),
-            };
-            let binary = Path::new(&row.install_dir).join(&entry);
-            match sha256_file(&binary) {
-                Ok(h) if h == row.sha256 => {
-                    check(name, true, format!("{} matches its pin", binary.display()))
-                }
-                Ok(h) => check(
-                    name,
-                    false,
-                    format!(
-                        "{} changed: sha256 {h}, pinned {}",
-                        binary.display(),
-                        row.sha256
-                    ),
-                ),
-                Err(e) => check(name, false, format!("{}: {e}", binary.display())),
-            }
-        })
-        .collect()
+    let binary = Path::new(&row.install_dir).join(&entry);
+    match sha256_file(&binary) {
+        Ok(h) if h == row.sha256 => {
+            check(name, true, format!("{} matches its pin", binary.display()))
+        }
+        Ok(h) => check(
+            name,
+            false,
+            format!(
+                "{} changed: sha256 {h}, pinned {}",
+                binary.display(),
+                row.sha256
+            ),
+        ),
+        Err(e) => check(name, false, format!("{}: {e}", binary.display())),
+    }
 }
 
 fn policy_checks(loaded: &[(PathBuf, String)]) -> Vec<Check> {

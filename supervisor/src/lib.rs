@@ -2,8 +2,10 @@
 //! data plane (broker), launcher and the `plexichat` CLI, as one library.
 
 pub mod admin;
+pub mod alerts;
 pub mod approval;
 pub mod audit;
+pub mod backup;
 pub mod broker;
 pub mod catalog;
 pub mod cli;
@@ -11,11 +13,13 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod emergency;
 pub mod install;
 pub mod integrity;
 pub mod launcher;
 pub mod lifecycle;
 pub mod manifest;
+pub mod monitor;
 pub mod plugin_log;
 pub mod runtime;
 pub mod sandbox;

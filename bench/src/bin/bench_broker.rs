@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use broker_proto::admin::v1::{AuditQuery, InstallPluginRequest, InvokeCommandRequest, PluginRef};
+use broker_proto::admin::v1::{
+    AuditQuery, EnablePluginRequest, InstallPluginRequest, InvokeCommandRequest,
+};
 use plexichat_bench::{release_dir, stats, Daemon, Stats};
 
 mod echo {
@@ -259,8 +261,9 @@ async fn main() -> Result<()> {
         })
         .await?;
     admin
-        .enable_plugin(PluginRef {
+        .enable_plugin(EnablePluginRequest {
             name: "echo".into(),
+            verify_security: false,
         })
         .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;

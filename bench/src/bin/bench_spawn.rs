@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use broker_proto::admin::v1::{
-    AuditQuery, DisablePluginRequest, InstallPluginRequest, ListPluginsRequest, PluginRef,
+    AuditQuery, DisablePluginRequest, EnablePluginRequest, InstallPluginRequest, ListPluginsRequest,
 };
 use plexichat_bench::{release_dir, stats, Daemon, Stats};
 
@@ -56,8 +56,9 @@ async fn plugin_spawns(confine: bool, runs: usize) -> Result<Vec<f64>> {
         .await?;
     for _ in 0..runs + WARMUP {
         admin
-            .enable_plugin(PluginRef {
+            .enable_plugin(EnablePluginRequest {
                 name: "echo".into(),
+                verify_security: false,
             })
             .await?;
         let t = Instant::now();

@@ -1,17 +1,18 @@
 //! Store rows and runtime status rendered as admin-API messages.
 
 use broker_proto::admin::v1::{
-    AuditRecord, HostSecurity, PermissionRecord, PluginDetail, PluginSecurity, PluginSummary,
-    Resources,
+    Alert, AuditRecord, BackupInfo, HostSecurity, IntegrityCheck, PermissionRecord, PluginDetail,
+    PluginSecurity, PluginSummary, Resources, RevokeResponse, RevokedGrant, SafeModeStatus,
 };
 
 use crate::context::Shared;
 
 use crate::catalog::Catalog;
 use crate::clock::now_ms;
+use crate::integrity::Check;
 use crate::manifest::Manifest;
 use crate::runtime::Status;
-use crate::store::{AuditRow, PermissionRow, PluginRow};
+use crate::store::{AlertRow, AuditRow, BackupRow, PermissionRow, PluginRow, SafeMode};
 
 pub fn summary(row: &PluginRow, status: &Status) -> PluginSummary {
     PluginSummary {
@@ -98,7 +99,8 @@ pub fn audit_record(r: AuditRow) -> AuditRecord {
 }
 
 pub fn host_security(shared: &Shared) -> HostSecurity {
-    match &shared.sandbox {
+    let safe_mode = shared.store.safe_mode().is_ok_and(|m| m.enabled);
+    let host = match &shared.sandbox {
         None => HostSecurity {
             confinement: false,
             refusal: String::new(),
@@ -113,7 +115,70 @@ pub fn host_security(shared: &Shared) -> HostSecurity {
             seccomp_syscalls: h.seccomp.allowed_syscalls as u32,
             seccomp_source: h.seccomp.source.display().to_string(),
             refusal: h.landlock_ok().err().unwrap_or_default(),
+            ..HostSecurity::default()
         },
+    };
+    HostSecurity { safe_mode, ..host }
+}
+
+pub fn revoked(catalog: &Catalog, rows: &[PermissionRow]) -> RevokeResponse {
+    let now = now_ms();
+    RevokeResponse {
+        revoked: rows
+            .iter()
+            .map(|r| RevokedGrant {
+                plugin: r.plugin.clone(),
+                permission: Some(permission(catalog, r, now)),
+            })
+            .collect(),
+    }
+}
+
+pub fn alert(a: AlertRow) -> Alert {
+    Alert {
+        id: a.id,
+        plugin: a.plugin,
+        rule: a.rule,
+        kind: a.kind,
+        count: a.count,
+        threshold: a.threshold,
+        window_secs: a.window_secs,
+        raised_at_ms: a.raised_at,
+        quarantined: a.quarantined,
+        message: a.message,
+        acknowledged_at_ms: a.acknowledged_at.unwrap_or_default(),
+        acknowledged_by: a.acknowledged_by.unwrap_or_default(),
+    }
+}
+
+pub fn backup(b: BackupRow) -> BackupInfo {
+    BackupInfo {
+        id: b.id,
+        created_at_ms: b.created_at,
+        reason: b.reason,
+        created_by: b.created_by,
+        bytes: b.bytes,
+        sha256: b.sha256,
+        plugins: b.plugins,
+        comment: b.comment,
+    }
+}
+
+pub fn safe_mode(m: SafeMode, plugins: Vec<String>) -> SafeModeStatus {
+    SafeModeStatus {
+        enabled: m.enabled,
+        since_ms: m.since_ms,
+        by: m.by,
+        comment: m.comment,
+        plugins,
+    }
+}
+
+pub fn check(c: Check) -> IntegrityCheck {
+    IntegrityCheck {
+        name: c.name,
+        ok: c.ok,
+        detail: c.detail,
     }
 }
 

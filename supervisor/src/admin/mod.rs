@@ -3,6 +3,7 @@
 
 mod auth;
 mod convert;
+mod operations;
 mod service;
 
 use std::os::unix::fs::PermissionsExt;

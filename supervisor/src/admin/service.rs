@@ -33,7 +33,7 @@ pub struct AdminService {
     pub runtime: Arc<Runtime>,
 }
 
-fn store_status(e: StoreError) -> Status {
+pub(super) fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::NoSuchPlugin(_) => Status::not_found(e.to_string()),
         StoreError::AlreadyInstalled(_) => Status::already_exists(e.to_string()),
@@ -41,7 +41,7 @@ fn store_status(e: StoreError) -> Status {
     }
 }
 
-fn approval_status(e: ApprovalError) -> Status {
+pub(super) fn approval_status(e: ApprovalError) -> Status {
     match e {
         ApprovalError::MissingComment | ApprovalError::Invalid(_) => {
             Status::invalid_argument(e.to_string())
@@ -51,19 +51,23 @@ fn approval_status(e: ApprovalError) -> Status {
     }
 }
 
-fn install_status(e: InstallError) -> Status {
+pub(super) fn install_status(e: InstallError) -> Status {
     match e {
         InstallError::Manifest(_) | InstallError::Package { .. } => {
             Status::invalid_argument(e.to_string())
         }
+        InstallError::Refused(_) => Status::failed_precondition(e.to_string()),
         InstallError::Store(s) => store_status(s),
         InstallError::Io { .. } => Status::internal(e.to_string()),
     }
 }
 
-fn lifecycle_status(e: LifecycleError) -> Status {
+pub(super) fn lifecycle_status(e: LifecycleError) -> Status {
     match e {
         LifecycleError::MissingGrants { .. } | LifecycleError::ChangesRequested { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
+        LifecycleError::SafeMode { .. } | LifecycleError::Verification { .. } => {
             Status::failed_precondition(e.to_string())
         }
         LifecycleError::MissingComment => Status::invalid_argument(e.to_string()),
@@ -75,7 +79,12 @@ fn lifecycle_status(e: LifecycleError) -> Status {
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl AdminService {
-    fn auth<T>(&self, req: &Request<T>, method: &str, need: Need) -> Result<Actor, Status> {
+    pub(super) fn auth<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+        need: Need,
+    ) -> Result<Actor, Status> {
         authorize(
             &self.shared.cfg.access,
             &self.shared.store,
@@ -85,7 +94,7 @@ impl AdminService {
         )
     }
 
-    fn summary(&self, name: &str) -> Result<PluginSummary, Status> {
+    pub(super) fn summary(&self, name: &str) -> Result<PluginSummary, Status> {
         let row = self
             .shared
             .store
@@ -94,7 +103,7 @@ impl AdminService {
         Ok(convert::summary(&row, &self.runtime.status(name)))
     }
 
-    fn audit(&self, entry: AuditEntry) {
+    pub(super) fn audit(&self, entry: AuditEntry) {
         if let Err(e) = self.shared.store.audit(vec![entry]) {
             tracing::error!(error = %e, "audit write failed");
         }
@@ -132,7 +141,26 @@ impl Admin for AdminService {
         let actor2 = actor.clone();
         let path2 = path.clone();
         let result = tokio::task::spawn_blocking(move || {
-            install::install(&shared.cfg, &shared.catalog, &shared.store, &actor2, &path2)
+            let backup = || {
+                crate::backup::create(
+                    &shared,
+                    &actor2,
+                    crate::backup::Reason::Install,
+                    &format!("before installing {}", path2.display()),
+                )
+                .map(drop)
+                .map_err(|e| {
+                    InstallError::Refused(format!("the backup before installing failed: {e}"))
+                })
+            };
+            install::install(
+                &shared.cfg,
+                &shared.catalog,
+                &shared.store,
+                &actor2,
+                &path2,
+                &backup,
+            )
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -278,31 +306,96 @@ impl Admin for AdminService {
         let rows = approval::revoke(
             &self.shared.store,
             &actor,
-            &req.permission,
+            Some(&req.permission),
             from,
             req.comment.trim(),
         )
         .map_err(approval_status)?;
-        let now = now_ms();
-        Ok(Response::new(RevokeResponse {
-            revoked: rows
-                .iter()
-                .map(|r| RevokedGrant {
-                    plugin: r.plugin.clone(),
-                    permission: Some(convert::permission(&self.shared.catalog, r, now)),
-                })
-                .collect(),
-        }))
+        Ok(Response::new(convert::revoked(&self.shared.catalog, &rows)))
     }
 
     async fn enable_plugin(
         &self,
-        request: Request<PluginRef>,
-    ) -> Result<Response<PluginSummary>, Status> {
-        let actor = self.auth(&request, "enable", Need::Change)?;
-        let name = request.into_inner().name;
-        lifecycle::enable(&self.shared, &self.runtime, &actor, &name).map_err(lifecycle_status)?;
-        Ok(Response::new(self.summary(&name)?))
+        request: Request<EnablePluginRequest>,
+    ) -> Result<Response<EnablePluginResponse>, Status> {
+        self.op_enable(request).await
+    }
+
+    async fn update_plugin(
+        &self,
+        request: Request<UpdatePluginRequest>,
+    ) -> Result<Response<UpdatePluginResponse>, Status> {
+        self.op_update(request).await
+    }
+
+    async fn disable_all(
+        &self,
+        request: Request<DisableAllRequest>,
+    ) -> Result<Response<DisableAllResponse>, Status> {
+        self.op_disable_all(request).await
+    }
+
+    async fn revoke_all(
+        &self,
+        request: Request<RevokeAllRequest>,
+    ) -> Result<Response<RevokeResponse>, Status> {
+        self.op_revoke_all(request)
+    }
+
+    async fn set_safe_mode(
+        &self,
+        request: Request<SetSafeModeRequest>,
+    ) -> Result<Response<SafeModeStatus>, Status> {
+        self.op_set_safe_mode(request).await
+    }
+
+    async fn security_report(
+        &self,
+        request: Request<SecurityReportRequest>,
+    ) -> Result<Response<SecurityReportResponse>, Status> {
+        self.op_security_report(request).await
+    }
+
+    async fn create_backup(
+        &self,
+        request: Request<CreateBackupRequest>,
+    ) -> Result<Response<BackupInfo>, Status> {
+        self.op_create_backup(request).await
+    }
+
+    async fn list_backups(
+        &self,
+        request: Request<ListBackupsRequest>,
+    ) -> Result<Response<ListBackupsResponse>, Status> {
+        self.op_list_backups(request)
+    }
+
+    async fn restore_backup(
+        &self,
+        request: Request<RestoreBackupRequest>,
+    ) -> Result<Response<RestoreBackupResponse>, Status> {
+        self.op_restore_backup(request).await
+    }
+
+    async fn monitor(
+        &self,
+        request: Request<MonitorRequest>,
+    ) -> Result<Response<MonitorResponse>, Status> {
+        self.op_monitor(request).await
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, Status> {
+        self.op_list_alerts(request)
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<AcknowledgeAlertRequest>,
+    ) -> Result<Response<Alert>, Status> {
+        self.op_acknowledge_alert(request)
     }
 
     async fn disable_plugin(
@@ -373,9 +466,19 @@ impl Admin for AdminService {
             .filter(|r| want.is_empty() || r.name == want)
             .map(|r| convert::security(&self.shared, r, &self.runtime.status(&r.name)))
             .collect();
+        let open_alerts = self
+            .shared
+            .store
+            .alerts(false)
+            .map_err(store_status)?
+            .into_iter()
+            .filter(|a| want.is_empty() || a.plugin == want)
+            .map(convert::alert)
+            .collect();
         Ok(Response::new(SecurityStatusResponse {
             host: Some(convert::host_security(&self.shared)),
             plugins,
+            open_alerts,
         }))
     }
 
@@ -559,14 +662,7 @@ impl Admin for AdminService {
         );
         Ok(Response::new(VerifyIntegrityResponse {
             ok,
-            checks: checks
-                .into_iter()
-                .map(|c| IntegrityCheck {
-                    name: c.name,
-                    ok: c.ok,
-                    detail: c.detail,
-                })
-                .collect(),
+            checks: checks.into_iter().map(convert::check).collect(),
         }))
     }
 

@@ -244,18 +244,19 @@ pub enum RevokeFrom<'a> {
     All,
 }
 
-/// Revokes `permission` wherever it is granted or still pending, in one
+/// Revokes `permission` (every permission when `None`) wherever it is granted or still pending, in one
 /// transaction; returns the rows as they now stand. Running plugins lose it at
 /// their next broker call, since every call reads the live grant.
 pub fn revoke(
     store: &Store,
     actor: &Actor,
-    permission: &str,
+    permission: Option<&str>,
     from: RevokeFrom<'_>,
     comment: &str,
 ) -> Result<Vec<PermissionRow>, ApprovalError> {
-    let permission: Permission = permission
-        .parse()
+    let permission: Option<Permission> = permission
+        .map(str::parse)
+        .transpose()
         .map_err(|e: crate::catalog::UnknownPermission| ApprovalError::Invalid(e.to_string()))?;
     let now = now_ms();
     store.write(|tx| {
@@ -274,7 +275,7 @@ pub fn revoke(
                     row.status,
                     PermissionStatus::Granted | PermissionStatus::Pending
                 );
-                if row.permission != permission || !live_or_pending {
+                if permission.is_some_and(|p| p != row.permission) || !live_or_pending {
                     continue;
                 }
                 let before = row.display_status(now);
@@ -285,7 +286,7 @@ pub fn revoke(
                 tx.audit(
                     AuditEntry::new(actor, "permission.revoke", Outcome::Ok)
                         .plugin(&plugin)
-                        .permission(permission.as_str())
+                        .permission(row.permission.as_str())
                         .change(before, "revoked")
                         .detail(serde_json::json!({
                             "comment": comment,

@@ -42,6 +42,10 @@ impl Session {
         }
     }
 
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
     /// The same session with a command-specific format, if one was given.
     pub fn with_format(self, format: Option<OutputFormat>) -> Self {
         Self {
@@ -204,7 +208,7 @@ pub async fn revoke(
     emit(&session.render(&resp, revoke_text)?)
 }
 
-fn revoke_text(r: &RevokeResponse) -> String {
+pub(super) fn revoke_text(r: &RevokeResponse) -> String {
     if r.revoked.is_empty() {
         return "nothing to revoke: no plugin holds or requests that permission\n".to_string();
     }
@@ -229,16 +233,6 @@ pub async fn request_changes(session: &Session, name: String, comment: String) -
         .await?
         .into_inner();
     emit(&session.render(&resp, |s| state_change_text("sent back to its author", s))?)
-}
-
-pub async fn enable(session: &Session, name: String) -> Result<()> {
-    let resp = session
-        .connect()
-        .await?
-        .enable_plugin(PluginRef { name })
-        .await?
-        .into_inner();
-    emit(&session.render(&resp, |s| state_change_text("enabled", s))?)
 }
 
 pub async fn disable(session: &Session, name: String, force: bool) -> Result<()> {
@@ -412,7 +406,7 @@ pub async fn audit_report(session: &Session, month: String, plugin: Option<Strin
 }
 
 /// `k=v, k=v` of a count map, largest first.
-fn top(counts: &std::collections::BTreeMap<String, u64>) -> String {
+pub(super) fn top(counts: &std::collections::BTreeMap<String, u64>) -> String {
     let mut v: Vec<(&String, &u64)> = counts.iter().collect();
     v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let text: Vec<String> = v.iter().map(|(k, n)| format!("{k}={n}")).collect();
@@ -453,7 +447,7 @@ fn report_table(r: &broker_proto::admin::v1::AuditReportResponse) -> String {
     out
 }
 
-fn plugin_dir(dir: &Path) -> Result<String> {
+pub(super) fn plugin_dir(dir: &Path) -> Result<String> {
     let path = std::fs::canonicalize(dir)
         .with_context(|| format!("plugin directory {}", dir.display()))?;
     if !path.is_dir() {
@@ -679,7 +673,7 @@ fn decision_text(verb: &str, name: &str, r: &DecisionResponse) -> String {
     format!("{head}:\n{}", table.render())
 }
 
-fn state_change_text(verb: &str, s: &PluginSummary) -> String {
+pub(super) fn state_change_text(verb: &str, s: &PluginSummary) -> String {
     let mut text = format!(
         "{verb} {}: state {}, runtime {}",
         s.name,
@@ -728,7 +722,7 @@ fn notification_line(n: &Notification) -> String {
     escape_line(&text)
 }
 
-fn audit_table(r: &AuditResponse) -> String {
+pub(super) fn audit_table(r: &AuditResponse) -> String {
     if r.records.is_empty() {
         return "no audit records\n".to_string();
     }

@@ -3,6 +3,8 @@
 
 mod client;
 mod commands;
+mod monitor;
+mod operations;
 mod output;
 mod parse;
 mod security;
@@ -24,7 +26,9 @@ Examples:
   plexichat plugin pending
   plexichat plugin approve echo --comment \"reviewed, ticket SEC-42\" --expires-in 30d
   plexichat plugin enable echo
-  plexichat audit plugins --plugin echo --since 1h";
+  plexichat audit plugins --plugin echo --since 1h
+  plexichat monitor plugins --real-time
+  plexichat emergency enable-safe-mode --comment \"incident 7\"";
 
 /// Manage plugins of the PlexiChat plugin supervisor.
 ///
@@ -85,6 +89,88 @@ enum Command {
     /// Check that nothing was tampered with
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Incident response: stop everything, revoke everything, safe mode, a report
+    #[command(subcommand)]
+    Emergency(EmergencyCommand),
+    /// Back up the supervisor's store (plugins, grants, config, audit log)
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore plugins, their permissions and config from a backup, with the
+    /// supervisor running (the audit log is kept; the current state is backed up first)
+    Restore {
+        /// Backup id, as `plexichat backup list` shows it
+        #[arg(long, value_name = "ID")]
+        backup_id: String,
+        /// Start no plugin afterwards: each is left disabled, to be enabled one by
+        /// one with `plugin enable NAME --verify-security`
+        #[arg(long)]
+        exclude_plugins: bool,
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Resource use and broker activity per plugin
+    #[command(subcommand)]
+    Monitor(MonitorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EmergencyCommand {
+    /// Kill every plugin, core ones included, and disable it
+    DisableAllPlugins {
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Revoke every granted or pending permission of every plugin
+    RevokeAllPermissions {
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Kill every plugin and start none until safe mode is off (kept across restarts)
+    EnableSafeMode {
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Leave safe mode: the enabled plugins start again
+    DisableSafeMode {
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Safe mode, host enforcement, plugins, integrity, open alerts and the last
+    /// day's security events in one report
+    SecurityReport,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Take a backup of the store now (SQLite online backup)
+    Create {
+        /// Kept with the backup and in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// List the backups kept, oldest first
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum MonitorCommand {
+    /// CPU, memory, pids, brokered calls, denials, restarts and open alerts per plugin
+    Plugins {
+        /// Only this plugin
+        #[arg(long, value_name = "NAME")]
+        plugin: Option<String>,
+        /// A refreshing terminal view (q quits, s changes the order)
+        #[arg(long)]
+        real_time: bool,
+        /// Time between samples (CPU is measured over it)
+        #[arg(long, value_name = "DURATION", value_parser = parse::duration, default_value = "1s")]
+        interval: Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +187,20 @@ enum SecurityCommand {
         /// Only this plugin
         #[arg(long, value_name = "NAME")]
         plugin: Option<String>,
+    },
+    /// Alerts raised by the configured rules (open ones; --all for every one)
+    Alerts {
+        /// Also the acknowledged ones
+        #[arg(long)]
+        all: bool,
+    },
+    /// Acknowledge an alert: it is no longer open
+    AckAlert {
+        /// Alert id, as `plexichat security alerts` shows it
+        id: i64,
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
     },
 }
 
@@ -155,10 +255,35 @@ enum PluginCommand {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Install a newer version of an installed plugin: grown permissions go back
+    /// to review (the plugin stops until they are approved), the rest carry over
+    Update {
+        /// Plugin name
+        name: String,
+        /// Directory of the new version (plugin.toml plus its files)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Enable a plugin and start it
     Enable {
         /// Plugin name
         name: String,
+        /// Re-verify the binary against its pin and the host's enforcement first,
+        /// and the running process's confinement after; stop it if anything fails
+        #[arg(long)]
+        verify_security: bool,
+    },
+    /// Disable every enabled plugin
+    DisableAll {
+        /// Leave core plugins running
+        #[arg(long)]
+        except_core: bool,
+        /// Kill at once instead of asking plugins to stop
+        #[arg(long)]
+        force: bool,
+        /// Why, kept in the audit trail
+        #[arg(long)]
+        comment: Option<String>,
     },
     /// Stop a plugin and keep it from starting again
     Disable {
@@ -317,6 +442,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Security(SecurityCommand::PluginStatus { plugin }) => {
             security::plugin_status(&session, plugin).await
         }
+        Command::Security(SecurityCommand::Alerts { all }) => {
+            operations::alerts(&session, all).await
+        }
+        Command::Security(SecurityCommand::AckAlert { id, comment }) => {
+            operations::acknowledge_alert(&session, id, comment.unwrap_or_default()).await
+        }
+        Command::Emergency(cmd) => run_emergency(&session, cmd).await,
+        Command::Backup(BackupCommand::Create { comment }) => {
+            operations::backup_create(&session, comment.unwrap_or_default()).await
+        }
+        Command::Backup(BackupCommand::List) => operations::backup_list(&session).await,
+        Command::Restore {
+            backup_id,
+            exclude_plugins,
+            comment,
+        } => {
+            operations::restore(
+                &session,
+                backup_id,
+                exclude_plugins,
+                comment.unwrap_or_default(),
+            )
+            .await
+        }
+        Command::Monitor(MonitorCommand::Plugins {
+            plugin,
+            real_time,
+            interval,
+        }) => monitor::plugins(&session, plugin, real_time, interval).await,
         Command::Audit(AuditCommand::Plugins(args)) => {
             // --output-format is this command's own spelling of --output.
             let session = session.with_format(args.output_format);
@@ -360,7 +514,18 @@ async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()>
             all,
             comment,
         } => commands::revoke(session, permission, name, all, comment.unwrap_or_default()).await,
-        PluginCommand::Enable { name } => commands::enable(session, name).await,
+        PluginCommand::Update { name, dir } => operations::update(session, name, &dir).await,
+        PluginCommand::Enable {
+            name,
+            verify_security,
+        } => operations::enable(session, name, verify_security).await,
+        PluginCommand::DisableAll {
+            except_core,
+            force,
+            comment,
+        } => {
+            operations::disable_all(session, except_core, force, comment.unwrap_or_default()).await
+        }
         PluginCommand::Disable { name, force } => commands::disable(session, name, force).await,
         PluginCommand::Remove { name } => commands::remove(session, name).await,
         PluginCommand::Invoke {
@@ -369,6 +534,24 @@ async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()>
             args,
             timeout,
         } => commands::invoke(session, name, command, args.unwrap_or_default(), timeout).await,
+    }
+}
+
+async fn run_emergency(session: &Session, cmd: EmergencyCommand) -> anyhow::Result<()> {
+    match cmd {
+        EmergencyCommand::DisableAllPlugins { comment } => {
+            operations::disable_all(session, false, true, comment.unwrap_or_default()).await
+        }
+        EmergencyCommand::RevokeAllPermissions { comment } => {
+            operations::revoke_all(session, comment.unwrap_or_default()).await
+        }
+        EmergencyCommand::EnableSafeMode { comment } => {
+            operations::safe_mode(session, true, comment.unwrap_or_default()).await
+        }
+        EmergencyCommand::DisableSafeMode { comment } => {
+            operations::safe_mode(session, false, comment.unwrap_or_default()).await
+        }
+        EmergencyCommand::SecurityReport => operations::security_report(session).await,
     }
 }
 
@@ -539,6 +722,58 @@ mod tests {
         );
         assert!(parse(&["event", "publish", "chat.message", "{\"text\":\"hi\"}"]).is_ok());
         assert!(parse(&["notifications", "watch"]).is_ok());
+    }
+
+    #[test]
+    fn operator_commands_parse() {
+        let cli = parse(&["plugin", "enable", "echo", "--verify-security"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plugin(PluginCommand::Enable {
+                verify_security: true,
+                ..
+            })
+        ));
+        assert!(parse(&["plugin", "disable-all", "--except-core"]).is_ok());
+        assert!(parse(&["plugin", "update", "echo", "/tmp/echo-2"]).is_ok());
+        for cmd in [
+            "disable-all-plugins",
+            "revoke-all-permissions",
+            "enable-safe-mode",
+            "disable-safe-mode",
+            "security-report",
+        ] {
+            assert!(parse(&["emergency", cmd]).is_ok(), "{cmd}");
+        }
+        assert!(parse(&["backup", "create", "--comment", "before upgrade"]).is_ok());
+        assert!(parse(&["backup", "list"]).is_ok());
+        let cli = parse(&[
+            "restore",
+            "--backup-id",
+            "20261129-101010-001",
+            "--exclude-plugins",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Restore {
+                exclude_plugins: true,
+                ..
+            }
+        ));
+        assert_eq!(
+            parse(&["restore"]).unwrap_err().exit_code(),
+            2,
+            "the id is required"
+        );
+        let cli = parse(&["monitor", "plugins", "--real-time", "--interval", "500ms"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Monitor(MonitorCommand::Plugins { real_time: true, interval, .. })
+                if interval == Duration::from_millis(500)
+        ));
+        assert!(parse(&["security", "ack-alert", "3"]).is_ok());
+        assert!(parse(&["security", "ack-alert", "three"]).is_err());
     }
 
     #[test]

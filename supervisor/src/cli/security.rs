@@ -47,6 +47,9 @@ fn status_text(r: &SecurityStatusResponse) -> String {
         if !h.refusal.is_empty() {
             pairs.push(("refused", h.refusal.clone()));
         }
+        if h.safe_mode {
+            pairs.push(("safe mode", "ON: no plugin starts".to_string()));
+        }
         out.push_str(&key_values(&pairs));
         out.push('\n');
     }
@@ -72,6 +75,10 @@ fn status_text(r: &SecurityStatusResponse) -> String {
         table.row(row(p));
     }
     out.push_str(&table.render());
+    if !r.open_alerts.is_empty() {
+        out.push_str("\nopen alerts:\n");
+        out.push_str(&super::operations::alerts_table(&r.open_alerts));
+    }
     out
 }
 

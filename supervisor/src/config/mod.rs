@@ -8,6 +8,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::catalog::{parse_duration, Catalog, CatalogError};
 
+mod operations;
+pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig};
+
 /// The default configuration, embedded so `plexichat-supervisor` runs with no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../policies/supervisor.toml");
 /// The shipped permission catalog, used when `policy_dir` is unset.
@@ -29,6 +32,13 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     #[serde(default)]
     pub broker: BrokerConfig,
+    #[serde(default)]
+    pub backup: BackupConfig,
+    #[serde(default)]
+    pub monitor: MonitorConfig,
+    /// Alert rules (`[[alert]]` tables), evaluated per plugin.
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<AlertRule>,
 }
 
 /// Limits of the broker's data-plane services.
@@ -363,6 +373,12 @@ impl Config {
                 message: "sandbox.uid_base and sandbox.uid_count must be positive (plugins never run as root)".into(),
             });
         }
+        operations::validate(&cfg.alerts, &cfg.monitor).map_err(|message| {
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            }
+        })?;
         if cfg.runtime.quarantine_after == 0 {
             return Err(ConfigError::Invalid {
                 path: origin.to_string(),
@@ -402,6 +418,11 @@ impl Config {
             .unwrap_or_else(|| self.state_dir.join("app.db"))
     }
 
+    /// Store backups: `<state>/backups/<id>.sqlite`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.state_dir.join("backups")
+    }
+
     /// Empty directory each plugin's tmpfs root is mounted on, privately.
     pub fn sandbox_root(&self) -> PathBuf {
         self.state_dir.join("sandbox-root")
@@ -426,6 +447,8 @@ mod tests {
         assert!(!cfg.access.viewer.matches(1000, 1000));
         assert_eq!(cfg.runtime.quarantine_after, 5);
         assert_eq!(cfg.broker.data_quota, 64 << 20);
+        assert_eq!(cfg.alerts.len(), 4, "one default rule per kind");
+        assert_eq!(cfg.backup.keep, 50);
         cfg.load_catalog().unwrap();
     }
 
@@ -471,6 +494,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("octal"), "{err}");
+        let text = DEFAULT_CONFIG.replace(
+            "# prometheus_listen = \"127.0.0.1:9464\"",
+            "prometheus_listen = \"0.0.0.0:9464\"",
+        );
+        let err = Config::parse(&text, "x", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only loopback"), "{err}");
+        let text = format!(
+            "{DEFAULT_CONFIG}\n[[alert]]\nname = \"denial-flood\"\nkind = \"denials\"\nthreshold = 1\nwindow = \"1m\"\n"
+        );
+        let err = Config::parse(&text, "x", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("defined twice"), "{err}");
+        let text = DEFAULT_CONFIG.replace("threshold = 100", "threshold = 0");
+        let err = Config::parse(&text, "x", Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("greater than zero"), "{err}");
         let text = format!("{DEFAULT_CONFIG}\nbogus = 1\n");
         assert!(Config::parse(&text, "x", Path::new("/")).is_err());
     }

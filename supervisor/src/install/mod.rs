@@ -1,6 +1,11 @@
 //! Installing and removing plugin packages: validate the manifest, copy the plugin
 //! directory into the supervisor's plugin store, pin the entry binary's SHA-256
 //! and record the plugin (disabled) with one pending request per permission.
+//! Updates to a new version are in `update`.
+
+mod update;
+
+pub use update::{update, Updated};
 
 use std::fs;
 use std::io::Read;
@@ -30,6 +35,8 @@ pub enum InstallError {
         dest: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,61 +47,37 @@ pub struct Installed {
     pub manifest: Manifest,
 }
 
+/// Runs once a package has been validated and staged, just before the store
+/// changes: the automatic backup. An error refuses the change.
+pub type BeforeChange<'a> = &'a dyn Fn() -> Result<(), InstallError>;
+
 pub fn install(
     cfg: &Config,
     catalog: &Catalog,
     store: &Store,
     actor: &Actor,
     source: &Path,
+    before_change: BeforeChange<'_>,
 ) -> Result<Installed, InstallError> {
-    if !source.is_absolute() {
-        return Err(InstallError::Package {
-            path: source.display().to_string(),
-            message: "must be an absolute path".into(),
-        });
-    }
+    must_be_absolute(source)?;
     let manifest = Manifest::load_dir(source, catalog)?;
     let name = manifest.name.as_str().to_string();
     if store.plugin(&name)?.is_some() {
         return Err(StoreError::AlreadyInstalled(name).into());
     }
-    let dest = cfg
-        .plugin_store_dir()
-        .join(&name)
-        .join(manifest.version.as_str());
-    let staging = cfg
-        .plugin_store_dir()
-        .join(format!(".staging-{name}-{}", std::process::id()));
+    let Staged {
+        manifest,
+        staging,
+        dest,
+        sha256,
+    } = stage(cfg, catalog, source, manifest)?;
+    if let Err(e) = before_change() {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
     let io = |dest: &Path| {
         let dest = dest.display().to_string();
         move |source| InstallError::Io { dest, source }
-    };
-    let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(&staging).map_err(io(&staging))?;
-    let copied = copy_package(source, &staging).and_then(|_| {
-        // Re-validate the copy: the source directory may have changed under us.
-        let copy = Manifest::load_dir(&staging, catalog)?;
-        if copy.name != manifest.name || copy.version != manifest.version {
-            return Err(InstallError::Package {
-                path: source.display().to_string(),
-                message: "changed while it was being installed".into(),
-            });
-        }
-        Ok(copy)
-    });
-    let manifest = match copied {
-        Ok(m) => m,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    let sha256 = match sha256_file(&staging.join(&manifest.entry)) {
-        Ok(h) => h,
-        Err(e) => {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(io(&staging)(e));
-        }
     };
     let result = place(&staging, &dest).and_then(|_| {
         let manifest_text = fs::read_to_string(dest.join(crate::manifest::MANIFEST_FILE))
@@ -155,6 +138,79 @@ pub fn install(
     }
 }
 
+/// A package copied into the plugin store's staging area, re-validated and hashed.
+pub(crate) struct Staged {
+    pub manifest: Manifest,
+    pub staging: PathBuf,
+    /// Where it will live: `<plugins>/<name>/<version>/`.
+    pub dest: PathBuf,
+    pub sha256: String,
+}
+
+/// Copies `source` (whose manifest is `manifest`) into staging, re-validates the
+/// copy (the source may change under us) and hashes its entry binary.
+pub(crate) fn stage(
+    cfg: &Config,
+    catalog: &Catalog,
+    source: &Path,
+    manifest: Manifest,
+) -> Result<Staged, InstallError> {
+    let name = manifest.name.as_str();
+    let dest = cfg
+        .plugin_store_dir()
+        .join(name)
+        .join(manifest.version.as_str());
+    let staging = cfg
+        .plugin_store_dir()
+        .join(format!(".staging-{name}-{}", std::process::id()));
+    let io = |dest: &Path| {
+        let dest = dest.display().to_string();
+        move |source| InstallError::Io { dest, source }
+    };
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(io(&staging))?;
+    let copied = copy_package(source, &staging).and_then(|_| {
+        let copy = Manifest::load_dir(&staging, catalog)?;
+        if copy.name != manifest.name || copy.version != manifest.version {
+            return Err(InstallError::Package {
+                path: source.display().to_string(),
+                message: "changed while it was being installed".into(),
+            });
+        }
+        Ok(copy)
+    });
+    let manifest = match copied {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    match sha256_file(&staging.join(&manifest.entry)) {
+        Ok(sha256) => Ok(Staged {
+            manifest,
+            staging,
+            dest,
+            sha256,
+        }),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            Err(io(&staging)(e))
+        }
+    }
+}
+
+pub(crate) fn must_be_absolute(source: &Path) -> Result<(), InstallError> {
+    if source.is_absolute() {
+        Ok(())
+    } else {
+        Err(InstallError::Package {
+            path: source.display().to_string(),
+            message: "must be an absolute path".into(),
+        })
+    }
+}
+
 /// Deletes the plugin's record, its installed files and its data directory, so a
 /// later plugin of the same name inherits nothing.
 pub fn remove(cfg: &Config, store: &Store, actor: &Actor, name: &str) -> Result<(), InstallError> {
@@ -182,7 +238,7 @@ pub fn remove(cfg: &Config, store: &Store, actor: &Actor, name: &str) -> Result<
     Ok(())
 }
 
-fn place(staging: &Path, dest: &Path) -> Result<(), InstallError> {
+pub(crate) fn place(staging: &Path, dest: &Path) -> Result<(), InstallError> {
     let io = |source| InstallError::Io {
         dest: dest.display().to_string(),
         source,
@@ -318,11 +374,11 @@ mod tests {
     fn install_pins_the_copy_and_records_pending_requests() {
         let (dir, cfg, catalog, store) = setup();
         let pkg = package(dir.path(), MANIFEST);
-        let got = install(&cfg, &catalog, &store, &Actor::system(), &pkg).unwrap();
+        let got = install(&cfg, &catalog, &store, &Actor::system(), &pkg, &|| Ok(())).unwrap();
         assert_eq!(got.row.sha256, sha256_file(&pkg.join("bin")).unwrap());
         assert!(Path::new(&got.row.install_dir).join("bin").is_file());
         assert_eq!(store.pending().unwrap().len(), 1);
-        let again = install(&cfg, &catalog, &store, &Actor::system(), &pkg);
+        let again = install(&cfg, &catalog, &store, &Actor::system(), &pkg, &|| Ok(()));
         assert!(matches!(
             again,
             Err(InstallError::Store(StoreError::AlreadyInstalled(_)))
@@ -333,10 +389,10 @@ mod tests {
     fn a_bad_manifest_or_a_symlink_stores_nothing() {
         let (dir, cfg, catalog, store) = setup();
         let pkg = package(dir.path(), &MANIFEST.replace("database_read", "root"));
-        assert!(install(&cfg, &catalog, &store, &Actor::system(), &pkg).is_err());
+        assert!(install(&cfg, &catalog, &store, &Actor::system(), &pkg, &|| Ok(())).is_err());
         fs::write(pkg.join("plugin.toml"), MANIFEST).unwrap();
         std::os::unix::fs::symlink("/etc/shadow", pkg.join("shadow")).unwrap();
-        let err = install(&cfg, &catalog, &store, &Actor::system(), &pkg).unwrap_err();
+        let err = install(&cfg, &catalog, &store, &Actor::system(), &pkg, &|| Ok(())).unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
         assert!(store.plugins().unwrap().is_empty());
         assert!(!cfg.plugin_store_dir().join("p").exists());

@@ -2,13 +2,17 @@
 //! grants), disable (graceful or forced) and remove. Each records its state change
 //! and audit entry in one transaction before touching the process.
 
+mod verify;
+
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::approval::missing_grants;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::context::Shared;
 use crate::install;
-use crate::runtime::{Runtime, StopMode};
+use crate::integrity::Check;
+use crate::runtime::{Phase, Runtime, StopMode};
 use crate::store::{self, PluginState, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +26,23 @@ pub enum LifecycleError {
     ChangesRequested { plugin: String, reason: String },
     #[error("a comment for the author is required")]
     MissingComment,
+    #[error("cannot enable `{plugin}`: safe mode is on ({reason}); no plugin starts until `plexichat emergency disable-safe-mode`")]
+    SafeMode { plugin: String, reason: String },
+    #[error("`{plugin}` failed security verification: {}", failed(checks))]
+    Verification { plugin: String, checks: Vec<Check> },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Install(#[from] install::InstallError),
+}
+
+fn failed(checks: &[Check]) -> String {
+    checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub fn enable(
@@ -35,6 +52,24 @@ pub fn enable(
     name: &str,
 ) -> Result<(), LifecycleError> {
     let row = shared.store.require_plugin(name)?;
+    let safe_mode = shared.store.safe_mode()?;
+    if safe_mode.enabled {
+        shared.store.audit(vec![AuditEntry::new(
+            actor,
+            "plugin.enable",
+            Outcome::Denied,
+        )
+        .plugin(name)
+        .detail(serde_json::json!({ "reason": "safe mode" }))])?;
+        return Err(LifecycleError::SafeMode {
+            plugin: name.to_string(),
+            reason: format!(
+                "since {} by {}",
+                crate::clock::rfc3339_ms(safe_mode.since_ms),
+                safe_mode.by
+            ),
+        });
+    }
     if row.state == PluginState::ChangesRequested {
         shared.store.audit(vec![AuditEntry::new(
             actor,
@@ -74,6 +109,83 @@ pub fn enable(
     )?;
     runtime.start(name);
     Ok(())
+}
+
+/// `enable --verify-security`: the binary pin and the host's enforcement are checked
+/// before the start; once the instance runs, its enforcement is read back from the
+/// kernel. Anything short stops it again (state disabled) and fails with the checks.
+pub async fn enable_verified(
+    shared: &Shared,
+    runtime: &Arc<Runtime>,
+    actor: &Actor,
+    name: &str,
+) -> Result<Vec<Check>, LifecycleError> {
+    let row = shared.store.require_plugin(name)?;
+    let mut checks = verify::before_start(shared, &row);
+    if checks.iter().all(|c| c.ok) {
+        enable(shared, runtime, actor, name)?;
+        let status = wait_running(shared, runtime, name).await;
+        checks.extend(match &status {
+            Some(status) => verify::after_start(status),
+            None => vec![crate::integrity::check(
+                "start",
+                false,
+                format!("did not reach running: {}", runtime.status(name).last_exit),
+            )],
+        });
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    let detail = serde_json::json!({
+        "checks": checks.iter().map(|c| serde_json::json!({ "name": c.name, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
+    });
+    let outcome = if ok { Outcome::Ok } else { Outcome::Denied };
+    shared.store.audit(vec![AuditEntry::new(
+        actor,
+        "plugin.verify_security",
+        outcome,
+    )
+    .plugin(name)
+    .detail(detail)])?;
+    if ok {
+        return Ok(checks);
+    }
+    if shared.store.require_plugin(name)?.state == PluginState::Enabled {
+        let reason = format!("failed security verification: {}", failed(&checks));
+        set_state(
+            shared,
+            actor,
+            name,
+            PluginState::Disabled,
+            &reason,
+            "plugin.disable",
+        )?;
+        runtime.stop(name, StopMode::Force).await;
+    }
+    Err(LifecycleError::Verification {
+        plugin: name.to_string(),
+        checks,
+    })
+}
+
+/// The instance's status once it runs and reported its enforcement; `None` if it
+/// did not get there within the handshake timeout (plus time to launch).
+async fn wait_running(
+    shared: &Shared,
+    runtime: &Runtime,
+    name: &str,
+) -> Option<crate::runtime::Status> {
+    let deadline = Instant::now() + shared.cfg.runtime.handshake_timeout + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let status = runtime.status(name);
+        match status.phase {
+            Phase::Running if status.enforcement.is_some() || shared.sandbox.is_none() => {
+                return Some(status)
+            }
+            Phase::Stopped | Phase::Backoff => return None,
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    None
 }
 
 pub async fn disable(
@@ -139,7 +251,7 @@ pub async fn request_changes(
     Ok(())
 }
 
-fn set_state(
+pub(crate) fn set_state(
     shared: &Shared,
     actor: &Actor,
     name: &str,

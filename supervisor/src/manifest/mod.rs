@@ -77,6 +77,40 @@ impl Version {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Semantic-version precedence: MAJOR.MINOR.PATCH numerically, then a release
+    /// above its pre-releases, pre-release identifiers compared numerically when
+    /// both are numbers, else as text (numbers first), then by count.
+    pub fn precedence(&self, other: &Version) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let split = |v: &Version| {
+            let (core, pre) = match v.0.split_once('-') {
+                Some((c, p)) => (c.to_string(), Some(p.to_string())),
+                None => (v.0.clone(), None),
+            };
+            let nums: Vec<u64> = core.split('.').filter_map(|p| p.parse().ok()).collect();
+            (nums, pre)
+        };
+        let ((a, a_pre), (b, b_pre)) = (split(self), split(other));
+        a.cmp(&b).then_with(|| match (a_pre, b_pre) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(x), Some(y)) => {
+                let ident = |s: &str| -> (bool, u64, String) {
+                    match s.parse::<u64>() {
+                        Ok(n) => (false, n, String::new()),
+                        Err(_) => (true, 0, s.to_string()),
+                    }
+                };
+                let (xs, ys): (Vec<_>, Vec<_>) = (
+                    x.split('.').map(ident).collect(),
+                    y.split('.').map(ident).collect(),
+                );
+                xs.cmp(&ys)
+            }
+        })
+    }
 }
 
 impl fmt::Display for Version {
@@ -456,6 +490,18 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn versions_order_by_semantic_precedence() {
+        use std::cmp::Ordering::*;
+        let v = |s: &str| Version::new(s).unwrap();
+        assert_eq!(v("1.10.0").precedence(&v("1.9.9")), Greater);
+        assert_eq!(v("1.0.0").precedence(&v("1.0.0-rc.1")), Greater);
+        assert_eq!(v("1.0.0-rc.2").precedence(&v("1.0.0-rc.10")), Less);
+        assert_eq!(v("1.0.0-alpha").precedence(&v("1.0.0-1")), Greater);
+        assert_eq!(v("1.0.0-alpha").precedence(&v("1.0.0-alpha.1")), Less);
+        assert_eq!(v("2.0.0").precedence(&v("2.0.0")), Equal);
+    }
+
     use super::*;
 
     fn catalog() -> Catalog {

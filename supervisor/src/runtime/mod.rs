@@ -100,19 +100,48 @@ impl Runtime {
         })
     }
 
-    /// Starts every plugin whose stored state is enabled.
-    pub fn boot(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let enabled: Vec<_> = self
+    /// Starts every plugin whose stored state is enabled, unless safe mode is on;
+    /// returns the names started.
+    pub fn boot(self: &Arc<Self>) -> Result<Vec<String>, StoreError> {
+        let safe_mode = self.shared.store.safe_mode()?;
+        if safe_mode.enabled {
+            tracing::warn!(by = %safe_mode.by, "safe mode is on: no plugin starts");
+            return Ok(Vec::new());
+        }
+        let enabled: Vec<String> = self
             .shared
             .store
             .plugins()?
             .into_iter()
             .filter(|p| p.state == PluginState::Enabled)
+            .map(|p| p.name)
             .collect();
-        for p in &enabled {
-            self.start(&p.name);
+        for name in &enabled {
+            self.start(name);
         }
-        Ok(enabled.len())
+        Ok(enabled)
+    }
+
+    /// Plugins with a supervising task (running, starting or backing off).
+    pub fn active(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .plugins
+            .lock()
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, h)| !h.task.is_finished())
+                    .map(|(n, _)| n.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Kills the plugin at once and quarantines it (an alert rule's verdict).
+    pub async fn quarantine_now(&self, name: &str, reason: &str) {
+        self.stop(name, StopMode::Force).await;
+        self.quarantine(name, reason);
     }
 
     /// Starts supervising `name` unless it already is.
@@ -190,6 +219,10 @@ impl Runtime {
         let mut backoff = rt.restart_backoff_initial;
         loop {
             if *stop.borrow() != StopMode::Run {
+                break;
+            }
+            if self.shared.store.safe_mode().is_ok_and(|m| m.enabled) {
+                tracing::warn!("safe mode is on: not starting");
                 break;
             }
             let row = match self.shared.store.plugin(&name) {

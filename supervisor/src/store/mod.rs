@@ -2,7 +2,14 @@
 //! plugin config and the audit log. Every write runs in one transaction together
 //! with the audit records it produced; callers never see a half-applied change.
 
+mod ops;
 mod schema;
+
+pub use ops::{
+    acknowledge_alert, alert, bump_alert, delete_backup, disable_enabled, insert_alert,
+    insert_backup, migrate_copy, open_alert, read_safe_mode, set_safe_mode, AlertRow, BackupRow,
+    SafeMode,
+};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -209,7 +216,13 @@ pub struct Store {
     /// one connection. Filled and cleared only under the connection lock, and cleared by
     /// every state-changing transaction, so a hit is never older than the last commit.
     grants: Mutex<HashMap<String, Arc<Vec<PermissionRow>>>>,
+    /// Sees every committed audit record (monitoring counters and alert rules).
+    observer: std::sync::OnceLock<Observer>,
 }
+
+/// Called with each committed batch of audit records, under the connection lock: it
+/// must only count and hand off, never call back into the store.
+pub type Observer = Box<dyn Fn(&[Committed]) + Send + Sync>;
 
 impl Store {
     pub fn open(path: &Path, logs: Arc<LogFiles>) -> Result<Store, StoreError> {
@@ -224,7 +237,20 @@ impl Store {
             conn: Mutex::new(conn),
             logs,
             grants: Mutex::default(),
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Installs the one observer of committed audit records; a second is refused.
+    pub fn observe(&self, observer: Observer) -> Result<(), Observer> {
+        self.observer.set(observer)
+    }
+
+    fn committed(&self, written: &[Committed]) {
+        self.logs.append(written);
+        if let Some(observe) = self.observer.get() {
+            observe(written);
+        }
     }
 
     pub fn schema_version() -> usize {
@@ -256,7 +282,7 @@ impl Store {
         sql.commit().map_err(StoreError::from)?;
         // Still under the connection lock, so the files keep the store's order and no
         // reader can refill the grant cache from before this commit.
-        self.logs.append(&written);
+        self.committed(&written);
         if let Ok(mut grants) = self.grants.lock() {
             grants.clear();
         }
@@ -282,7 +308,7 @@ impl Store {
             }
         }
         sql.commit()?;
-        self.logs.append(&written);
+        self.committed(&written);
         Ok(())
     }
 
@@ -508,29 +534,15 @@ impl Store {
 
     pub fn query_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare(
-                "SELECT id, ts, actor, on_behalf_of, action, plugin, permission, outcome, before, after, detail
+            let mut stmt = c.prepare(&format!(
+                "SELECT {AUDIT_ROW_COLS}
                  FROM audit_log
                  WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR ts >= ?2)
-                 ORDER BY id DESC LIMIT ?3",
-            )?;
+                 ORDER BY id DESC LIMIT ?3"
+            ))?;
             let rows = stmt.query_map(
                 params![filter.plugin, filter.since_ms, filter.limit],
-                |r| {
-                    Ok(AuditRow {
-                        id: r.get(0)?,
-                        ts_ms: r.get(1)?,
-                        actor: r.get(2)?,
-                        on_behalf_of: r.get(3)?,
-                        action: r.get(4)?,
-                        plugin: r.get(5)?,
-                        permission: r.get(6)?,
-                        outcome: r.get(7)?,
-                        before: r.get(8)?,
-                        after: r.get(9)?,
-                        detail: r.get(10)?,
-                    })
-                },
+                map_audit_row,
             )?;
             // Newest N, shown oldest first.
             let mut out = collect(rows)?;
@@ -538,6 +550,26 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// Maps `AUDIT_ROW_COLS` in that order.
+const AUDIT_ROW_COLS: &str =
+    "id, ts, actor, on_behalf_of, action, plugin, permission, outcome, before, after, detail";
+
+fn map_audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.get(0)?,
+        ts_ms: r.get(1)?,
+        actor: r.get(2)?,
+        on_behalf_of: r.get(3)?,
+        action: r.get(4)?,
+        plugin: r.get(5)?,
+        permission: r.get(6)?,
+        outcome: r.get(7)?,
+        before: r.get(8)?,
+        after: r.get(9)?,
+        detail: r.get(10)?,
+    })
 }
 
 const PLUGIN_COLS: &str =
@@ -711,6 +743,71 @@ pub fn insert_request(
             serde_json::to_string(scope).unwrap_or_else(|_| "[]".into()),
             justification
         ],
+    )?;
+    Ok(())
+}
+
+/// Points the plugin at a new installed version (the update's pin).
+pub fn set_version(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
+    let n = c.execute(
+        "UPDATE plugins SET version = ?2, sha256 = ?3, manifest = ?4, install_dir = ?5, core = ?6,
+             state = ?7, state_reason = ?8, updated_at = ?9
+         WHERE name = ?1",
+        params![
+            p.name,
+            p.version,
+            p.sha256,
+            p.manifest,
+            p.install_dir,
+            p.core,
+            p.state.as_str(),
+            p.state_reason,
+            now_ms()
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoSuchPlugin(p.name.clone()));
+    }
+    Ok(())
+}
+
+/// A new version asks for `permission` with this scope and justification: the
+/// decision on the row is kept (`keep_decision`) or it goes back to pending review.
+pub fn rerequest(
+    c: &Connection,
+    plugin: &str,
+    permission: Permission,
+    scope: &[String],
+    justification: &str,
+    keep_decision: bool,
+) -> Result<(), StoreError> {
+    let scope = serde_json::to_string(scope).unwrap_or_else(|_| "[]".into());
+    let sql = if keep_decision {
+        "UPDATE plugin_permissions SET requested_scope = ?3, justification = ?4
+         WHERE plugin = ?1 AND permission = ?2"
+    } else {
+        "UPDATE plugin_permissions SET requested_scope = ?3, justification = ?4, status = 'pending',
+             granted_scope = NULL, approvers = '[]', comment = NULL, conditions = NULL,
+             decided_by = NULL, granted_at = NULL, expires_at = NULL, revoked_at = NULL,
+             revoked_by = NULL
+         WHERE plugin = ?1 AND permission = ?2"
+    };
+    c.execute(
+        sql,
+        params![plugin, permission.as_str(), scope, justification],
+    )?;
+    Ok(())
+}
+
+/// The plugin no longer requests `permission`.
+pub fn delete_request(
+    c: &Connection,
+    plugin: &str,
+    permission: Permission,
+) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM plugin_permissions WHERE plugin = ?1 AND permission = ?2",
+        params![plugin, permission.as_str()],
     )?;
     Ok(())
 }

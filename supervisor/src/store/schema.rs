@@ -104,6 +104,41 @@ CREATE UNIQUE INDEX plugins_uid_offset ON plugins (uid_offset);
 ALTER TABLE audit_log ADD COLUMN prev_hash TEXT;
 ALTER TABLE audit_log ADD COLUMN hash TEXT;
 "#,
+    // Operations: supervisor-wide settings (safe mode), the store backups taken, and
+    // the alerts raised. None of the three is rolled back by a restore.
+    r#"
+CREATE TABLE settings (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL
+);
+CREATE TABLE backups (
+    id          TEXT PRIMARY KEY,
+    created_at  INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    comment     TEXT NOT NULL DEFAULT '',
+    bytes       INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    plugins     INTEGER NOT NULL
+);
+CREATE TABLE alerts (
+    id               INTEGER PRIMARY KEY,
+    plugin           TEXT NOT NULL,
+    rule             TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    count            INTEGER NOT NULL,
+    threshold        INTEGER NOT NULL,
+    window_secs      INTEGER NOT NULL,
+    raised_at        INTEGER NOT NULL,
+    quarantined      INTEGER NOT NULL DEFAULT 0,
+    message          TEXT NOT NULL,
+    acknowledged_at  INTEGER,
+    acknowledged_by  TEXT
+);
+CREATE INDEX alerts_open ON alerts (plugin) WHERE acknowledged_at IS NULL;
+"#,
 ];
 
 /// Applies the pending migrations with foreign keys off (a table rebuild must not

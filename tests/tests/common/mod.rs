@@ -67,6 +67,8 @@ pub struct Settings {
     /// Copy the repository's policies/ into the daemon's directory and point
     /// `policy_dir` at it; the closure may then break them.
     pub own_policies: bool,
+    /// Appended to the generated file as is: `[[alert]]` rules, `[monitor]`.
+    pub extra: String,
 }
 
 impl Default for Settings {
@@ -89,6 +91,7 @@ impl Default for Settings {
             http_timeout: "10s",
             env: Vec::new(),
             own_policies: false,
+            extra: String::new(),
         }
     }
 }
@@ -151,7 +154,9 @@ rate_per_sec = {rate:?}
 burst = {burst}
 exec_timeout = "{exec_timeout}"
 http_timeout = "{http_timeout}"
+{extra}
 "#,
+            extra = self.extra,
             exec_timeout = self.exec_timeout,
             http_timeout = self.http_timeout,
             rate = self.broker_rate.0,

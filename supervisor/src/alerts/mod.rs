@@ -1,0 +1,269 @@
+//! Alert rules over the committed audit stream: per plugin and rule, a sliding
+//! window of event counts. Reaching a threshold raises an alert (stored, sent to the
+//! admin notification stream, written to the security log) and may quarantine.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::audit::{Actor, AuditEntry, Committed, Outcome};
+use crate::clock::now_ms;
+use crate::config::{AlertKind, AlertRule};
+use crate::context::Shared;
+use crate::runtime::Runtime;
+use crate::store::{self, AlertRow, PluginState, StoreError};
+
+/// A rule's threshold was reached.
+#[derive(Debug, PartialEq)]
+struct Raise {
+    plugin: String,
+    rule: usize,
+    count: u64,
+}
+
+/// When each counted record arrived and how many events it stood for.
+type Window = VecDeque<(Instant, u64)>;
+
+pub struct Alerts {
+    rules: Vec<AlertRule>,
+    /// Event counts per (plugin, rule index), oldest first.
+    windows: Mutex<HashMap<(String, usize), Window>>,
+    raise: mpsc::UnboundedSender<Raise>,
+    raised: Mutex<Option<mpsc::UnboundedReceiver<Raise>>>,
+}
+
+/// What an audit record counts for, and how many events it stands for.
+fn classify(entry: &AuditEntry) -> Option<(AlertKind, u64)> {
+    let count = |key: &str| entry.detail.get(key).and_then(|v| v.as_u64()).unwrap_or(1);
+    match entry.action.as_str() {
+        "security.syscall_denied" => Some((AlertKind::SeccompViolations, count("count"))),
+        "security.oom_kill" => Some((AlertKind::OomKills, count("kills"))),
+        "plugin.crash" => Some((AlertKind::Crashes, 1)),
+        a if a.starts_with("broker.") && entry.outcome == Outcome::Denied => {
+            Some((AlertKind::Denials, 1))
+        }
+        _ => None,
+    }
+}
+
+impl Alerts {
+    pub fn new(rules: Vec<AlertRule>) -> Alerts {
+        let (raise, raised) = mpsc::unbounded_channel();
+        Alerts {
+            rules,
+            windows: Mutex::default(),
+            raise,
+            raised: Mutex::new(Some(raised)),
+        }
+    }
+
+    /// Counts committed records into the windows. Runs under the store's lock: it
+    /// only counts and hands raised alerts to the task started by [`Alerts::spawn`].
+    pub fn observe(&self, records: &[Committed]) {
+        if self.rules.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for c in records {
+            let (Some(plugin), Some((kind, n))) = (&c.entry.plugin, classify(&c.entry)) else {
+                continue;
+            };
+            for raise in self.count(plugin, kind, n, now) {
+                let _ = self.raise.send(raise);
+            }
+        }
+    }
+
+    fn count(&self, plugin: &str, kind: AlertKind, n: u64, now: Instant) -> Vec<Raise> {
+        let Ok(mut windows) = self.windows.lock() else {
+            return Vec::new();
+        };
+        let mut raised = Vec::new();
+        for (i, rule) in self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == kind)
+        {
+            let window = windows.entry((plugin.to_string(), i)).or_default();
+            window.push_back((now, n));
+            while window
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) > rule.window)
+            {
+                window.pop_front();
+            }
+            let total: u64 = window.iter().map(|(_, n)| n).sum();
+            if total >= rule.threshold {
+                // Re-armed: the next alert needs a full threshold of new events.
+                window.clear();
+                raised.push(Raise {
+                    plugin: plugin.to_string(),
+                    rule: i,
+                    count: total,
+                });
+            }
+        }
+        raised
+    }
+
+    /// Starts the task that records raised alerts and quarantines where a rule says so.
+    pub fn spawn(shared: Arc<Shared>, runtime: Arc<Runtime>) {
+        let Some(mut raised) = shared.alerts.raised.lock().ok().and_then(|mut r| r.take()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            while let Some(raise) = raised.recv().await {
+                let span = tracing::info_span!("alert", plugin = %raise.plugin);
+                if let Err(e) = act(&shared, &runtime, &raise).instrument(span).await {
+                    tracing::error!(error = %e, "could not record an alert");
+                }
+            }
+        });
+    }
+}
+
+async fn act(shared: &Shared, runtime: &Runtime, raise: &Raise) -> Result<(), StoreError> {
+    let Some(rule) = shared.alerts.rules.get(raise.rule) else {
+        return Ok(());
+    };
+    let plugin = &raise.plugin;
+    let quarantine = rule.quarantine
+        && shared
+            .store
+            .plugin(plugin)?
+            .is_some_and(|p| p.state != PluginState::Quarantined);
+    let message = format!(
+        "{} {} within {} (threshold {}){}",
+        raise.count,
+        rule.kind.as_str().replace('_', " "),
+        humantime::format_duration(rule.window),
+        rule.threshold,
+        if quarantine { "; quarantined" } else { "" }
+    );
+    let id = shared.store.write(|tx| {
+        let id = match store::open_alert(&tx.sql, plugin, &rule.name)? {
+            Some(open) => {
+                store::bump_alert(&tx.sql, open.id, raise.count, quarantine)?;
+                open.id
+            }
+            None => store::insert_alert(
+                &tx.sql,
+                &AlertRow {
+                    id: 0,
+                    plugin: plugin.clone(),
+                    rule: rule.name.clone(),
+                    kind: rule.kind.as_str().into(),
+                    count: raise.count,
+                    threshold: rule.threshold,
+                    window_secs: rule.window.as_secs(),
+                    raised_at: now_ms(),
+                    quarantined: quarantine,
+                    message: message.clone(),
+                    acknowledged_at: None,
+                    acknowledged_by: None,
+                },
+            )?,
+        };
+        tx.audit(
+            AuditEntry::new(&Actor::system(), "security.alert", Outcome::Failed)
+                .plugin(plugin)
+                .detail(serde_json::json!({
+                    "alert": id, "rule": rule.name, "kind": rule.kind.as_str(),
+                    "count": raise.count, "threshold": rule.threshold,
+                    "window_secs": rule.window.as_secs(), "quarantine": quarantine,
+                })),
+        );
+        Ok::<_, StoreError>(id)
+    })?;
+    tracing::warn!(rule = %rule.name, id, "{message}");
+    shared.hub.notify(
+        "alert",
+        plugin,
+        format!("alert {id} ({}): {message}", rule.name),
+    );
+    if quarantine {
+        runtime
+            .quarantine_now(plugin, &format!("alert {id} ({}): {message}", rule.name))
+            .await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn rule(name: &str, kind: AlertKind, threshold: u64, window_secs: u64) -> AlertRule {
+        AlertRule {
+            name: name.into(),
+            kind,
+            threshold,
+            window: Duration::from_secs(window_secs),
+            quarantine: false,
+        }
+    }
+
+    #[test]
+    fn a_threshold_within_the_window_raises_once_then_rearms() {
+        let alerts = Alerts::new(vec![
+            rule("denials", AlertKind::Denials, 3, 60),
+            rule("seccomp", AlertKind::SeccompViolations, 10, 60),
+        ]);
+        let t0 = Instant::now();
+        assert!(alerts.count("a", AlertKind::Denials, 1, t0).is_empty());
+        assert!(alerts.count("b", AlertKind::Denials, 1, t0).is_empty());
+        assert!(alerts.count("a", AlertKind::Denials, 1, t0).is_empty());
+        let raised = alerts.count("a", AlertKind::Denials, 1, t0 + Duration::from_secs(1));
+        assert_eq!(
+            raised,
+            [Raise {
+                plugin: "a".into(),
+                rule: 0,
+                count: 3
+            }]
+        );
+        assert!(alerts
+            .count("a", AlertKind::Denials, 1, t0 + Duration::from_secs(2))
+            .is_empty());
+        // One record can stand for many events (aggregated seccomp denials).
+        assert_eq!(
+            alerts
+                .count("a", AlertKind::SeccompViolations, 12, t0)
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn events_older_than_the_window_do_not_count() {
+        let alerts = Alerts::new(vec![rule("crashes", AlertKind::Crashes, 2, 10)]);
+        let t0 = Instant::now();
+        assert!(alerts.count("a", AlertKind::Crashes, 1, t0).is_empty());
+        let later = t0 + Duration::from_secs(11);
+        assert!(alerts.count("a", AlertKind::Crashes, 1, later).is_empty());
+        assert_eq!(alerts.count("a", AlertKind::Crashes, 1, later).len(), 1);
+    }
+
+    #[test]
+    fn records_are_classified_by_what_they_say() {
+        let plugin = Actor::plugin("a");
+        let denied = AuditEntry::new(&plugin, "broker.file_read", Outcome::Denied).plugin("a");
+        let allowed = AuditEntry::new(&plugin, "broker.file_read", Outcome::Ok).plugin("a");
+        let seccomp = AuditEntry::new(&Actor::system(), "security.syscall_denied", Outcome::Denied)
+            .detail(serde_json::json!({ "count": 7 }));
+        let approve = AuditEntry::new(&Actor::system(), "permission.approve", Outcome::Denied);
+        assert_eq!(classify(&denied), Some((AlertKind::Denials, 1)));
+        assert_eq!(classify(&allowed), None);
+        assert_eq!(classify(&seccomp), Some((AlertKind::SeccompViolations, 7)));
+        assert_eq!(
+            classify(&approve),
+            None,
+            "an admin's refused approval is no plugin denial"
+        );
+    }
+}

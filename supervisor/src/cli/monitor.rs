@@ -1,0 +1,259 @@
+//! `plexichat monitor plugins`: per plugin CPU, memory, pids, brokered calls,
+//! denials, restarts and open alerts, as a table from two samples or, with
+//! `--real-time`, a refreshing terminal UI (ratatui) like systemd-cgtop.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use broker_proto::admin::v1::{MonitorRequest, MonitorResponse, PluginUsage};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::{execute, terminal};
+use ratatui::layout::Constraint;
+use ratatui::style::{Modifier, Style};
+use ratatui::widgets::{Block, Borders, Row, Table as TuiTable};
+
+use super::client::Admin;
+use super::commands::{emit, Session};
+use super::output::{format_bytes, Table};
+use super::OutputFormat;
+
+const HEADERS: [&str; 12] = [
+    "PLUGIN", "STATE", "RUNTIME", "PID", "CPU%", "MEMORY", "MEM%", "PIDS", "CALLS", "DENIALS",
+    "RESTARTS", "ALERTS",
+];
+
+async fn sample(admin: &mut Admin, plugin: &str) -> Result<MonitorResponse> {
+    Ok(admin
+        .monitor(MonitorRequest {
+            plugin: plugin.to_string(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// CPU use between two samples, in percent of one core.
+fn cpu_percent(before: Option<&PluginUsage>, now: &PluginUsage, elapsed_ms: i64) -> f64 {
+    let Some(before) = before else { return 0.0 };
+    if elapsed_ms <= 0 || now.cpu_usec < before.cpu_usec {
+        return 0.0;
+    }
+    (now.cpu_usec - before.cpu_usec) as f64 / (elapsed_ms as f64 * 10.0)
+}
+
+/// One display row per plugin of `now`, CPU measured against `before`.
+fn rows(before: &MonitorResponse, now: &MonitorResponse) -> Vec<[String; 12]> {
+    let elapsed = now.ts_ms - before.ts_ms;
+    now.plugins
+        .iter()
+        .map(|p| {
+            let prev = before.plugins.iter().find(|b| b.name == p.name);
+            let calls: u64 = p.calls.values().sum();
+            let mem_pct = if p.memory_limit > 0 {
+                format!(
+                    "{:.1}",
+                    p.memory_bytes as f64 * 100.0 / p.memory_limit as f64
+                )
+            } else {
+                "-".into()
+            };
+            [
+                p.name.clone(),
+                p.state.clone(),
+                p.runtime.clone(),
+                if p.pid > 0 {
+                    p.pid.to_string()
+                } else {
+                    "-".into()
+                },
+                format!("{:.1}", cpu_percent(prev, p, elapsed)),
+                format_bytes(p.memory_bytes),
+                mem_pct,
+                format!("{}/{}", p.pids, p.pids_limit),
+                calls.to_string(),
+                p.denials.to_string(),
+                p.restarts.to_string(),
+                p.open_alerts.to_string(),
+            ]
+        })
+        .collect()
+}
+
+pub async fn plugins(
+    session: &Session,
+    plugin: Option<String>,
+    real_time: bool,
+    interval: Duration,
+) -> Result<()> {
+    let plugin = plugin.unwrap_or_default();
+    let mut admin = session.connect().await?;
+    if real_time {
+        return live(&mut admin, &plugin, interval).await;
+    }
+    let before = sample(&mut admin, &plugin).await?;
+    tokio::time::sleep(interval).await;
+    let now = sample(&mut admin, &plugin).await?;
+    if session.format() == OutputFormat::Json {
+        return emit(&serde_json::to_string_pretty(&now)?);
+    }
+    if now.plugins.is_empty() {
+        return emit("no plugins installed");
+    }
+    let mut table = Table::new(&HEADERS);
+    for row in rows(&before, &now) {
+        table.row(row);
+    }
+    emit(&table.render())
+}
+
+/// Leaves raw mode and the alternate screen however the UI ends.
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        let _ = terminal::disable_raw_mode();
+        let _ = execute!(std::io::stdout(), terminal::LeaveAlternateScreen);
+    }
+}
+
+/// How the live table is ordered; `s` cycles through them.
+#[derive(Clone, Copy)]
+enum SortBy {
+    Cpu,
+    Memory,
+    Name,
+}
+
+impl SortBy {
+    fn next(self) -> SortBy {
+        match self {
+            SortBy::Cpu => SortBy::Memory,
+            SortBy::Memory => SortBy::Name,
+            SortBy::Name => SortBy::Cpu,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            SortBy::Cpu => "cpu",
+            SortBy::Memory => "memory",
+            SortBy::Name => "name",
+        }
+    }
+
+    fn sort(self, rows: &mut [[String; 12]], now: &MonitorResponse) {
+        let memory = |name: &str| {
+            now.plugins
+                .iter()
+                .find(|p| p.name == name)
+                .map_or(0, |p| p.memory_bytes)
+        };
+        match self {
+            SortBy::Cpu => rows.sort_by(|a, b| {
+                let (x, y) = (
+                    a[4].parse::<f64>().unwrap_or(0.0),
+                    b[4].parse::<f64>().unwrap_or(0.0),
+                );
+                y.total_cmp(&x).then(a[0].cmp(&b[0]))
+            }),
+            SortBy::Memory => {
+                rows.sort_by(|a, b| memory(&b[0]).cmp(&memory(&a[0])).then(a[0].cmp(&b[0])))
+            }
+            SortBy::Name => rows.sort_by(|a, b| a[0].cmp(&b[0])),
+        }
+    }
+}
+
+async fn live(admin: &mut Admin, plugin: &str, interval: Duration) -> Result<()> {
+    let mut before = sample(admin, plugin).await?;
+    terminal::enable_raw_mode().context("the real-time view needs a terminal")?;
+    let _guard = TerminalGuard;
+    execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
+    let mut term =
+        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
+    let mut sort = SortBy::Cpu;
+    let mut now = before.clone();
+    let mut next_sample = Instant::now();
+    loop {
+        if Instant::now() >= next_sample {
+            before = std::mem::replace(&mut now, sample(admin, plugin).await?);
+            next_sample = Instant::now() + interval;
+        }
+        let mut table_rows = rows(&before, &now);
+        sort.sort(&mut table_rows, &now);
+        let title = format!(
+            " plexichat monitor: {} plugin(s), every {}, sorted by {} (s: sort, q: quit) ",
+            now.plugins.len(),
+            humantime::format_duration(interval),
+            sort.label()
+        );
+        term.draw(|frame| {
+            let widths = [
+                Constraint::Min(12),
+                Constraint::Length(11),
+                Constraint::Length(8),
+                Constraint::Length(8),
+                Constraint::Length(6),
+                Constraint::Length(10),
+                Constraint::Length(6),
+                Constraint::Length(9),
+                Constraint::Length(8),
+                Constraint::Length(8),
+                Constraint::Length(9),
+                Constraint::Length(7),
+            ];
+            let header = Row::new(HEADERS).style(Style::default().add_modifier(Modifier::BOLD));
+            let table = TuiTable::new(table_rows.into_iter().map(Row::new), widths)
+                .header(header)
+                .block(Block::default().borders(Borders::ALL).title(title));
+            frame.render_widget(table, frame.area());
+        })?;
+        if event::poll(Duration::from_millis(100))? {
+            if let Event::Key(key) = event::read()? {
+                let ctrl_c =
+                    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+                match key.code {
+                    _ if key.kind != KeyEventKind::Press => {}
+                    KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                    _ if ctrl_c => return Ok(()),
+                    KeyCode::Char('s') => sort = sort.next(),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(name: &str, cpu_usec: u64) -> PluginUsage {
+        PluginUsage {
+            name: name.into(),
+            cpu_usec,
+            memory_bytes: 64 << 20,
+            memory_limit: 256 << 20,
+            calls: [("file_read".to_string(), 2), ("http".to_string(), 3)]
+                .into_iter()
+                .collect(),
+            ..PluginUsage::default()
+        }
+    }
+
+    #[test]
+    fn cpu_is_the_share_of_one_core_between_samples() {
+        let before = MonitorResponse {
+            ts_ms: 1_000,
+            plugins: vec![usage("a", 1_000_000)],
+        };
+        let now = MonitorResponse {
+            ts_ms: 2_000,
+            plugins: vec![usage("a", 1_500_000), usage("new", 9_000_000)],
+        };
+        let rows = rows(&before, &now);
+        assert_eq!(rows[0][4], "50.0", "0.5 s of CPU in 1 s");
+        assert_eq!(rows[0][6], "25.0", "64 of 256 MiB");
+        assert_eq!(rows[0][8], "5", "calls of every service");
+        assert_eq!(rows[1][4], "0.0", "no earlier sample");
+    }
+}

@@ -1,0 +1,285 @@
+//! `plugin update`: pin a newer version of an installed plugin. Permissions the new
+//! version asks for within what the old one requested keep their decision; new ones
+//! and grown scopes go back to review; those it no longer asks for are dropped.
+
+use std::fs;
+use std::path::Path;
+
+use super::{must_be_absolute, place, stage, BeforeChange, InstallError, Staged};
+use crate::audit::{Actor, AuditEntry, Outcome};
+use crate::catalog::{Catalog, Permission};
+use crate::config::Config;
+use crate::manifest::{Manifest, PermissionRequest, Version};
+use crate::store::{self, PermissionRow, PluginRow, PluginState, Store};
+
+/// What an update did.
+#[derive(Debug)]
+pub struct Updated {
+    pub previous: PluginRow,
+    pub row: PluginRow,
+    pub carried_over: Vec<String>,
+    pub to_review: Vec<String>,
+    pub dropped: Vec<String>,
+}
+
+/// How the new version's requests relate to the old rows.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// Within the old request: the decision carries over.
+    carry: Vec<Permission>,
+    /// New, or asking for more than before: pending review.
+    review: Vec<Permission>,
+    /// Requested no more.
+    dropped: Vec<Permission>,
+}
+
+/// Compares requests, not grants: asking for what the reviewers already saw keeps
+/// their decision (a narrowed grant stays narrowed); asking for anything more, or
+/// anything at all after reviewers requested changes, is reviewed again.
+fn plan(
+    catalog: &Catalog,
+    old: &[PermissionRow],
+    new: &[PermissionRequest],
+    review_all: bool,
+) -> Plan {
+    let mut out = Plan::default();
+    for req in new {
+        let shape = catalog.spec(req.permission).scope;
+        let within = old
+            .iter()
+            .find(|row| row.permission == req.permission)
+            .is_some_and(|row| {
+                req.scope.iter().all(|entry| {
+                    row.requested_scope
+                        .iter()
+                        .any(|wide| shape.entry_within(entry, wide))
+                })
+            });
+        if within && !review_all {
+            out.carry.push(req.permission);
+        } else {
+            out.review.push(req.permission);
+        }
+    }
+    out.dropped = old
+        .iter()
+        .map(|row| row.permission)
+        .filter(|p| !new.iter().any(|r| r.permission == *p))
+        .collect();
+    out
+}
+
+/// Installs the package at `source` as the new version of `name`. The version must
+/// be newer; the same version with a different binary is refused. Nothing changes
+/// on any refusal.
+pub fn update(
+    cfg: &Config,
+    catalog: &Catalog,
+    store: &Store,
+    actor: &Actor,
+    name: &str,
+    source: &Path,
+    before_change: BeforeChange<'_>,
+) -> Result<Updated, InstallError> {
+    must_be_absolute(source)?;
+    let manifest = Manifest::load_dir(source, catalog)?;
+    if manifest.name.as_str() != name {
+        return Err(InstallError::Package {
+            path: source.display().to_string(),
+            message: format!("holds plugin `{}`, not `{name}`", manifest.name),
+        });
+    }
+    let previous = store.require_plugin(name)?;
+    let staged = stage(cfg, catalog, source, manifest)?;
+    if let Err(e) = newer(&previous, &staged).and_then(|()| before_change()) {
+        let _ = fs::remove_dir_all(&staged.staging);
+        return Err(e);
+    }
+    let Staged {
+        manifest,
+        staging,
+        dest,
+        sha256,
+    } = staged;
+    let result = place(&staging, &dest).and_then(|()| {
+        let manifest_text =
+            fs::read_to_string(dest.join(crate::manifest::MANIFEST_FILE)).map_err(|source| {
+                InstallError::Io {
+                    dest: dest.display().to_string(),
+                    source,
+                }
+            })?;
+        store.write(|tx| {
+            let old = store::permission_rows(&tx.sql, name)?;
+            let changes_requested = previous.state == PluginState::ChangesRequested;
+            let plan = plan(catalog, &old, &manifest.permissions, changes_requested);
+            for req in &manifest.permissions {
+                let exists = old.iter().any(|r| r.permission == req.permission);
+                let carry = plan.carry.contains(&req.permission);
+                if exists {
+                    store::rerequest(
+                        &tx.sql,
+                        name,
+                        req.permission,
+                        &req.scope,
+                        &req.justification,
+                        carry,
+                    )?;
+                } else {
+                    store::insert_request(
+                        &tx.sql,
+                        name,
+                        req.permission,
+                        &req.scope,
+                        &req.justification,
+                    )?;
+                }
+            }
+            for p in &plan.dropped {
+                store::delete_request(&tx.sql, name, *p)?;
+            }
+            let names = |ps: &[Permission]| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+            let (carried_over, to_review, dropped) = (
+                names(&plan.carry),
+                names(&plan.review),
+                names(&plan.dropped),
+            );
+            let (state, state_reason) =
+                next_state(&previous, manifest.version.as_str(), &to_review);
+            let row = PluginRow {
+                version: manifest.version.to_string(),
+                sha256: sha256.clone(),
+                manifest: manifest_text,
+                install_dir: dest.display().to_string(),
+                core: manifest.core,
+                state,
+                state_reason,
+                ..previous.clone()
+            };
+            store::set_version(&tx.sql, &row)?;
+            tx.audit(
+                AuditEntry::new(actor, "plugin.update", Outcome::Ok)
+                    .plugin(name)
+                    .change(previous.version.as_str(), row.version.as_str())
+                    .detail(serde_json::json!({
+                        "sha256": sha256, "previous_sha256": previous.sha256,
+                        "source": source.display().to_string(),
+                        "carried_over": carried_over, "to_review": to_review, "dropped": dropped,
+                        "state": row.state.as_str(),
+                    })),
+            );
+            Ok::<_, InstallError>(Updated {
+                previous: previous.clone(),
+                row,
+                carried_over,
+                to_review,
+                dropped,
+            })
+        })
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+        let _ = fs::remove_dir_all(&dest);
+    }
+    result
+}
+
+/// Refuses anything but a newer version; the same version must be the same binary.
+fn newer(previous: &PluginRow, staged: &Staged) -> Result<(), InstallError> {
+    let refused = |message: String| Err(InstallError::Refused(message));
+    let name = &previous.name;
+    let old = Version::new(&previous.version).map_err(|e| InstallError::Refused(e.to_string()))?;
+    let new = &staged.manifest.version;
+    match new.precedence(&old) {
+        std::cmp::Ordering::Greater => Ok(()),
+        std::cmp::Ordering::Equal if staged.sha256 == previous.sha256 => {
+            refused(format!("`{name}` {new} is already installed (same binary)"))
+        }
+        std::cmp::Ordering::Equal => refused(format!(
+            "`{name}` {new} is installed with a different binary (sha256 {}); a changed binary needs a new version number",
+            previous.sha256
+        )),
+        std::cmp::Ordering::Less => refused(format!(
+            "`{name}` {new} is older than the installed {old}; remove and install it to go back"
+        )),
+    }
+}
+
+/// Growth stops an enabled plugin until the review; a plugin sent back for changes
+/// returns to review with its new version. Otherwise the state carries over.
+fn next_state(previous: &PluginRow, version: &str, to_review: &[String]) -> (PluginState, String) {
+    match previous.state {
+        PluginState::ChangesRequested => (
+            PluginState::Disabled,
+            format!("version {version} installed after changes were requested; awaiting review"),
+        ),
+        PluginState::Enabled if !to_review.is_empty() => (
+            PluginState::Disabled,
+            format!(
+                "updated to {version}; awaiting review of {}; enable it once approved",
+                to_review.join(", ")
+            ),
+        ),
+        state => (state, previous.state_reason.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::PermissionStatus;
+
+    fn row(permission: Permission, scope: &[&str]) -> PermissionRow {
+        PermissionRow {
+            plugin: "p".into(),
+            permission,
+            requested_scope: scope.iter().map(|s| s.to_string()).collect(),
+            justification: String::new(),
+            status: PermissionStatus::Granted,
+            granted_scope: Vec::new(),
+            approvers: Vec::new(),
+            comment: None,
+            conditions: None,
+            decided_by: None,
+            granted_at: None,
+            expires_at: None,
+            revoked_at: None,
+            revoked_by: None,
+        }
+    }
+
+    fn req(permission: Permission, scope: &[&str]) -> PermissionRequest {
+        PermissionRequest {
+            permission,
+            justification: String::new(),
+            scope: scope.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn requests_within_the_old_ones_carry_over_and_growth_is_reviewed() {
+        let catalog = Catalog::parse(crate::config::DEFAULT_CATALOG, "t").unwrap();
+        let old = [
+            row(Permission::FileRead, &["/srv/data"]),
+            row(Permission::NetworkOutbound, &["api.example.com:443"]),
+            row(Permission::DatabaseRead, &["messages"]),
+        ];
+        let new = [
+            req(Permission::FileRead, &["/srv/data/sub"]),
+            req(
+                Permission::NetworkOutbound,
+                &["api.example.com:443", "evil.example.net:443"],
+            ),
+            req(Permission::SystemConfig, &["chat.motd"]),
+        ];
+        let p = plan(&catalog, &old, &new, false);
+        assert_eq!(p.carry, [Permission::FileRead]);
+        assert_eq!(
+            p.review,
+            [Permission::NetworkOutbound, Permission::SystemConfig]
+        );
+        assert_eq!(p.dropped, [Permission::DatabaseRead]);
+        let all = plan(&catalog, &old, &new, true);
+        assert!(all.carry.is_empty() && all.review.len() == 3);
+    }
+}
