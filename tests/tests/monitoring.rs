@@ -329,3 +329,40 @@ fn alert_rules_raise_alerts_quarantine_and_stay_open_until_acknowledged() {
     let missing = d.cli(&["security", "ack-alert", "9999"]);
     assert!(!missing.status.success() && missing.stderr.contains("no alert 9999"));
 }
+
+const HOSTILE_MANIFEST: &str = "name = \"hostile\"\nversion = \"1.0.0\"\nentry = \"hostile\"\n";
+
+#[test]
+fn a_seccomp_violation_rule_quarantines_a_plugin_that_keeps_trying() {
+    let d = Daemon::start_with(Settings {
+        extra: "[[alert]]\nname = \"seccomp\"\nkind = \"seccomp_violations\"\nthreshold = 3\nwindow = \"1m\"\nquarantine = true\n".into(),
+        ..Settings::default()
+    });
+    let pkg = d.package("hostile", HOSTILE_MANIFEST, &bin("hostile"), "hostile");
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "hostile"]).ok();
+    d.wait_running("hostile");
+    install_running(&d, "bystander", "");
+    let attack = |what: &str| {
+        let _ = d.cli(&["plugin", "invoke", "hostile", what]);
+    };
+    attack("bpf");
+    wait_until(Duration::from_secs(10), "the bpf denial recorded", || {
+        d.audit_actions(Some("hostile"))
+            .contains(&("security.syscall_denied".into(), "denied".into()))
+    });
+    assert!(alerts(&d, true).is_empty(), "one denied syscall is below 3");
+    assert_eq!(d.runtime_of("hostile"), "running");
+
+    attack("keyctl");
+    attack("mount");
+    wait_until(Duration::from_secs(15), "hostile quarantined", || {
+        d.plugin_json("hostile")["summary"]["state"] == "quarantined"
+    });
+    let open = alerts(&d, false);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["rule"], "seccomp");
+    assert_eq!(open[0]["kind"], "seccomp_violations");
+    assert_eq!(open[0]["quarantined"], true);
+    assert_eq!(d.runtime_of("bystander"), "running", "only the offender");
+}
