@@ -259,7 +259,16 @@ pub async fn restore(
     }
     .await;
     let _ = fs::remove_file(&copy);
-    let (safety, plugins) = result?;
+    let (safety, plugins) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // Nothing was restored: what ran before runs again.
+            if let Err(boot) = runtime.boot() {
+                tracing::error!(error = %boot, "cannot restart plugins after a failed restore");
+            }
+            return Err(e);
+        }
+    };
     let started = if exclude_plugins || shared.store.safe_mode()?.enabled {
         Vec::new()
     } else {
