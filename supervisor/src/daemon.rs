@@ -78,8 +78,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             std::io::Error::last_os_error()
         );
     }
-    let launcher =
-        Launcher::start(PathBuf::from("/proc/self/exe")).context("starting the launcher thread")?;
+    let launcher = Launcher::start(
+        PathBuf::from("/proc/self/exe"),
+        cfg.sandbox.warm_trampolines,
+    )
+    .context("starting the launcher thread")?;
     let (audit, audit_queue) = AuditWriter::new();
     let policy_digests = crate::integrity::policy_digests(&cfg);
     let counters = Arc::new(crate::monitor::Counters::default());
@@ -141,7 +144,7 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
         shared.cfg.access.socket_group.as_deref(),
     )
     .with_context(|| format!("binding admin socket {}", shared.cfg.admin_socket.display()))?;
-    let runtime = Runtime::new(Arc::clone(&shared), launcher);
+    let runtime = Runtime::new(Arc::clone(&shared), launcher.clone());
     let system = Actor::system();
     shared.store.audit(vec![AuditEntry::new(
         &system,
@@ -178,6 +181,7 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     }
     tracing::info!("stopping plugins");
     runtime.stop_all(StopMode::Graceful).await;
+    launcher.shutdown();
     if !shared.audit.flush().await {
         tracing::error!("the last audit records of brokered calls could not be committed");
     }

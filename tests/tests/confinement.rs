@@ -219,3 +219,74 @@ fn leftover_cgroups_of_a_killed_supervisor_are_cleaned_at_start() {
     let again = d.wait_running("hello");
     assert_ne!(again, trampoline);
 }
+
+/// The pool cgroups (`.warm-*`) beside the plugin's cgroup in its memory hierarchy.
+fn warm_cgroups(parent: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(parent)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".warm-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn trampolines_wait_in_cgroups_of_their_own_and_nothing_is_left_at_stop() {
+    let mut d = Daemon::start();
+    install_hello_enabled(&d);
+    let status = d
+        .cli(&["--output", "json", "security", "plugin-status"])
+        .json();
+    let paths = status["plugins"][0]["cgroup_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let memory = paths
+        .split(',')
+        .map(std::path::PathBuf::from)
+        .find(|p| p.to_string_lossy().contains("/memory/"))
+        .expect("a memory cgroup (v1 host)");
+    assert!(
+        memory.ends_with("hello"),
+        "renamed to the plugin's: {paths}"
+    );
+    let parent = memory.parent().unwrap().to_path_buf();
+    wait_until(Duration::from_secs(10), "two trampolines ready", || {
+        warm_cgroups(&parent).len() == 2
+    });
+    for warm in warm_cgroups(&parent) {
+        let procs = std::fs::read_to_string(warm.join("cgroup.procs")).unwrap();
+        // The trampoline and pid 1 of its pid namespace, waiting for a spec.
+        assert_eq!(procs.lines().count(), 2, "{}: {procs}", warm.display());
+    }
+    // A restart takes a ready one: the plugin's cgroup is a renamed pool cgroup.
+    let before = warm_cgroups(&parent);
+    d.cli(&["plugin", "disable", "hello"]).ok();
+    d.cli(&["plugin", "enable", "hello"]).ok();
+    d.wait_running("hello");
+    let after = warm_cgroups(&parent);
+    assert!(
+        before.iter().any(|w| !after.contains(w)),
+        "one of {before:?} was taken (now {after:?})"
+    );
+    let procs = std::fs::read_to_string(memory.join("cgroup.procs")).unwrap();
+    assert!(
+        !procs.trim().is_empty(),
+        "the plugin runs in its own cgroup"
+    );
+    let limit = std::fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap();
+    assert_ne!(
+        limit.trim(),
+        "9223372036854771712",
+        "limited, not the pool's unlimited"
+    );
+    d.stop();
+    assert!(
+        !parent.exists() || warm_cgroups(&parent).is_empty(),
+        "waiting trampolines and their cgroups are gone after stop"
+    );
+}

@@ -1,6 +1,7 @@
 //! `make bench-spawn`: spawn-to-ready of a fully confined SDK plugin (from the
 //! launch request until its handshake completes and its session is open), side by
-//! side with an unconfined spawn of the same plugin and bubblewrap running /bin/true.
+//! side with an unconfined spawn of the same plugin and bubblewrap running /bin/true;
+//! each with trampolines started ahead of time (the default) and without.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,8 +45,8 @@ fn bwrap_true(runs: usize) -> Result<Vec<f64>> {
 
 /// Enables and force-disables the plugin `runs` times; returns the supervisor's
 /// own spawn-to-ready figure of each start (from the audit trail).
-async fn plugin_spawns(confine: bool, runs: usize) -> Result<Vec<f64>> {
-    let daemon = Daemon::start(&format!("confine = {confine}"))?;
+async fn plugin_spawns(confine: bool, warm: usize, runs: usize) -> Result<Vec<f64>> {
+    let daemon = Daemon::start(&format!("confine = {confine}\nwarm_trampolines = {warm}"))?;
     let mut admin = daemon.admin().await?;
     let binary = release_dir()?.join("echo_plugin");
     let pkg = daemon.package("echo", &binary)?;
@@ -111,7 +112,7 @@ async fn plugin_spawns(confine: bool, runs: usize) -> Result<Vec<f64>> {
 
 fn row(name: &str, s: Stats, base: Stats) -> String {
     format!(
-        "{name:<34} {:>5} {:>10.2} {:>10.2} {:>10.2} {:>12.2}x",
+        "{name:<48} {:>5} {:>10.2} {:>10.2} {:>10.2} {:>12.2}x",
         s.n,
         s.min / 1000.0,
         s.p50 / 1000.0,
@@ -127,20 +128,41 @@ async fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(RUNS);
     let bwrap = stats(&bwrap_true(runs)?);
-    let unconfined = stats(&plugin_spawns(false, runs).await?);
-    let confined = stats(&plugin_spawns(true, runs).await?);
+    let unconfined = stats(&plugin_spawns(false, 2, runs).await?);
+    let confined = stats(&plugin_spawns(true, 2, runs).await?);
+    let unconfined_cold = stats(&plugin_spawns(false, 0, runs).await?);
+    let confined_cold = stats(&plugin_spawns(true, 0, runs).await?);
     println!("spawn-to-ready, {runs} runs each after {WARMUP} warm-up runs (milliseconds)");
     println!(
-        "{:<34} {:>5} {:>10} {:>10} {:>10} {:>13}",
+        "{:<48} {:>5} {:>10} {:>10} {:>10} {:>13}",
         "", "n", "min", "p50", "p99", "p50 vs bwrap"
     );
-    println!("{}", row("bwrap --unshare-all /bin/true", bwrap, bwrap));
-    println!("{}", row("SDK plugin, unconfined", unconfined, bwrap));
-    println!("{}", row("SDK plugin, fully confined", confined, bwrap));
+    for (name, s) in [
+        ("bwrap --unshare-all /bin/true", bwrap),
+        ("SDK plugin, unconfined", unconfined),
+        ("SDK plugin, fully confined", confined),
+        (
+            "SDK plugin, unconfined, no ready trampoline",
+            unconfined_cold,
+        ),
+        (
+            "SDK plugin, fully confined, no ready trampoline",
+            confined_cold,
+        ),
+    ] {
+        println!("{}", row(name, s, bwrap));
+    }
+    let adds = |c: Stats, u: Stats| {
+        format!(
+            "{:.2} ms at p50 ({:.2} ms at p99)",
+            (c.p50 - u.p50) / 1000.0,
+            (c.p99 - u.p99) / 1000.0
+        )
+    };
     println!(
-        "confinement adds {:.2} ms at p50 ({:.2} ms at p99); target: p50 <= 0.5x bwrap, overhead <= 2 ms",
-        (confined.p50 - unconfined.p50) / 1000.0,
-        (confined.p99 - unconfined.p99) / 1000.0
+        "confinement adds {} with ready trampolines, {} without; target: p50 <= 0.5x bwrap, overhead <= 2 ms",
+        adds(confined, unconfined),
+        adds(confined_cold, unconfined_cold)
     );
     Ok(())
 }

@@ -132,6 +132,9 @@ pub struct SandboxConfig {
     /// the supervisor runs in the root cgroup). Under systemd with Delegate=yes the
     /// service's own cgroup is used instead.
     pub cgroup_name: String,
+    /// Trampolines started ahead of time, waiting in fresh namespaces and a cgroup
+    /// of their own for the next launch (0: every launch starts its own).
+    pub warm_trampolines: usize,
 }
 
 impl Default for SandboxConfig {
@@ -157,6 +160,7 @@ impl Default for SandboxConfig {
             max_memory: 512 << 20,
             max_pids: 128,
             cgroup_name: "plexichat".into(),
+            warm_trampolines: 2,
         }
     }
 }

@@ -1,13 +1,13 @@
-//! Starting the trampoline directly inside its cgroup with
-//! `clone3(CLONE_INTO_CGROUP | CLONE_PIDFD)` (cgroup v2): no migration afterwards,
-//! and the pidfd comes from the same call that made the process.
+//! Starting a trampoline with `clone3(CLONE_PIDFD)`, on cgroup v2 directly inside its
+//! cgroup (`CLONE_INTO_CGROUP`: no migration afterwards); the pidfd comes from the
+//! same call that made the process.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{BINARY_FD, BROKER_FD, CONTROL_FD, LAUNCH_ARG};
+use super::{BROKER_FD, CONTROL_FD, LAUNCH_ARG};
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -28,11 +28,10 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// The fds the trampoline finds at 3, 4 and 5.
+/// The fds the trampoline finds at 3 and 4.
 pub struct ChildFds {
     pub broker: RawFd,
     pub control: RawFd,
-    pub binary: RawFd,
 }
 
 pub struct Started {
@@ -52,13 +51,25 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Forks and execs `exe` in launch mode inside the cgroup directory `cgroup`.
-/// Everything the child needs is prepared before the clone; between clone and
-/// exec it only calls dup2, execve and _exit.
-pub fn spawn(exe: &Path, fds: &ChildFds, cgroup: &OwnedFd) -> std::io::Result<Started> {
+/// Forks and execs `exe` in launch mode with `args` after the launch argument,
+/// inside the cgroup directory `cgroup` if given (v2). Everything the child needs is
+/// prepared before the clone; between clone and exec it only calls dup2, execve and
+/// _exit.
+pub fn spawn(
+    exe: &Path,
+    args: &[String],
+    fds: &ChildFds,
+    cgroup: Option<&OwnedFd>,
+) -> std::io::Result<Started> {
     let exe_c = CString::new(exe.as_os_str().as_bytes())?;
-    let arg_c = CString::new(LAUNCH_ARG)?;
-    let argv = [exe_c.as_ptr(), arg_c.as_ptr(), std::ptr::null()];
+    let mut strings = vec![CString::new(LAUNCH_ARG)?];
+    for a in args {
+        strings.push(CString::new(a.as_bytes())?);
+    }
+    let argv: Vec<*const libc::c_char> = std::iter::once(exe_c.as_ptr())
+        .chain(strings.iter().map(|s| s.as_ptr()))
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
     let envp: [*const libc::c_char; 1] = [std::ptr::null()];
     // Above 10 like the other sources, so no dup2 below overwrites a source that
     // a later dup2 still needs.
@@ -72,14 +83,14 @@ pub fn spawn(exe: &Path, fds: &ChildFds, cgroup: &OwnedFd) -> std::io::Result<St
         (err_w.as_raw_fd(), 2),
         (fds.broker, BROKER_FD),
         (fds.control, CONTROL_FD),
-        (fds.binary, BINARY_FD),
     ];
     let mut pidfd: RawFd = -1;
-    let args = CloneArgs {
-        flags: libc::CLONE_PIDFD as u64 | CLONE_INTO_CGROUP,
+    let into = cgroup.map_or(0, |_| CLONE_INTO_CGROUP);
+    let clone_args = CloneArgs {
+        flags: libc::CLONE_PIDFD as u64 | into,
         pidfd: &mut pidfd as *mut RawFd as u64,
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
     // SAFETY: clone3 with a fully initialised clone_args of the size we pass. The
@@ -87,7 +98,7 @@ pub fn spawn(exe: &Path, fds: &ChildFds, cgroup: &OwnedFd) -> std::io::Result<St
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &args as *const CloneArgs,
+            &clone_args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
     };

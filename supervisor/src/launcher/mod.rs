@@ -1,39 +1,37 @@
-//! Spawning plugin processes. A dedicated long-lived thread forks the supervisor's
-//! own binary in launch mode (the trampoline, see `trampoline.rs`), which confines
-//! itself and execs the pinned plugin binary from an fd. Nothing runs between fork
-//! and exec but `dup2`, so the multi-threaded runtime is never forked mid-flight.
+//! Spawning plugin processes. Long-lived threads fork the supervisor's own binary in
+//! launch mode (the trampoline, see `trampoline.rs`), mostly ahead of time (`warm.rs`);
+//! a launch sends one its spec and the sealed plugin binary, and it confines itself
+//! and execs the binary from that fd. Nothing runs between fork and exec but `dup2`,
+//! so the multi-threaded runtime is never forked mid-flight.
 
 mod clone_into;
 mod pidfd;
 mod sealed;
 pub mod trampoline;
+mod warm;
 
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::sandbox::netns_pool::NetnsPool;
+use warm::{Warm, WarmKind, WarmPool};
 
 pub use pidfd::{pidfd_open, ExitStatus, PidFd};
 pub use sealed::check_sealed;
 
-/// The argument that puts the supervisor binary in trampoline mode.
+/// The argument that puts the supervisor binary in trampoline mode; it is followed
+/// by the mode (`confined` or `plain`) and the supervisor's pid.
 pub const LAUNCH_ARG: &str = "__plexichat_launch";
 /// fd numbers the trampoline finds: the broker socket and its control socket.
 pub const BROKER_FD: RawFd = 3;
 pub const CONTROL_FD: RawFd = 4;
-/// The sealed memfd holding the verified plugin binary.
-pub const BINARY_FD: RawFd = 5;
-/// Where the trampoline keeps the fresh network namespace sent with its spec until it
-/// joins it (close-on-exec; gone before the plugin runs).
-pub const NETNS_FD: RawFd = 6;
+/// The first datagram a trampoline receives: it is in its cgroup and may go on.
+pub const GO: &[u8] = b"go";
 /// The fd the confined plugin binary is exec'd from. It equals the plugin's
 /// RLIMIT_NOFILE, so after that one exec the plugin can never create an fd with
 /// this number again, and the seccomp policy allows `execveat` only on it: a
@@ -51,7 +49,6 @@ pub struct LaunchSpec {
     #[serde(default)]
     pub args: Vec<String>,
     pub data_dir: PathBuf,
-    pub supervisor_pid: i32,
     pub rlimits: Rlimits,
     /// `None` only when confinement is switched off (benchmarks).
     pub confine: Option<ConfineSpec>,
@@ -184,33 +181,31 @@ type Reply = oneshot::Sender<Result<Spawned, LaunchFailure>>;
 #[derive(Clone)]
 pub struct Launcher {
     tx: mpsc::Sender<(LaunchRequest, Reply)>,
+    pool: WarmPool,
 }
 
 impl Launcher {
-    /// Starts the launcher thread. It must live as long as the supervisor: plugins
-    /// get PDEATHSIG from it, so no plugin outlives it.
-    pub fn start(exe: PathBuf) -> std::io::Result<Launcher> {
+    /// Starts the launcher thread and the pool of `warm` ready trampolines. Both must live
+    /// as long as the supervisor: trampolines get PDEATHSIG from the thread that
+    /// started them, so no plugin outlives it.
+    pub fn start(exe: PathBuf, warm: usize) -> std::io::Result<Launcher> {
         let (tx, rx) = mpsc::channel::<(LaunchRequest, Reply)>();
+        let pool = WarmPool::start(exe.clone(), warm)?;
+        let ready = pool.clone();
         std::thread::Builder::new()
             .name("plugin-launcher".into())
             .spawn(move || {
                 let mut binaries = sealed::SealedBinaries::default();
-                let mut netns: Option<NetnsPool> = None;
                 for (req, reply) in rx {
-                    let fresh_net = req.spec.confine.as_ref().and_then(|_| {
-                        // Started by the first confined launch, which creates its own.
-                        match &netns {
-                            Some(pool) => pool.take(),
-                            None => {
-                                netns = NetnsPool::start().ok();
-                                None
-                            }
-                        }
-                    });
-                    let _ = reply.send(spawn_one(&exe, &mut binaries, &req, fresh_net));
+                    let _ = reply.send(spawn_one(&exe, &mut binaries, &ready, &req));
                 }
             })?;
-        Ok(Launcher { tx })
+        Ok(Launcher { tx, pool })
+    }
+
+    /// Kills the trampolines waiting for a launch (supervisor shutdown).
+    pub fn shutdown(&self) {
+        self.pool.shutdown();
     }
 
     pub async fn spawn(&self, req: LaunchRequest) -> Result<Spawned, LaunchFailure> {
@@ -246,155 +241,80 @@ pub(super) fn high_fd(fd: OwnedFd) -> std::io::Result<OwnedFd> {
 fn spawn_one(
     exe: &std::path::Path,
     binaries: &mut sealed::SealedBinaries,
+    pool: &WarmPool,
     req: &LaunchRequest,
-    fresh_net: Option<OwnedFd>,
 ) -> Result<Spawned, LaunchFailure> {
-    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
     let binary = binaries.get(&req.spec.binary, &req.spec.pin)?;
-    let binary_child = high_fd(
-        binary
-            .try_clone()
-            .map_err(|e| spawn_failure("dup of the sealed binary", e))?,
-    )
-    .map_err(|e| spawn_failure("dup", e))?;
-    let (broker_parent, broker_child) =
-        StdUnixStream::pair().map_err(|e| spawn_failure("broker socketpair", e))?;
-    let (control_parent, control_child) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| spawn_failure("control socketpair", e))?;
-    let broker_child = high_fd(broker_child.into()).map_err(|e| spawn_failure("dup", e))?;
-    let control_child = high_fd(control_child).map_err(|e| spawn_failure("dup", e))?;
-    let (b, c, x) = (
-        broker_child.as_raw_fd(),
-        control_child.as_raw_fd(),
-        binary_child.as_raw_fd(),
-    );
-
-    let fds = clone_into::ChildFds {
-        broker: b,
-        control: c,
-        binary: x,
+    let kind = WarmKind {
+        confined: req.spec.confine.is_some(),
+        cgroup_near: req.cgroup.as_ref().map(|p| p.cgroup().clone()),
     };
-    // On cgroup v2 the trampoline is created inside its cgroup; elsewhere the cgroup is
-    // made while the trampoline execs, and the trampoline moved into it before it gets
-    // its spec (it waits for the spec, so it never runs outside its cgroup either way).
-    let make_cgroup = |pending: &crate::sandbox::cgroup::PendingCgroup| {
-        pending.make().map_err(|e| LaunchFailure {
-            stage: LaunchStage::Confine,
-            message: format!("creating cgroup: {e}"),
-        })
-    };
-    let v2 = req
-        .cgroup
-        .as_ref()
-        .filter(|pending| pending.cgroup().version() == "v2");
-    let started = match v2 {
-        Some(pending) => {
-            make_cgroup(pending)?;
-            let dir = pending.cgroup().v2_dir_fd().ok_or_else(|| {
-                spawn_failure("opening the plugin's cgroup", "cannot open its directory")
-            })?;
-            clone_into::spawn(exe, &fds, &dir)
-                .map_err(|e| spawn_failure("clone3 into the plugin's cgroup", e))?
-        }
-        None => spawn_with_command(exe, &fds)?,
-    };
-    drop((broker_child, control_child, binary_child));
-    let clone_into::Started {
-        pid,
-        pidfd,
-        stdout,
-        stderr,
-    } = started;
-    if let (Some(pending), None) = (&req.cgroup, v2) {
-        let joined = make_cgroup(pending).and_then(|()| {
-            pending.cgroup().add(pid).map_err(|e| LaunchFailure {
-                stage: LaunchStage::Confine,
-                message: format!("joining cgroup: {e}"),
-            })
-        });
-        if let Err(failure) = joined {
-            // SAFETY: the pidfd belongs to the child we just spawned.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    pidfd.as_raw_fd(),
-                    libc::SIGKILL,
-                    0,
-                    0,
-                )
-            };
-            return Err(failure);
+    // A ready trampoline may have died since (killed from outside): then one more,
+    // started now.
+    let mut ready = pool.take(&kind);
+    loop {
+        let (warm, was_ready) = match ready.take() {
+            Some(w) => (w, true),
+            None => {
+                let place = match &req.cgroup {
+                    None => warm::Place::Nowhere,
+                    Some(pending) if !kind.poolable() => warm::Place::Plugin(pending),
+                    Some(_) => warm::Place::Pool(pool.fresh_name()),
+                };
+                (warm::start(exe, &kind, place)?, false)
+            }
+        };
+        match hand_over(warm, req, binary) {
+            Ok(spawned) => return Ok(spawned),
+            Err(failure) if !was_ready => return Err(failure),
+            Err(failure) => {
+                tracing::warn!(error = %failure, "a ready trampoline could not take the launch; starting another");
+            }
         }
     }
-    send_spec(&control_parent, &req.spec, fresh_net.as_ref())
-        .map_err(|e| spawn_failure("sending launch spec", e))?;
-    Ok(Spawned {
-        pid,
-        pidfd,
-        broker: broker_parent,
-        control: control_parent,
-        stdout,
-        stderr,
-    })
 }
 
-/// The portable path: std's fork/exec with only dup2 in between.
-fn spawn_with_command(
-    exe: &std::path::Path,
-    fds: &clone_into::ChildFds,
-) -> Result<clone_into::Started, LaunchFailure> {
-    let (b, c, x) = (fds.broker, fds.control, fds.binary);
-    let mut cmd = Command::new(exe);
-    cmd.arg(LAUNCH_ARG)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // SAFETY: between fork and exec this only calls dup2, which is
-    // async-signal-safe, on fds that stay open until spawn returns.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(b, BROKER_FD) < 0
-                || libc::dup2(c, CONTROL_FD) < 0
-                || libc::dup2(x, BINARY_FD) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+/// Gives `warm` the plugin's cgroup (renaming its own) and the spec with the binary.
+fn hand_over(warm: Warm, req: &LaunchRequest, binary: &OwnedFd) -> Result<Spawned, LaunchFailure> {
+    if let (Some(pending), Some(own)) = (&req.cgroup, &warm.cgroup) {
+        if let Err(e) = pending.adopt(own) {
+            pending.cgroup().kill();
+            pending.cgroup().remove();
+            warm.discard();
+            return Err(LaunchFailure {
+                stage: LaunchStage::Confine,
+                message: format!("taking over the trampoline's cgroup: {e}"),
+            });
+        }
     }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| spawn_failure("fork/exec trampoline", e))?;
-    let pid = child.id() as i32;
-    let pidfd = pidfd_open(pid).map_err(|e| spawn_failure("pidfd_open", e))?;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(spawn_failure("pipes", "stdout/stderr not captured"));
-    };
-    // The pidfd owns the process from here; std's Child is only a pid holder.
-    drop(child);
-    Ok(clone_into::Started {
-        pid,
-        pidfd,
-        // SAFETY: into_raw_fd hands over sole ownership of the pipe fds.
-        stdout: unsafe { OwnedFd::from_raw_fd(stdout.into_raw_fd()) },
-        stderr: unsafe { OwnedFd::from_raw_fd(stderr.into_raw_fd()) },
+    if let Err(e) = send_spec(&warm.control, &req.spec, binary) {
+        if let Some(pending) = &req.cgroup {
+            pending.cgroup().kill();
+            pending.cgroup().remove();
+        }
+        warm.discard();
+        return Err(spawn_failure("sending launch spec", e));
+    }
+    let Warm {
+        started,
+        broker,
+        control,
+        ..
+    } = warm;
+    Ok(Spawned {
+        pid: started.pid,
+        pidfd: started.pidfd,
+        broker,
+        control,
+        stdout: started.stdout,
+        stderr: started.stderr,
     })
 }
 
 /// Largest control message (the spec carries the compiled seccomp program).
 pub const MAX_CONTROL_BYTES: usize = 4 << 20;
 
-fn send_spec(
-    control: &OwnedFd,
-    spec: &LaunchSpec,
-    fresh_net: Option<&OwnedFd>,
-) -> std::io::Result<()> {
+fn send_spec(control: &OwnedFd, spec: &LaunchSpec, binary: &OwnedFd) -> std::io::Result<()> {
     let json = serde_json::to_vec(spec)?;
     if json.len() > MAX_CONTROL_BYTES {
         return Err(std::io::Error::other("launch spec too large"));
@@ -405,11 +325,7 @@ fn send_spec(
         nix::sys::socket::sockopt::SndBufForce,
         &(json.len() * 2),
     );
-    send_datagram(
-        control.as_raw_fd(),
-        &json,
-        fresh_net.map(AsRawFd::as_raw_fd),
-    )
+    send_datagram(control.as_raw_fd(), &json, Some(binary.as_raw_fd()))
 }
 
 /// Sends one control message, optionally with an fd attached (SCM_RIGHTS).
@@ -417,7 +333,7 @@ pub fn send_control(fd: RawFd, msg: &ControlMsg, attach: Option<RawFd>) -> std::
     send_datagram(fd, &serde_json::to_vec(msg)?, attach)
 }
 
-fn send_datagram(fd: RawFd, bytes: &[u8], attach: Option<RawFd>) -> std::io::Result<()> {
+pub(crate) fn send_datagram(fd: RawFd, bytes: &[u8], attach: Option<RawFd>) -> std::io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let iov = [std::io::IoSlice::new(bytes)];
     let fds: Vec<RawFd> = attach.into_iter().collect();
@@ -431,7 +347,7 @@ fn send_datagram(fd: RawFd, bytes: &[u8], attach: Option<RawFd>) -> std::io::Res
 }
 
 /// Receives one datagram into `buf` and the fds sent with it (close-on-exec).
-fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
+pub(crate) fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut cmsg_space = nix::cmsg_space!([RawFd; 4]);
     let mut iov = [std::io::IoSliceMut::new(buf)];
@@ -453,12 +369,6 @@ fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)
         }
     }
     Ok((msg.bytes, fds))
-}
-
-/// Like [`recv_datagram`] for the trampoline, which expects at most one fd.
-pub fn recv_with_fd(fd: RawFd, buf: &mut [u8]) -> nix::Result<(usize, Option<OwnedFd>)> {
-    let (n, fds) = recv_datagram(fd, buf)?;
-    Ok((n, fds.into_iter().next()))
 }
 
 /// Reads the trampoline's reports until EOF, which means the plugin exec'd (the

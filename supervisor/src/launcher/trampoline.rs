@@ -1,11 +1,14 @@
 //! The launch-mode entry point: a freshly exec'd, single-threaded copy of the
-//! supervisor that reads its spec, confines itself in the design's order and execs
-//! the plugin binary from the very fd it hashed. Failures go back over the control
-//! socket, never as a panic.
+//! supervisor, usually started before any plugin asked for it (see `warm.rs`). It
+//! waits to be placed in its cgroup, does the confinement no plugin choice affects,
+//! then reads its spec and the sealed binary, confines itself further in the design's
+//! order and execs the plugin binary from the very fd the supervisor hashed. Failures
+//! go back over the control socket, never as a panic.
 //!
-//! Confined launches fork once after entering the new namespaces: the child is pid 1
-//! of the plugin's pid namespace and becomes the plugin; this process stays as its
-//! parent, reports the child's host pid and mirrors its exit status.
+//! Confined trampolines fork once after entering the new namespaces: the child is
+//! pid 1 of the plugin's pid namespace, waits for the spec and becomes the plugin;
+//! this process stays as its parent, reports the child's host pid and mirrors its
+//! exit status.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -13,8 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use super::{
-    check_sealed, recv_with_fd, send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec,
-    LaunchStage, BINARY_FD, BROKER_FD, CONTROL_FD, EXEC_FD, MAX_CONTROL_BYTES, NETNS_FD,
+    check_sealed, recv_datagram, send_control, ConfineSpec, ControlMsg, LaunchFailure, LaunchSpec,
+    LaunchStage, BROKER_FD, CONTROL_FD, EXEC_FD, GO, MAX_CONTROL_BYTES,
 };
 use crate::sandbox::sys::LinuxSys;
 use crate::sandbox::{credentials, landlock, namespaces, rootfs, seccomp, Enforcement};
@@ -54,39 +57,60 @@ pub fn main() -> ! {
     std::process::exit(127);
 }
 
+/// `<exe> __plexichat_launch <confined|plain> <supervisor pid>`.
+fn mode() -> Result<(bool, i32), LaunchFailure> {
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let bad = || fail(LaunchStage::Spawn, format!("bad launch arguments {args:?}"));
+    let confined = match args.first().map(String::as_str) {
+        Some("confined") => true,
+        Some("plain") => false,
+        _ => return Err(bad()),
+    };
+    let supervisor = args.get(1).and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+    Ok((confined, supervisor))
+}
+
 fn run() -> Result<std::convert::Infallible, LaunchFailure> {
-    let (spec, fresh_net) = read_spec()?;
-    tie_to_parent(Some(spec.supervisor_pid))?;
-    let fresh_net = fresh_net.map(|fd| move_fd(fd, NETNS_FD)).transpose()?;
-    close_stray_fds(if fresh_net.is_some() {
-        NETNS_FD
-    } else {
-        BINARY_FD
-    })?;
+    let (confined, supervisor) = mode()?;
+    tie_to_parent(Some(supervisor))?;
+    wait_for_go()?;
+    close_stray_fds()?;
     // SAFETY: setsid has no preconditions; it detaches from the supervisor's terminal.
     if unsafe { libc::setsid() } < 0 {
         return Err(os_fail(LaunchStage::Confine, "setsid"));
     }
-    let binary = take_binary()?;
-    match &spec.confine {
-        None => {
-            apply_rlimits(&spec)?;
-            let data = spec.data_dir.display().to_string();
-            exec(&spec, &binary, &data)
-        }
-        Some(c) => confined(&spec, c, binary, fresh_net),
+    if confined {
+        return confined_launch();
     }
+    let (spec, binary) = read_spec()?;
+    apply_rlimits(&spec)?;
+    let data = spec.data_dir.display().to_string();
+    exec(&spec, &binary, &data)
 }
 
-/// The spec, and the fresh network namespace sent along with it, if the pool had one.
-fn read_spec() -> Result<(LaunchSpec, Option<OwnedFd>), LaunchFailure> {
+/// Blocks until the supervisor has placed this process in its cgroup.
+fn wait_for_go() -> Result<(), LaunchFailure> {
     // SAFETY: fcntl on a fixed fd number; F_SETFD only changes its flags. Setting
     // close-on-exec first means a successful exec shows up as EOF for the parent.
     if unsafe { libc::fcntl(CONTROL_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(os_fail(LaunchStage::Spec, "control fd"));
+        return Err(os_fail(LaunchStage::Spawn, "control fd"));
     }
+    let mut buf = [0u8; 16];
+    match recv_datagram(CONTROL_FD, &mut buf) {
+        Ok((n, _)) if &buf[..n] == GO => Ok(()),
+        Ok((0, _)) => Err(fail(
+            LaunchStage::Spawn,
+            "the launcher closed the control socket",
+        )),
+        Ok(_) => Err(fail(LaunchStage::Spawn, "unexpected first message")),
+        Err(e) => Err(fail(LaunchStage::Spawn, format!("waiting to start: {e}"))),
+    }
+}
+
+/// The spec, and the sealed plugin binary sent with it.
+fn read_spec() -> Result<(LaunchSpec, OwnedFd), LaunchFailure> {
     let mut buf = vec![0u8; MAX_CONTROL_BYTES];
-    let (n, fd) = recv_with_fd(CONTROL_FD, &mut buf)
+    let (n, fds) = recv_datagram(CONTROL_FD, &mut buf)
         .map_err(|e| fail(LaunchStage::Spec, format!("reading the launch spec: {e}")))?;
     if n == 0 {
         return Err(fail(
@@ -96,7 +120,11 @@ fn read_spec() -> Result<(LaunchSpec, Option<OwnedFd>), LaunchFailure> {
     }
     let spec =
         serde_json::from_slice(&buf[..n]).map_err(|e| fail(LaunchStage::Spec, e.to_string()))?;
-    Ok((spec, fd))
+    let binary = fds
+        .into_iter()
+        .next()
+        .ok_or_else(|| fail(LaunchStage::Spec, "no plugin binary came with the spec"))?;
+    Ok((spec, take_binary(binary)?))
 }
 
 /// Dies with the parent (SIGKILL when it goes), and exits at once if it already
@@ -116,12 +144,11 @@ fn tie_to_parent(expected_parent: Option<i32>) -> Result<(), LaunchFailure> {
     Ok(())
 }
 
-/// Only 0-2, the broker socket (3), the control socket (4), the binary (5) and, when
-/// `last` says so, the fresh network namespace (6) are kept; all but 0-3 are
-/// close-on-exec, so the plugin gets 0-3.
-fn close_stray_fds(last: i32) -> Result<(), LaunchFailure> {
+/// Only 0-2, the broker socket (3) and the control socket (4) are kept; the control
+/// socket is close-on-exec, so the plugin gets 0-3.
+fn close_stray_fds() -> Result<(), LaunchFailure> {
     // SAFETY: close_range on a range of fd numbers; closes whatever is open there.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, last + 1, u32::MAX, 0) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, CONTROL_FD + 1, u32::MAX, 0) };
     if r < 0 {
         return Err(os_fail(LaunchStage::Confine, "close_range"));
     }
@@ -134,35 +161,33 @@ fn close_stray_fds(last: i32) -> Result<(), LaunchFailure> {
 
 /// The verified plugin binary: a sealed memfd the supervisor filled from the
 /// plugin store while checking its SHA-256 pin. Sealed means it cannot have
-/// changed since; it must not leak into the plugin, so it becomes close-on-exec.
-fn take_binary() -> Result<OwnedFd, LaunchFailure> {
-    use std::os::fd::FromRawFd;
-    check_sealed(BINARY_FD).map_err(|e| fail(LaunchStage::Integrity, e))?;
-    // SAFETY: F_SETFD on the inherited binary fd, which we take ownership of below.
-    if unsafe { libc::fcntl(BINARY_FD, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(os_fail(LaunchStage::Integrity, "binary fd"));
-    }
-    // SAFETY: BINARY_FD was placed by the launcher for this process alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(BINARY_FD) })
+/// changed since; it arrived close-on-exec, so it never leaks into the plugin.
+fn take_binary(binary: OwnedFd) -> Result<OwnedFd, LaunchFailure> {
+    check_sealed(binary.as_raw_fd()).map_err(|e| fail(LaunchStage::Integrity, e))?;
+    Ok(binary)
 }
 
-fn confined(
-    spec: &LaunchSpec,
-    c: &ConfineSpec,
-    binary: OwnedFd,
-    fresh_net: Option<OwnedFd>,
-) -> Result<std::convert::Infallible, LaunchFailure> {
-    use std::os::fd::AsFd;
+/// Enters fresh namespaces and forks pid 1 of the new pid namespace, which waits
+/// for the spec; this process becomes its monitor.
+fn confined_launch() -> Result<std::convert::Infallible, LaunchFailure> {
     let sys = LinuxSys;
-    namespaces::enter(&sys, fresh_net.as_ref().map(|f| f.as_fd()))
-        .map_err(|e| confine_err(format!("entering namespaces: {e}")))?;
-    let pooled_net = fresh_net.is_some();
-    drop(fresh_net);
+    namespaces::enter(&sys).map_err(|e| confine_err(format!("entering namespaces: {e}")))?;
     // SAFETY: this process is single-threaded (a fresh exec), so fork is safe; the
     // child continues with ordinary code until exec.
     match unsafe { libc::fork() } {
         -1 => Err(os_fail(LaunchStage::Confine, "fork into the pid namespace")),
-        0 => plugin_side(spec, c, binary, pooled_net),
+        0 => {
+            tie_to_parent(None)?;
+            namespaces::loopback_up().map_err(|e| confine_err(format!("loopback: {e}")))?;
+            let (spec, binary) = read_spec()?;
+            let c = spec.confine.clone().ok_or_else(|| {
+                fail(
+                    LaunchStage::Spec,
+                    "an unconfined spec for a confined launch",
+                )
+            })?;
+            plugin_side(&spec, &c, binary)
+        }
         child => monitor(child),
     }
 }
@@ -206,12 +231,9 @@ fn plugin_side(
     spec: &LaunchSpec,
     c: &ConfineSpec,
     binary: OwnedFd,
-    pooled_net: bool,
 ) -> Result<std::convert::Infallible, LaunchFailure> {
     let sys = LinuxSys;
-    tie_to_parent(None)?;
-    namespaces::set_up(&sys, &c.hostname, pooled_net)
-        .map_err(|e| confine_err(format!("namespaces: {e}")))?;
+    namespaces::set_up(&sys, &c.hostname).map_err(|e| confine_err(format!("namespaces: {e}")))?;
     rootfs::build(&sys, &c.root).map_err(|e| confine_err(format!("root filesystem: {e}")))?;
     // Moved above the fd limit before the limit is set: see EXEC_FD.
     let binary = move_fd(binary, EXEC_FD)?;

@@ -74,7 +74,6 @@ pub(super) fn launch_request_for(
         pin,
         args,
         data_dir: data_dir.clone(),
-        supervisor_pid: std::process::id() as i32,
         rlimits: Rlimits::default(),
         confine: None,
     };

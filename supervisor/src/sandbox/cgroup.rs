@@ -239,17 +239,29 @@ impl PendingCgroup {
 
     /// Creates the directories (replacing leftovers) and applies the limits.
     pub fn make(&self) -> Result<(), CgroupError> {
+        self.cgroup.make_bare()?;
+        self.apply_limits()
+    }
+
+    /// Takes over `warm`, a cgroup made ahead of time that already holds the
+    /// process: renamed to this cgroup's name (replacing leftovers), then limited.
+    /// A rename moves no process, so nothing waits on a cgroup migration here.
+    pub fn adopt(&self, warm: &PluginCgroup) -> Result<(), CgroupError> {
         let cg = &self.cgroup;
         if cg.dirs.iter().any(|d| d.exists()) {
             cg.kill();
             cg.remove();
         }
-        for d in &cg.dirs {
-            fs::create_dir(d).map_err(io_err(d))?;
+        for (from, to) in warm.dirs.iter().zip(&cg.dirs) {
+            fs::rename(from, to).map_err(io_err(to))?;
         }
-        match cg.version {
-            "v2" => cg.limit_v2(self.limits),
-            _ => cg.limit_v1(self.limits),
+        self.apply_limits()
+    }
+
+    fn apply_limits(&self) -> Result<(), CgroupError> {
+        match self.cgroup.version {
+            "v2" => self.cgroup.limit_v2(self.limits),
+            _ => self.cgroup.limit_v1(self.limits),
         }
     }
 }
@@ -264,6 +276,26 @@ pub struct PluginCgroup {
 impl PluginCgroup {
     pub fn version(&self) -> &'static str {
         self.version
+    }
+
+    /// The cgroup named `name` beside this one (same hierarchies and parents).
+    pub fn sibling(&self, name: &str) -> PluginCgroup {
+        PluginCgroup {
+            version: self.version,
+            dirs: self.dirs.iter().map(|d| d.with_file_name(name)).collect(),
+        }
+    }
+
+    /// Creates the directories without limits, replacing leftovers of the same name.
+    pub fn make_bare(&self) -> Result<(), CgroupError> {
+        if self.dirs.iter().any(|d| d.exists()) {
+            self.kill();
+            self.remove();
+        }
+        for d in &self.dirs {
+            fs::create_dir(d).map_err(io_err(d))?;
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> String {

@@ -9,7 +9,6 @@ pub mod elf;
 pub mod host;
 pub mod landlock;
 pub mod namespaces;
-pub mod netns_pool;
 pub mod rootfs;
 pub mod seccomp;
 pub mod sys;

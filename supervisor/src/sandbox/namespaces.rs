@@ -3,7 +3,6 @@
 //! otherwise empty network namespace.
 
 use std::io;
-use std::os::fd::BorrowedFd;
 
 use super::sys::Sys;
 
@@ -17,30 +16,19 @@ pub const FLAGS: i32 = libc::CLONE_NEWNS
 pub const NAMES: [&str; 6] = ["mnt", "pid", "net", "ipc", "uts", "cgroup"];
 
 /// Enters fresh namespaces. The pid namespace applies to the next child, which the
-/// trampoline forks right after. `fresh_net` is an unused network namespace made
-/// ahead of time (see `netns_pool`); without one a new one is created here.
-pub fn enter(sys: &dyn Sys, fresh_net: Option<BorrowedFd<'_>>) -> io::Result<()> {
-    match fresh_net {
-        Some(net) => {
-            sys.setns(net, libc::CLONE_NEWNET)?;
-            sys.unshare(FLAGS & !libc::CLONE_NEWNET)
-        }
-        None => sys.unshare(FLAGS),
-    }
+/// trampoline forks right after.
+pub fn enter(sys: &dyn Sys) -> io::Result<()> {
+    sys.unshare(FLAGS)
 }
 
-/// Inside the namespaces, as root, before credentials are dropped. A network
-/// namespace from the pool already has loopback up.
-pub fn set_up(sys: &dyn Sys, hostname: &str, loopback_is_up: bool) -> io::Result<()> {
-    sys.sethostname(hostname)?;
-    if loopback_is_up {
-        return Ok(());
-    }
-    loopback_up()
+/// Inside the namespaces, as root, before credentials are dropped: the plugin's
+/// hostname (loopback is brought up before the plugin is known).
+pub fn set_up(sys: &dyn Sys, hostname: &str) -> io::Result<()> {
+    sys.sethostname(hostname)
 }
 
 /// `ip link set lo up` without netlink: SIOCSIFFLAGS on a throwaway socket.
-pub(crate) fn loopback_up() -> io::Result<()> {
+pub fn loopback_up() -> io::Result<()> {
     // SAFETY: plain socket(2); the fd is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {

@@ -9,7 +9,6 @@ use std::path::Path;
 /// One privileged operation of the confinement sequence.
 pub trait Sys {
     fn unshare(&self, flags: i32) -> io::Result<()>;
-    fn setns(&self, fd: std::os::fd::BorrowedFd<'_>, nstype: i32) -> io::Result<()>;
     fn mount(
         &self,
         source: Option<&str>,
@@ -69,11 +68,6 @@ pub struct LinuxSys;
 impl Sys for LinuxSys {
     fn unshare(&self, flags: i32) -> io::Result<()> {
         check(unsafe { libc::unshare(flags) })
-    }
-
-    fn setns(&self, fd: std::os::fd::BorrowedFd<'_>, nstype: i32) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
-        check(unsafe { libc::setns(fd.as_raw_fd(), nstype) })
     }
 
     fn mount(
@@ -223,9 +217,6 @@ impl RecordingSys {
 impl Sys for RecordingSys {
     fn unshare(&self, flags: i32) -> io::Result<()> {
         self.rec(format!("unshare {flags:#x}"))
-    }
-    fn setns(&self, _fd: std::os::fd::BorrowedFd<'_>, nstype: i32) -> io::Result<()> {
-        self.rec(format!("setns {nstype:#x}"))
     }
     fn mount(
         &self,
