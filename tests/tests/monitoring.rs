@@ -366,3 +366,46 @@ fn a_seccomp_violation_rule_quarantines_a_plugin_that_keeps_trying() {
     assert_eq!(open[0]["quarantined"], true);
     assert_eq!(d.runtime_of("bystander"), "running", "only the offender");
 }
+
+#[test]
+fn a_repeated_oom_rule_quarantines_a_plugin_killed_for_memory_twice() {
+    let d = Daemon::start_with(Settings {
+        extra: "[[alert]]\nname = \"repeated-oom\"\nkind = \"oom_kills\"\nthreshold = 2\nwindow = \"5m\"\nquarantine = true\n".into(),
+        backoff_initial: "100ms",
+        backoff_max: "500ms",
+        quarantine_after: 50,
+        ..Settings::default()
+    });
+    let manifest = format!("{HOSTILE_MANIFEST}\n[resources]\nmemory = \"48MiB\"\n");
+    let pkg = d.package("hostile", &manifest, &bin("hostile"), "hostile");
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "hostile"]).ok();
+    let oom_kills = || {
+        d.audit_actions(Some("hostile"))
+            .iter()
+            .filter(|(a, _)| a == "security.oom_kill")
+            .count()
+    };
+    let first = d.wait_running("hostile");
+    let _ = d.cli(&["plugin", "invoke", "hostile", "balloon", "512"]);
+    wait_until(Duration::from_secs(20), "the first OOM kill", || {
+        oom_kills() >= 1
+    });
+    wait_until(Duration::from_secs(20), "restarted after it", || {
+        d.runtime_of("hostile") == "running" && d.plugin_pid("hostile") != Some(first)
+    });
+    assert!(alerts(&d, true).is_empty(), "one OOM kill is below 2");
+
+    let _ = d.cli(&["plugin", "invoke", "hostile", "balloon", "512"]);
+    wait_until(
+        Duration::from_secs(30),
+        "quarantined by repeated-oom",
+        || d.plugin_json("hostile")["summary"]["state"] == "quarantined",
+    );
+    let open = alerts(&d, false);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["rule"], "repeated-oom");
+    assert_eq!(open[0]["kind"], "oom_kills");
+    assert_eq!(open[0]["quarantined"], true);
+    assert!(oom_kills() >= 2);
+}
