@@ -235,27 +235,30 @@ pub async fn restore(
             .map(|p| p.name)
             .collect();
         runtime.stop_all(StopMode::Graceful).await;
-        let safety = create(
-            shared,
-            actor,
-            Reason::Restore,
-            &format!("before restoring {id}"),
-        )?;
-        let plugins = shared.store.restore_from(&copy, |tx| {
-            let names = store::plugin_names(&tx.sql)?;
-            for name in &names {
-                keep_runnable(&tx.sql, name, id, exclude_plugins)?;
-            }
-            tx.audit(
-                AuditEntry::new(actor, "backup.restore", Outcome::Ok).detail(serde_json::json!({
-                    "id": id, "exclude_plugins": exclude_plugins, "safety_backup": safety.id,
-                    "plugins": names, "comment": comment,
-                })),
-            );
-            Ok::<_, BackupError>(names)
-        })?;
-        tidy_files(shared, &before, &plugins);
-        Ok::<_, BackupError>((safety, plugins))
+        // The backup and the restore are blocking SQLite and file work.
+        tokio::task::block_in_place(|| {
+            let safety = create(
+                shared,
+                actor,
+                Reason::Restore,
+                &format!("before restoring {id}"),
+            )?;
+            let plugins = shared.store.restore_from(&copy, |tx| {
+                let names = store::plugin_names(&tx.sql)?;
+                for name in &names {
+                    keep_runnable(&tx.sql, name, id, exclude_plugins)?;
+                }
+                tx.audit(
+                    AuditEntry::new(actor, "backup.restore", Outcome::Ok).detail(serde_json::json!({
+                        "id": id, "exclude_plugins": exclude_plugins, "safety_backup": safety.id,
+                        "plugins": names, "comment": comment,
+                    })),
+                );
+                Ok::<_, BackupError>(names)
+            })?;
+            tidy_files(shared, &before, &plugins);
+            Ok::<_, BackupError>((safety, plugins))
+        })
     }
     .await;
     let _ = fs::remove_file(&copy);

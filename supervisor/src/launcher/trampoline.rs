@@ -83,6 +83,13 @@ fn run() -> Result<std::convert::Infallible, LaunchFailure> {
         return confined_launch();
     }
     let (spec, binary) = read_spec()?;
+    if spec.confine.is_some() {
+        // Never a silent downgrade: this trampoline entered no namespaces.
+        return Err(fail(
+            LaunchStage::Spec,
+            "a confined spec for an unconfined launch",
+        ));
+    }
     apply_rlimits(&spec)?;
     let data = spec.data_dir.display().to_string();
     exec(&spec, &binary, &data)
