@@ -127,3 +127,27 @@ pub fn spawn(
         stderr: err_r,
     })
 }
+
+/// For the single-threaded trampoline: forks like fork(2), the child created inside
+/// the cgroup directory `cgroup` (v2). Returns 0 in the child, its pid in the parent.
+pub fn fork_into(cgroup: &OwnedFd) -> std::io::Result<i32> {
+    let clone_args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without a new stack behaves like fork: the caller is
+    // single-threaded, so the child may go on with ordinary code.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &clone_args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(pid as i32)
+}

@@ -258,13 +258,22 @@ fn spawn_one(
             None => {
                 let place = match &req.cgroup {
                     None => warm::Place::Nowhere,
-                    Some(pending) if !kind.poolable() => warm::Place::Plugin(pending),
+                    // v2: started inside the plugin's cgroup, with no migration.
+                    Some(pending) if pending.cgroup().version() == "v2" => {
+                        warm::Place::Plugin(pending)
+                    }
                     Some(_) => warm::Place::Pool(pool.fresh_name()),
                 };
                 (warm::start(exe, &kind, place)?, false)
             }
         };
-        match hand_over(warm, req, binary) {
+        let retired = warm.forks_late().then(|| warm.cgroup.clone()).flatten();
+        let handed = hand_over(warm, req, binary);
+        if let (Ok(_), Some(cg)) = (&handed, retired) {
+            // The trampoline stays there as pid 1's parent; removed once it exits.
+            pool.retire(cg);
+        }
+        match handed {
             Ok(spawned) => return Ok(spawned),
             Err(failure) if !was_ready => return Err(failure),
             Err(failure) => {
@@ -274,25 +283,45 @@ fn spawn_one(
     }
 }
 
-/// Gives `warm` the plugin's cgroup (renaming its own) and the spec with the binary.
+/// Gives `warm` the plugin's cgroup and the spec with the binary: a v1 trampoline's
+/// own cgroup is renamed to the plugin's; a v2 one forks pid 1 into the plugin's
+/// cgroup, made now.
 fn hand_over(warm: Warm, req: &LaunchRequest, binary: &OwnedFd) -> Result<Spawned, LaunchFailure> {
-    if let (Some(pending), Some(own)) = (&req.cgroup, &warm.cgroup) {
-        if let Err(e) = pending.adopt(own) {
-            pending.cgroup().kill();
-            pending.cgroup().remove();
-            warm.discard();
-            return Err(LaunchFailure {
-                stage: LaunchStage::Confine,
-                message: format!("taking over the trampoline's cgroup: {e}"),
-            });
-        }
-    }
-    if let Err(e) = send_spec(&warm.control, &req.spec, binary) {
+    let cleanup = |warm: Warm| {
         if let Some(pending) = &req.cgroup {
             pending.cgroup().kill();
             pending.cgroup().remove();
         }
         warm.discard();
+    };
+    let confine_failure = |what: &str, e: &dyn std::fmt::Display| LaunchFailure {
+        stage: LaunchStage::Confine,
+        message: format!("{what}: {e}"),
+    };
+    let mut fork_into = None;
+    if let (Some(pending), Some(own)) = (&req.cgroup, &warm.cgroup) {
+        let placed = if warm.forks_late() {
+            pending
+                .make()
+                .map_err(|e| confine_failure("creating cgroup", &e))
+                .and_then(|()| {
+                    pending.cgroup().v2_dir_fd().ok_or_else(|| {
+                        confine_failure("opening the plugin's cgroup", &"cannot open it")
+                    })
+                })
+                .map(|dir| fork_into = Some(dir))
+        } else {
+            pending
+                .adopt(own)
+                .map_err(|e| confine_failure("taking over the trampoline's cgroup", &e))
+        };
+        if let Err(failure) = placed {
+            cleanup(warm);
+            return Err(failure);
+        }
+    }
+    if let Err(e) = send_spec(&warm.control, &req.spec, binary, fork_into.as_ref()) {
+        cleanup(warm);
         return Err(spawn_failure("sending launch spec", e));
     }
     let Warm {
@@ -314,7 +343,14 @@ fn hand_over(warm: Warm, req: &LaunchRequest, binary: &OwnedFd) -> Result<Spawne
 /// Largest control message (the spec carries the compiled seccomp program).
 pub const MAX_CONTROL_BYTES: usize = 4 << 20;
 
-fn send_spec(control: &OwnedFd, spec: &LaunchSpec, binary: &OwnedFd) -> std::io::Result<()> {
+/// Sends the spec with the sealed binary and, for a trampoline that forks pid 1 only
+/// now (cgroup v2), the plugin's cgroup directory to fork it into.
+fn send_spec(
+    control: &OwnedFd,
+    spec: &LaunchSpec,
+    binary: &OwnedFd,
+    cgroup: Option<&OwnedFd>,
+) -> std::io::Result<()> {
     let json = serde_json::to_vec(spec)?;
     if json.len() > MAX_CONTROL_BYTES {
         return Err(std::io::Error::other("launch spec too large"));
@@ -325,22 +361,24 @@ fn send_spec(control: &OwnedFd, spec: &LaunchSpec, binary: &OwnedFd) -> std::io:
         nix::sys::socket::sockopt::SndBufForce,
         &(json.len() * 2),
     );
-    send_datagram(control.as_raw_fd(), &json, Some(binary.as_raw_fd()))
+    let mut fds = vec![binary.as_raw_fd()];
+    fds.extend(cgroup.map(AsRawFd::as_raw_fd));
+    send_datagram(control.as_raw_fd(), &json, &fds)
 }
 
 /// Sends one control message, optionally with an fd attached (SCM_RIGHTS).
 pub fn send_control(fd: RawFd, msg: &ControlMsg, attach: Option<RawFd>) -> std::io::Result<()> {
-    send_datagram(fd, &serde_json::to_vec(msg)?, attach)
+    let fds: Vec<RawFd> = attach.into_iter().collect();
+    send_datagram(fd, &serde_json::to_vec(msg)?, &fds)
 }
 
-pub(crate) fn send_datagram(fd: RawFd, bytes: &[u8], attach: Option<RawFd>) -> std::io::Result<()> {
+pub(crate) fn send_datagram(fd: RawFd, bytes: &[u8], fds: &[RawFd]) -> std::io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
     let iov = [std::io::IoSlice::new(bytes)];
-    let fds: Vec<RawFd> = attach.into_iter().collect();
     let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
         Vec::new()
     } else {
-        vec![ControlMessage::ScmRights(&fds)]
+        vec![ControlMessage::ScmRights(fds)]
     };
     sendmsg::<()>(fd, &iov, &cmsgs, MsgFlags::empty(), None)?;
     Ok(())
@@ -400,7 +438,13 @@ pub fn collect_launch(control: OwnedFd, timeout: Duration) -> Result<Launched, L
         }
         let parsed: ControlMsg = serde_json::from_slice(&buf[..n]).map_err(|e| fail(&e))?;
         match parsed {
-            ControlMsg::Started { plugin_pid } => launched.plugin_pid = Some(plugin_pid),
+            ControlMsg::Started { plugin_pid } => {
+                // A trampoline forking at launch may report after pid 1 did.
+                launched.plugin_pid = Some(plugin_pid);
+                if let Some(e) = launched.enforcement.as_mut() {
+                    e.plugin_pid = plugin_pid;
+                }
+            }
             ControlMsg::Confined { mut enforcement } => {
                 enforcement.plugin_pid = launched.plugin_pid.unwrap_or(0);
                 launched.enforcement = Some(enforcement);

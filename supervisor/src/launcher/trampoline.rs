@@ -57,21 +57,32 @@ pub fn main() -> ! {
     std::process::exit(127);
 }
 
-/// `<exe> __plexichat_launch <confined|plain> <supervisor pid>`.
-fn mode() -> Result<(bool, i32), LaunchFailure> {
+/// How the trampoline confines: not at all, forking pid 1 ahead of the spec (its
+/// own cgroup becomes the plugin's), or forking pid 1 into the plugin's cgroup sent
+/// with the spec (cgroup v2, where its own cannot be renamed).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Confined,
+    ConfinedLate,
+}
+
+/// `<exe> __plexichat_launch <plain|confined|confined-late> <supervisor pid>`.
+fn mode() -> Result<(Mode, i32), LaunchFailure> {
     let args: Vec<String> = std::env::args().skip(2).collect();
     let bad = || fail(LaunchStage::Spawn, format!("bad launch arguments {args:?}"));
-    let confined = match args.first().map(String::as_str) {
-        Some("confined") => true,
-        Some("plain") => false,
+    let mode = match args.first().map(String::as_str) {
+        Some("plain") => Mode::Plain,
+        Some("confined") => Mode::Confined,
+        Some("confined-late") => Mode::ConfinedLate,
         _ => return Err(bad()),
     };
     let supervisor = args.get(1).and_then(|p| p.parse().ok()).ok_or_else(bad)?;
-    Ok((confined, supervisor))
+    Ok((mode, supervisor))
 }
 
 fn run() -> Result<std::convert::Infallible, LaunchFailure> {
-    let (confined, supervisor) = mode()?;
+    let (mode, supervisor) = mode()?;
     tie_to_parent(Some(supervisor))?;
     wait_for_go()?;
     close_stray_fds()?;
@@ -79,10 +90,12 @@ fn run() -> Result<std::convert::Infallible, LaunchFailure> {
     if unsafe { libc::setsid() } < 0 {
         return Err(os_fail(LaunchStage::Confine, "setsid"));
     }
-    if confined {
-        return confined_launch();
+    match mode {
+        Mode::Confined => return confined_launch(),
+        Mode::ConfinedLate => return late_confined_launch(),
+        Mode::Plain => {}
     }
-    let (spec, binary) = read_spec()?;
+    let (spec, binary, _) = read_spec()?;
     if spec.confine.is_some() {
         // Never a silent downgrade: this trampoline entered no namespaces.
         return Err(fail(
@@ -114,8 +127,9 @@ fn wait_for_go() -> Result<(), LaunchFailure> {
     }
 }
 
-/// The spec, and the sealed plugin binary sent with it.
-fn read_spec() -> Result<(LaunchSpec, OwnedFd), LaunchFailure> {
+/// The spec, the sealed plugin binary sent with it and, for a late fork, the
+/// plugin's cgroup directory.
+fn read_spec() -> Result<(LaunchSpec, OwnedFd, Option<OwnedFd>), LaunchFailure> {
     let mut buf = vec![0u8; MAX_CONTROL_BYTES];
     let (n, fds) = recv_datagram(CONTROL_FD, &mut buf)
         .map_err(|e| fail(LaunchStage::Spec, format!("reading the launch spec: {e}")))?;
@@ -127,11 +141,21 @@ fn read_spec() -> Result<(LaunchSpec, OwnedFd), LaunchFailure> {
     }
     let spec =
         serde_json::from_slice(&buf[..n]).map_err(|e| fail(LaunchStage::Spec, e.to_string()))?;
+    let mut fds = fds.into_iter();
     let binary = fds
-        .into_iter()
         .next()
         .ok_or_else(|| fail(LaunchStage::Spec, "no plugin binary came with the spec"))?;
-    Ok((spec, take_binary(binary)?))
+    Ok((spec, take_binary(binary)?, fds.next()))
+}
+
+/// The confinement a spec for a confined trampoline must carry.
+fn confine_spec(spec: &LaunchSpec) -> Result<ConfineSpec, LaunchFailure> {
+    spec.confine.clone().ok_or_else(|| {
+        fail(
+            LaunchStage::Spec,
+            "an unconfined spec for a confined launch",
+        )
+    })
 }
 
 /// Dies with the parent (SIGKILL when it goes), and exits at once if it already
@@ -186,16 +210,46 @@ fn confined_launch() -> Result<std::convert::Infallible, LaunchFailure> {
         0 => {
             tie_to_parent(None)?;
             namespaces::loopback_up().map_err(|e| confine_err(format!("loopback: {e}")))?;
-            let (spec, binary) = read_spec()?;
-            let c = spec.confine.clone().ok_or_else(|| {
-                fail(
-                    LaunchStage::Spec,
-                    "an unconfined spec for a confined launch",
-                )
-            })?;
+            let (spec, binary, _) = read_spec()?;
+            let c = confine_spec(&spec)?;
             plugin_side(&spec, &c, binary)
         }
         child => monitor(child),
+    }
+}
+
+/// Enters the namespaces but the cgroup one, waits for the spec, then forks pid 1
+/// directly into the plugin's cgroup (`CLONE_INTO_CGROUP`), where it enters its
+/// cgroup namespace; this process stays in its pool cgroup as pid 1's monitor.
+fn late_confined_launch() -> Result<std::convert::Infallible, LaunchFailure> {
+    let sys = LinuxSys;
+    namespaces::enter_all_but_cgroup(&sys)
+        .map_err(|e| confine_err(format!("entering namespaces: {e}")))?;
+    // The network namespace is this process's already; pid 1 inherits loopback up.
+    namespaces::loopback_up().map_err(|e| confine_err(format!("loopback: {e}")))?;
+    let (spec, binary, cgroup) = read_spec()?;
+    let c = confine_spec(&spec)?;
+    let cgroup = cgroup.ok_or_else(|| {
+        fail(
+            LaunchStage::Spec,
+            "no cgroup came with the spec to fork the plugin into",
+        )
+    })?;
+    match super::clone_into::fork_into(&cgroup) {
+        Err(e) => Err(confine_err(format!(
+            "fork into the pid namespace and the plugin's cgroup: {e}"
+        ))),
+        Ok(0) => {
+            drop(cgroup);
+            tie_to_parent(None)?;
+            namespaces::enter_cgroup(&sys)
+                .map_err(|e| confine_err(format!("entering the cgroup namespace: {e}")))?;
+            plugin_side(&spec, &c, binary)
+        }
+        Ok(child) => {
+            drop((cgroup, binary));
+            monitor(child)
+        }
     }
 }
 

@@ -30,12 +30,15 @@ pub struct WarmKind {
 }
 
 impl WarmKind {
-    /// Whether trampolines of this kind can wait ahead of time: not on cgroup v2,
-    /// whose cgroups cannot be renamed to the plugin's.
-    pub fn poolable(&self) -> bool {
-        self.cgroup_near
-            .as_ref()
-            .is_none_or(|cg| cg.version() != "v2")
+    /// Whether a trampoline of this kind waiting in a pool cgroup must fork pid 1
+    /// only at launch, into the plugin's cgroup: cgroup v2 cannot rename the pool
+    /// cgroup to the plugin's.
+    fn forks_late(&self) -> bool {
+        self.confined
+            && self
+                .cgroup_near
+                .as_ref()
+                .is_some_and(|cg| cg.version() == "v2")
     }
 
     fn same_as(&self, other: &WarmKind) -> bool {
@@ -43,13 +46,14 @@ impl WarmKind {
             && self.cgroup_near.as_ref().map(PluginCgroup::version)
                 == other.cgroup_near.as_ref().map(PluginCgroup::version)
     }
+}
 
-    pub(super) fn mode_arg(&self) -> &'static str {
-        if self.confined {
-            "confined"
-        } else {
-            "plain"
-        }
+/// How the trampoline is told to behave (its argument after the launch argument).
+fn mode_arg(confined: bool, forks_late: bool) -> &'static str {
+    match (confined, forks_late) {
+        (false, _) => "plain",
+        (true, false) => "confined",
+        (true, true) => "confined-late",
     }
 }
 
@@ -58,12 +62,18 @@ pub struct Warm {
     pub started: Started,
     pub broker: StdUnixStream,
     pub control: OwnedFd,
-    /// Its cgroup until a launch renames it to the plugin's.
+    /// Its pool cgroup: renamed to the plugin's at launch (v1), or where it stays
+    /// while pid 1 is forked into the plugin's (v2).
     pub cgroup: Option<PluginCgroup>,
     kind: WarmKind,
 }
 
 impl Warm {
+    /// Forks pid 1 at launch into the plugin's cgroup (sent with the spec).
+    pub fn forks_late(&self) -> bool {
+        self.cgroup.is_some() && self.kind.forks_late()
+    }
+
     /// Kills the waiting trampoline (and the pid-namespace child it forked) and
     /// removes its cgroup.
     pub fn discard(self) {
@@ -90,11 +100,12 @@ impl Warm {
 pub enum Place<'a> {
     /// No cgroups (confinement off).
     Nowhere,
-    /// A pool cgroup of this name, made now without limits; a launch renames it to the
-    /// plugin's (cgroup v1, where a rename moves no process).
+    /// A pool cgroup of this name, made now without limits. On v1 a launch renames it
+    /// to the plugin's (a rename moves no process); v2 cannot rename cgroups, so there
+    /// the trampoline stays in it and forks pid 1 into the plugin's at launch.
     Pool(String),
-    /// The plugin's own cgroup, made and limited now. cgroup v2 cannot rename cgroups,
-    /// so there the trampoline is started for one launch, directly inside it.
+    /// The plugin's own cgroup, made and limited now (a trampoline started for one
+    /// launch when none is ready).
     Plugin(&'a PendingCgroup),
 }
 
@@ -159,7 +170,10 @@ pub fn start(exe: &Path, kind: &WarmKind, place: Place<'_>) -> Result<Warm, Laun
                 broker: broker_child.as_raw_fd(),
                 control: control_child.as_raw_fd(),
             };
-            let args = [kind.mode_arg().to_string(), std::process::id().to_string()];
+            let args = [
+                mode_arg(kind.confined, pooled && kind.forks_late()).to_string(),
+                std::process::id().to_string(),
+            ];
             match &cgroup {
                 // On v2 the trampoline is created inside its cgroup.
                 Some(cg) if cg.version() == "v2" => cg
@@ -195,7 +209,7 @@ pub fn start(exe: &Path, kind: &WarmKind, place: Place<'_>) -> Result<Warm, Laun
             return Err(cgroup_failure("joining cgroup", e));
         }
     }
-    if let Err(e) = super::send_datagram(warm.control.as_raw_fd(), super::GO, None) {
+    if let Err(e) = super::send_datagram(warm.control.as_raw_fd(), super::GO, &[]) {
         warm.discard();
         return Err(spawn_failure("starting the trampoline", e));
     }
@@ -212,8 +226,17 @@ struct State {
     size: usize,
     kind: Option<WarmKind>,
     ready: VecDeque<Warm>,
+    /// Pool cgroups of v2 trampolines that forked into a plugin's cgroup: removed once
+    /// the trampoline, pid 1's parent, has exited.
+    retired: Vec<PluginCgroup>,
     next: u64,
     stopped: bool,
+}
+
+impl State {
+    fn sweep(&mut self) {
+        self.retired.retain(|cg| !cg.try_remove());
+    }
 }
 
 /// The ready trampolines and the thread that keeps enough of them.
@@ -233,6 +256,7 @@ impl WarmPool {
                     size,
                     kind: None,
                     ready: VecDeque::new(),
+                    retired: Vec::new(),
                     next: 0,
                     stopped: false,
                 }),
@@ -260,6 +284,7 @@ impl WarmPool {
                 if st.stopped {
                     return;
                 }
+                st.sweep();
                 st.next += 1;
                 (st.kind.clone(), warm_name(st.next))
             };
@@ -291,9 +316,6 @@ impl WarmPool {
     /// A ready trampoline of `kind`, if one is waiting; from now on the pool keeps
     /// trampolines of this kind.
     pub fn take(&self, kind: &WarmKind) -> Option<Warm> {
-        if !kind.poolable() {
-            return None;
-        }
         let (lock, wake) = &*self.state;
         let (warm, stale) = {
             let mut st = lock.lock().ok()?;
@@ -309,6 +331,14 @@ impl WarmPool {
             w.discard();
         }
         warm
+    }
+
+    /// Keeps `cg` to remove once empty (see `State::retired`).
+    pub fn retire(&self, cg: PluginCgroup) {
+        if let Ok(mut st) = self.state.0.lock() {
+            st.sweep();
+            st.retired.push(cg);
+        }
     }
 
     /// A name no pool cgroup has had yet, for a trampoline started on demand.
@@ -329,6 +359,7 @@ impl WarmPool {
         let drained: Vec<Warm> = match lock.lock() {
             Ok(mut st) => {
                 st.stopped = true;
+                st.sweep();
                 st.ready.drain(..).collect()
             }
             Err(_) => return,

@@ -438,6 +438,15 @@ impl PluginCgroup {
         }
     }
 
+    /// Removes the directories if they are empty now, without waiting; true once
+    /// none is left.
+    pub fn try_remove(&self) -> bool {
+        self.dirs.iter().all(|d| match fs::remove_dir(d) {
+            Ok(()) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        })
+    }
+
     fn keyed(&self, file: &str, key: &str) -> u64 {
         self.find(file)
             .and_then(|p| fs::read_to_string(p).ok())

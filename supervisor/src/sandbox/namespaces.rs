@@ -21,6 +21,17 @@ pub fn enter(sys: &dyn Sys) -> io::Result<()> {
     sys.unshare(FLAGS)
 }
 
+/// Like [`enter`] but the cgroup namespace, for a process that forks pid 1 into
+/// another cgroup: the cgroup namespace's root is the cgroup it is entered in, so
+/// pid 1 enters it itself, in the plugin's cgroup ([`enter_cgroup`]).
+pub fn enter_all_but_cgroup(sys: &dyn Sys) -> io::Result<()> {
+    sys.unshare(FLAGS & !libc::CLONE_NEWCGROUP)
+}
+
+pub fn enter_cgroup(sys: &dyn Sys) -> io::Result<()> {
+    sys.unshare(libc::CLONE_NEWCGROUP)
+}
+
 /// Inside the namespaces, as root, before credentials are dropped: the plugin's
 /// hostname (loopback is brought up before the plugin is known).
 pub fn set_up(sys: &dyn Sys, hostname: &str) -> io::Result<()> {
