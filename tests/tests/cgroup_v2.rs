@@ -205,3 +205,54 @@ fn cgroup_kill_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "processes of uid {uid} survived: {left:?}");
 }
+
+/// Pool cgroups (`.warm-*`) beside the plugin's.
+fn warm_cgroups(parent: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(parent)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".warm-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs a pure cgroup v2 host: make test runs these in a VM (scripts/vm-test.sh)"]
+fn a_waiting_trampoline_forks_pid_1_into_the_plugins_cgroup() {
+    let mut d = start();
+    let dir = cgroup_dir(&d);
+    let parent = dir.parent().unwrap().to_path_buf();
+    wait_until(Duration::from_secs(120), "two trampolines ready", || {
+        warm_cgroups(&parent).len() == 2
+    });
+    d.cli(&["plugin", "disable", "hostile"]).ok();
+    d.cli(&["plugin", "enable", "hostile"]).ok();
+    wait_until(Duration::from_secs(120), "hostile running again", || {
+        d.runtime_of("hostile") == "running"
+    });
+    let p = status(&d);
+    let plugin = p["plugin_pid"].as_i64().unwrap();
+    assert_eq!(
+        read(&dir, "cgroup.procs"),
+        plugin.to_string(),
+        "only pid 1 of the plugin in its cgroup"
+    );
+    assert_ne!(read(&dir, "memory.max"), "max", "limited");
+    let trampoline = d.plugin_pid("hostile").unwrap();
+    let own = std::fs::read_to_string(format!("/proc/{trampoline}/cgroup")).unwrap();
+    assert!(
+        own.contains("/.warm-"),
+        "the trampoline stays in its pool cgroup: {own}"
+    );
+    let held = parent.join(own.trim().rsplit('/').next().unwrap());
+    d.cli(&["plugin", "disable", "hostile"]).ok();
+    wait_until(Duration::from_secs(30), "its pool cgroup removed", || {
+        !held.exists()
+    });
+    d.stop();
+    assert!(warm_cgroups(&parent).is_empty(), "nothing left after stop");
+}

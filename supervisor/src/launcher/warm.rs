@@ -220,6 +220,9 @@ pub fn start(exe: &Path, kind: &WarmKind, place: Place<'_>) -> Result<Warm, Laun
     Ok(warm)
 }
 
+/// How often the pool thread removes pool cgroups whose trampolines have exited.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
 struct State {
     /// Trampolines kept ready (`sandbox.warm_trampolines`): a burst of launches beyond
     /// this starts the rest on demand.
@@ -276,10 +279,12 @@ impl WarmPool {
             let (kind, name) = {
                 let Ok(mut st) = lock.lock() else { return };
                 while !st.stopped && (st.kind.is_none() || st.ready.len() >= st.size) {
-                    st = match wake.wait(st) {
-                        Ok(st) => st,
+                    // Woken by launches, and now and then to remove retired cgroups.
+                    st = match wake.wait_timeout(st, SWEEP_EVERY) {
+                        Ok((st, _)) => st,
                         Err(_) => return,
                     };
+                    st.sweep();
                 }
                 if st.stopped {
                     return;
