@@ -206,20 +206,6 @@ fn cgroup_kill_leaves_nothing_behind() {
     assert!(left.is_empty(), "processes of uid {uid} survived: {left:?}");
 }
 
-/// Pool cgroups (`.warm-*`) beside the plugin's.
-fn warm_cgroups(parent: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(parent)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".warm-"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 #[ignore = "needs a pure cgroup v2 host: make test runs these in a VM (scripts/vm-test.sh)"]
 fn a_waiting_trampoline_forks_pid_1_into_the_plugins_cgroup() {

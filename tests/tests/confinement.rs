@@ -220,20 +220,6 @@ fn leftover_cgroups_of_a_killed_supervisor_are_cleaned_at_start() {
     assert_ne!(again, trampoline);
 }
 
-/// The pool cgroups (`.warm-*`) beside the plugin's cgroup in its memory hierarchy.
-fn warm_cgroups(parent: &std::path::Path) -> Vec<std::path::PathBuf> {
-    std::fs::read_dir(parent)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".warm-"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn trampolines_wait_in_cgroups_of_their_own_and_nothing_is_left_at_stop() {
     let mut d = Daemon::start();

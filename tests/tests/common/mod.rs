@@ -500,3 +500,18 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
 }
+
+/// The launcher's pool cgroups (`.warm-*`) in `parent`, the directory holding the
+/// plugins' cgroups.
+pub fn warm_cgroups(parent: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(parent)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".warm-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
