@@ -80,8 +80,14 @@ fn updates_carry_reviewed_permissions_and_send_growth_back_to_review() {
     assert_eq!(summary(&d)["sha256"], sha1.as_str(), "nothing changed");
     assert_eq!(d.plugin_pid("upd"), Some(pid1), "still the same process");
 
-    // Within what was reviewed: pinned, restarted on the new binary, grant kept.
-    let v11 = package(&d, "v1.1", &manifest("1.1.0", ""), b"v1.1");
+    // Within what was reviewed (a narrower scope): pinned, restarted on the new
+    // binary, the grant kept and shrunk with the request.
+    let v11 = package(
+        &d,
+        "v1.1",
+        &manifest("1.1.0", "").replace("/srv/reports", "/srv/reports/q1"),
+        b"v1.1",
+    );
     let out = update(&d, &v11).json();
     assert_eq!(out["previous_version"], "1.0.0");
     assert_eq!(out["carried_over"], serde_json::json!(["file_read"]));
@@ -99,6 +105,11 @@ fn updates_carry_reviewed_permissions_and_send_growth_back_to_review() {
         .trim()
         .to_string();
     assert_eq!(check, "true");
+    assert_eq!(
+        d.plugin_json("upd")["permissions"][0]["granted_scope"],
+        serde_json::json!(["/srv/reports/q1"]),
+        "the grant never exceeds the new request"
+    );
 
     // Growth: a wider file_read scope and a new permission go back to review.
     let grown = "\n[[permissions]]\nname = \"network_outbound\"\njustification = \"uploads\"\nscope = [\"api.example.com\"]\n";

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{must_be_absolute, place, stage, BeforeChange, InstallError, Staged};
 use crate::audit::{Actor, AuditEntry, Outcome};
-use crate::catalog::{Catalog, Permission};
+use crate::catalog::{Catalog, Permission, ScopeShape};
 use crate::config::Config;
 use crate::manifest::{Manifest, PermissionRequest, Version};
 use crate::store::{self, PermissionRow, PluginRow, PluginState, Store};
@@ -69,6 +69,25 @@ fn plan(
     out
 }
 
+/// A carried-over grant shrinks with a request that shrank: what is granted never
+/// exceeds what the new version asks for. Keeps each granted entry within the new
+/// request, and each requested entry within a granted one (an approver's narrowing
+/// stays narrowed).
+fn narrow_grant(shape: ScopeShape, granted: &[String], requested: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = granted
+        .iter()
+        .filter(|g| requested.iter().any(|n| shape.entry_within(g, n)))
+        .cloned()
+        .collect();
+    for n in requested {
+        let covered = out.iter().any(|o| shape.entry_within(n, o));
+        if !covered && granted.iter().any(|g| shape.entry_within(n, g)) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
 /// Installs the package at `source` as the new version of `name`. The version must
 /// be newer; the same version with a different binary is refused. Nothing changes
 /// on any refusal.
@@ -114,9 +133,9 @@ pub fn update(
             let changes_requested = previous.state == PluginState::ChangesRequested;
             let plan = plan(catalog, &old, &manifest.permissions, changes_requested);
             for req in &manifest.permissions {
-                let exists = old.iter().any(|r| r.permission == req.permission);
+                let existing = old.iter().find(|r| r.permission == req.permission);
                 let carry = plan.carry.contains(&req.permission);
-                if exists {
+                if let Some(row) = existing {
                     store::rerequest(
                         &tx.sql,
                         name,
@@ -125,6 +144,17 @@ pub fn update(
                         &req.justification,
                         carry,
                     )?;
+                    let shape = catalog.spec(req.permission).scope;
+                    let narrowed = narrow_grant(shape, &row.granted_scope, &req.scope);
+                    if carry && narrowed != row.granted_scope {
+                        store::update_permission(
+                            &tx.sql,
+                            &PermissionRow {
+                                granted_scope: narrowed,
+                                ..row.clone()
+                            },
+                        )?;
+                    }
                 } else {
                     store::insert_request(
                         &tx.sql,
@@ -254,6 +284,29 @@ mod tests {
             justification: String::new(),
             scope: scope.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn a_carried_grant_never_exceeds_the_new_request() {
+        let paths = ScopeShape::Paths;
+        let v = |s: &[&str]| s.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            narrow_grant(paths, &v(&["/srv"]), &v(&["/srv/a"])),
+            v(&["/srv/a"])
+        );
+        assert_eq!(
+            narrow_grant(paths, &v(&["/srv/a"]), &v(&["/srv"])),
+            v(&["/srv/a"]),
+            "an approver's narrowing stays"
+        );
+        assert_eq!(
+            narrow_grant(paths, &v(&["/srv/a", "/srv/b"]), &v(&["/srv/a"])),
+            v(&["/srv/a"])
+        );
+        assert_eq!(
+            narrow_grant(paths, &v(&["/srv"]), &v(&["/srv"])),
+            v(&["/srv"])
+        );
     }
 
     #[test]
