@@ -93,15 +93,8 @@ pub fn spawn(
         cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
         ..CloneArgs::default()
     };
-    // SAFETY: clone3 with a fully initialised clone_args of the size we pass. The
-    // child runs only async-signal-safe calls on memory prepared above.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &clone_args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
+    // The child runs only async-signal-safe calls on memory prepared above.
+    let pid = clone3(&clone_args)?;
     if pid == 0 {
         // SAFETY: in the child of clone3: dup2 and execve are async-signal-safe;
         // every source fd is >= 10, so no dup2 clobbers a later source.
@@ -114,9 +107,6 @@ pub fn spawn(
             libc::execve(exe_c.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }
-    }
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
     }
     drop((out_w, err_w, devnull));
     Ok(Started {
@@ -137,12 +127,19 @@ pub fn fork_into(cgroup: &OwnedFd) -> std::io::Result<i32> {
         cgroup: cgroup.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
-    // SAFETY: clone3 without a new stack behaves like fork: the caller is
-    // single-threaded, so the child may go on with ordinary code.
+    // Without a new stack clone3 behaves like fork: the caller is single-threaded,
+    // so the child may go on with ordinary code.
+    clone3(&clone_args)
+}
+
+/// clone3(2) without a new stack: 0 in the child, the child's pid in the parent.
+fn clone3(args: &CloneArgs) -> std::io::Result<i32> {
+    // SAFETY: clone3 with a fully initialised clone_args of the size we pass; any
+    // pointer in it (the pidfd slot) points at memory that outlives the call.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &clone_args as *const CloneArgs,
+            args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
     };

@@ -45,6 +45,23 @@ fn failed(checks: &[Check]) -> String {
         .join("; ")
 }
 
+/// Records a refused enable; the state stays as it was.
+fn refused(
+    shared: &Shared,
+    actor: &Actor,
+    row: &store::PluginRow,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    shared.store.audit(vec![AuditEntry::new(
+        actor,
+        "plugin.enable",
+        Outcome::Denied,
+    )
+    .plugin(&row.name)
+    .change(row.state.as_str(), row.state.as_str())
+    .detail(detail)])
+}
+
 pub fn enable(
     shared: &Shared,
     runtime: &Arc<Runtime>,
@@ -54,13 +71,12 @@ pub fn enable(
     let row = shared.store.require_plugin(name)?;
     let safe_mode = shared.store.safe_mode()?;
     if safe_mode.enabled {
-        shared.store.audit(vec![AuditEntry::new(
+        refused(
+            shared,
             actor,
-            "plugin.enable",
-            Outcome::Denied,
-        )
-        .plugin(name)
-        .detail(serde_json::json!({ "reason": "safe mode" }))])?;
+            &row,
+            serde_json::json!({ "reason": "safe mode" }),
+        )?;
         return Err(LifecycleError::SafeMode {
             plugin: name.to_string(),
             reason: format!(
@@ -71,14 +87,12 @@ pub fn enable(
         });
     }
     if row.state == PluginState::ChangesRequested {
-        shared.store.audit(vec![AuditEntry::new(
+        refused(
+            shared,
             actor,
-            "plugin.enable",
-            Outcome::Denied,
-        )
-        .plugin(name)
-        .change(row.state.as_str(), row.state.as_str())
-        .detail(serde_json::json!({ "reason": row.state_reason }))])?;
+            &row,
+            serde_json::json!({ "reason": row.state_reason }),
+        )?;
         return Err(LifecycleError::ChangesRequested {
             plugin: name.to_string(),
             reason: row.state_reason,
@@ -86,14 +100,12 @@ pub fn enable(
     }
     let missing = missing_grants(&shared.store, name)?;
     if !missing.is_empty() {
-        shared.store.audit(vec![AuditEntry::new(
+        refused(
+            shared,
             actor,
-            "plugin.enable",
-            Outcome::Denied,
-        )
-        .plugin(name)
-        .change(row.state.as_str(), row.state.as_str())
-        .detail(serde_json::json!({ "missing": missing }))])?;
+            &row,
+            serde_json::json!({ "missing": missing }),
+        )?;
         return Err(LifecycleError::MissingGrants {
             plugin: name.to_string(),
             missing,

@@ -153,11 +153,6 @@ impl Store {
             Ok(rows)
         })
     }
-
-    /// The open (unacknowledged) alert of `rule` for `plugin`, if any.
-    pub fn open_alert(&self, plugin: &str, rule: &str) -> Result<Option<AlertRow>, StoreError> {
-        self.read(|c| open_alert(c, plugin, rule))
-    }
 }
 
 /// Brings a copy of a backup to this supervisor's schema so its tables can be
@@ -472,7 +467,7 @@ mod tests {
         };
         let id = s.write(|tx| insert_alert(&tx.sql, &row)).unwrap();
         s.write(|tx| bump_alert(&tx.sql, id, 9, true)).unwrap();
-        let open = s.open_alert("a", "denials").unwrap().unwrap();
+        let open = s.read(|c| open_alert(c, "a", "denials")).unwrap().unwrap();
         assert_eq!((open.count, open.quarantined), (9, true));
         assert!(s
             .write(|tx| acknowledge_alert(&tx.sql, id, "root"))
@@ -480,7 +475,7 @@ mod tests {
         assert!(!s
             .write(|tx| acknowledge_alert(&tx.sql, id, "root"))
             .unwrap());
-        assert!(s.open_alert("a", "denials").unwrap().is_none());
+        assert!(s.read(|c| open_alert(c, "a", "denials")).unwrap().is_none());
         assert_eq!(s.alerts(false).unwrap().len(), 0);
         assert_eq!(s.alerts(true).unwrap().len(), 1);
     }
