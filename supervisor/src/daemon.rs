@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::audit::{Actor, AuditEntry, AuditWriter, LogFiles, Outcome};
+use crate::audit::{Actor, AuditEntry, AuditWriter, CommitFailure, LogFiles, Outcome};
 use crate::broker::Hub;
 use crate::config::Config;
 use crate::context::Shared;
@@ -112,8 +112,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     let weak = Arc::downgrade(&shared);
     audit_queue
         .start(Box::new(move |batch| {
-            let shared = weak.upgrade().ok_or("the supervisor is stopping")?;
-            shared.store.audit(batch).map_err(|e| e.to_string())
+            let Some(shared) = weak.upgrade() else {
+                return Err(CommitFailure {
+                    reason: "the supervisor is stopping".into(),
+                    entries: batch,
+                });
+            };
+            shared.store.audit(batch).map_err(|f| CommitFailure {
+                reason: f.error.to_string(),
+                entries: f.entries,
+            })
         }))
         .context("starting the audit writer")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -156,6 +164,7 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     )])?;
     let started = runtime.boot()?;
     let _expiry = crate::runtime::expiry::watch(Arc::clone(&shared));
+    let _space = crate::diskspace::watch(Arc::clone(&shared));
     crate::alerts::Alerts::spawn(Arc::clone(&shared), Arc::clone(&runtime));
     if let Some(addr) = shared.cfg.monitor.prometheus_listen {
         crate::monitor::serve_prometheus(addr, Arc::clone(&shared), Arc::clone(&runtime))

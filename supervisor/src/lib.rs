@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod diskspace;
 pub mod emergency;
 pub mod install;
 pub mod integrity;

@@ -6,7 +6,7 @@ use broker_proto::ON_BEHALF_OF_HEADER;
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
 
-use crate::audit::{Actor, AuditEntry, Outcome, Role};
+use crate::audit::{Actor, AuditEntry, AuditWriter, Outcome, Role};
 use crate::config::Access;
 use crate::store::Store;
 
@@ -85,6 +85,7 @@ fn on_behalf_of<T>(req: &Request<T>) -> Result<Option<String>, Status> {
 pub fn authorize<T>(
     access: &Access,
     store: &Store,
+    writer: &AuditWriter,
     req: &Request<T>,
     method: &str,
     need: Need,
@@ -129,8 +130,14 @@ pub fn authorize<T>(
         );
         // The record says what the caller really is, including nothing at all.
         entry.role = role.map_or("none", Role::as_str);
-        if let Err(e) = store.audit(vec![entry]) {
-            tracing::error!(error = %e, "could not audit a refusal");
+        if let Err(failure) = store.audit(vec![entry]) {
+            // Refused either way; the caller learns the refusal could not be recorded,
+            // and the count is written once the store takes records again.
+            writer.count_refusal(&actor.identity, "admin.refused");
+            return Err(Status::unavailable(format!(
+                "{reason}; and the refusal could not be recorded ({})",
+                failure.error
+            )));
         }
         return Err(Status::permission_denied(reason));
     }

@@ -27,6 +27,7 @@ fn backup_status(e: BackupError) -> Status {
         BackupError::Tampered { .. } => Status::data_loss(e.to_string()),
         BackupError::Io { .. } => Status::internal(e.to_string()),
         BackupError::Store(s) => store_status(s),
+        BackupError::LowSpace(_) => Status::resource_exhausted(e.to_string()),
     }
 }
 
@@ -117,7 +118,8 @@ impl AdminService {
                     AuditEntry::new(&actor, "plugin.update", Outcome::Failed)
                         .plugin(&req.name)
                         .detail(serde_json::json!({ "source": req.path, "error": e.to_string() })),
-                );
+                )
+                .await?;
                 return Err(install_status(e));
             }
         };
@@ -258,7 +260,7 @@ impl AdminService {
         self.audit(
             AuditEntry::new(&actor, "emergency.security_report", Outcome::Ok)
                 .detail(serde_json::json!({ "integrity_ok": report.integrity_ok, "open_alerts": report.open_alerts.len() })),
-        );
+        ).await?;
         Ok(Response::new(report))
     }
 
@@ -321,7 +323,7 @@ impl AdminService {
                     AuditEntry::new(&actor, "backup.restore", Outcome::Failed).detail(
                         serde_json::json!({ "id": req.backup_id.chars().take(60).collect::<String>(), "error": e.to_string() }),
                     ),
-                );
+                ).await?;
                 Err(backup_status(e))
             }
         }

@@ -35,6 +35,9 @@ pub struct AdminService {
 
 pub(super) fn store_status(e: StoreError) -> Status {
     match e {
+        e if e.is_unwritable() => Status::unavailable(format!(
+            "refused: the store cannot be written ({e}); nothing was changed"
+        )),
         StoreError::NoSuchPlugin(_) => Status::not_found(e.to_string()),
         StoreError::AlreadyInstalled(_) => Status::already_exists(e.to_string()),
         other => Status::internal(other.to_string()),
@@ -85,13 +88,33 @@ impl AdminService {
         method: &str,
         need: Need,
     ) -> Result<Actor, Status> {
-        authorize(
+        let actor = authorize(
             &self.shared.cfg.access,
             &self.shared.store,
+            &self.shared.audit,
             req,
             method,
             need,
-        )
+        )?;
+        // A change is recorded: refused up front while records cannot be written,
+        // before anything happens.
+        if need == Need::Change {
+            self.shared.audit.admit(&actor.identity, method)?;
+        }
+        Ok(actor)
+    }
+
+    /// [`AdminService::auth`] for a served call that will be recorded (publish,
+    /// invoke, host actions): closed, like changes, while records cannot be written.
+    pub(super) fn auth_recorded<T>(
+        &self,
+        req: &Request<T>,
+        method: &str,
+        need: Need,
+    ) -> Result<Actor, Status> {
+        let actor = self.auth(req, method, need)?;
+        self.shared.audit.admit(&actor.identity, method)?;
+        Ok(actor)
     }
 
     pub(super) fn summary(&self, name: &str) -> Result<PluginSummary, Status> {
@@ -103,10 +126,10 @@ impl AdminService {
         Ok(convert::summary(&row, &self.runtime.status(name)))
     }
 
-    pub(super) fn audit(&self, entry: AuditEntry) {
-        if let Err(e) = self.shared.store.audit(vec![entry]) {
-            tracing::error!(error = %e, "audit write failed");
-        }
+    /// Records `entry` and returns once it is committed: nothing is answered without
+    /// its record (UNAVAILABLE, naming why, when the audit trail cannot be written).
+    pub(super) async fn audit(&self, entry: AuditEntry) -> Result<(), Status> {
+        Ok(self.shared.audit.record_durable(entry).await?)
     }
 }
 
@@ -170,7 +193,7 @@ impl Admin for AdminService {
                 self.audit(
                     AuditEntry::new(&actor, "plugin.install", Outcome::Failed)
                         .detail(serde_json::json!({ "source": path.display().to_string(), "error": e.to_string() })),
-                );
+                ).await?;
                 return Err(install_status(e));
             }
         };
@@ -265,6 +288,7 @@ impl Admin for AdminService {
             Decision::Approve(expiry),
             "permission.approve",
         )
+        .await
     }
 
     async fn deny(
@@ -274,6 +298,7 @@ impl Admin for AdminService {
         let actor = self.auth(&request, "deny", Need::Change)?;
         let req = request.into_inner();
         self.decide(&actor, &req, Decision::Deny, "permission.deny")
+            .await
     }
 
     async fn request_changes(
@@ -486,7 +511,7 @@ impl Admin for AdminService {
         &self,
         request: Request<PublishEventRequest>,
     ) -> Result<Response<PublishEventResponse>, Status> {
-        let actor = self.auth(&request, "publish", Need::Serve)?;
+        let actor = self.auth_recorded(&request, "publish", Need::Serve)?;
         let req = request.into_inner();
         validate_topic_pattern(&req.topic).map_err(Status::invalid_argument)?;
         if req.topic.ends_with(".*") || req.topic.starts_with("plugin.") {
@@ -514,7 +539,8 @@ impl Admin for AdminService {
             AuditEntry::new(&actor, "event.publish", Outcome::Ok).detail(
                 serde_json::json!({ "id": id, "topic": req.topic, "delivered_to": delivered_to }),
             ),
-        );
+        )
+        .await?;
         Ok(Response::new(PublishEventResponse { id, delivered_to }))
     }
 
@@ -522,7 +548,7 @@ impl Admin for AdminService {
         &self,
         request: Request<InvokeCommandRequest>,
     ) -> Result<Response<InvokeCommandResponse>, Status> {
-        let actor = self.auth(&request, "invoke", Need::Serve)?;
+        let actor = self.auth_recorded(&request, "invoke", Need::Serve)?;
         let req = request.into_inner();
         if req.command.is_empty() || req.command.len() > 128 {
             return Err(Status::invalid_argument("command must be 1-128 bytes"));
@@ -550,7 +576,7 @@ impl Admin for AdminService {
             AuditEntry::new(&actor, "command.invoke", outcome)
                 .plugin(&req.plugin)
                 .detail(serde_json::json!({ "command": req.command, "elapsed_us": elapsed_us, "error": error })),
-        );
+        ).await?;
         match result {
             Ok(output) => Ok(Response::new(InvokeCommandResponse { output, elapsed_us })),
             Err(InvokeError::Timeout) => Err(Status::deadline_exceeded(format!(
@@ -659,7 +685,8 @@ impl Admin for AdminService {
                 if ok { Outcome::Ok } else { Outcome::Failed },
             )
             .detail(serde_json::json!({ "failed": failed })),
-        );
+        )
+        .await?;
         Ok(Response::new(VerifyIntegrityResponse {
             ok,
             checks: checks.into_iter().map(convert::check).collect(),
@@ -672,13 +699,14 @@ impl Admin for AdminService {
         &self,
         request: Request<tonic::Streaming<HostActionResult>>,
     ) -> Result<Response<Self::ServeHostActionsStream>, Status> {
-        let actor = self.auth(&request, "serve host actions", Need::Serve)?;
+        let actor = self.auth_recorded(&request, "serve host actions", Need::Serve)?;
         let mut results = request.into_inner();
         let (id, calls) = self.shared.host_actions.connect();
         self.audit(
             AuditEntry::new(&actor, "host_actions.connect", Outcome::Ok)
                 .detail(serde_json::json!({ "connection": id })),
-        );
+        )
+        .await?;
         let shared = Arc::clone(&self.shared);
         tokio::spawn(async move {
             while let Ok(Some(result)) = results.message().await {
@@ -694,7 +722,7 @@ impl Admin for AdminService {
 }
 
 impl AdminService {
-    fn decide(
+    async fn decide(
         &self,
         actor: &Actor,
         req: &DecisionRequest,
@@ -723,7 +751,7 @@ impl AdminService {
                     AuditEntry::new(actor, action, Outcome::Denied)
                         .plugin(&req.name)
                         .detail(serde_json::json!({ "permissions": req.permissions, "reason": e.to_string() })),
-                );
+                ).await?;
                 Err(approval_status(e))
             }
         }

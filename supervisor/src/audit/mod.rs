@@ -6,7 +6,7 @@ pub mod chain;
 pub mod report;
 mod writer;
 
-pub use writer::{AuditQueue, AuditWriter, Commit};
+pub use writer::{AuditQueue, AuditWriter, Commit, CommitFailure, Unavailable};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -271,11 +271,21 @@ impl LogFiles {
             if bytes.is_empty() {
                 continue;
             }
-            if let Err(err) = f.write_all(&bytes) {
+            if let Err(err) = append_whole(f, &bytes) {
+                // The store keeps the records; the mirror misses these lines.
                 tracing::error!(error = %err, file = c.rel_path(), "audit log write failed");
             }
         }
     }
+}
+
+/// Appends `bytes` or nothing: a write cut short (a full disk) is truncated away, so
+/// the mirror never holds half a line that the next record would run into.
+fn append_whole(f: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    let before = f.metadata()?.len();
+    f.write_all(bytes).inspect_err(|_| {
+        let _ = f.set_len(before);
+    })
 }
 
 #[cfg(test)]

@@ -1,25 +1,62 @@
-//! The broker's audit writer: one thread commits the records of brokered calls in
-//! batches (group commit), and a denial is answered only after its batch committed.
+//! The audit writer: one thread commits audit records in batches (group commit), keeps
+//! a batch it could not commit and retries it, and closes the gate while it cannot.
 
-// Why: with `synchronous = FULL` every commit waits for the disk, so a commit per call
-// would put an fsync on every broker call. Here a call only queues its record; the
+// Why a batch: with `synchronous = FULL` every commit waits for the disk, so a commit
+// per call would put an fsync on every broker call. A call queues its record; the
 // writer takes everything queued, commits it as one transaction and starts over, so
-// under load many records share one fsync. Denials wait for their commit (they share
-// it too), so no denial the supervisor has answered can be lost; records of allowed
-// calls may trail their answer by one batch, and only those of the last unfinished
-// batch can be lost if the supervisor is killed.
+// under load many records share one fsync. Durable records (denials, admin actions)
+// are answered only after their commit; allowed brokered calls may trail their answer
+// by one batch.
+//
+// Why a gate: when a commit fails (a full disk, an I/O error) the batch is kept and
+// retried with backoff, and until a commit succeeds again every new call that needs a
+// record is refused at `admit` with UNAVAILABLE. Those refusals are counted in memory
+// (not queued one by one, which would grow without bound) and written as aggregate
+// records with the first commit that succeeds. So nothing is answered as done without
+// its record, and the writer's memory stays bounded while the store is unwritable.
 
-use std::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::{AuditEntry, Outcome};
+use super::{Actor, AuditEntry, Outcome};
+use crate::clock::now_ms;
 
-/// Most records committed in one transaction.
+/// Most records committed in one transaction while the store is healthy.
 const MAX_BATCH: usize = 4096;
+/// Most records kept for retry while commits fail; beyond it records of the
+/// supervisor's own events are dropped, counted and reported (calls are refused at
+/// the gate long before: only runtime events and calls already in flight add here).
+const MAX_KEPT: usize = 100_000;
+/// Distinct (who, action) pairs counted while refusing; the rest share one count.
+const MAX_REFUSED_KEYS: usize = 4096;
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// A batch the store could not commit, handed back so the writer can retry it.
+pub struct CommitFailure {
+    pub reason: String,
+    pub entries: Vec<AuditEntry>,
+}
 
 /// Commits one batch; the store's `audit` in the supervisor.
-pub type Commit = Box<dyn Fn(Vec<AuditEntry>) -> Result<(), String> + Send>;
+pub type Commit = Box<dyn Fn(Vec<AuditEntry>) -> Result<(), CommitFailure> + Send>;
+
+/// The audit trail cannot take records now; the call that needed one is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refused: the audit trail cannot be written ({reason}); the supervisor answers nothing it cannot record")]
+pub struct Unavailable {
+    pub reason: String,
+}
+
+impl From<Unavailable> for tonic::Status {
+    fn from(e: Unavailable) -> tonic::Status {
+        tonic::Status::unavailable(e.to_string())
+    }
+}
 
 // Records are nearly every job; boxing them would add an allocation per call.
 #[allow(clippy::large_enum_variant)]
@@ -28,14 +65,155 @@ enum Job {
     Flush(oneshot::Sender<bool>),
 }
 
+/// Calls refused at the gate, per (who, action), until they can be written.
+#[derive(Default)]
+struct Refused {
+    counts: HashMap<(String, String), Tally>,
+    /// Refusals beyond `MAX_REFUSED_KEYS` distinct pairs.
+    other: Tally,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    count: u64,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+impl Tally {
+    fn add(&mut self, n: u64, first_ms: i64, last_ms: i64) {
+        if self.count == 0 || first_ms < self.first_ms {
+            self.first_ms = first_ms;
+        }
+        self.last_ms = self.last_ms.max(last_ms);
+        self.count += n;
+    }
+}
+
+impl Refused {
+    fn count(&mut self, who: &str, action: &str) {
+        let now = now_ms();
+        let key = (who.to_string(), action.to_string());
+        if self.counts.len() < MAX_REFUSED_KEYS || self.counts.contains_key(&key) {
+            self.counts.entry(key).or_default().add(1, now, now);
+        } else {
+            self.other.add(1, now, now);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty() && self.other.count == 0
+    }
+
+    fn merge(&mut self, other: Refused) {
+        for (key, t) in other.counts {
+            self.counts
+                .entry(key)
+                .or_default()
+                .add(t.count, t.first_ms, t.last_ms);
+        }
+        if other.other.count > 0 {
+            let t = other.other;
+            self.other.add(t.count, t.first_ms, t.last_ms);
+        }
+    }
+
+    /// One `audit.refused_unrecordable` record per (who, action).
+    fn entries(&self, reason: &str) -> Vec<AuditEntry> {
+        let record = |who: Option<&str>, action: &str, t: &Tally| {
+            let mut entry = AuditEntry::new(
+                &Actor::system(),
+                "audit.refused_unrecordable",
+                Outcome::Denied,
+            )
+            .detail(serde_json::json!({
+                "refused_action": action,
+                "count": t.count,
+                "first_ms": t.first_ms,
+                "last_ms": t.last_ms,
+                "reason": reason,
+            }));
+            if let Some(plugin) = who.and_then(|w| w.strip_prefix("plugin:")) {
+                entry = entry.plugin(plugin);
+            }
+            if let Some(who) = who {
+                entry.detail["caller"] = who.into();
+            }
+            entry
+        };
+        let mut out: Vec<AuditEntry> = self
+            .counts
+            .iter()
+            .map(|((who, action), t)| record(Some(who), action, t))
+            .collect();
+        if self.other.count > 0 {
+            out.push(record(None, "(other)", &self.other));
+        }
+        out
+    }
+}
+
+/// The writer's state as callers see it.
+#[derive(Default)]
+struct Health {
+    /// Set when a commit failed, cleared by the next one that succeeds.
+    failing: AtomicBool,
+    reason: Mutex<String>,
+    refused: Mutex<Refused>,
+    /// Records dropped because more than `MAX_KEPT` were waiting for retry.
+    dropped: Mutex<u64>,
+}
+
+impl Health {
+    fn unavailable(&self) -> Unavailable {
+        Unavailable {
+            reason: self
+                .reason
+                .lock()
+                .map(|r| r.clone())
+                .unwrap_or_else(|_| "the audit writer failed".into()),
+        }
+    }
+
+    fn fail(&self, reason: &str) {
+        if let Ok(mut r) = self.reason.lock() {
+            reason.clone_into(&mut r);
+        }
+        if !self.failing.swap(true, Ordering::AcqRel) {
+            tracing::error!(reason, "audit records cannot be committed: refusing every call that needs one until they can");
+        }
+    }
+
+    fn recover(&self) {
+        if self.failing.swap(false, Ordering::AcqRel) {
+            tracing::warn!("audit records are being committed again: calls are accepted");
+        }
+    }
+
+    fn take_refused(&self) -> Refused {
+        self.refused
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default()
+    }
+
+    fn restore_refused(&self, taken: Refused) {
+        if let Ok(mut r) = self.refused.lock() {
+            r.merge(taken);
+        }
+    }
+}
+
 /// Handle to the writer thread; the thread ends when the last handle is dropped.
 pub struct AuditWriter {
     tx: mpsc::Sender<Job>,
+    health: Arc<Health>,
 }
 
 /// The writer's queue before its thread runs: records sent meanwhile wait in it.
 pub struct AuditQueue {
     rx: mpsc::Receiver<Job>,
+    health: Arc<Health>,
 }
 
 impl AuditQueue {
@@ -43,7 +221,7 @@ impl AuditQueue {
     pub fn start(self, commit: Commit) -> std::io::Result<()> {
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || run(&self.rx, &commit))?;
+            .spawn(move || Thread::new(&self.rx, &commit, &self.health).run())?;
         Ok(())
     }
 }
@@ -53,7 +231,14 @@ impl AuditWriter {
     /// supervisor's commits go through the store that lives beside the writer).
     pub fn new() -> (AuditWriter, AuditQueue) {
         let (tx, rx) = mpsc::channel();
-        (AuditWriter { tx }, AuditQueue { rx })
+        let health = Arc::new(Health::default());
+        (
+            AuditWriter {
+                tx,
+                health: Arc::clone(&health),
+            },
+            AuditQueue { rx, health },
+        )
     }
 
     /// A writer committing through `commit` from now on.
@@ -63,30 +248,71 @@ impl AuditWriter {
         Ok(writer)
     }
 
-    /// Queues `entry` and returns at once.
-    pub fn record(&self, entry: AuditEntry) {
-        if self.tx.send(Job::Record(entry, None)).is_err() {
-            tracing::error!("audit writer is gone; a broker call went unrecorded");
+    /// The gate in front of every call that will need a record: `Err` while the
+    /// writer cannot commit. The refusal is counted for `who` (an actor identity such
+    /// as `plugin:hello`) and `action`, and written once records can be again.
+    pub fn admit(&self, who: &str, action: &str) -> Result<(), Unavailable> {
+        if !self.health.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.count_refusal(who, action);
+        Err(self.health.unavailable())
+    }
+
+    /// Counts a refusal whose own record could not be written, for the aggregate
+    /// written with the next commit that succeeds.
+    pub fn count_refusal(&self, who: &str, action: &str) {
+        if let Ok(mut refused) = self.health.refused.lock() {
+            refused.count(who, action);
         }
     }
 
-    /// Queues `entry` and returns once it is committed; false if that failed.
-    pub async fn record_durable(&self, entry: AuditEntry) -> bool {
+    /// [`AuditWriter::admit`] for a plugin's brokered call (`service` or action).
+    pub fn admit_plugin(&self, plugin: &str, action: &str) -> Result<(), Unavailable> {
+        if !self.health.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.admit(&format!("plugin:{plugin}"), action)
+    }
+
+    /// Whether commits are failing now, and why.
+    pub fn failing(&self) -> Option<String> {
+        self.health
+            .failing
+            .load(Ordering::Acquire)
+            .then(|| self.health.unavailable().reason)
+    }
+
+    /// Queues `entry` and returns at once (a call that passed [`AuditWriter::admit`]).
+    pub fn record(&self, entry: AuditEntry) {
+        if self.tx.send(Job::Record(entry, None)).is_err() {
+            tracing::error!("audit writer is gone; a record was lost");
+        }
+    }
+
+    /// Queues `entry` and returns once it is committed. If the commit failed the record
+    /// stays queued and is retried, and the caller must not answer as if it were done.
+    pub async fn record_durable(&self, entry: AuditEntry) -> Result<(), Unavailable> {
         let (done, committed) = oneshot::channel();
         if self.tx.send(Job::Record(entry, Some(done))).is_err() {
-            tracing::error!("audit writer is gone; a broker call went unrecorded");
-            return false;
+            return Err(Unavailable {
+                reason: "the audit writer has stopped".into(),
+            });
         }
-        committed.await.unwrap_or(false)
+        match committed.await {
+            Ok(true) => Ok(()),
+            _ => Err(self.health.unavailable()),
+        }
     }
 
     /// Records a brokered call: a denial durably before the caller answers, anything
     /// else queued.
-    pub async fn submit(&self, entry: AuditEntry) {
+    pub async fn submit(&self, entry: AuditEntry) -> Result<(), Unavailable> {
         if entry.outcome == Outcome::Denied {
-            self.record_durable(entry).await;
+            self.record_durable(entry).await
         } else {
             self.record(entry);
+            Ok(())
         }
     }
 
@@ -100,53 +326,162 @@ impl AuditWriter {
     }
 }
 
-fn run(rx: &mpsc::Receiver<Job>, commit: &Commit) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
+/// The writer thread: what is waiting for a commit, and who waits for it.
+struct Thread<'a> {
+    rx: &'a mpsc::Receiver<Job>,
+    commit: &'a Commit,
+    health: &'a Health,
+    kept: Vec<AuditEntry>,
+    waiting: Vec<oneshot::Sender<bool>>,
+    retry: Duration,
+}
+
+impl<'a> Thread<'a> {
+    fn new(rx: &'a mpsc::Receiver<Job>, commit: &'a Commit, health: &'a Health) -> Self {
+        Thread {
+            rx,
+            commit,
+            health,
+            kept: Vec::new(),
+            waiting: Vec::new(),
+            retry: RETRY_MIN,
         }
-        let mut entries = Vec::with_capacity(jobs.len());
-        let mut waiting = Vec::new();
-        for job in jobs {
-            match job {
-                Job::Record(entry, done) => {
-                    entries.push(entry);
-                    waiting.extend(done);
+    }
+
+    fn run(mut self) {
+        loop {
+            let first = if self.kept.is_empty() && self.waiting.is_empty() {
+                match self.rx.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => return,
                 }
-                Job::Flush(done) => waiting.push(done),
-            }
-        }
-        let count = entries.len();
-        let ok = entries.is_empty()
-            || match commit(entries) {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(records = count, error = %e, "audit batch could not be committed");
-                    false
+            } else {
+                // Something waits for a retry: take new jobs meanwhile, but not forever.
+                match self.rx.recv_timeout(self.retry) {
+                    Ok(job) => Some(job),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        self.last_attempt();
+                        return;
+                    }
                 }
             };
-        for done in waiting {
+            if let Some(job) = first {
+                self.take(job);
+            }
+            let limit = MAX_BATCH.max(self.kept.len() + 1);
+            while self.kept.len() < limit {
+                match self.rx.try_recv() {
+                    Ok(job) => self.take(job),
+                    Err(_) => break,
+                }
+            }
+            self.attempt();
+        }
+    }
+
+    fn take(&mut self, job: Job) {
+        match job {
+            Job::Record(entry, done) => {
+                if self.kept.len() < MAX_KEPT {
+                    self.kept.push(entry);
+                } else if let Ok(mut dropped) = self.health.dropped.lock() {
+                    *dropped += 1;
+                }
+                self.waiting.extend(done);
+            }
+            Job::Flush(done) => self.waiting.push(done),
+        }
+    }
+
+    /// Commits what is kept plus the refusals counted meanwhile; on failure keeps it
+    /// all for the next attempt and tells whoever waits.
+    fn attempt(&mut self) {
+        let refused = self.health.take_refused();
+        let dropped = self
+            .health
+            .dropped
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or(0);
+        let mut batch = std::mem::take(&mut self.kept);
+        let mut extra = 0;
+        if !refused.is_empty() {
+            let reason = self.health.unavailable().reason;
+            let aggregates = refused.entries(&reason);
+            extra = aggregates.len();
+            batch.extend(aggregates);
+        }
+        if dropped > 0 {
+            batch.push(dropped_record(dropped));
+            extra += 1;
+        }
+        let ok = if batch.is_empty() {
+            true
+        } else {
+            match (self.commit)(batch) {
+                Ok(()) => true,
+                Err(failure) => {
+                    let mut entries = failure.entries;
+                    if entries.len() > extra {
+                        // Counted again and rewritten with the next attempt.
+                        entries.truncate(entries.len() - extra);
+                        self.health.restore_refused(refused);
+                        if let Ok(mut d) = self.health.dropped.lock() {
+                            *d += dropped;
+                        }
+                    }
+                    // Never empty after a failure, so the thread keeps retrying: an
+                    // empty commit proves nothing about the disk.
+                    self.kept = entries;
+                    self.health.fail(&failure.reason);
+                    false
+                }
+            }
+        };
+        if ok {
+            self.health.recover();
+            self.retry = RETRY_MIN;
+        } else {
+            self.retry = (self.retry * 2).min(RETRY_MAX);
+        }
+        for done in self.waiting.drain(..) {
             let _ = done.send(ok);
         }
     }
+
+    /// The last handle is gone (the supervisor is stopping): one more try.
+    fn last_attempt(&mut self) {
+        self.attempt();
+        if !self.kept.is_empty() {
+            tracing::error!(
+                records = self.kept.len(),
+                "audit records could not be committed before the writer stopped"
+            );
+        }
+    }
+}
+
+fn dropped_record(count: u64) -> AuditEntry {
+    AuditEntry::new(&Actor::system(), "audit.records_dropped", Outcome::Failed).detail(
+        serde_json::json!({
+            "count": count,
+            "reason": format!("more than {MAX_KEPT} records waited for a commit"),
+        }),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::Actor;
-    use std::sync::{Arc, Mutex};
+    use std::sync::atomic::AtomicUsize;
 
     fn entry(outcome: Outcome) -> AuditEntry {
         AuditEntry::new(&Actor::plugin("p"), "broker.test", outcome)
     }
 
     /// A commit that records batch sizes and takes `delay` like a disk would.
-    fn recording(delay: std::time::Duration) -> (Commit, Arc<Mutex<Vec<usize>>>) {
+    fn recording(delay: Duration) -> (Commit, Arc<Mutex<Vec<usize>>>) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::clone(&batches);
         let commit: Commit = Box::new(move |batch: Vec<AuditEntry>| {
@@ -157,20 +492,38 @@ mod tests {
         (commit, batches)
     }
 
+    /// A store whose disk is full while `full` is set; what it committed, by action.
+    fn flaky() -> (Commit, Arc<AtomicBool>, Arc<Mutex<Vec<AuditEntry>>>) {
+        let full = Arc::new(AtomicBool::new(false));
+        let stored = Arc::new(Mutex::new(Vec::new()));
+        let (f, s) = (Arc::clone(&full), Arc::clone(&stored));
+        let commit: Commit = Box::new(move |batch: Vec<AuditEntry>| {
+            if f.load(Ordering::SeqCst) {
+                return Err(CommitFailure {
+                    reason: "database or disk is full".into(),
+                    entries: batch,
+                });
+            }
+            s.lock().expect("lock").extend(batch);
+            Ok(())
+        });
+        (commit, full, stored)
+    }
+
     #[tokio::test]
     async fn a_denial_returns_only_after_its_commit() {
-        let (commit, batches) = recording(std::time::Duration::from_millis(20));
+        let (commit, batches) = recording(Duration::from_millis(20));
         let w = AuditWriter::start(commit).expect("thread");
-        w.submit(entry(Outcome::Denied)).await;
+        w.submit(entry(Outcome::Denied)).await.expect("committed");
         assert_eq!(*batches.lock().expect("lock"), [1]);
     }
 
     #[tokio::test]
     async fn queued_records_share_commits_and_flush_waits_for_them() {
-        let (commit, batches) = recording(std::time::Duration::from_millis(5));
+        let (commit, batches) = recording(Duration::from_millis(5));
         let w = AuditWriter::start(commit).expect("thread");
         for _ in 0..1000 {
-            w.submit(entry(Outcome::Ok)).await;
+            w.submit(entry(Outcome::Ok)).await.expect("queued");
         }
         assert!(w.flush().await);
         let b = batches.lock().expect("lock").clone();
@@ -179,8 +532,78 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_commit_is_reported_to_who_waits() {
-        let w = AuditWriter::start(Box::new(|_| Err("disk full".into()))).expect("thread");
-        assert!(!w.record_durable(entry(Outcome::Denied)).await);
+    async fn a_failed_commit_closes_the_gate_keeps_the_batch_and_recovers() {
+        let (commit, full, stored) = flaky();
+        let w = AuditWriter::start(commit).expect("thread");
+        assert!(
+            w.admit("plugin:p", "broker.test").is_ok(),
+            "open while healthy"
+        );
+        full.store(true, Ordering::SeqCst);
+        w.record(entry(Outcome::Ok));
+        let denied = w.record_durable(entry(Outcome::Denied)).await;
+        let err = denied.expect_err("a denial is not durable while the disk is full");
+        assert!(err.reason.contains("disk is full"), "{err}");
+        assert!(w.failing().is_some());
+        // Refused at the gate: counted, not queued.
+        for _ in 0..500 {
+            assert_eq!(w.admit("plugin:p", "broker.config_get"), Err(err.clone()));
+        }
+        assert!(w.admit("uid=0(root)", "install").is_err());
+        assert!(stored.lock().expect("lock").is_empty());
+        full.store(false, Ordering::SeqCst);
+        // The kept batch is retried on its own; the next flush sees it committed.
+        assert!(w.flush().await);
+        assert!(w.failing().is_none());
+        assert!(w.admit("plugin:p", "broker.test").is_ok(), "open again");
+        let stored = stored.lock().expect("lock").clone();
+        let tests = stored.iter().filter(|e| e.action == "broker.test").count();
+        assert_eq!(tests, 2, "the allowed and the denied record both landed");
+        let refused: Vec<_> = stored
+            .iter()
+            .filter(|e| e.action == "audit.refused_unrecordable")
+            .collect();
+        assert_eq!(refused.len(), 2, "one aggregate per caller and action");
+        let config = refused
+            .iter()
+            .find(|e| e.detail["refused_action"] == "broker.config_get")
+            .expect("the plugin's refusals");
+        assert_eq!(config.detail["count"], 500);
+        assert_eq!(config.plugin.as_deref(), Some("p"));
+        assert!(config.detail["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("disk is full")));
+    }
+
+    #[tokio::test]
+    async fn refusal_counts_survive_a_failed_retry() {
+        let (commit, full, stored) = flaky();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&attempts);
+        let counting: Commit = Box::new(move |b| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            commit(b)
+        });
+        let w = AuditWriter::start(counting).expect("thread");
+        full.store(true, Ordering::SeqCst);
+        assert!(w.record_durable(entry(Outcome::Ok)).await.is_err());
+        for _ in 0..3 {
+            let _ = w.admit("plugin:p", "broker.emit");
+        }
+        // Let at least one retry fail with the aggregate in its batch.
+        let before = attempts.load(Ordering::SeqCst);
+        while attempts.load(Ordering::SeqCst) < before + 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = w.admit("plugin:p", "broker.emit");
+        full.store(false, Ordering::SeqCst);
+        assert!(w.flush().await);
+        let stored = stored.lock().expect("lock");
+        let counts: Vec<u64> = stored
+            .iter()
+            .filter(|e| e.action == "audit.refused_unrecordable")
+            .filter_map(|e| e.detail["count"].as_u64())
+            .collect();
+        assert_eq!(counts, [4], "one record with every refusal, none twice");
     }
 }

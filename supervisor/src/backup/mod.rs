@@ -53,6 +53,8 @@ pub enum BackupError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    LowSpace(#[from] crate::diskspace::LowSpace),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -70,6 +72,7 @@ pub fn create(
     reason: Reason,
     comment: &str,
 ) -> Result<BackupRow, BackupError> {
+    crate::diskspace::check(&shared.cfg)?;
     let dir = shared.cfg.backup_dir();
     fs::DirBuilder::new()
         .recursive(true)

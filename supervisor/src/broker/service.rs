@@ -66,6 +66,9 @@ impl BrokerService {
     /// RESOURCE_EXHAUSTED, audited once a second per service with the count.
     async fn admit(&self, service: Service) -> Result<(), Status> {
         self.ready()?;
+        self.shared
+            .audit
+            .admit_plugin(self.name(), service.as_str())?;
         match self.limits.admit(service, std::time::Instant::now()) {
             Ok(()) => Ok(()),
             Err(refusal) => {
@@ -82,7 +85,7 @@ impl BrokerService {
                         "rate_per_sec": self.limits.rate(),
                         "burst": self.limits.burst(),
                     }));
-                    self.shared.audit.submit(entry).await;
+                    self.shared.audit.submit(entry).await?;
                 }
                 Err(Status::resource_exhausted(format!(
                     "rate limit: the {} service allows {} calls/s (burst {}) per plugin",
@@ -143,7 +146,7 @@ impl BrokerService {
         let entry = AuditEntry::new(&Actor::plugin(self.name()), action, outcome)
             .plugin(self.name())
             .detail(detail);
-        self.shared.audit.submit(entry).await;
+        self.shared.audit.submit(entry).await?;
         result
     }
 
@@ -328,7 +331,7 @@ impl BrokerService {
         if let Some(p) = call.permission {
             entry = entry.permission(p.to_string());
         }
-        self.shared.audit.submit(entry).await;
+        self.shared.audit.submit(entry).await?;
         call.result.map(|(value, _)| value).map_err(Status::from)
     }
 }
@@ -361,7 +364,11 @@ impl BrokerService {
         ))
     }
 
-    async fn audit_query(&self, sql: &str, result: &Result<database::QueryOutput, DbError>) {
+    async fn audit_query(
+        &self,
+        sql: &str,
+        result: &Result<database::QueryOutput, DbError>,
+    ) -> Result<(), Status> {
         const SHOWN_SQL: usize = 512;
         let mut shown: String = sql.chars().take(SHOWN_SQL).collect();
         if shown.len() < sql.len() {
@@ -396,7 +403,7 @@ impl BrokerService {
             .plugin(self.name())
             .permission(permission.to_string())
             .detail(detail);
-        self.shared.audit.submit(entry).await;
+        Ok(self.shared.audit.submit(entry).await?)
     }
 }
 
@@ -408,7 +415,7 @@ impl BrokerService {
         method: &str,
         url: &str,
         result: &Result<network::HttpAnswer, network::NetError>,
-    ) {
+    ) -> Result<(), Status> {
         let parsed = reqwest::Url::parse(url).ok();
         let host = parsed
             .as_ref()
@@ -434,7 +441,7 @@ impl BrokerService {
             .plugin(self.name())
             .permission(Permission::NetworkOutbound.to_string())
             .detail(detail);
-        self.shared.audit.submit(entry).await;
+        Ok(self.shared.audit.submit(entry).await?)
     }
 }
 
@@ -574,7 +581,7 @@ impl Broker for BrokerService {
             let entry = AuditEntry::new(&Actor::plugin(self.name()), "broker.emit", Outcome::Denied)
                 .plugin(self.name())
                 .detail(serde_json::json!({ "topic": req.topic, "reason": "outside the plugin's namespace" }));
-            self.shared.audit.submit(entry).await;
+            self.shared.audit.submit(entry).await?;
             return Err(Status::permission_denied(format!(
                 "a plugin may only emit topics under `{prefix}*`, not `{}`",
                 req.topic
@@ -871,7 +878,7 @@ impl Broker for BrokerService {
             })
             .await
             .unwrap_or_else(|status| Err(DbError::DeadlineExceeded(status.message().to_string())));
-        self.audit_query(&req.sql, &result).await;
+        self.audit_query(&req.sql, &result).await?;
         let out = result?;
         Ok(Response::new(QueryResponse {
             columns: out.columns,
@@ -973,7 +980,7 @@ impl Broker for BrokerService {
                     status.message().to_string(),
                 ))
             });
-        self.audit_http(&req.method, &req.url, &result).await;
+        self.audit_http(&req.method, &req.url, &result).await?;
         let answer = result?;
         Ok(Response::new(HttpResponse {
             status: u32::from(answer.status),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use crate::catalog::{parse_duration, Catalog, CatalogError};
 
 mod operations;
-pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig};
+pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig, StorageConfig};
 
 /// The default configuration, embedded so `plexichat-supervisor` runs with no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../policies/supervisor.toml");
@@ -34,6 +34,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     #[serde(default)]
     pub backup: BackupConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
     /// Alert rules (`[[alert]]` tables), evaluated per plugin.
@@ -377,6 +379,12 @@ impl Config {
                 message: "sandbox.uid_base and sandbox.uid_count must be positive (plugins never run as root)".into(),
             });
         }
+        cfg.storage
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
         operations::validate(&cfg.alerts, &cfg.monitor).map_err(|message| {
             ConfigError::Invalid {
                 path: origin.to_string(),

@@ -20,6 +20,42 @@ impl Default for BackupConfig {
     }
 }
 
+/// `[storage]`: the free-space watermark on the state and log filesystems.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Below this many free bytes on either filesystem, installs, updates and backups
+    /// are refused and an alert is raised, leaving the room to the audit trail.
+    #[serde(deserialize_with = "super::bytes")]
+    pub min_free: u64,
+    /// How often free space is measured for the alert.
+    #[serde(deserialize_with = "super::duration")]
+    pub check_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            min_free: crate::diskspace::DEFAULT_MIN_FREE,
+            check_interval: crate::diskspace::DEFAULT_CHECK_INTERVAL,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The interval must be positive and at most an hour.
+    pub fn validate(&self) -> Result<(), String> {
+        let hour = Duration::from_secs(3600);
+        if self.check_interval.is_zero() || self.check_interval > hour {
+            return Err(format!(
+                "storage.check_interval must be greater than 0 and at most 1h (got {})",
+                humantime::format_duration(self.check_interval)
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {

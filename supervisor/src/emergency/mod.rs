@@ -107,12 +107,17 @@ pub fn revoke_all(
     comment: &str,
 ) -> Result<Vec<PermissionRow>, ApprovalError> {
     let revoked = approval::revoke(&shared.store, actor, None, RevokeFrom::All, comment)?;
-    shared.store.audit(vec![AuditEntry::new(
-        actor,
-        "emergency.revoke_all",
-        Outcome::Ok,
-    )
-    .detail(serde_json::json!({ "revoked": revoked.len(), "comment": comment }))])?;
+    shared
+        .store
+        .audit(vec![AuditEntry::new(
+            actor,
+            "emergency.revoke_all",
+            Outcome::Ok,
+        )
+        .detail(
+            serde_json::json!({ "revoked": revoked.len(), "comment": comment }),
+        )])
+        .map_err(StoreError::from)?;
     shared.hub.notify(
         "emergency",
         "",

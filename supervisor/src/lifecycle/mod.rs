@@ -52,14 +52,17 @@ fn refused(
     row: &store::PluginRow,
     detail: serde_json::Value,
 ) -> Result<(), StoreError> {
-    shared.store.audit(vec![AuditEntry::new(
-        actor,
-        "plugin.enable",
-        Outcome::Denied,
-    )
-    .plugin(&row.name)
-    .change(row.state.as_str(), row.state.as_str())
-    .detail(detail)])
+    shared
+        .store
+        .audit(vec![AuditEntry::new(
+            actor,
+            "plugin.enable",
+            Outcome::Denied,
+        )
+        .plugin(&row.name)
+        .change(row.state.as_str(), row.state.as_str())
+        .detail(detail)])
+        .map_err(StoreError::from)
 }
 
 pub fn enable(
@@ -151,13 +154,16 @@ pub async fn enable_verified(
         "checks": checks.iter().map(|c| serde_json::json!({ "name": c.name, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
     });
     let outcome = if ok { Outcome::Ok } else { Outcome::Denied };
-    shared.store.audit(vec![AuditEntry::new(
-        actor,
-        "plugin.verify_security",
-        outcome,
-    )
-    .plugin(name)
-    .detail(detail)])?;
+    shared
+        .store
+        .audit(vec![AuditEntry::new(
+            actor,
+            "plugin.verify_security",
+            outcome,
+        )
+        .plugin(name)
+        .detail(detail)])
+        .map_err(StoreError::from)?;
     if ok {
         return Ok(checks);
     }

@@ -419,7 +419,6 @@ fn audit(
     let entry = AuditEntry::new(&Actor::system(), action, outcome)
         .plugin(name.as_str())
         .detail(detail);
-    if let Err(e) = shared.store.audit(vec![entry]) {
-        tracing::error!(error = %e, "audit write failed");
-    }
+    // Queued: kept and retried by the writer if the store cannot take it now.
+    shared.audit.record(entry);
 }

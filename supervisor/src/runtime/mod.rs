@@ -293,9 +293,7 @@ impl Runtime {
         let entry = AuditEntry::new(&Actor::system(), "plugin.crash", Outcome::Failed)
             .plugin(name)
             .detail(serde_json::json!({ "reason": reason, "recent_crashes": recent }));
-        if let Err(e) = self.shared.store.audit(vec![entry]) {
-            tracing::error!(error = %e, "audit write failed");
-        }
+        self.shared.audit.record(entry);
         self.shared.hub.notify("plugin_crashed", name, reason);
     }
 

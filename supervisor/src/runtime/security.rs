@@ -142,8 +142,8 @@ fn flush(shared: &Shared, plugin: &str, pending: &mut BTreeMap<String, (u64, Den
         .iter()
         .filter_map(|e| e.detail["syscall"].as_str().map(String::from))
         .collect();
-    if let Err(e) = shared.store.audit(entries) {
-        tracing::error!(error = %e, "audit write failed");
+    for entry in entries {
+        shared.audit.record(entry);
     }
     shared.hub.notify(
         "seccomp_violation",
@@ -218,10 +218,8 @@ fn report(
         ));
         throttle_recorded = true;
     }
-    if !entries.is_empty() {
-        if let Err(e) = shared.store.audit(entries) {
-            tracing::error!(error = %e, "audit write failed");
-        }
+    for entry in entries {
+        shared.audit.record(entry);
     }
     throttle_recorded
 }

@@ -39,6 +39,36 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The store cannot be written for want of space or working storage (as opposed
+    /// to a refused or malformed change): callers answer UNAVAILABLE.
+    pub fn is_unwritable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        match self {
+            StoreError::Sql(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// Audit records the store could not commit, handed back with the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct AuditFailure {
+    #[source]
+    pub error: StoreError,
+    pub entries: Vec<AuditEntry>,
+}
+
+impl From<AuditFailure> for StoreError {
+    fn from(f: AuditFailure) -> StoreError {
+        f.error
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginState {
     Disabled,
@@ -274,12 +304,17 @@ impl Store {
         };
         let value = f(&mut tx)?;
         let Tx { sql, audit } = tx;
-        let mut written = Vec::with_capacity(audit.len());
         let mut prev = last_hash(&sql).map_err(StoreError::from)?;
-        for entry in audit {
-            written.push(insert_audit(&sql, entry, &mut prev).map_err(StoreError::from)?);
+        let mut rows = Vec::with_capacity(audit.len());
+        for entry in &audit {
+            rows.push(insert_audit(&sql, entry, &mut prev).map_err(StoreError::from)?);
         }
         sql.commit().map_err(StoreError::from)?;
+        let written: Vec<Committed> = audit
+            .into_iter()
+            .zip(rows)
+            .map(|(entry, (id, detail))| Committed { id, entry, detail })
+            .collect();
         // Still under the connection lock, so the files keep the store's order and no
         // reader can refill the grant cache from before this commit.
         self.committed(&written);
@@ -290,26 +325,33 @@ impl Store {
     }
 
     /// Records audit entries that change nothing else (refusals, runtime events, the
-    /// broker's batches); unlike `write`, leaves the grant cache alone.
-    pub fn audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        let mut conn = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
-        let sql = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut written = Vec::with_capacity(entries.len());
-        let mut prev = last_hash(&sql)?;
-        let mut entries = entries.into_iter().peekable();
-        while entries.peek().is_some() {
-            let chunk: Vec<AuditEntry> = entries.by_ref().take(AUDIT_ROWS_PER_INSERT).collect();
-            if chunk.len() == AUDIT_ROWS_PER_INSERT {
-                written.extend(insert_audit_rows(&sql, chunk, &mut prev)?);
-            } else {
-                for entry in chunk {
-                    written.push(insert_audit(&sql, entry, &mut prev)?);
-                }
+    /// broker's batches); unlike `write`, leaves the grant cache alone. On failure the
+    /// entries come back with the error, so the caller can keep and retry them.
+    pub fn audit(&self, entries: Vec<AuditEntry>) -> Result<(), AuditFailure> {
+        let mut conn = match self.conn.lock() {
+            Ok(conn) => conn,
+            Err(_) => {
+                return Err(AuditFailure {
+                    error: StoreError::Poisoned,
+                    entries,
+                })
             }
+        };
+        match insert_audit_batch(&mut conn, &entries) {
+            Ok(rows) => {
+                let written: Vec<Committed> = entries
+                    .into_iter()
+                    .zip(rows)
+                    .map(|(entry, (id, detail))| Committed { id, entry, detail })
+                    .collect();
+                self.committed(&written);
+                Ok(())
+            }
+            Err(e) => Err(AuditFailure {
+                error: e.into(),
+                entries,
+            }),
         }
-        sql.commit()?;
-        self.committed(&written);
-        Ok(())
     }
 
     pub fn read<T>(
@@ -883,15 +925,37 @@ fn chain_hash(prev: &str, e: &AuditEntry, outcome: &str, detail: Option<&str>) -
     )
 }
 
+/// Inserts `entries` in one immediate transaction, chained on the last record; the id
+/// and detail text of each, in order.
+fn insert_audit_batch(
+    conn: &mut Connection,
+    entries: &[AuditEntry],
+) -> rusqlite::Result<Vec<(i64, Option<String>)>> {
+    let sql = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut prev = last_hash(&sql)?;
+    for chunk in entries.chunks(AUDIT_ROWS_PER_INSERT) {
+        if chunk.len() == AUDIT_ROWS_PER_INSERT {
+            rows.extend(insert_audit_rows(&sql, chunk, &mut prev)?);
+        } else {
+            for entry in chunk {
+                rows.push(insert_audit(&sql, entry, &mut prev)?);
+            }
+        }
+    }
+    sql.commit()?;
+    Ok(rows)
+}
+
 /// Inserts exactly `AUDIT_ROWS_PER_INSERT` records with one statement: one pass
 /// through SQLite's VM and one `sqlite_sequence` update instead of one per row. The
 /// rows of one INSERT get consecutive rowids (AUTOINCREMENT, one writer), ending at
 /// `last_insert_rowid`.
 fn insert_audit_rows(
     c: &Connection,
-    entries: Vec<AuditEntry>,
+    entries: &[AuditEntry],
     prev: &mut String,
-) -> rusqlite::Result<Vec<Committed>> {
+) -> rusqlite::Result<Vec<(i64, Option<String>)>> {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let sql = SQL.get_or_init(|| {
         let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -932,21 +996,20 @@ fn insert_audit_rows(
     stmt.execute(params.as_slice())?;
     drop(params);
     let first = c.last_insert_rowid() - entries.len() as i64 + 1;
-    Ok(entries
+    Ok(details
         .into_iter()
-        .zip(details)
         .enumerate()
-        .map(|(i, (entry, detail))| Committed {
-            id: first + i as i64,
-            entry,
-            detail,
-        })
+        .map(|(i, detail)| (first + i as i64, detail))
         .collect())
 }
 
-fn insert_audit(c: &Connection, e: AuditEntry, prev: &mut String) -> rusqlite::Result<Committed> {
-    let detail = Committed::detail_text(&e);
-    let hash = chain_hash(prev, &e, e.outcome.as_str(), detail.as_deref());
+fn insert_audit(
+    c: &Connection,
+    e: &AuditEntry,
+    prev: &mut String,
+) -> rusqlite::Result<(i64, Option<String>)> {
+    let detail = Committed::detail_text(e);
+    let hash = chain_hash(prev, e, e.outcome.as_str(), detail.as_deref());
     // Cached: the broker's batches insert thousands of rows per transaction.
     let mut stmt = c.prepare_cached(&format!(
         "{AUDIT_COLUMNS}(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
@@ -967,11 +1030,7 @@ fn insert_audit(c: &Connection, e: AuditEntry, prev: &mut String) -> rusqlite::R
         hash
     ])?;
     *prev = hash;
-    Ok(Committed {
-        id: c.last_insert_rowid(),
-        entry: e,
-        detail,
-    })
+    Ok((c.last_insert_rowid(), detail))
 }
 
 fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>, StoreError> {
@@ -1004,6 +1063,34 @@ mod tests {
             installed_at: 0,
             uid_offset: 0,
         }
+    }
+
+    #[test]
+    fn a_full_store_hands_the_batch_back_and_takes_it_once_there_is_room() {
+        let (_dir, s) = store();
+        let entry = |i: u64| {
+            AuditEntry::new(&Actor::plugin("p"), "broker.test", Outcome::Ok)
+                .plugin("p")
+                .detail(serde_json::json!({ "i": i, "pad": "x".repeat(500) }))
+        };
+        s.audit((0..10).map(entry).collect()).unwrap();
+        // SQLite's own limit stands in for a full disk: SQLITE_FULL on the next page.
+        let pages: i64 = s
+            .read(|c| Ok(c.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+            .unwrap();
+        s.read(|c| Ok(c.pragma_update(None, "max_page_count", pages)?))
+            .unwrap();
+        let failure = s
+            .audit((10..110).map(entry).collect())
+            .expect_err("no room for 100 records");
+        assert!(failure.error.is_unwritable(), "{}", failure.error);
+        assert_eq!(failure.entries.len(), 100, "the whole batch comes back");
+        s.read(|c| Ok(c.pragma_update(None, "max_page_count", 1_000_000)?))
+            .unwrap();
+        s.audit(failure.entries).unwrap();
+        let chain = s.verify_audit_chain().unwrap();
+        assert_eq!(chain.broken, None);
+        assert_eq!(chain.chained, 110);
     }
 
     #[test]
