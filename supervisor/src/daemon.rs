@@ -118,10 +118,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     entries: batch,
                 });
             };
-            shared.store.audit(batch).map_err(|f| CommitFailure {
-                reason: f.error.to_string(),
-                entries: f.entries,
-            })
+            shared.store.audit(batch).map_err(CommitFailure::from)
         }))
         .context("starting the audit writer")?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -204,7 +204,7 @@ fn audit_writer(records: usize) -> Result<f64> {
     let store = Arc::new(Store::open(&dir.path().join("store.db"), logs)?);
     let committer = Arc::clone(&store);
     let writer = AuditWriter::start(Box::new(move |batch| {
-        committer.audit(batch).map_err(|e| e.to_string())
+        committer.audit(batch).map_err(Into::into)
     }))?;
     let actor = Actor::plugin("bench");
     let rt = tokio::runtime::Builder::new_current_thread().build()?;

@@ -63,6 +63,15 @@ pub struct AuditFailure {
     pub entries: Vec<AuditEntry>,
 }
 
+impl From<AuditFailure> for crate::audit::CommitFailure {
+    fn from(f: AuditFailure) -> Self {
+        crate::audit::CommitFailure {
+            reason: f.error.to_string(),
+            entries: f.entries,
+        }
+    }
+}
+
 impl From<AuditFailure> for StoreError {
     fn from(f: AuditFailure) -> StoreError {
         f.error

@@ -7,6 +7,58 @@
 
 use plexichat_plugin_sdk::{Plugin, PluginContext, SdkError};
 
+/// Answers the plugin was given during `fault-load`, by call and outcome
+/// (`config_get:ok`, `file_read:denied`, `has_permission:Unavailable`...), kept in
+/// memory: on a full disk the plugin has nowhere else to keep them.
+static TALLY: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+static STOP_LOAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn tally<T>(call: &str, result: &Result<T, SdkError>) {
+    let outcome = match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) if e.is_permission_denied() => "denied".to_string(),
+        Err(e) => format!("{:?}", e.code()),
+    };
+    if let Ok(mut t) = TALLY.lock() {
+        *t.entry(format!("{call}:{outcome}")).or_default() += 1;
+    }
+}
+
+/// Four background loops of two allowed calls and one refused call until
+/// `fault-stop`, which answers the tally as JSON.
+fn fault_load(ctx: &PluginContext) -> String {
+    use std::sync::atomic::Ordering;
+    STOP_LOAD.store(false, Ordering::SeqCst);
+    for t in 0..4 {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !STOP_LOAD.load(Ordering::SeqCst) {
+                let r = ctx.has_permission("file_read").await;
+                tally("has_permission", &r);
+                let r = ctx.config_get("fault").await;
+                tally("config_get", &r);
+                let r = ctx.files().read(&format!("/denied/{t}/{i}")).await;
+                tally("file_read", &r);
+                if r.as_ref().is_err_and(|e| e.is_unavailable()) {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                i += 1;
+            }
+        });
+    }
+    "started".into()
+}
+
+async fn fault_stop() -> Result<String, String> {
+    STOP_LOAD.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Let the loops finish the calls they are in.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let t = TALLY.lock().map_err(|_| "poisoned".to_string())?;
+    serde_json::to_string(&*t).map_err(|e| e.to_string())
+}
+
 /// Eight concurrent loops of an allowed call and a refused one (a file outside /data,
 /// without a grant). Each refusal the plugin was answered is written, by its unique
 /// path, to `denied.log` in the data dir directly: the evidence a crash test checks
@@ -110,6 +162,12 @@ async fn main() -> Result<(), SdkError> {
                 }
             }
             Ok::<String, String>(format!("ok={ok} limited={limited}"))
+        })
+        .on_command("fault-load", |ctx: PluginContext, _args: Vec<u8>| async move {
+            Ok::<String, String>(fault_load(&ctx))
+        })
+        .on_command("fault-stop", |_ctx: PluginContext, _args: Vec<u8>| async move {
+            fault_stop().await
         })
         .on_command(
             "deny-flood",

@@ -261,10 +261,17 @@ impl Daemon {
     }
 
     pub fn start_with(settings: Settings) -> Daemon {
+        Daemon::start_prepared(settings, |_| {})
+    }
+
+    /// [`Daemon::start_with`], with `prepare` run on the daemon directory first (to
+    /// mount a small filesystem at `state/`, say).
+    pub fn start_prepared(settings: Settings, prepare: impl FnOnce(&Path)) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         if settings.own_policies {
             copy_policies(dir.path());
         }
+        prepare(dir.path());
         // Other uids (the viewer test) must reach the socket directory.
         std::fs::set_permissions(
             dir.path(),
