@@ -2,6 +2,7 @@
 //! connection as the plugin's identity, and the hub that routes events between
 //! plugins and the PlexiChat server. May call the store and catalog; never spawns.
 
+mod cost;
 pub mod database;
 mod files;
 pub mod host_actions;
@@ -18,10 +19,18 @@ use broker_proto::MAX_BROKER_MESSAGE_BYTES;
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
+pub use cost::{CostLimits, Costs};
 pub use hub::Hub;
 pub use ratelimit::RateLimiter;
 pub use service::BrokerService;
 pub use session::{InvokeError, Session};
+
+/// How long a refusal for being over a limit (rate, concurrency, CPU budget) waits
+/// before it is answered. Why: answering at once lets a plugin that retries in a loop
+/// make the supervisor spend its CPU on refusals (10 000 a second were seen); a
+/// delayed refusal holds one of the connection's streams, so a flooding plugin soon
+/// waits on its own stream limit instead, at no cost to anyone else.
+pub const REFUSAL_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Serves the broker on one plugin connection until the task is aborted or the
 /// plugin hangs up.

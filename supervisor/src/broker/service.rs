@@ -55,6 +55,8 @@ pub struct BrokerService {
     pub session: Arc<Session>,
     pub log: Arc<PluginLog>,
     pub limits: super::RateLimiter,
+    /// What the plugin's calls may cost the supervisor (concurrency, queue, CPU).
+    pub costs: Arc<super::Costs>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {
@@ -63,7 +65,8 @@ fn internal(e: impl std::fmt::Display) -> Status {
 
 impl BrokerService {
     /// Handshake done and within this plugin's rate for `service`; a refusal is
-    /// RESOURCE_EXHAUSTED, audited once a second per service with the count.
+    /// RESOURCE_EXHAUSTED, audited once a second per service with the count, and
+    /// answered after [`super::REFUSAL_DELAY`].
     async fn admit(&self, service: Service) -> Result<(), Status> {
         self.ready()?;
         self.shared
@@ -87,6 +90,7 @@ impl BrokerService {
                     }));
                     self.shared.audit.submit(entry).await?;
                 }
+                tokio::time::sleep(super::REFUSAL_DELAY).await;
                 Err(Status::resource_exhausted(format!(
                     "rate limit: the {} service allows {} calls/s (burst {}) per plugin",
                     service.as_str(),
@@ -277,25 +281,26 @@ impl BrokerService {
             Err(e) => Err(e),
             Ok(target) => self
                 .within_deadline(async {
-                    tokio::task::spawn_blocking(move || {
-                        let beneath = Beneath::open(&target, &task_path)?;
-                        if let (true, Some((len, append))) = (target.in_data, new_bytes) {
-                            let used = files::usage(&target.root).map_err(|e| {
-                                FileError::Io(format!("measuring the data directory: {e}"))
-                            })?;
-                            let old = if append { 0 } else { beneath.existing_size() };
-                            files::check_quota(used, old, len, quota)?;
-                        }
-                        run(&beneath)
-                    })
-                    .await
-                    .map_err(|e| Status::internal(format!("{op} `{path}`: {e}")))
+                    self.costs
+                        .blocking(move || {
+                            let beneath = Beneath::open(&target, &task_path)?;
+                            if let (true, Some((len, append))) = (target.in_data, new_bytes) {
+                                let used = files::usage(&target.root).map_err(|e| {
+                                    FileError::Io(format!("measuring the data directory: {e}"))
+                                })?;
+                                let old = if append { 0 } else { beneath.existing_size() };
+                                files::check_quota(used, old, len, quota)?;
+                            }
+                            run(&beneath)
+                        })
+                        .await
                 })
                 .await
                 .unwrap_or_else(|status| {
                     let message = status.message().to_string();
                     Err(match status.code() {
                         tonic::Code::DeadlineExceeded => FileError::Deadline(message),
+                        tonic::Code::ResourceExhausted => FileError::Exhausted(message),
                         _ => FileError::Io(message),
                     })
                 }),
@@ -870,14 +875,19 @@ impl Broker for BrokerService {
         let sql = req.sql.clone();
         let result = self
             .within_deadline(async {
-                Ok(tokio::task::spawn_blocking(move || {
-                    database::run(&path, &sql, &params, &access, limits)
-                })
-                .await
-                .unwrap_or_else(|e| Err(DbError::Failed(format!("database call failed: {e}")))))
+                self.costs
+                    .blocking(move || database::run(&path, &sql, &params, &access, limits))
+                    .await
             })
             .await
-            .unwrap_or_else(|status| Err(DbError::DeadlineExceeded(status.message().to_string())));
+            .unwrap_or_else(|status| {
+                let message = status.message().to_string();
+                Err(match status.code() {
+                    tonic::Code::ResourceExhausted => DbError::Exhausted(message),
+                    tonic::Code::DeadlineExceeded => DbError::DeadlineExceeded(message),
+                    _ => DbError::Failed(message),
+                })
+            });
         self.audit_query(&req.sql, &result).await?;
         let out = result?;
         Ok(Response::new(QueryResponse {
@@ -973,7 +983,10 @@ impl Broker for BrokerService {
             body: req.body,
         };
         let result = self
-            .within_deadline(async { Ok(network::fetch(&grant, call, limits).await) })
+            .within_deadline(async {
+                let _slot = self.costs.slot().await?;
+                Ok(network::fetch(&grant, call, limits).await)
+            })
             .await
             .unwrap_or_else(|status| {
                 Err(network::NetError::DeadlineExceeded(
@@ -1025,6 +1038,7 @@ impl Broker for BrokerService {
                 timeout: b.exec_timeout,
                 max_output_bytes: usize::try_from(b.exec_max_output_bytes).unwrap_or(usize::MAX),
             };
+            let _slot = self.costs.slot().await?;
             let out =
                 crate::runtime::commands::run(&self.shared, &self.launcher, self.name(), &argv, limits)
                     .await?;

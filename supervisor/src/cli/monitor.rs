@@ -17,9 +17,9 @@ use super::commands::{emit, Session};
 use super::output::{format_bytes, Table};
 use super::OutputFormat;
 
-const HEADERS: [&str; 12] = [
-    "PLUGIN", "STATE", "RUNTIME", "PID", "CPU%", "MEMORY", "MEM%", "PIDS", "CALLS", "DENIALS",
-    "RESTARTS", "ALERTS",
+const HEADERS: [&str; 13] = [
+    "PLUGIN", "STATE", "RUNTIME", "PID", "CPU%", "BROKER%", "MEMORY", "MEM%", "PIDS", "CALLS",
+    "DENIALS", "RESTARTS", "ALERTS",
 ];
 
 async fn sample(admin: &mut Admin, plugin: &str) -> Result<MonitorResponse> {
@@ -31,17 +31,22 @@ async fn sample(admin: &mut Admin, plugin: &str) -> Result<MonitorResponse> {
         .into_inner())
 }
 
-/// CPU use between two samples, in percent of one core.
-fn cpu_percent(before: Option<&PluginUsage>, now: &PluginUsage, elapsed_ms: i64) -> f64 {
+/// CPU use between two samples of a counter in microseconds, in percent of one core.
+fn percent_of_core(before: Option<u64>, now: u64, elapsed_ms: i64) -> f64 {
     let Some(before) = before else { return 0.0 };
-    if elapsed_ms <= 0 || now.cpu_usec < before.cpu_usec {
+    if elapsed_ms <= 0 || now < before {
         return 0.0;
     }
-    (now.cpu_usec - before.cpu_usec) as f64 / (elapsed_ms as f64 * 10.0)
+    (now - before) as f64 / (elapsed_ms as f64 * 10.0)
+}
+
+/// The plugin's own CPU use (its cgroup) between two samples.
+fn cpu_percent(before: Option<&PluginUsage>, now: &PluginUsage, elapsed_ms: i64) -> f64 {
+    percent_of_core(before.map(|b| b.cpu_usec), now.cpu_usec, elapsed_ms)
 }
 
 /// One display row per plugin of `now`, CPU measured against `before`.
-fn rows(before: &MonitorResponse, now: &MonitorResponse) -> Vec<[String; 12]> {
+fn rows(before: &MonitorResponse, now: &MonitorResponse) -> Vec<[String; 13]> {
     let elapsed = now.ts_ms - before.ts_ms;
     now.plugins
         .iter()
@@ -66,6 +71,10 @@ fn rows(before: &MonitorResponse, now: &MonitorResponse) -> Vec<[String; 12]> {
                     "-".into()
                 },
                 format!("{:.1}", cpu_percent(prev, p, elapsed)),
+                format!(
+                    "{:.1}",
+                    percent_of_core(prev.map(|b| b.broker_cpu_usec), p.broker_cpu_usec, elapsed)
+                ),
                 format_bytes(p.memory_bytes),
                 mem_pct,
                 format!("{}/{}", p.pids, p.pids_limit),
@@ -140,7 +149,7 @@ impl SortBy {
         }
     }
 
-    fn sort(self, rows: &mut [[String; 12]], now: &MonitorResponse) {
+    fn sort(self, rows: &mut [[String; 13]], now: &MonitorResponse) {
         let memory = |name: &str| {
             now.plugins
                 .iter()
@@ -193,6 +202,7 @@ async fn live(admin: &mut Admin, plugin: &str, interval: Duration) -> Result<()>
                 Constraint::Length(8),
                 Constraint::Length(8),
                 Constraint::Length(6),
+                Constraint::Length(8),
                 Constraint::Length(10),
                 Constraint::Length(6),
                 Constraint::Length(9),

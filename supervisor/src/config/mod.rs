@@ -84,6 +84,53 @@ pub struct BrokerConfig {
     /// behind each service's own limit, which must be shorter.
     #[serde(deserialize_with = "duration")]
     pub call_timeout: Duration,
+    /// Blocking broker operations (statements, file I/O, HTTP, commands) one plugin
+    /// may have running at once...
+    pub plugin_concurrency: usize,
+    /// ...and waiting behind them; beyond, RESOURCE_EXHAUSTED.
+    pub plugin_queue: usize,
+    /// Supervisor CPU seconds per second one plugin's blocking work may take...
+    pub plugin_cpu_budget: f64,
+    /// ...with this much credit saved up by a quiet plugin.
+    #[serde(deserialize_with = "duration")]
+    pub plugin_cpu_burst: Duration,
+}
+
+impl BrokerConfig {
+    pub fn cost_limits(&self) -> crate::broker::CostLimits {
+        crate::broker::CostLimits {
+            concurrency: self.plugin_concurrency,
+            queue: self.plugin_queue,
+            cpu_budget: self.plugin_cpu_budget,
+            cpu_burst: self.plugin_cpu_burst,
+        }
+    }
+
+    /// What serde cannot check of the cost limits.
+    fn validate_costs(&self) -> Result<(), String> {
+        if !(1..=64).contains(&self.plugin_concurrency) {
+            return Err(format!(
+                "broker.plugin_concurrency must be 1 to 64 (got {})",
+                self.plugin_concurrency
+            ));
+        }
+        if self.plugin_queue > 10_000 {
+            return Err(format!(
+                "broker.plugin_queue must be at most 10000 (got {})",
+                self.plugin_queue
+            ));
+        }
+        let budget = self.plugin_cpu_budget;
+        if !budget.is_finite() || budget <= 0.0 || budget > 64.0 {
+            return Err(format!(
+                "broker.plugin_cpu_budget must be a number of CPU seconds per second above 0 and at most 64 (got {budget})"
+            ));
+        }
+        if self.plugin_cpu_burst.is_zero() || self.plugin_cpu_burst > Duration::from_secs(3600) {
+            return Err("broker.plugin_cpu_burst must be above 0 and at most 1h".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for BrokerConfig {
@@ -102,6 +149,10 @@ impl Default for BrokerConfig {
             exec_timeout: Duration::from_secs(10),
             exec_max_output_bytes: 256 << 10,
             call_timeout: Duration::from_secs(30),
+            plugin_concurrency: 2,
+            plugin_queue: 32,
+            plugin_cpu_budget: 0.5,
+            plugin_cpu_burst: Duration::from_secs(2),
         }
     }
 }
@@ -379,6 +430,12 @@ impl Config {
                 message: "sandbox.uid_base and sandbox.uid_count must be positive (plugins never run as root)".into(),
             });
         }
+        cfg.broker
+            .validate_costs()
+            .map_err(|message| ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
         cfg.storage
             .validate()
             .map_err(|message| ConfigError::Invalid {

@@ -27,6 +27,8 @@ pub struct CallCounts {
 #[derive(Default)]
 pub struct Counters {
     plugins: Mutex<BTreeMap<String, CallCounts>>,
+    /// Supervisor CPU time spent on each plugin's blocking broker work.
+    cpu: Mutex<BTreeMap<String, Duration>>,
 }
 
 impl Counters {
@@ -50,6 +52,26 @@ impl Counters {
                 counts.denials += 1;
             }
         }
+    }
+
+    /// Adds `cpu` to what the supervisor spent on `plugin`'s broker work.
+    pub fn charge_cpu(&self, plugin: &str, cpu: Duration) {
+        if let Ok(mut all) = self.cpu.lock() {
+            match all.get_mut(plugin) {
+                Some(total) => *total += cpu,
+                None => {
+                    all.insert(plugin.to_string(), cpu);
+                }
+            }
+        }
+    }
+
+    pub fn cpu(&self, plugin: &str) -> Duration {
+        self.cpu
+            .lock()
+            .ok()
+            .and_then(|all| all.get(plugin).copied())
+            .unwrap_or_default()
     }
 
     pub fn get(&self, plugin: &str) -> CallCounts {
@@ -92,6 +114,8 @@ pub fn usage(
                 denials: counts.denials,
                 restarts: status.restarts,
                 open_alerts: open_alerts.get(&row.name).copied().unwrap_or_default(),
+                broker_cpu_usec: u64::try_from(shared.counters.cpu(&row.name).as_micros())
+                    .unwrap_or(u64::MAX),
                 ..PluginUsage::default()
             };
             if let Some(cg) = &status.cgroup {
@@ -136,6 +160,12 @@ pub fn prometheus_text(m: &MonitorResponse, safe_mode: bool) -> String {
         "counter",
         "CPU time used by the plugin's cgroup.",
         per(&|p| format!("{:.6}", p.cpu_usec as f64 / 1e6)),
+    );
+    family(
+        "plexichat_plugin_broker_cpu_seconds_total",
+        "counter",
+        "CPU time the supervisor spent on the plugin's blocking broker work.",
+        per(&|p| format!("{:.6}", p.broker_cpu_usec as f64 / 1e6)),
     );
     family(
         "plexichat_plugin_memory_bytes",

@@ -209,6 +209,11 @@ async fn launch_and_supervise(
                     shared.cfg.broker.rate_per_sec,
                     shared.cfg.broker.burst,
                 ),
+                costs: broker::Costs::new(
+                    name.as_str(),
+                    shared.cfg.broker.cost_limits(),
+                    Arc::clone(&shared.counters),
+                ),
             },
         ),
         Err(e) => {

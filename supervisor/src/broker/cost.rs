@@ -1,0 +1,384 @@
+//! What the supervisor spends on one plugin's behalf: its broker work (statements,
+//! file I/O, HTTP, command launches) runs under a concurrency limit with a bounded
+//! queue, and the CPU its blocking work takes is charged against a budget.
+
+// Why: the rate limiter counts calls, not what they cost, and a plugin's cgroup does
+// not see the work the supervisor does for it. Without a limit, 520 concurrent
+// one-second statements from one plugin filled the shared blocking pool and both
+// CPUs. With it, a plugin gets `concurrency` operations at a time (the rest wait in a
+// queue of `queue`, then RESOURCE_EXHAUSTED), and once its blocking work has used more
+// CPU than `cpu_budget` seconds per second allow (with `cpu_burst` of credit), its
+// next calls are refused until the debt is paid back.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+
+use crate::monitor::Counters;
+
+/// `[broker]` limits of what one plugin's calls may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct CostLimits {
+    pub concurrency: usize,
+    pub queue: usize,
+    /// Supervisor CPU seconds per second the plugin's blocking work may take.
+    pub cpu_budget: f64,
+    /// CPU credit a quiet plugin accumulates, at most.
+    pub cpu_burst: Duration,
+}
+
+/// One plugin's account.
+pub struct Costs {
+    plugin: String,
+    limits: CostLimits,
+    permits: Arc<Semaphore>,
+    /// Operations running or waiting for a permit.
+    admitted: Arc<AtomicUsize>,
+    credit: Mutex<Credit>,
+    counters: Arc<Counters>,
+}
+
+/// CPU credit in seconds: refilled at the budget rate, spent by charged work; may go
+/// below zero (work is charged after it ran), which refuses calls until repaid.
+struct Credit {
+    seconds: f64,
+    at: Instant,
+}
+
+/// A place among the plugin's admitted operations, held until the work is done.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _admitted: Admitted,
+}
+
+struct Admitted(Arc<AtomicUsize>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Costs {
+    pub fn new(plugin: &str, limits: CostLimits, counters: Arc<Counters>) -> Arc<Costs> {
+        Arc::new(Costs {
+            plugin: plugin.to_string(),
+            limits,
+            permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            admitted: Arc::new(AtomicUsize::new(0)),
+            credit: Mutex::new(Credit {
+                seconds: limits.cpu_burst.as_secs_f64(),
+                at: Instant::now(),
+            }),
+            counters,
+        })
+    }
+
+    /// Waits for a place to run (the queue is bounded), refusing at once when the
+    /// queue is full or the CPU budget is spent.
+    pub async fn slot(&self) -> Result<Slot, Status> {
+        if let Err(refused) = self.within_budget() {
+            tokio::time::sleep(super::REFUSAL_DELAY).await;
+            return Err(refused);
+        }
+        let waiting = self.admitted.fetch_add(1, Ordering::AcqRel);
+        let admitted = Admitted(Arc::clone(&self.admitted));
+        if waiting >= self.limits.concurrency + self.limits.queue {
+            drop(admitted);
+            tokio::time::sleep(super::REFUSAL_DELAY).await;
+            return Err(Status::resource_exhausted(format!(
+                "plugin `{}` has {} broker operations running and {} waiting, the most allowed (broker.plugin_concurrency, broker.plugin_queue)",
+                self.plugin, self.limits.concurrency, self.limits.queue
+            )));
+        }
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the plugin's broker is stopping"))?;
+        Ok(Slot {
+            _permit: permit,
+            _admitted: admitted,
+        })
+    }
+
+    /// Runs `work` on a blocking thread in a slot and charges its CPU time. The slot
+    /// travels with the work: a caller that gives up (a deadline) frees nothing until
+    /// the work has really finished.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Status> {
+        let slot = self.slot().await?;
+        let costs = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let _long = LongWork::start();
+            let started = thread_cpu();
+            let value = work();
+            costs.charge(thread_cpu().saturating_sub(started));
+            value
+        })
+        .await
+        .map_err(|e| Status::internal(format!("broker work failed: {e}")))
+    }
+
+    fn charge(&self, cpu: Duration) {
+        self.counters.charge_cpu(&self.plugin, cpu);
+        if let Ok(mut credit) = self.credit.lock() {
+            self.refill(&mut credit);
+            credit.seconds -= cpu.as_secs_f64();
+        }
+    }
+
+    fn refill(&self, credit: &mut Credit) {
+        let now = Instant::now();
+        let earned = now.duration_since(credit.at).as_secs_f64() * self.limits.cpu_budget;
+        credit.seconds = (credit.seconds + earned).min(self.limits.cpu_burst.as_secs_f64());
+        credit.at = now;
+    }
+
+    fn within_budget(&self) -> Result<(), Status> {
+        let Ok(mut credit) = self.credit.lock() else {
+            return Ok(());
+        };
+        self.refill(&mut credit);
+        if credit.seconds >= 0.0 {
+            return Ok(());
+        }
+        let wait = -credit.seconds / self.limits.cpu_budget.max(f64::MIN_POSITIVE);
+        Err(Status::resource_exhausted(format!(
+            "plugin `{}` has used the supervisor CPU its calls may take ({} s per second, broker.plugin_cpu_budget); try again in {} ms",
+            self.plugin,
+            self.limits.cpu_budget,
+            (wait * 1000.0).ceil() as u64
+        )))
+    }
+}
+
+/// The nice value a plugin's blocking work drops to once it has run for `LONG_WORK`:
+/// below everything the supervisor does for itself (the admin API, the broker's
+/// dispatch, the audit writer) and below other plugins' short calls, so a plugin's
+/// long statements yield the CPU to them. Short work never drops: a bystander's `stat`
+/// competes as an equal, not as a suspect.
+const LONG_WORK_NICE: i32 = 10;
+const LONG_WORK: Duration = Duration::from_millis(2);
+
+/// Blocking work running now, by thread: the watchdog lowers the priority of work
+/// that runs past `LONG_WORK`. Entries are added and removed, and priorities changed,
+/// under the one lock, so a thread that finished is never lowered afterwards.
+#[derive(Default)]
+struct Running {
+    work: Mutex<Vec<(libc::id_t, Instant, bool)>>,
+    wake: std::sync::Condvar,
+}
+
+fn running() -> &'static Running {
+    static RUNNING: std::sync::OnceLock<Running> = std::sync::OnceLock::new();
+    RUNNING.get_or_init(|| {
+        let spawned = std::thread::Builder::new()
+            .name("broker-cost".into())
+            .spawn(watchdog);
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "no watchdog for long broker work: it keeps its priority");
+        }
+        Running::default()
+    })
+}
+
+fn watchdog() {
+    let r = running();
+    let Ok(mut work) = r.work.lock() else {
+        return;
+    };
+    loop {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for (tid, started, lowered) in work.iter_mut().filter(|w| !w.2) {
+            let due = *started + LONG_WORK;
+            if due <= now {
+                // SAFETY: setpriority on a thread of this process that is registered,
+                // so still running the work (it deregisters under this lock).
+                *lowered =
+                    unsafe { libc::setpriority(libc::PRIO_PROCESS, *tid, LONG_WORK_NICE) } == 0;
+            } else {
+                next = Some(next.map_or(due, |n: Instant| n.min(due)));
+            }
+        }
+        work = match next {
+            Some(due) => match r
+                .wake
+                .wait_timeout(work, due.saturating_duration_since(now))
+            {
+                Ok((w, _)) => w,
+                Err(_) => return,
+            },
+            None => match r.wake.wait(work) {
+                Ok(w) => w,
+                Err(_) => return,
+            },
+        };
+    }
+}
+
+/// The calling thread registered as running blocking work until dropped; its priority
+/// is restored if the watchdog lowered it.
+struct LongWork {
+    tid: libc::id_t,
+}
+
+impl LongWork {
+    fn start() -> LongWork {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() } as libc::id_t;
+        let r = running();
+        if let Ok(mut work) = r.work.lock() {
+            work.push((tid, Instant::now(), false));
+        }
+        r.wake.notify_one();
+        LongWork { tid }
+    }
+}
+
+impl Drop for LongWork {
+    fn drop(&mut self) {
+        let Ok(mut work) = running().work.lock() else {
+            return;
+        };
+        let Some(i) = work.iter().position(|w| w.0 == self.tid) else {
+            return;
+        };
+        let (_, _, lowered) = work.swap_remove(i);
+        // Raising the priority back needs CAP_SYS_NICE; without it the pool thread
+        // stays nice, which only makes later work on it yield sooner.
+        // SAFETY: setpriority on our own thread id.
+        if lowered && unsafe { libc::setpriority(libc::PRIO_PROCESS, self.tid, 0) } != 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "a blocking thread keeps the lower priority of long plugin work"
+            );
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(concurrency: usize, queue: usize) -> CostLimits {
+        CostLimits {
+            concurrency,
+            queue,
+            cpu_budget: 0.5,
+            cpu_burst: Duration::from_millis(200),
+        }
+    }
+
+    fn nice() -> i32 {
+        // SAFETY: getpriority of the calling thread.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    #[tokio::test]
+    async fn long_work_yields_and_short_work_keeps_its_priority() {
+        let costs = Costs::new("p", limits(2, 2), Arc::default());
+        let short = costs.blocking(nice).await.unwrap();
+        assert_eq!(short, 0, "short work is not lowered");
+        let long = costs
+            .blocking(|| {
+                std::thread::sleep(Duration::from_millis(30));
+                nice()
+            })
+            .await
+            .unwrap();
+        assert_eq!(long, LONG_WORK_NICE, "long work is lowered while it runs");
+        let after = costs.blocking(nice).await.unwrap();
+        assert_eq!(after, 0, "and the thread is restored afterwards");
+    }
+
+    fn spin(d: Duration) {
+        let t = thread_cpu();
+        while thread_cpu() - t < d {}
+    }
+
+    #[tokio::test]
+    async fn at_most_concurrency_run_and_the_queue_is_bounded() {
+        let costs = Costs::new("p", limits(2, 3), Arc::default());
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut calls = Vec::new();
+        for _ in 0..10 {
+            let (costs, running, most) = (Arc::clone(&costs), running.clone(), most.clone());
+            calls.push(tokio::spawn(async move {
+                costs
+                    .blocking(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+            }));
+        }
+        let mut ok = 0;
+        let mut refused = 0;
+        for c in calls {
+            match c.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(s) => {
+                    assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+                    assert!(s.message().contains("plugin_queue"), "{}", s.message());
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "never more than 2 at a time"
+        );
+        assert_eq!(
+            (ok, refused),
+            (5, 5),
+            "2 running + 3 queued, the rest refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn cpu_beyond_the_budget_refuses_until_repaid_and_is_counted() {
+        let counters: Arc<Counters> = Arc::default();
+        let costs = Costs::new("p", limits(1, 1), Arc::clone(&counters));
+        costs
+            .blocking(|| spin(Duration::from_millis(400)))
+            .await
+            .expect("within the credit when it started");
+        let refused = costs.blocking(|| ()).await.expect_err("in debt");
+        assert!(
+            refused.message().contains("plugin_cpu_budget"),
+            "{}",
+            refused.message()
+        );
+        assert!(counters.cpu("p") >= Duration::from_millis(400));
+        // 200 ms of debt at 0.5 s/s: repaid in ~400 ms.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        costs.blocking(|| ()).await.expect("repaid");
+    }
+}
