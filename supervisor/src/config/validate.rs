@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::host::Host;
 use super::Config;
 
-/// The explicit bounds (README, Configuration: "Bounds"). Zero is refused for every
+/// The explicit bounds (README, Configuration, "Validation and `--check-config`"). Zero is refused for every
 /// duration; counts start at 1 unless 0 has a documented meaning.
 pub mod bounds {
     use std::time::Duration;
@@ -31,7 +31,8 @@ pub mod bounds {
     pub const UID_BASE_MIN: u32 = 1000;
     /// The overflow uid/gid every kernel maps unknown ids to.
     pub const NOBODY: u32 = 65534;
-    /// A manifest may ask for 4 MiB to its host's RAM, 1 to 4096 pids, (0, 64] cores.
+    /// The least memory and the most pids a manifest's `[resources]` may ask for:
+    /// a cap outside them would refuse every plugin or cap nothing.
     pub const MEMORY_MIN: u64 = 4 << 20;
     pub const PIDS_MAX: u64 = 4096;
     /// cpu.max cannot enforce less than 1 ms per 100 ms period.
