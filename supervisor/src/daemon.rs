@@ -32,10 +32,18 @@ struct Args {
     /// Log filter, e.g. `info` or `plexichat_supervisor=debug`.
     #[arg(long, env = "PLEXICHAT_LOG", default_value = "info")]
     log: String,
+    /// Validate the configuration, permission catalog and seccomp policy, print the
+    /// effective configuration and exit (0 if it would start, 1 with every problem).
+    /// Touches nothing: no directories, cgroups, socket or store.
+    #[arg(long)]
+    check_config: bool,
 }
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if args.check_config {
+        return crate::config::check::main(args.config.as_deref());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log)

@@ -70,6 +70,7 @@ fn a_plugin_that_never_handshakes_is_killed_at_the_deadline() {
     let d = Daemon::start_with(Settings {
         handshake_timeout: "1s",
         backoff_initial: "5s",
+        backoff_max: "5s",
         ..Settings::default()
     });
     install_enabled(&d, "silent", &bin("silent"));

@@ -154,15 +154,16 @@ pub enum CatalogError {
 struct RawCatalog {
     risk: BTreeMap<Risk, RawRisk>,
     permission: Vec<RawPermission>,
-    #[serde(default)]
-    events: RawEvents,
+    /// Required: a catalog that lost this section must not let sensitive events
+    /// reach every subscriber.
+    events: Option<RawEvents>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEvents {
-    #[serde(default)]
-    sensitive: Vec<String>,
+    /// Required too; `sensitive = []` is the explicit "none".
+    sensitive: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -270,14 +271,25 @@ impl Catalog {
         if let Some(missing) = Permission::ALL.iter().find(|p| !specs.contains_key(p)) {
             return Err(invalid(format!("permission `{missing}` is missing")));
         }
-        for t in &raw.events.sensitive {
+        let sensitive = match raw.events {
+            None => return Err(invalid(MISSING_EVENTS.into())),
+            Some(RawEvents { sensitive: None }) => {
+                return Err(invalid(format!(
+                    "[events] has no `sensitive` key: {MISSING_EVENTS}"
+                )))
+            }
+            Some(RawEvents {
+                sensitive: Some(topics),
+            }) => topics,
+        };
+        for t in &sensitive {
             crate::manifest::validate_topic_pattern(t)
                 .map_err(|e| invalid(format!("events.sensitive: {e}")))?;
         }
         Ok(Catalog {
             specs,
             risks,
-            sensitive_topics: raw.events.sensitive,
+            sensitive_topics: sensitive,
         })
     }
 
@@ -314,6 +326,8 @@ impl Catalog {
         self.risk_policy(self.spec(permission).risk)
     }
 }
+
+const MISSING_EVENTS: &str = "the [events] section must state the sensitive topics explicitly, e.g. `[events]` `sensitive = [\"user.*\"]` (`sensitive = []` for none)";
 
 /// Parses a duration such as `90d`, `12h`, `30m`, `45s` or `1h 30m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -385,5 +399,29 @@ mod tests {
         assert!(err.contains("longer than max_expiry"), "{err}");
 
         assert!(Catalog::parse("not toml [", "x").is_err());
+    }
+
+    #[test]
+    fn the_sensitive_topics_must_be_written_out() {
+        let (head, _) = SHIPPED.split_once("[events]").expect("shipped [events]");
+        let err = Catalog::parse(head, "/etc/px/permissions.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/px/permissions.toml") && err.contains("[events] section must state"),
+            "{err}"
+        );
+        let no_key = format!("{head}[events]\n");
+        let err = Catalog::parse(&no_key, "p.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("p.toml") && err.contains("no `sensitive` key"),
+            "{err}"
+        );
+        let none = format!("{head}[events]\nsensitive = []\n");
+        let c = Catalog::parse(&none, "p.toml").expect("an explicit empty list is allowed");
+        assert!(!c.is_sensitive("user.created"));
+        let bad = format!("{head}[events]\nsensitive = [\"User.*\"]\n");
+        let err = Catalog::parse(&bad, "p.toml").unwrap_err().to_string();
+        assert!(err.contains("events.sensitive"), "{err}");
     }
 }

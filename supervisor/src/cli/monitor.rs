@@ -262,8 +262,9 @@ mod tests {
         };
         let rows = rows(&before, &now);
         assert_eq!(rows[0][4], "50.0", "0.5 s of CPU in 1 s");
-        assert_eq!(rows[0][6], "25.0", "64 of 256 MiB");
-        assert_eq!(rows[0][8], "5", "calls of every service");
+        assert_eq!(rows[0][5], "0.0", "no broker work");
+        assert_eq!(rows[0][7], "25.0", "64 of 256 MiB");
+        assert_eq!(rows[0][9], "5", "calls of every service");
         assert_eq!(rows[1][4], "0.0", "no earlier sample");
     }
 }

@@ -4,19 +4,26 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog::{parse_duration, Catalog, CatalogError};
 
+pub mod check;
+mod effective;
+mod host;
 mod operations;
+pub mod validate;
+pub use effective::render_effective;
+pub use host::Host;
 pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig, StorageConfig};
+pub use validate::{Problem, Problems};
 
 /// The default configuration, embedded so `plexichat-supervisor` runs with no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../../../policies/supervisor.toml");
 /// The shipped permission catalog, used when `policy_dir` is unset.
 pub const DEFAULT_CATALOG: &str = include_str!("../../../policies/permissions.toml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub state_dir: PathBuf,
@@ -44,12 +51,12 @@ pub struct Config {
 }
 
 /// Limits of the broker's data-plane services.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
     /// Bytes a plugin may keep in its data directory (writes through the broker
     /// beyond it fail with RESOURCE_EXHAUSTED).
-    #[serde(deserialize_with = "bytes")]
+    #[serde(with = "bytes")]
     pub data_quota: u64,
     /// Calls per second each plugin may make to each broker service (events,
     /// config, log, permissions, files), refilled continuously...
@@ -60,29 +67,29 @@ pub struct BrokerConfig {
     /// (SQLite; never created by the supervisor). Default: `<state_dir>/app.db`.
     pub database: Option<PathBuf>,
     /// A database statement running longer than this is stopped.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub db_statement_time: Duration,
     /// Most rows one query may return, and most bytes of values in them.
     pub db_max_rows: usize,
-    #[serde(deserialize_with = "bytes")]
+    #[serde(with = "bytes")]
     pub db_max_bytes: u64,
     /// An HTTP request (all redirects included) taking longer than this fails.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub http_timeout: Duration,
     /// Largest response body the network service returns.
-    #[serde(deserialize_with = "bytes")]
+    #[serde(with = "bytes")]
     pub http_max_response_bytes: u64,
     /// Redirects followed per request, each checked like the first URL.
     pub http_max_redirects: usize,
     /// A command run for execute_commands is killed after this long.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub exec_timeout: Duration,
     /// Most bytes kept of a command's stdout, and of its stderr.
-    #[serde(deserialize_with = "bytes")]
+    #[serde(with = "bytes")]
     pub exec_max_output_bytes: u64,
     /// Every brokered call is answered within this, whatever it does: the backstop
     /// behind each service's own limit, which must be shorter.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub call_timeout: Duration,
     /// Blocking broker operations (statements, file I/O, HTTP, commands) one plugin
     /// may have running at once...
@@ -92,7 +99,7 @@ pub struct BrokerConfig {
     /// Supervisor CPU seconds per second one plugin's blocking work may take...
     pub plugin_cpu_budget: f64,
     /// ...with this much credit saved up by a quiet plugin.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub plugin_cpu_burst: Duration,
 }
 
@@ -104,32 +111,6 @@ impl BrokerConfig {
             cpu_budget: self.plugin_cpu_budget,
             cpu_burst: self.plugin_cpu_burst,
         }
-    }
-
-    /// What serde cannot check of the cost limits.
-    fn validate_costs(&self) -> Result<(), String> {
-        if !(1..=64).contains(&self.plugin_concurrency) {
-            return Err(format!(
-                "broker.plugin_concurrency must be 1 to 64 (got {})",
-                self.plugin_concurrency
-            ));
-        }
-        if self.plugin_queue > 10_000 {
-            return Err(format!(
-                "broker.plugin_queue must be at most 10000 (got {})",
-                self.plugin_queue
-            ));
-        }
-        let budget = self.plugin_cpu_budget;
-        if !budget.is_finite() || budget <= 0.0 || budget > 64.0 {
-            return Err(format!(
-                "broker.plugin_cpu_budget must be a number of CPU seconds per second above 0 and at most 64 (got {budget})"
-            ));
-        }
-        if self.plugin_cpu_burst.is_zero() || self.plugin_cpu_burst > Duration::from_secs(3600) {
-            return Err("broker.plugin_cpu_burst must be above 0 and at most 1h".into());
-        }
-        Ok(())
     }
 }
 
@@ -158,7 +139,7 @@ impl Default for BrokerConfig {
 }
 
 /// How plugins are confined, and the caps on what a manifest may request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SandboxConfig {
     /// Confinement on (the default). Off only for measuring its cost: the
@@ -169,16 +150,17 @@ pub struct SandboxConfig {
     pub uid_base: u32,
     pub uid_count: u32,
     /// Host paths bound read-only into every plugin's root (libraries); symlinks
-    /// are recreated, missing paths skipped.
+    /// are recreated. Each must exist; the default lists those of the usual
+    /// library paths this host has.
     pub read_only: Vec<PathBuf>,
-    #[serde(deserialize_with = "bytes")]
+    #[serde(with = "bytes")]
     pub tmp_size: u64,
     /// Landlock ABI below which plugins are refused (6: filesystem, TCP, scoping).
     pub landlock_minimum_abi: u8,
     /// Name of the seccomp policy (a file stem under `policy_dir/seccomp/`).
     pub seccomp_policy: String,
     pub max_cpu: f64,
-    #[serde(deserialize_with = "bytes")]
+    #[serde(with = "bytes")]
     pub max_memory: u64,
     pub max_pids: u32,
     /// Name of the supervisor's cgroup under the hierarchy root (v1, or v2 when
@@ -196,6 +178,7 @@ impl Default for SandboxConfig {
             confine: true,
             uid_base: 200_000,
             uid_count: 10_000,
+            // Only the ones this host has: a written entry must exist.
             read_only: [
                 "/usr/lib",
                 "/usr/lib64",
@@ -205,6 +188,7 @@ impl Default for SandboxConfig {
             ]
             .iter()
             .map(PathBuf::from)
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
             .collect(),
             tmp_size: 16 << 20,
             landlock_minimum_abi: crate::sandbox::landlock::REQUIRED_ABI,
@@ -218,13 +202,33 @@ impl Default for SandboxConfig {
     }
 }
 
-fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::manifest::parse_bytes(&s)
-        .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a size (e.g. 16MiB)")))
+/// Sizes are written `16MiB`, `512KiB` or a plain byte count.
+mod bytes {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::manifest::parse_bytes(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not a size (e.g. 16MiB)")))
+    }
+
+    pub fn serialize<S: Serializer>(n: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_bytes(*n))
+    }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `n` bytes in the largest binary unit that divides it exactly (`parse_bytes` reads it).
+pub fn format_bytes(n: u64) -> String {
+    match n {
+        0 => "0".into(),
+        n if n % (1 << 30) == 0 => format!("{}GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{}MiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{}KiB", n >> 10),
+        n => n.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Principals {
     #[serde(default)]
@@ -263,7 +267,7 @@ impl Principals {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Access {
     #[serde(default = "root_only")]
@@ -272,7 +276,7 @@ pub struct Access {
     pub server: Principals,
     #[serde(default)]
     pub viewer: Principals,
-    #[serde(default = "default_socket_mode", deserialize_with = "octal_mode")]
+    #[serde(default = "default_socket_mode", with = "octal_mode")]
     pub socket_mode: u32,
     /// Group that owns the admin socket, so its members can connect.
     #[serde(default)]
@@ -302,25 +306,25 @@ fn default_socket_mode() -> u32 {
     0o660
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub handshake_timeout: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub stop_grace: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub health_interval: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub health_timeout: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub command_timeout: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub restart_backoff_initial: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub restart_backoff_max: Duration,
     pub quarantine_after: u32,
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "duration")]
     pub quarantine_window: Duration,
 }
 
@@ -340,17 +344,35 @@ impl Default for RuntimeConfig {
     }
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
+/// Durations are written `250ms`, `10s`, `5m`, `1h 30m`.
+mod duration {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
 }
 
-fn octal_mode<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let s = String::deserialize(d)?;
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an octal file mode")))
+/// File modes are written in octal: `"0660"`.
+mod octal_mode {
+    use super::*;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let s = String::deserialize(d)?;
+        u32::from_str_radix(s.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an octal file mode")))
+    }
+
+    pub fn serialize<S: Serializer>(m: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{m:04o}"))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +384,9 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Invalid { path: String, message: String },
+    /// Parsed, but values are out of bounds: every problem found, each naming its key.
+    #[error("config {path}: {problems}")]
+    Rejected { path: String, problems: Problems },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
 }
@@ -370,7 +395,13 @@ impl Config {
     /// Loads `path`, or the embedded default when `None`; relative paths are made
     /// absolute against `base` (the working directory).
     pub fn load(path: Option<&Path>, base: &Path) -> Result<Config, ConfigError> {
-        let (text, origin) = match path {
+        let (text, origin) = Config::read(path)?;
+        Config::parse(&text, &origin, base)
+    }
+
+    /// The text of `path` (or the embedded default) and the name errors give it.
+    pub fn read(path: Option<&Path>) -> Result<(String, String), ConfigError> {
+        Ok(match path {
             Some(p) => (
                 std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                     path: p.display().to_string(),
@@ -379,80 +410,45 @@ impl Config {
                 p.display().to_string(),
             ),
             None => (DEFAULT_CONFIG.to_string(), "<embedded default>".to_string()),
-        };
-        Config::parse(&text, &origin, base)
+        })
     }
 
+    /// Parses and validates against this host: every start goes through here.
     pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        Config::parse_on(text, origin, base, &Host::current())
+    }
+
+    /// Parses, then refuses the file with every problem `validate` finds on `host`.
+    pub fn parse_on(
+        text: &str,
+        origin: &str,
+        base: &Path,
+        host: &Host,
+    ) -> Result<Config, ConfigError> {
+        let cfg = Config::parse_unchecked(text, origin, base)?;
+        let problems = validate::validate(&cfg, host);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Rejected {
+                path: origin.to_string(),
+                problems: Problems(problems),
+            })
+        }
+    }
+
+    /// Syntax and types only; relative paths made absolute (empty ones are left
+    /// empty for `validate` to refuse).
+    pub fn parse_unchecked(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             path: origin.to_string(),
             message: e.message().to_string(),
         })?;
-        for p in [&mut cfg.state_dir, &mut cfg.log_dir, &mut cfg.admin_socket] {
-            if p.is_relative() {
+        let paths = [&mut cfg.state_dir, &mut cfg.log_dir, &mut cfg.admin_socket];
+        for p in paths.into_iter().chain(cfg.policy_dir.as_mut()) {
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
-        }
-        if let Some(p) = cfg.policy_dir.as_mut() {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
-        if crate::manifest::PluginName::new(&cfg.sandbox.cgroup_name).is_err() {
-            return Err(ConfigError::Invalid {
-                path: origin.to_string(),
-                message: format!(
-                    "sandbox.cgroup_name `{}` must be a simple name (a-z, 0-9, _ or -)",
-                    cfg.sandbox.cgroup_name
-                ),
-            });
-        }
-        let b = &cfg.broker;
-        for (key, limit) in [
-            ("broker.db_statement_time", b.db_statement_time),
-            ("broker.http_timeout", b.http_timeout),
-            ("broker.exec_timeout", b.exec_timeout),
-            ("runtime.command_timeout", cfg.runtime.command_timeout),
-        ] {
-            if limit >= b.call_timeout {
-                return Err(ConfigError::Invalid {
-                    path: origin.to_string(),
-                    message: format!(
-                        "{key} ({limit:?}) must be shorter than broker.call_timeout ({:?}), the deadline every brokered call is answered within",
-                        b.call_timeout
-                    ),
-                });
-            }
-        }
-        if cfg.sandbox.uid_base == 0 || cfg.sandbox.uid_count == 0 {
-            return Err(ConfigError::Invalid {
-                path: origin.to_string(),
-                message: "sandbox.uid_base and sandbox.uid_count must be positive (plugins never run as root)".into(),
-            });
-        }
-        cfg.broker
-            .validate_costs()
-            .map_err(|message| ConfigError::Invalid {
-                path: origin.to_string(),
-                message,
-            })?;
-        cfg.storage
-            .validate()
-            .map_err(|message| ConfigError::Invalid {
-                path: origin.to_string(),
-                message,
-            })?;
-        operations::validate(&cfg.alerts, &cfg.monitor).map_err(|message| {
-            ConfigError::Invalid {
-                path: origin.to_string(),
-                message,
-            }
-        })?;
-        if cfg.runtime.quarantine_after == 0 {
-            return Err(ConfigError::Invalid {
-                path: origin.to_string(),
-                message: "runtime.quarantine_after must be at least 1".into(),
-            });
         }
         Ok(cfg)
     }
@@ -523,10 +519,13 @@ mod tests {
 
     #[test]
     fn the_shipped_production_config_parses() {
-        let cfg = Config::parse(
+        // On a host that has the `plexichat` group `make install` creates.
+        let host = Host::with_accounts(&[("root", 0)], &[("root", 0), ("plexichat", 990)]);
+        let cfg = Config::parse_on(
             include_str!("../../../systemd/supervisor.toml"),
             "systemd/supervisor.toml",
             Path::new("/"),
+            &host,
         )
         .unwrap();
         assert_eq!(
