@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::catalog::{parse_duration, Catalog, CatalogError};
 
+mod logs;
 mod operations;
+pub use logs::LogsConfig;
 pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig};
 
 /// The default configuration, embedded so `plexichat-supervisor` runs with no file.
@@ -36,6 +38,9 @@ pub struct Config {
     pub backup: BackupConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// Plugins' own logs: size caps, rotation and output rate.
+    #[serde(default)]
+    pub logs: LogsConfig,
     /// Alert rules (`[[alert]]` tables), evaluated per plugin.
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertRule>,
@@ -383,6 +388,12 @@ impl Config {
                 message,
             }
         })?;
+        cfg.logs
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
         if cfg.runtime.quarantine_after == 0 {
             return Err(ConfigError::Invalid {
                 path: origin.to_string(),
