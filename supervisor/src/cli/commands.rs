@@ -341,23 +341,56 @@ pub async fn watch_notifications(session: &Session) -> Result<()> {
     bail!("the supervisor closed the notification stream")
 }
 
+/// Records `audit plugins` shows without `--limit`.
+pub const DEFAULT_AUDIT_LIMIT: u32 = 1000;
+
+/// Most records `audit plugins --limit` takes: they are held in memory to be printed.
+pub const MAX_AUDIT_LIMIT: u32 = 1_000_000;
+
+/// The newest `limit` matching records, fetched page by page (each page fits the
+/// admin message limit) and printed oldest first.
 pub async fn audit(
     session: &Session,
     plugin: Option<String>,
     since_ms: Option<i64>,
     limit: Option<u32>,
 ) -> Result<()> {
-    let query = AuditQuery {
-        plugin: plugin.unwrap_or_default(),
-        since_ms: since_ms.unwrap_or(0),
-        limit: limit.unwrap_or(0),
+    let want = limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
+    let mut client = session.connect().await?;
+    let mut pages = Vec::new();
+    let (mut got, mut before_id) = (0u32, 0i64);
+    while got < want {
+        let size = (want - got).min(broker_proto::MAX_AUDIT_PAGE_RECORDS);
+        let page = client
+            .query_audit(AuditQuery {
+                plugin: plugin.clone().unwrap_or_default(),
+                since_ms: since_ms.unwrap_or(0),
+                // A supervisor from before paging reads only `limit`.
+                limit: size,
+                before_id,
+                page_size: size,
+            })
+            .await?
+            .into_inner();
+        got += u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+        pages.push(page.records);
+        let next = page.next_before_id;
+        if next == 0 {
+            break;
+        }
+        if before_id != 0 && next >= before_id {
+            bail!("the supervisor's audit cursor did not move back ({before_id} then {next})");
+        }
+        before_id = next;
+    }
+    let mut records: Vec<_> = pages.into_iter().rev().flatten().collect();
+    // The last page may hold a few more than asked for; keep the newest.
+    let extra = records.len().saturating_sub(want as usize);
+    records.drain(..extra);
+    let resp = AuditResponse {
+        records,
+        next_before_id: 0,
     };
-    let resp = session
-        .connect()
-        .await?
-        .query_audit(query)
-        .await?
-        .into_inner();
     emit(&session.render(&resp, audit_table)?)
 }
 
@@ -1008,6 +1041,7 @@ mod tests {
                 outcome: "ok".into(),
                 ..Default::default()
             }],
+            next_before_id: 0,
         };
         assert_eq!(
             audit_table(&resp),
@@ -1024,6 +1058,7 @@ mod tests {
                 action: "install".into(),
                 ..Default::default()
             }],
+            next_before_id: 0,
         };
         let session = Session::new("/x".into(), None, OutputFormat::Json);
         let json: serde_json::Value =
