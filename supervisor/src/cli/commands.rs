@@ -1,9 +1,8 @@
 //! One handler per `plexichat` subcommand: build the request, call the admin
-//! API, render the response as a table or JSON; plus error reporting.
+//! API, render the response as a table or JSON.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,9 +15,9 @@ use broker_proto::admin::v1::{
     WhoAmIResponse,
 };
 use serde::Serialize;
-use tonic::{Code, Status};
 
 use super::client::{self, Admin};
+use super::failure::{status_text, StdoutFailed};
 use super::output::{
     escape_line, escape_text, format_bytes, format_ms, format_ms_precise, join_or_none, key_values,
     or_none, Table, NONE,
@@ -801,67 +800,18 @@ fn yes_no(b: bool) -> &'static str {
 // ---- output and errors ----------------------------------------------------
 
 /// Writes `text` to stdout, newline-terminated. Errors (notably a closed pipe
-/// under `plexichat event watch | head`) propagate so the caller can stop.
+/// under `plexichat event watch | head`) propagate, marked as the CLI's own
+/// output failing, so the caller can stop and tell them from the transport's.
 pub(super) fn emit(text: &str) -> Result<()> {
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    if !text.ends_with('\n') {
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// Prints a failed command's error and picks the exit code.
-pub fn report(err: anyhow::Error) -> ExitCode {
-    // The reader went away (e.g. `| head`): nothing left to tell anyone.
-    if is_broken_pipe(&err) {
-        return ExitCode::SUCCESS;
-    }
-    match err.downcast_ref::<Status>() {
-        Some(status) => eprintln!("error: {}", status_text(status)),
-        None => eprintln!("error: {err:#}"),
-    }
-    ExitCode::FAILURE
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<io::Error>())
-        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
-}
-
-/// `<message> (<code name>)`, the message being the daemon's own words.
-fn status_text(status: &Status) -> String {
-    let message = escape_line(status.message());
-    let code = code_name(status.code());
-    if message.is_empty() {
-        code.to_string()
-    } else {
-        format!("{message} ({code})")
-    }
-}
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "cancelled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid argument",
-        Code::DeadlineExceeded => "deadline exceeded",
-        Code::NotFound => "not found",
-        Code::AlreadyExists => "already exists",
-        Code::PermissionDenied => "permission denied",
-        Code::ResourceExhausted => "resource exhausted",
-        Code::FailedPrecondition => "failed precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out of range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data loss",
-        Code::Unauthenticated => "unauthenticated",
-    }
+    let write = || -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    write().map_err(|e| anyhow::Error::new(StdoutFailed(e)))
 }
 
 /// "1 of 2" while a dual approval is half done; the bare count otherwise.
@@ -886,30 +836,6 @@ mod tests {
             status: status.into(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn status_text_names_the_code() {
-        let status = Status::permission_denied("viewer may not approve");
-        assert_eq!(
-            status_text(&status),
-            "viewer may not approve (permission denied)"
-        );
-        assert_eq!(status_text(&Status::new(Code::NotFound, "")), "not found");
-    }
-
-    #[test]
-    fn grpc_errors_survive_anyhow() {
-        let err: anyhow::Error = Status::invalid_argument("a comment is required").into();
-        assert!(err.downcast_ref::<Status>().is_some());
-        assert_eq!(report(err), ExitCode::FAILURE);
-    }
-
-    #[test]
-    fn broken_pipe_is_not_an_error() {
-        let err = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe));
-        assert!(is_broken_pipe(&err));
-        assert_eq!(report(err), ExitCode::SUCCESS);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod failure;
 mod monitor;
 mod operations;
 mod output;
@@ -413,11 +414,11 @@ pub fn main() -> ExitCode {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => return commands::report(anyhow::Error::new(e).context("starting the runtime")),
+        Err(e) => return failure::report(anyhow::Error::new(e).context("starting the runtime")),
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => commands::report(e),
+        Err(e) => failure::report(e),
     }
 }
 
