@@ -330,7 +330,9 @@ async fn write_loop(log: Arc<PluginLog>, rotation: Rotation, report: Reporter) {
             report_drops(&log, &report, &mut since, !failing);
         }
         let (batch, _) = log.take(std::mem::take(&mut spare));
-        if !batch.is_empty() {
+        if batch.is_empty() {
+            spare = batch;
+        } else {
             let (f, b) =
                 write_batch(&log, file.take(), rotation.clone(), batch, &mut failing).await;
             file = f;
