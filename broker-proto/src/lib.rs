@@ -10,6 +10,10 @@ pub const MAX_BROKER_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Upper bound on any single admin API message (install requests carry a path, not files).
 pub const MAX_ADMIN_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
+/// Most records one `QueryAudit` page holds (`AuditQuery.page_size`); a page is also
+/// cut short to fit [`MAX_ADMIN_MESSAGE_BYTES`].
+pub const MAX_AUDIT_PAGE_RECORDS: u32 = 5000;
+
 /// Metadata header a server-role caller sets to act for an end-user admin.
 pub const ON_BEHALF_OF_HEADER: &str = "x-plexichat-on-behalf-of";
 

@@ -278,8 +278,8 @@ async fn main() -> Result<()> {
     admin
         .query_audit(AuditQuery {
             plugin: "echo".into(),
-            since_ms: 0,
             limit: 1,
+            ..AuditQuery::default()
         })
         .await?;
     drop(admin);

@@ -87,16 +87,26 @@ async fn plugin_spawns(confine: bool, warm: usize, runs: usize) -> Result<Vec<f6
             })
             .await?;
     }
-    let audit = admin
-        .query_audit(AuditQuery {
-            plugin: "echo".into(),
-            since_ms: 0,
-            limit: 100_000,
-        })
-        .await?
-        .into_inner();
-    let samples: Vec<f64> = audit
-        .records
+    // Every page of the echo plugin's records, oldest first.
+    let mut records = Vec::new();
+    let mut before_id = 0;
+    loop {
+        let page = admin
+            .query_audit(AuditQuery {
+                plugin: "echo".into(),
+                before_id,
+                page_size: broker_proto::MAX_AUDIT_PAGE_RECORDS,
+                ..AuditQuery::default()
+            })
+            .await?
+            .into_inner();
+        records.splice(0..0, page.records);
+        before_id = page.next_before_id;
+        if before_id == 0 {
+            break;
+        }
+    }
+    let samples: Vec<f64> = records
         .iter()
         .filter(|r| r.action == "plugin.start")
         .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.detail).ok())

@@ -1,6 +1,7 @@
 //! The admin API on the supervisor's Unix socket: who may call it (`auth`), what it
 //! answers (`service`), and binding the socket with the configured mode.
 
+mod audit_page;
 mod auth;
 mod convert;
 mod operations;

@@ -14,7 +14,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::auth::{authorize, Need};
-use super::convert;
+use super::{audit_page, convert};
 use crate::approval::{self, ApprovalError, Decision, DecisionInput, Expiry};
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::broker::InvokeError;
@@ -24,7 +24,7 @@ use crate::install::{self, InstallError};
 use crate::lifecycle::{self, LifecycleError};
 use crate::manifest::{topic_matches, validate_topic_pattern};
 use crate::runtime::Runtime;
-use crate::store::{AuditFilter, StoreError};
+use crate::store::StoreError;
 
 const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -455,25 +455,8 @@ impl Admin for AdminService {
         // Records of brokered calls are committed in batches: a query sees every call
         // answered before it.
         self.shared.audit.flush().await;
-        let q = request.into_inner();
-        let filter = AuditFilter {
-            plugin: (!q.plugin.is_empty()).then_some(q.plugin),
-            since_ms: (q.since_ms != 0).then_some(q.since_ms),
-            limit: if q.limit == 0 {
-                1000
-            } else {
-                q.limit.min(100_000)
-            },
-        };
-        let records = self
-            .shared
-            .store
-            .query_audit(&filter)
-            .map_err(store_status)?
-            .into_iter()
-            .map(convert::audit_record)
-            .collect();
-        Ok(Response::new(AuditResponse { records }))
+        let page = audit_page::answer(&self.shared.store, request.into_inner())?;
+        Ok(Response::new(page))
     }
 
     async fn security_status(

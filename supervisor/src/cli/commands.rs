@@ -1,9 +1,8 @@
 //! One handler per `plexichat` subcommand: build the request, call the admin
-//! API, render the response as a table or JSON; plus error reporting.
+//! API, render the response as a table or JSON.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -16,9 +15,9 @@ use broker_proto::admin::v1::{
     WhoAmIResponse,
 };
 use serde::Serialize;
-use tonic::{Code, Status};
 
 use super::client::{self, Admin};
+use super::failure::{status_text, StdoutFailed};
 use super::output::{
     escape_line, escape_text, format_bytes, format_ms, format_ms_precise, join_or_none, key_values,
     or_none, Table, NONE,
@@ -341,23 +340,56 @@ pub async fn watch_notifications(session: &Session) -> Result<()> {
     bail!("the supervisor closed the notification stream")
 }
 
+/// Records `audit plugins` shows without `--limit`.
+pub const DEFAULT_AUDIT_LIMIT: u32 = 1000;
+
+/// Most records `audit plugins --limit` takes: they are held in memory to be printed.
+pub const MAX_AUDIT_LIMIT: u32 = 1_000_000;
+
+/// The newest `limit` matching records, fetched page by page (each page fits the
+/// admin message limit) and printed oldest first.
 pub async fn audit(
     session: &Session,
     plugin: Option<String>,
     since_ms: Option<i64>,
     limit: Option<u32>,
 ) -> Result<()> {
-    let query = AuditQuery {
-        plugin: plugin.unwrap_or_default(),
-        since_ms: since_ms.unwrap_or(0),
-        limit: limit.unwrap_or(0),
+    let want = limit.unwrap_or(DEFAULT_AUDIT_LIMIT);
+    let mut client = session.connect().await?;
+    let mut pages = Vec::new();
+    let (mut got, mut before_id) = (0u32, 0i64);
+    while got < want {
+        let size = (want - got).min(broker_proto::MAX_AUDIT_PAGE_RECORDS);
+        let page = client
+            .query_audit(AuditQuery {
+                plugin: plugin.clone().unwrap_or_default(),
+                since_ms: since_ms.unwrap_or(0),
+                // A supervisor from before paging reads only `limit`.
+                limit: size,
+                before_id,
+                page_size: size,
+            })
+            .await?
+            .into_inner();
+        got += u32::try_from(page.records.len()).unwrap_or(u32::MAX);
+        pages.push(page.records);
+        let next = page.next_before_id;
+        if next == 0 {
+            break;
+        }
+        if before_id != 0 && next >= before_id {
+            bail!("the supervisor's audit cursor did not move back ({before_id} then {next})");
+        }
+        before_id = next;
+    }
+    let mut records: Vec<_> = pages.into_iter().rev().flatten().collect();
+    // The last page may hold a few more than asked for; keep the newest.
+    let extra = records.len().saturating_sub(want as usize);
+    records.drain(..extra);
+    let resp = AuditResponse {
+        records,
+        next_before_id: 0,
     };
-    let resp = session
-        .connect()
-        .await?
-        .query_audit(query)
-        .await?
-        .into_inner();
     emit(&session.render(&resp, audit_table)?)
 }
 
@@ -768,67 +800,18 @@ fn yes_no(b: bool) -> &'static str {
 // ---- output and errors ----------------------------------------------------
 
 /// Writes `text` to stdout, newline-terminated. Errors (notably a closed pipe
-/// under `plexichat event watch | head`) propagate so the caller can stop.
+/// under `plexichat event watch | head`) propagate, marked as the CLI's own
+/// output failing, so the caller can stop and tell them from the transport's.
 pub(super) fn emit(text: &str) -> Result<()> {
-    let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    if !text.ends_with('\n') {
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// Prints a failed command's error and picks the exit code.
-pub fn report(err: anyhow::Error) -> ExitCode {
-    // The reader went away (e.g. `| head`): nothing left to tell anyone.
-    if is_broken_pipe(&err) {
-        return ExitCode::SUCCESS;
-    }
-    match err.downcast_ref::<Status>() {
-        Some(status) => eprintln!("error: {}", status_text(status)),
-        None => eprintln!("error: {err:#}"),
-    }
-    ExitCode::FAILURE
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain()
-        .filter_map(|e| e.downcast_ref::<io::Error>())
-        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
-}
-
-/// `<message> (<code name>)`, the message being the daemon's own words.
-fn status_text(status: &Status) -> String {
-    let message = escape_line(status.message());
-    let code = code_name(status.code());
-    if message.is_empty() {
-        code.to_string()
-    } else {
-        format!("{message} ({code})")
-    }
-}
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "cancelled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid argument",
-        Code::DeadlineExceeded => "deadline exceeded",
-        Code::NotFound => "not found",
-        Code::AlreadyExists => "already exists",
-        Code::PermissionDenied => "permission denied",
-        Code::ResourceExhausted => "resource exhausted",
-        Code::FailedPrecondition => "failed precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out of range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data loss",
-        Code::Unauthenticated => "unauthenticated",
-    }
+    let write = || -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        out.flush()
+    };
+    write().map_err(|e| anyhow::Error::new(StdoutFailed(e)))
 }
 
 /// "1 of 2" while a dual approval is half done; the bare count otherwise.
@@ -853,30 +836,6 @@ mod tests {
             status: status.into(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn status_text_names_the_code() {
-        let status = Status::permission_denied("viewer may not approve");
-        assert_eq!(
-            status_text(&status),
-            "viewer may not approve (permission denied)"
-        );
-        assert_eq!(status_text(&Status::new(Code::NotFound, "")), "not found");
-    }
-
-    #[test]
-    fn grpc_errors_survive_anyhow() {
-        let err: anyhow::Error = Status::invalid_argument("a comment is required").into();
-        assert!(err.downcast_ref::<Status>().is_some());
-        assert_eq!(report(err), ExitCode::FAILURE);
-    }
-
-    #[test]
-    fn broken_pipe_is_not_an_error() {
-        let err = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe));
-        assert!(is_broken_pipe(&err));
-        assert_eq!(report(err), ExitCode::SUCCESS);
     }
 
     #[test]
@@ -1008,6 +967,7 @@ mod tests {
                 outcome: "ok".into(),
                 ..Default::default()
             }],
+            next_before_id: 0,
         };
         assert_eq!(
             audit_table(&resp),
@@ -1024,6 +984,7 @@ mod tests {
                 action: "install".into(),
                 ..Default::default()
             }],
+            next_before_id: 0,
         };
         let session = Session::new("/x".into(), None, OutputFormat::Json);
         let json: serde_json::Value =

@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod failure;
 mod monitor;
 mod operations;
 mod output;
@@ -384,8 +385,9 @@ struct AuditArgs {
     /// (1h, 30m)
     #[arg(long, value_name = "TIME", value_parser = parse::since_ms)]
     since: Option<i64>,
-    /// At most N records [default: the supervisor's]
-    #[arg(long, value_name = "N")]
+    /// The newest N records, 1 to 1000000, fetched page by page [default: 1000]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(commands::MAX_AUDIT_LIMIT)))]
     limit: Option<u32>,
     /// A summary instead of records: `monthly` gives, per plugin, its calls and the
     /// permissions they used, its denials and its incidents
@@ -412,11 +414,11 @@ pub fn main() -> ExitCode {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => return commands::report(anyhow::Error::new(e).context("starting the runtime")),
+        Err(e) => return failure::report(anyhow::Error::new(e).context("starting the runtime")),
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => commands::report(e),
+        Err(e) => failure::report(e),
     }
 }
 

@@ -220,6 +220,7 @@ fn report_text(r: &SecurityReportResponse) -> String {
     out.push_str("\nrecent incidents:\n");
     out.push_str(&audit_table(&broker_proto::admin::v1::AuditResponse {
         records: r.recent_incidents.clone(),
+        next_before_id: 0,
     }));
     out
 }

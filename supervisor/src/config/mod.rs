@@ -11,10 +11,12 @@ use crate::catalog::{parse_duration, Catalog, CatalogError};
 pub mod check;
 mod effective;
 mod host;
+mod logs;
 mod operations;
 pub mod validate;
 pub use effective::render_effective;
 pub use host::Host;
+pub use logs::LogsConfig;
 pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig, StorageConfig};
 pub use validate::{Problem, Problems};
 
@@ -45,6 +47,9 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub monitor: MonitorConfig,
+    /// Plugins' own logs: size caps, rotation and output rate.
+    #[serde(default)]
+    pub logs: LogsConfig,
     /// Alert rules (`[[alert]]` tables), evaluated per plugin.
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertRule>,

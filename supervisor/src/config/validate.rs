@@ -103,6 +103,11 @@ pub fn validate(cfg: &Config, host: &Host) -> Vec<Problem> {
     sandbox(&mut c, cfg, host);
     broker(&mut c, cfg);
     storage(&mut c, cfg);
+    if let Err(message) = cfg.logs.validate() {
+        // Its messages start with the key they name.
+        let (key, rest) = message.split_once(' ').unwrap_or(("logs", &message));
+        c.refuse(key, rest.to_string());
+    }
     c.0.extend(super::operations::validate(
         &cfg.alerts,
         &cfg.monitor,

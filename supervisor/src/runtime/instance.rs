@@ -127,16 +127,13 @@ pub async fn run(
     shared: &Arc<Shared>,
     launcher: &Launcher,
     row: &PluginRow,
+    log: &Arc<PluginLog>,
     stop: &mut watch::Receiver<StopMode>,
     status: &Arc<Mutex<Status>>,
 ) -> InstanceEnd {
     let manifest = match Manifest::parse(&row.manifest, &shared.catalog) {
         Ok(m) => m,
         Err(e) => return InstanceEnd::Refused(format!("stored manifest no longer valid: {e}")),
-    };
-    let log = match PluginLog::open(&shared.cfg.log_dir, &row.name) {
-        Ok(l) => Arc::new(l),
-        Err(e) => return InstanceEnd::Crashed(format!("cannot open plugin log: {e}")),
     };
     Runtime::set_phase(status, Phase::Starting);
     let (request, confinement) = match launch_request(shared, row, &manifest) {
@@ -150,7 +147,7 @@ pub async fn run(
         &manifest,
         request,
         &confinement,
-        log,
+        Arc::clone(log),
         stop,
         status,
     )

@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::context::Shared;
 use crate::launcher::Launcher;
+use crate::plugin_log::{LogWriter, OutputLimits, PluginLog};
 use crate::store::{self, PluginState, StoreError};
 
 pub use instance::InstanceEnd;
@@ -215,6 +216,8 @@ impl Runtime {
         status: Arc<Mutex<Status>>,
     ) {
         let rt = &self.shared.cfg.runtime;
+        // One log per supervising task: its rate and drop count span restarts.
+        let (log, log_writer) = self.open_log(&name);
         let mut crashes: VecDeque<Instant> = VecDeque::new();
         let mut backoff = rt.restart_backoff_initial;
         loop {
@@ -234,7 +237,8 @@ impl Runtime {
                 }
             };
             let started = Instant::now();
-            let end = instance::run(&self.shared, &self.launcher, &row, &mut stop, &status).await;
+            let end =
+                instance::run(&self.shared, &self.launcher, &row, &log, &mut stop, &status).await;
             match end {
                 InstanceEnd::Stopped => break,
                 InstanceEnd::Refused(reason) => {
@@ -285,7 +289,18 @@ impl Runtime {
                 }
             }
         }
+        log_writer.close().await;
         Self::set_phase(&status, Phase::Stopped);
+    }
+
+    fn open_log(&self, name: &str) -> (Arc<PluginLog>, LogWriter) {
+        let shared = Arc::clone(&self.shared);
+        PluginLog::start(
+            &self.shared.cfg.log_dir,
+            name,
+            OutputLimits::from(&self.shared.cfg.logs),
+            Box::new(move |report| output::record_dropped(&shared, report)),
+        )
     }
 
     fn record_crash(&self, name: &str, reason: &str, recent: usize) {

@@ -196,6 +196,8 @@ impl PermissionRow {
 pub struct AuditFilter {
     pub plugin: Option<String>,
     pub since_ms: Option<i64>,
+    /// Only records older than this id (the paging cursor).
+    pub before_id: Option<i64>,
     pub limit: u32,
 }
 
@@ -589,10 +591,16 @@ impl Store {
                 "SELECT {AUDIT_ROW_COLS}
                  FROM audit_log
                  WHERE (?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR ts >= ?2)
+                   AND (?4 IS NULL OR id < ?4)
                  ORDER BY id DESC LIMIT ?3"
             ))?;
             let rows = stmt.query_map(
-                params![filter.plugin, filter.since_ms, filter.limit],
+                params![
+                    filter.plugin,
+                    filter.since_ms,
+                    filter.limit,
+                    filter.before_id
+                ],
                 map_audit_row,
             )?;
             // Newest N, shown oldest first.
@@ -1123,6 +1131,39 @@ mod tests {
             })
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn audit_pages_walk_back_from_a_cursor() {
+        let (_d, s) = store();
+        for i in 0..25 {
+            s.audit(vec![AuditEntry::new(
+                &Actor::system(),
+                &format!("t.{i}"),
+                Outcome::Ok,
+            )])
+            .unwrap();
+        }
+        let page = |before_id, limit| {
+            s.query_audit(&AuditFilter {
+                before_id,
+                limit,
+                ..Default::default()
+            })
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+        };
+        let newest = page(None, 10);
+        assert_eq!(
+            newest,
+            (16..=25).collect::<Vec<_>>(),
+            "newest, oldest first"
+        );
+        assert_eq!(page(Some(16), 10), (6..=15).collect::<Vec<_>>());
+        assert_eq!(page(Some(6), 10), (1..=5).collect::<Vec<_>>());
+        assert!(page(Some(1), 10).is_empty());
     }
 
     #[test]
