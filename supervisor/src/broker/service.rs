@@ -705,9 +705,18 @@ impl Broker for BrokerService {
                 };
                 let mut fields: Vec<_> = req.fields.into_iter().collect();
                 fields.sort();
-                let mut line = req.message.replace(['\n', '\r'], " ");
+                // The log escapes control characters in the whole line; a key that is
+                // not a plain word is quoted like a value, so no field can pose as two.
+                let mut line = req.message;
                 for (k, v) in fields {
-                    line.push_str(&format!(" {k}={v:?}"));
+                    let plain = !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                    if plain {
+                        line.push_str(&format!(" {k}={v:?}"));
+                    } else {
+                        line.push_str(&format!(" {k:?}={v:?}"));
+                    }
                 }
                 self.log.line(level, &line);
                 Ok(Response::new(LogResponse {}))

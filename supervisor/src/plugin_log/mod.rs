@@ -241,6 +241,25 @@ pub enum Piece<'a> {
     Skipped { bytes: usize, ends_line: bool },
 }
 
+/// `text` with every control character (newlines, carriage returns, ESC and the
+/// rest of C0, DEL, C1) written as `\u{..}`, the way Rust's `{:?}` writes them: a
+/// plugin's output, whatever it holds, is one line of the log under its own stamp,
+/// and no terminal sequence reaches a reader's screen.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A run of lines offered under one lock and one timestamp.
 pub struct Batch<'a> {
     log: &'a PluginLog,
@@ -266,6 +285,7 @@ impl Batch<'_> {
         };
         let raw_len = text.len() + 1;
         let text = String::from_utf8_lossy(text);
+        let text = escape_controls(&text);
         // Counted as written to disk: a flood of empty lines costs its timestamps.
         let cost = self.stamp.len() + self.source.len() + text.len() + 5;
         let s = &mut *self.state;

@@ -163,6 +163,26 @@ async fn main() -> Result<(), SdkError> {
             }
             Ok::<String, String>(format!("ok={ok} limited={limited}"))
         })
+        .on_command("log", |ctx: PluginContext, args: Vec<u8>| async move {
+            // `{"message": "...", "fields": [["key", "value"], ...]}` through ctx.log.
+            let v: serde_json::Value = serde_json::from_slice(&args).map_err(|e| e.to_string())?;
+            let message = v["message"].as_str().unwrap_or_default();
+            let fields: Vec<(String, String)> =
+                serde_json::from_value(v["fields"].clone()).map_err(|e| e.to_string())?;
+            let fields: Vec<(&str, &str)> =
+                fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ctx.log_with_fields(plexichat_plugin_sdk::LogLevel::Info, message, &fields)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<String, String>("logged".into())
+        })
+        .on_command("say", |_ctx: PluginContext, args: Vec<u8>| async move {
+            // Raw bytes to stdout, as a plugin's own prints are.
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            out.write_all(&args).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+            Ok::<String, String>("said".into())
+        })
         .on_command("fault-load", |ctx: PluginContext, _args: Vec<u8>| async move {
             Ok::<String, String>(fault_load(&ctx))
         })
