@@ -8,6 +8,7 @@ mod operations;
 mod output;
 mod parse;
 mod security;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
