@@ -146,21 +146,32 @@ impl AdminService {
             .await
             .map_err(joined)?
             .map_err(|e| Status::internal(format!("creating a staging directory: {e}")))?;
-        let received = async {
-            let mut unpacker = Unpacker::new(staging.path());
-            while let Some(item) = next(&mut chunks).await? {
-                unpacker =
-                    tokio::task::spawn_blocking(move || unpacker.accept(item).map(|()| unpacker))
-                        .await
-                        .map_err(joined)?
-                        .map_err(|e| unpack_status(origin, e))?;
+        // One blocking thread writes the whole package; the stream feeds it.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(16);
+        let root = staging.path().to_path_buf();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut unpacker = Unpacker::new(&root);
+            while let Some(item) = rx.blocking_recv() {
+                unpacker.accept(item)?;
             }
-            tokio::task::spawn_blocking(move || unpacker.finish())
-                .await
-                .map_err(joined)?
-                .map_err(|e| unpack_status(origin, e))
+            unpacker.finish()
+        });
+        let fed = async {
+            while let Some(item) = next(&mut chunks).await? {
+                if tx.send(item).await.is_err() {
+                    // The writer refused the package; its error says why.
+                    break;
+                }
+            }
+            Ok::<(), Status>(())
         }
         .await;
+        drop(tx);
+        let written = writer.await.map_err(joined);
+        let received = match (fed, written) {
+            (Err(status), _) | (_, Err(status)) => Err(status),
+            (Ok(()), Ok(unpacked)) => unpacked.map_err(|e| unpack_status(origin, e)),
+        };
         match received {
             Ok(()) => Ok(staging),
             Err(status) => {

@@ -80,15 +80,21 @@ impl Unpacker {
     }
 
     /// The whole package arrived (its end was received).
-    pub fn finish(self) -> Result<(), UnpackError> {
+    pub fn finish(mut self) -> Result<(), UnpackError> {
+        self.close_current()?;
         if !self.ended {
             return refused(
                 "the upload ended before the package was complete; nothing was installed",
             );
         }
-        File::open(&self.root)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| self.io(&self.root, source))
+        // One syncfs for every file and directory received, before the rename
+        // that installs them (an fsync per file made 4096 small files take seconds).
+        let dir = File::open(&self.root).map_err(|source| self.io(&self.root, source))?;
+        // SAFETY: syncfs(2) on a descriptor this function owns.
+        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+            return Err(self.io(&self.root, std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     fn io(&self, path: &Path, source: std::io::Error) -> UnpackError {
@@ -178,8 +184,7 @@ impl Unpacker {
         })
     }
 
-    /// The current file must have all its bytes; it is made durable before the
-    /// rename that installs it.
+    /// The current file must have all its bytes.
     fn close_current(&mut self) -> Result<(), UnpackError> {
         let Some(cur) = self.current.take() else {
             return Ok(());
@@ -191,9 +196,7 @@ impl Unpacker {
                 cur.left
             ));
         }
-        cur.file
-            .sync_all()
-            .map_err(|source| self.io(&self.root.join(&cur.wire), source))
+        Ok(())
     }
 
     fn end(&mut self, end: PackageEnd) -> Result<(), UnpackError> {
