@@ -130,9 +130,10 @@ fn parallel_mixed_lifecycle_commands_never_corrupt_the_store() {
                 .enumerate()
                 .map(|(k, c)| {
                     let d = &d;
-                    // Staggered over 2.5 s so commands land before, during and
-                    // after the winning install, not all before its upload ends.
-                    let delay = Duration::from_millis((k as u64 * 131 + round as u64 * 37) % 2500);
+                    // Four bursts of five, 700 ms apart: commands in a burst race
+                    // each other, and later bursts land during and after the
+                    // winning install rather than all before its upload ends.
+                    let delay = Duration::from_millis((k % 4) as u64 * 700);
                     s.spawn(move || {
                         std::thread::sleep(delay);
                         let args: Vec<&str> = c.iter().map(String::as_str).collect();
