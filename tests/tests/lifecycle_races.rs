@@ -194,6 +194,20 @@ fn parallel_mixed_lifecycle_commands_never_corrupt_the_store() {
             }
         }
         let order = lifetimes(&d, since);
+        let lost_installs = outs
+            .iter()
+            .filter(|(c, o)| c.contains(&"install".to_string()) && !o.status.success())
+            .count();
+        let failed_records = d
+            .audit(Some("hello"))
+            .iter()
+            .filter(|r| r["id"].as_i64().unwrap_or(0) > since)
+            .filter(|r| r["action"] == "plugin.install" && r["outcome"] == "failed")
+            .count();
+        assert_eq!(
+            failed_records, lost_installs,
+            "every losing install is audited under the plugin's name"
+        );
         let recorded_installs = order.iter().filter(|a| *a == "plugin.install").count();
         assert_eq!(
             installs_won, recorded_installs,

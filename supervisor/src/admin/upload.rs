@@ -98,12 +98,19 @@ impl AdminService {
             }
         };
         let origin = clip_origin(&header.origin);
-        let result = self.upload(&actor, &intent, &origin, chunks).await;
+        // The plugin's name, once the package's manifest has told it.
+        let mut named = match &intent {
+            Intent::Update(name) => Some(name.clone()),
+            Intent::Install => None,
+        };
+        let result = self
+            .upload(&actor, &intent, &origin, chunks, &mut named)
+            .await;
         if let Err(status) = &result {
             let mut entry = AuditEntry::new(&actor, intent.action(), Outcome::Failed).detail(
                 serde_json::json!({ "source": origin, "uploaded": true, "error": status.message() }),
             );
-            if let Intent::Update(name) = &intent {
+            if let Some(name) = named {
                 entry = entry.plugin(name);
             }
             self.audit(entry);
@@ -117,6 +124,7 @@ impl AdminService {
         intent: &Intent,
         origin: &str,
         chunks: Streaming<PackageChunk>,
+        named: &mut Option<String>,
     ) -> Result<UploadPluginResponse, Status> {
         lifecycle::admit(&self.shared, intent.op())
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
@@ -129,6 +137,7 @@ impl AdminService {
         .await
         .map_err(joined)?
         .map_err(install_status)?;
+        named.get_or_insert_with(|| prepared.name().to_string());
         match intent {
             Intent::Install => self.install(actor, prepared).await,
             Intent::Update(name) => self.update(actor, name, prepared).await,

@@ -112,3 +112,34 @@ pub fn destinations(cfg: &Config, name: &str, version: &str) -> impl Iterator<It
         n => base.join(format!("{version}~{n}")),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_staging_directory_goes_unless_placed_and_the_sweep_spares_live_daemons() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load(None, dir.path()).unwrap();
+        let dropped = Staging::create(&cfg).unwrap();
+        let path = dropped.path().to_path_buf();
+        assert!(path.is_dir());
+        drop(dropped);
+        assert!(!path.exists(), "an unplaced staging directory is deleted");
+
+        let placed = Staging::create(&cfg).unwrap();
+        fs::write(placed.path().join("f"), "x").unwrap();
+        let dest = placed.place(destinations(&cfg, "p", "1.0.0")).unwrap();
+        assert_eq!(dest, cfg.plugin_store_dir().join("p/1.0.0"));
+        assert!(dest.join("f").is_file());
+
+        let store = cfg.plugin_store_dir();
+        // pid 1 is alive; no pid is this large.
+        fs::create_dir(store.join(".staging-1-0")).unwrap();
+        fs::create_dir(store.join(".staging-4000000000-0")).unwrap();
+        sweep(&cfg);
+        assert!(store.join(".staging-1-0").is_dir());
+        assert!(!store.join(".staging-4000000000-0").exists());
+        assert!(dest.is_dir(), "the sweep touches only staging directories");
+    }
+}
