@@ -76,6 +76,35 @@ fn store_points_at_real_files(d: &Daemon) -> Vec<String> {
     dirs
 }
 
+/// The install directories of `hello` in every backup file kept.
+fn backed_up_dirs(d: &Daemon) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(d.root().join("state/backups"))
+        .unwrap()
+        .flatten()
+    {
+        let db = rusqlite::Connection::open_with_flags(
+            entry.path(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open a backup read-only");
+        if let Ok(dir) = db.query_row(
+            "SELECT install_dir FROM plugins WHERE name = 'hello'",
+            [],
+            |r| r.get::<_, String>(0),
+        ) {
+            dirs.push(PathBuf::from(dir));
+        }
+    }
+    dirs
+}
+
+fn version_dirs(d: &Daemon) -> Vec<PathBuf> {
+    std::fs::read_dir(d.root().join("state/plugins/hello"))
+        .map(|it| it.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 fn staging_left(d: &Daemon) -> Vec<String> {
     std::fs::read_dir(d.root().join("state/plugins"))
         .map(|it| {
@@ -229,14 +258,15 @@ fn parallel_mixed_lifecycle_commands_never_corrupt_the_store() {
         let dirs = store_points_at_real_files(&d);
         let installed = order.len() % 2 == 1;
         assert_eq!(dirs.len(), usize::from(installed), "{dirs:?} vs {order:?}");
-        if let Some(dir) = dirs.first() {
-            // Only the version the store points at is kept.
-            let versions: Vec<PathBuf> = std::fs::read_dir(d.root().join("state/plugins/hello"))
-                .unwrap()
-                .flatten()
-                .map(|e| e.path())
-                .collect();
-            assert_eq!(versions, [PathBuf::from(dir)], "left over versions");
+        // Only the version the store points at, and those kept backups point at
+        // (so a restore from before an update finds its files), stay on disk.
+        let mut allowed = backed_up_dirs(&d);
+        allowed.extend(dirs.iter().map(PathBuf::from));
+        for version in version_dirs(&d) {
+            assert!(
+                allowed.contains(&version),
+                "left over: {version:?} ({allowed:?})"
+            );
         }
         assert!(staging_left(&d).is_empty(), "{:?}", staging_left(&d));
         let integrity = d
@@ -303,4 +333,69 @@ fn concurrent_backups_all_succeed_with_distinct_ids_and_pruning_leaves_nothing()
         );
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
+}
+
+#[test]
+fn a_restore_excludes_plugin_commands_and_finds_the_files_of_before_an_update() {
+    let d = Daemon::start();
+    let bin = bin("echo_plugin");
+    let v1 = d.package("v1", &manifest("1.0.0"), &bin, "hello");
+    let v2 = d.package("v2", &manifest("2.0.0"), &bin, "hello");
+    let v3 = d.package("v3", &manifest("3.0.0"), &bin, "hello");
+    d.cli(&["plugin", "install", v1.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "hello"]).ok();
+    d.wait_running("hello");
+    let before = d.cli(&["--output", "json", "backup", "create"]).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // A restore in a burst of commands on the plugin it replaces.
+    let (v2s, v3s) = (v2.display().to_string(), v3.display().to_string());
+    let burst: Vec<Vec<&str>> = vec![
+        vec!["restore", "--backup-id", &before],
+        vec!["plugin", "update", "hello", &v2s],
+        vec!["plugin", "disable", "hello"],
+        vec!["plugin", "enable", "hello"],
+        vec!["plugin", "update", "hello", &v3s],
+        vec!["--output", "json", "backup", "create"],
+    ];
+    let outs: Vec<Cli> = std::thread::scope(|s| {
+        let handles: Vec<_> = burst.iter().map(|args| s.spawn(|| d.cli(args))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (args, out) in burst.iter().zip(&outs) {
+        assert!(
+            out.status.success() || !unclear(&out.stderr),
+            "{args:?}: {}",
+            out.stderr
+        );
+        println!(
+            "{args:?}: {}",
+            if out.status.success() {
+                "ok".into()
+            } else {
+                out.stderr.trim().to_string()
+            }
+        );
+    }
+    assert!(outs[0].status.success(), "the restore: {}", outs[0].stderr);
+    store_points_at_real_files(&d);
+    d.cli(&["verify", "system-integrity"]).ok();
+
+    // Whatever ran, now update past the backup and restore it: the backup's
+    // version comes back with its files and runs.
+    let now = d.plugin_json("hello")["summary"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    if now != "3.0.0" {
+        d.cli(&["plugin", "update", "hello", &v3s]).ok();
+    }
+    d.cli(&["plugin", "enable", "hello"]).ok();
+    d.cli(&["restore", "--backup-id", &before]).ok();
+    assert_eq!(d.plugin_json("hello")["summary"]["version"], "1.0.0");
+    store_points_at_real_files(&d);
+    d.wait_running("hello");
+    d.cli(&["verify", "system-integrity"]).ok();
 }

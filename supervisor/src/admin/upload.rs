@@ -280,14 +280,14 @@ impl AdminService {
         .map_err(joined)?
         .map_err(install_status)?;
         self.switch_to_new_version(&updated).await;
-        let (shared, name2, old) = (
-            Arc::clone(&self.shared),
-            name.to_string(),
-            updated.previous.install_dir.clone(),
-        );
-        // The old version no longer runs and the store points at the new one.
+        let (shared, name2) = (Arc::clone(&self.shared), name.to_string());
+        // The old version no longer runs and the store points at the new one; what
+        // a kept backup points at stays, so a restore from before the update works.
         tokio::task::spawn_blocking(move || {
-            install::retire(&shared.cfg, &shared.store, &name2, &old)
+            match backup::install_dirs_in_backups(&shared, &name2) {
+                Ok(keep) => install::retire(&shared.cfg, &shared.store, &name2, &keep),
+                Err(e) => tracing::warn!(plugin = %name2, error = %e, "cannot list backups: old versions stay"),
+            }
         })
         .await
         .map_err(joined)?;

@@ -160,6 +160,36 @@ fn seal(partial: &Path, file: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
+/// The install directories of `plugin` that kept backups point at: an update
+/// keeps them, so restoring a backup from before it still finds its files. A
+/// backup that cannot be read keeps nothing (it could not be restored either).
+pub fn install_dirs_in_backups(shared: &Shared, plugin: &str) -> Result<Vec<PathBuf>, BackupError> {
+    let dir = shared.cfg.backup_dir();
+    let mut dirs = Vec::new();
+    for row in shared.store.backups()? {
+        let file = file_of(&dir, &row.id);
+        let found = rusqlite::Connection::open_with_flags(
+            &file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|conn| {
+            conn.query_row(
+                "SELECT install_dir FROM plugins WHERE name = ?1",
+                [plugin],
+                |r| r.get::<_, String>(0),
+            )
+        });
+        match found {
+            Ok(d) => dirs.push(PathBuf::from(d)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => {}
+            Err(e) => {
+                tracing::warn!(plugin, backup = %row.id, error = %e, "cannot read a backup's plugin rows")
+            }
+        }
+    }
+    Ok(dirs)
+}
+
 fn count_plugins(file: &Path) -> Result<u32, BackupError> {
     let conn =
         rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)

@@ -3,7 +3,7 @@
 //! and grown scopes go back to review; those it no longer asks for are dropped.
 
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::{BeforeChange, InstallError, Prepared};
 use crate::audit::{Actor, AuditEntry, Outcome};
@@ -195,26 +195,35 @@ pub fn update(
     Ok(updated)
 }
 
-/// After an update committed and the old version stopped: deletes the previous
-/// version's directory, unless the store points at it (re-read now) or it is not
-/// a version directory of this plugin in the plugin store.
-pub fn retire(cfg: &Config, store: &Store, name: &str, old_dir: &str) {
-    let old = Path::new(old_dir);
+/// After an update committed and the old version stopped: deletes the version
+/// directories of `name` that neither the store (re-read now) nor `keep` (what
+/// kept backups point at) refers to. Only directories inside
+/// `<plugins>/<name>/` are considered; the caller holds the plugin's lock.
+pub fn retire(cfg: &Config, store: &Store, name: &str, keep: &[PathBuf]) {
     let parent = cfg.plugin_store_dir().join(name);
-    if old.parent() != Some(parent.as_path()) {
-        return;
-    }
-    match store.plugin(name) {
-        Ok(Some(row)) if Path::new(&row.install_dir) != old => {}
-        Ok(_) => return,
+    let current = match store.plugin(name) {
+        Ok(Some(row)) => PathBuf::from(row.install_dir),
+        Ok(None) => return,
         Err(e) => {
-            tracing::warn!(plugin = name, error = %e, "cannot read the store: the previous version's files stay");
+            tracing::warn!(plugin = name, error = %e, "cannot read the store: old versions stay");
             return;
         }
-    }
-    if let Err(e) = fs::remove_dir_all(old) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(plugin = name, dir = %old.display(), error = %e, "could not delete the previous version");
+    };
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if dir == current || keep.contains(&dir) {
+            continue;
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::info!(plugin = name, dir = %dir.display(), "deleted a version no store row or backup refers to")
+            }
+            Err(e) => {
+                tracing::warn!(plugin = name, dir = %dir.display(), error = %e, "could not delete an old version")
+            }
         }
     }
 }
