@@ -80,21 +80,21 @@ impl Drop for Staging {
 }
 
 /// At start: staging directories of daemons no longer running (named by their
-/// pid), left by a kill. The store never points at one.
+/// pid), left by a kill, and old-style ones. The store never points at one.
 pub fn sweep(cfg: &Config) {
     let Ok(entries) = fs::read_dir(cfg.plugin_store_dir()) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
             continue;
         };
-        let alive = pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists();
+        // Earlier versions named them `.staging-<plugin>-<pid>`: never a live one.
+        let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| {
+            pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists()
+        });
         if !alive {
             tracing::info!(dir = %entry.path().display(), "deleting a staging directory left by a stopped supervisor");
             let _ = fs::remove_dir_all(entry.path());
@@ -137,9 +137,14 @@ mod tests {
         // pid 1 is alive; no pid is this large.
         fs::create_dir(store.join(".staging-1-0")).unwrap();
         fs::create_dir(store.join(".staging-4000000000-0")).unwrap();
+        fs::create_dir(store.join(".staging-hello-1")).unwrap();
         sweep(&cfg);
         assert!(store.join(".staging-1-0").is_dir());
         assert!(!store.join(".staging-4000000000-0").exists());
+        assert!(
+            !store.join(".staging-hello-1").exists(),
+            "an old-style name"
+        );
         assert!(dest.is_dir(), "the sweep touches only staging directories");
     }
 }
