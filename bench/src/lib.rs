@@ -120,6 +120,24 @@ impl Daemon {
     }
 }
 
+/// Installs the package at `dir` as the CLI does: read here, streamed to the
+/// daemon (it opens no path of ours).
+pub async fn install(admin: &mut AdminClient<Channel>, dir: &Path) -> Result<()> {
+    use broker_proto::admin::v1::{UploadHeader, UploadIntent};
+    use plexichat_supervisor::package::pack;
+    let plan = pack::plan(dir)?;
+    let header = UploadHeader {
+        intent: UploadIntent::Install as i32,
+        name: String::new(),
+        origin: dir.display().to_string(),
+    };
+    let (stream, packer) = pack::stream(plan, header);
+    let answer = admin.upload_plugin(stream).await;
+    packer.await??;
+    answer?;
+    Ok(())
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         // SAFETY: kill(2) on our own child.

@@ -7,7 +7,7 @@ pub const BROKER_PROTOCOL_VERSIONS: &[u32] = &[1];
 /// Upper bound on any single broker message, in both directions.
 pub const MAX_BROKER_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// Upper bound on any single admin API message (install requests carry a path, not files).
+/// Upper bound on any single admin API message (an upload streams a package in messages of at most 1 MiB of data).
 pub const MAX_ADMIN_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Most records one `QueryAudit` page holds (`AuditQuery.page_size`); a page is also

@@ -24,6 +24,8 @@ pub struct Shared {
     pub counters: std::sync::Arc<crate::monitor::Counters>,
     /// The configured alert rules and their windows.
     pub alerts: std::sync::Arc<crate::alerts::Alerts>,
+    /// Serialises lifecycle commands per plugin; a restore excludes them all.
+    pub locks: crate::lifecycle::Locks,
     /// `None` only when `sandbox.confine = false`.
     pub sandbox: Option<SandboxHost>,
 }

@@ -115,6 +115,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         audit,
         hub: Hub::default(),
         host_actions: Default::default(),
+        locks: Default::default(),
         sandbox,
     });
     let weak = Arc::downgrade(&shared);
@@ -147,6 +148,7 @@ fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&cfg.log_dir)
         .with_context(|| format!("creating {}", cfg.log_dir.display()))?;
+    crate::install::sweep_staging(cfg);
     Ok(())
 }
 

@@ -21,6 +21,7 @@ pub mod launcher;
 pub mod lifecycle;
 pub mod manifest;
 pub mod monitor;
+pub mod package;
 pub mod plugin_log;
 pub mod runtime;
 pub mod sandbox;

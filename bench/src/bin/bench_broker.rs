@@ -9,9 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use broker_proto::admin::v1::{
-    AuditQuery, EnablePluginRequest, InstallPluginRequest, InvokeCommandRequest,
-};
+use broker_proto::admin::v1::{AuditQuery, EnablePluginRequest, InvokeCommandRequest};
 use plexichat_bench::{release_dir, stats, Daemon, Stats};
 
 mod echo {
@@ -255,11 +253,7 @@ async fn main() -> Result<()> {
     let daemon = Daemon::start("[broker]\nrate_per_sec = 1000000000.0\nburst = 1000000000\n")?;
     let mut admin = daemon.admin().await?;
     let pkg = daemon.package("echo", &release_dir()?.join("echo_plugin"))?;
-    admin
-        .install_plugin(InstallPluginRequest {
-            path: pkg.display().to_string(),
-        })
-        .await?;
+    plexichat_bench::install(&mut admin, &pkg).await?;
     admin
         .enable_plugin(EnablePluginRequest {
             name: "echo".into(),

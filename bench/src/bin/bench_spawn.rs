@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use broker_proto::admin::v1::{
-    AuditQuery, DisablePluginRequest, EnablePluginRequest, InstallPluginRequest, ListPluginsRequest,
+    AuditQuery, DisablePluginRequest, EnablePluginRequest, ListPluginsRequest,
 };
 use plexichat_bench::{release_dir, stats, Daemon, Stats};
 
@@ -50,11 +50,7 @@ async fn plugin_spawns(confine: bool, warm: usize, runs: usize) -> Result<Vec<f6
     let mut admin = daemon.admin().await?;
     let binary = release_dir()?.join("echo_plugin");
     let pkg = daemon.package("echo", &binary)?;
-    admin
-        .install_plugin(InstallPluginRequest {
-            path: pkg.display().to_string(),
-        })
-        .await?;
+    plexichat_bench::install(&mut admin, &pkg).await?;
     for _ in 0..runs + WARMUP {
         admin
             .enable_plugin(EnablePluginRequest {

@@ -6,6 +6,7 @@ mod auth;
 mod convert;
 mod operations;
 mod service;
+mod upload;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

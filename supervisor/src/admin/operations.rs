@@ -8,14 +8,11 @@ use broker_proto::admin::v1::*;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::service::{
-    approval_status, install_status, lifecycle_status, store_status, AdminService,
-};
+use super::service::{approval_status, busy_status, lifecycle_status, store_status, AdminService};
 use super::Need;
 use crate::audit::{AuditEntry, Outcome};
 use crate::backup::{self, BackupError, Reason};
 use crate::clock::now_ms;
-use crate::install::InstallError;
 use crate::lifecycle;
 use crate::runtime::StopMode;
 use crate::store::{self, StoreError};
@@ -59,6 +56,7 @@ impl AdminService {
     ) -> Result<Response<EnablePluginResponse>, Status> {
         let actor = self.auth(&request, "enable", Need::Change)?;
         let req = request.into_inner();
+        let _lock = self.lock(&req.name, lifecycle::Op::Enable).await?;
         let verified = if req.verify_security {
             lifecycle::enable_verified(&self.shared, &self.runtime, &actor, &req.name)
                 .await
@@ -78,65 +76,13 @@ impl AdminService {
         &self,
         request: Request<UpdatePluginRequest>,
     ) -> Result<Response<UpdatePluginResponse>, Status> {
-        let actor = self.auth(&request, "update", Need::Change)?;
-        let req = request.into_inner();
-        let shared = Arc::clone(&self.shared);
-        let (actor2, name) = (actor.clone(), req.name.clone());
-        let path = std::path::PathBuf::from(&req.path);
-        let result = tokio::task::spawn_blocking(move || {
-            let taken = std::cell::RefCell::new(None);
-            let backup = || {
-                let row = backup::create(
-                    &shared,
-                    &actor2,
-                    Reason::Update,
-                    &format!("before updating {name} from {}", path.display()),
-                )
-                .map_err(|e| {
-                    InstallError::Refused(format!("the backup before updating failed: {e}"))
-                })?;
-                *taken.borrow_mut() = Some(row.id);
-                Ok(())
-            };
-            let updated = crate::install::update(
-                &shared.cfg,
-                &shared.catalog,
-                &shared.store,
-                &actor2,
-                &name,
-                &path,
-                &backup,
-            )?;
-            Ok::<_, InstallError>((taken.into_inner().unwrap_or_default(), updated))
-        })
-        .await
-        .map_err(joined)?;
-        let (taken, updated) = match result {
-            Ok(done) => done,
-            Err(e) => {
-                self.audit(
-                    AuditEntry::new(&actor, "plugin.update", Outcome::Failed)
-                        .plugin(&req.name)
-                        .detail(serde_json::json!({ "source": req.path, "error": e.to_string() })),
-                )
-                .await?;
-                return Err(install_status(e));
-            }
-        };
-        self.switch_to_new_version(&updated).await;
-        Ok(Response::new(UpdatePluginResponse {
-            summary: Some(self.summary(&req.name)?),
-            previous_version: updated.previous.version,
-            carried_over: updated.carried_over,
-            to_review: updated.to_review,
-            dropped: updated.dropped,
-            backup_id: taken,
-        }))
+        self.auth(&request, "update", Need::Change)?;
+        Err(super::upload::path_api_removed())
     }
 
     /// The old version never runs on: it stops, and the new one starts at once when
     /// nothing grew; with growth it waits for the review (state disabled).
-    async fn switch_to_new_version(&self, updated: &crate::install::Updated) {
+    pub(super) async fn switch_to_new_version(&self, updated: &crate::install::Updated) {
         let name = &updated.row.name;
         let was_running = self.runtime.active().contains(name);
         if was_running {
@@ -270,6 +216,15 @@ impl AdminService {
     ) -> Result<Response<BackupInfo>, Status> {
         let actor = self.auth(&request, "backup", Need::Change)?;
         let comment = request.into_inner().comment;
+        if let Err(refused) = lifecycle::admit(&self.shared, lifecycle::Op::Backup) {
+            self.audit(
+                AuditEntry::new(&actor, "backup.create", Outcome::Denied)
+                    .detail(serde_json::json!({ "reason": refused.to_string() })),
+            )
+            .await?;
+            return Err(Status::resource_exhausted(refused.to_string()));
+        }
+        let _lock = self.shared.locks.shared().await.map_err(busy_status)?;
         let shared = Arc::clone(&self.shared);
         let row = tokio::task::spawn_blocking(move || {
             backup::create(&shared, &actor, Reason::Manual, comment.trim())
@@ -302,6 +257,12 @@ impl AdminService {
     ) -> Result<Response<RestoreBackupResponse>, Status> {
         let actor = self.auth(&request, "restore", Need::Change)?;
         let req = request.into_inner();
+        let _lock = self
+            .shared
+            .locks
+            .store(lifecycle::Op::Restore)
+            .await
+            .map_err(busy_status)?;
         let restored = backup::restore(
             &self.shared,
             &self.runtime,

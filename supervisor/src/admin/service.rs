@@ -20,7 +20,7 @@ use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::broker::InvokeError;
 use crate::clock::now_ms;
 use crate::context::Shared;
-use crate::install::{self, InstallError};
+use crate::install::InstallError;
 use crate::lifecycle::{self, LifecycleError};
 use crate::manifest::{topic_matches, validate_topic_pattern};
 use crate::runtime::Runtime;
@@ -63,6 +63,10 @@ pub(super) fn install_status(e: InstallError) -> Status {
         InstallError::Store(s) => store_status(s),
         InstallError::Io { .. } => Status::internal(e.to_string()),
     }
+}
+
+pub(super) fn busy_status(e: lifecycle::Busy) -> Status {
+    Status::aborted(e.to_string())
 }
 
 pub(super) fn lifecycle_status(e: LifecycleError) -> Status {
@@ -126,6 +130,19 @@ impl AdminService {
         Ok(convert::summary(&row, &self.runtime.status(name)))
     }
 
+    /// The plugin's lifecycle lock (see `lifecycle::Locks`).
+    pub(super) async fn lock(
+        &self,
+        name: &str,
+        op: lifecycle::Op,
+    ) -> Result<lifecycle::PluginGuard<'_>, Status> {
+        self.shared
+            .locks
+            .plugin(name, op)
+            .await
+            .map_err(busy_status)
+    }
+
     /// Records `entry` and returns once it is committed: nothing is answered without
     /// its record (UNAVAILABLE, naming why, when the audit trail cannot be written).
     pub(super) async fn audit(&self, entry: AuditEntry) -> Result<(), Status> {
@@ -158,56 +175,8 @@ impl Admin for AdminService {
         &self,
         request: Request<InstallPluginRequest>,
     ) -> Result<Response<PluginSummary>, Status> {
-        let actor = self.auth(&request, "install", Need::Change)?;
-        let path = std::path::PathBuf::from(request.into_inner().path);
-        let shared = Arc::clone(&self.shared);
-        let actor2 = actor.clone();
-        let path2 = path.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let backup = || {
-                crate::backup::create(
-                    &shared,
-                    &actor2,
-                    crate::backup::Reason::Install,
-                    &format!("before installing {}", path2.display()),
-                )
-                .map(drop)
-                .map_err(|e| {
-                    InstallError::Refused(format!("the backup before installing failed: {e}"))
-                })
-            };
-            install::install(
-                &shared.cfg,
-                &shared.catalog,
-                &shared.store,
-                &actor2,
-                &path2,
-                &backup,
-            )
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-        let installed = match result {
-            Ok(i) => i,
-            Err(e) => {
-                self.audit(
-                    AuditEntry::new(&actor, "plugin.install", Outcome::Failed)
-                        .detail(serde_json::json!({ "source": path.display().to_string(), "error": e.to_string() })),
-                ).await?;
-                return Err(install_status(e));
-            }
-        };
-        let name = installed.row.name.clone();
-        let n = installed.manifest.permissions.len();
-        self.shared.hub.notify(
-            "approval_required",
-            &name,
-            format!(
-                "{name} {} installed with {n} permission request(s) awaiting review",
-                installed.row.version
-            ),
-        );
-        Ok(Response::new(self.summary(&name)?))
+        self.auth(&request, "install", Need::Change)?;
+        Err(super::upload::path_api_removed())
     }
 
     async fn list_plugins(
@@ -307,6 +276,7 @@ impl Admin for AdminService {
     ) -> Result<Response<PluginSummary>, Status> {
         let actor = self.auth(&request, "request changes", Need::Change)?;
         let req = request.into_inner();
+        let _lock = self.lock(&req.name, lifecycle::Op::RequestChanges).await?;
         lifecycle::request_changes(&self.shared, &self.runtime, &actor, &req.name, &req.comment)
             .await
             .map_err(lifecycle_status)?;
@@ -429,6 +399,7 @@ impl Admin for AdminService {
     ) -> Result<Response<PluginSummary>, Status> {
         let actor = self.auth(&request, "disable", Need::Change)?;
         let req = request.into_inner();
+        let _lock = self.lock(&req.name, lifecycle::Op::Disable).await?;
         lifecycle::disable(&self.shared, &self.runtime, &actor, &req.name, req.force)
             .await
             .map_err(lifecycle_status)?;
@@ -441,6 +412,7 @@ impl Admin for AdminService {
     ) -> Result<Response<RemovePluginResponse>, Status> {
         let actor = self.auth(&request, "remove", Need::Change)?;
         let name = request.into_inner().name;
+        let _lock = self.lock(&name, lifecycle::Op::Remove).await?;
         lifecycle::remove(&self.shared, &self.runtime, &actor, &name)
             .await
             .map_err(lifecycle_status)?;
@@ -674,6 +646,13 @@ impl Admin for AdminService {
             ok,
             checks: checks.into_iter().map(convert::check).collect(),
         }))
+    }
+
+    async fn upload_plugin(
+        &self,
+        request: Request<tonic::Streaming<PackageChunk>>,
+    ) -> Result<Response<UploadPluginResponse>, Status> {
+        self.op_upload(request).await
     }
 
     type ServeHostActionsStream = BoxStream<HostActionCall>;

@@ -79,17 +79,16 @@ pub fn create(
         .mode(0o700)
         .create(&dir)
         .map_err(io(&dir))?;
-    let id = fresh_id(shared)?;
-    let partial = dir.join(format!(".{id}.partial"));
+    let (id, partial) = reserve_id(shared, &dir)?;
     let file = file_of(&dir, &id);
-    let _ = fs::remove_file(&partial);
     let made = shared
         .store
         .backup_to(&partial)
+        .and_then(|()| standalone(&partial))
         .map_err(BackupError::from)
         .and_then(|()| seal(&partial, &file));
     if let Err(e) = made {
-        let _ = fs::remove_file(&partial);
+        remove_db_files(&partial);
         return Err(e);
     }
     let row = BackupRow {
@@ -113,7 +112,8 @@ pub fn create(
         prune(tx, shared.cfg.backup.keep, &row.id)
     })?;
     for id in pruned {
-        let _ = fs::remove_file(file_of(&dir, &id));
+        remove_db_files(&file_of(&dir, &id));
+        remove_db_files(&partial_of(&dir, &id));
     }
     tracing::info!(id = %row.id, reason = reason.as_str(), bytes = row.bytes, "store backup taken");
     Ok(row)
@@ -141,6 +141,14 @@ fn prune(tx: &mut store::Tx<'_>, keep: usize, newest: &str) -> Result<Vec<String
     Ok(pruned)
 }
 
+/// The copy keeps the store's WAL mode, and opening it would leave `-wal` and
+/// `-shm` files beside it: a backup is one self-contained file instead.
+fn standalone(partial: &Path) -> Result<(), StoreError> {
+    let conn = rusqlite::Connection::open(partial)?;
+    conn.pragma_update(None, "journal_mode", "DELETE")?;
+    Ok(())
+}
+
 /// Makes the finished copy durable and gives it its final name.
 fn seal(partial: &Path, file: &Path) -> Result<(), BackupError> {
     fs::set_permissions(partial, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -155,6 +163,36 @@ fn seal(partial: &Path, file: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
+/// The install directories of `plugin` that kept backups point at: an update
+/// keeps them, so restoring a backup from before it still finds its files. A
+/// backup that cannot be read keeps nothing (it could not be restored either).
+pub fn install_dirs_in_backups(shared: &Shared, plugin: &str) -> Result<Vec<PathBuf>, BackupError> {
+    let dir = shared.cfg.backup_dir();
+    let mut dirs = Vec::new();
+    for row in shared.store.backups()? {
+        let file = file_of(&dir, &row.id);
+        let found = rusqlite::Connection::open_with_flags(
+            &file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .and_then(|conn| {
+            conn.query_row(
+                "SELECT install_dir FROM plugins WHERE name = ?1",
+                [plugin],
+                |r| r.get::<_, String>(0),
+            )
+        });
+        match found {
+            Ok(d) => dirs.push(PathBuf::from(d)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => {}
+            Err(e) => {
+                tracing::warn!(plugin, backup = %row.id, error = %e, "cannot read a backup's plugin rows")
+            }
+        }
+    }
+    Ok(dirs)
+}
+
 fn count_plugins(file: &Path) -> Result<u32, BackupError> {
     let conn =
         rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -164,16 +202,60 @@ fn count_plugins(file: &Path) -> Result<u32, BackupError> {
         .map_err(StoreError::from)?)
 }
 
-/// `YYYYMMDD-HHMMSS-mmm` of now (UTC), with a counter if that is taken.
-fn fresh_id(shared: &Shared) -> Result<String, BackupError> {
+/// Reserves a fresh id, `YYYYMMDD-HHMMSS-mmm` of now (UTC) with a counter if
+/// that is taken, by creating its partial file (O_EXCL, 0600): two concurrent
+/// backups never get the same id. An id whose backup file or record exists is
+/// skipped.
+fn reserve_id(shared: &Shared, dir: &Path) -> Result<(String, PathBuf), BackupError> {
     let base = crate::clock::compact_utc_ms(now_ms());
-    let mut id = base.clone();
-    let mut n = 1;
-    while shared.store.backup(&id)?.is_some() {
-        id = format!("{base}-{n}");
-        n += 1;
+    for n in 0..10_000u32 {
+        let id = match n {
+            0 => base.clone(),
+            n => format!("{base}-{n}"),
+        };
+        let partial = partial_of(dir, &id);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&partial)(e)),
+        }
+        // Checked after the reservation: a backup that finished meanwhile has
+        // renamed its partial file to this.
+        if file_of(dir, &id).exists() || shared.store.backup(&id)?.is_some() {
+            let _ = fs::remove_file(&partial);
+            continue;
+        }
+        return Ok((id, partial));
     }
-    Ok(id)
+    Err(BackupError::Io {
+        path: dir.display().to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "no free backup id in this millisecond",
+        ),
+    })
+}
+
+fn partial_of(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!(".{id}.partial"))
+}
+
+/// A SQLite file and what SQLite may have put beside it.
+fn remove_db_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if let Err(e) = fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = %Path::new(&p).display(), error = %e, "could not delete a backup file");
+            }
+        }
+    }
 }
 
 fn valid_id(id: &str) -> bool {
@@ -264,7 +346,7 @@ pub async fn restore(
         })
     }
     .await;
-    let _ = fs::remove_file(&copy);
+    remove_db_files(&copy);
     let (safety, plugins) = match result {
         Ok(done) => done,
         Err(e) => {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use broker_proto::admin::v1::{
     AuditQuery, AuditResponse, DecisionRequest, DecisionResponse, DisablePluginRequest,
-    InstallPluginRequest, InvokeCommandRequest, ListPendingRequest, ListPendingResponse,
-    ListPluginsRequest, ListPluginsResponse, Notification, PermissionRecord, PluginDetail,
-    PluginEvent, PluginRef, PluginSummary, PublishEventRequest, PublishEventResponse, Resources,
-    RevokeRequest, RevokeResponse, WatchEventsRequest, WatchNotificationsRequest, WhoAmIRequest,
+    InvokeCommandRequest, ListPendingRequest, ListPendingResponse, ListPluginsRequest,
+    ListPluginsResponse, Notification, PermissionRecord, PluginDetail, PluginEvent, PluginRef,
+    PluginSummary, PublishEventRequest, PublishEventResponse, Resources, RevokeRequest,
+    RevokeResponse, UploadIntent, WatchEventsRequest, WatchNotificationsRequest, WhoAmIRequest,
     WhoAmIResponse,
 };
 use serde::Serialize;
@@ -102,14 +102,9 @@ pub async fn whoami(session: &Session) -> Result<()> {
 }
 
 pub async fn install(session: &Session, dir: &Path) -> Result<()> {
-    // The daemon resolves the path itself, so it must be absolute; checking it
-    // here also gives a local error instead of one about the daemon's view.
-    let path = plugin_dir(dir)?;
-    let mut admin = session.connect().await?;
-    let summary = admin
-        .install_plugin(InstallPluginRequest { path })
-        .await?
-        .into_inner();
+    // Read here with the caller's rights and streamed: the daemon opens no path.
+    let (mut admin, resp) = super::upload::upload(session, UploadIntent::Install, "", dir).await?;
+    let summary = resp.summary.unwrap_or_default();
     if session.format == OutputFormat::Json {
         return emit(&serde_json::to_string_pretty(&summary)?);
     }

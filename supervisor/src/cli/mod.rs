@@ -9,6 +9,7 @@ mod operations;
 mod output;
 mod parse;
 mod security;
+mod upload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -207,8 +208,8 @@ enum SecurityCommand {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
-    /// Install a plugin from a directory; it stays disabled until its
-    /// permission requests are reviewed
+    /// Install a plugin from a directory (read by the CLI with your rights and
+    /// uploaded); it stays disabled until its permission requests are reviewed
     Install {
         /// Plugin directory containing plugin.toml
         #[arg(value_name = "DIR")]

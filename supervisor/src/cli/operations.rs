@@ -10,24 +10,18 @@ use broker_proto::admin::v1::{
     DisableAllResponse, EnablePluginRequest, EnablePluginResponse, ListAlertsRequest,
     ListAlertsResponse, ListBackupsRequest, ListBackupsResponse, RestoreBackupRequest,
     RestoreBackupResponse, RevokeAllRequest, SafeModeStatus, SecurityReportRequest,
-    SecurityReportResponse, SetSafeModeRequest, UpdatePluginRequest, UpdatePluginResponse,
+    SecurityReportResponse, SetSafeModeRequest, UpdatePluginResponse, UploadIntent,
 };
 
-use super::commands::{
-    audit_table, emit, plugin_dir, revoke_text, state_change_text, top, Session,
-};
+use super::commands::{audit_table, emit, revoke_text, state_change_text, top, Session};
 use super::output::{
     escape_line, format_bytes, format_ms, join_or_none, key_values, or_none, Table,
 };
 
 pub async fn update(session: &Session, name: String, dir: &Path) -> Result<()> {
-    let path = plugin_dir(dir)?;
-    let resp = session
-        .connect()
-        .await?
-        .update_plugin(UpdatePluginRequest { name, path })
-        .await?
-        .into_inner();
+    // Read here with the caller's rights and streamed: the daemon opens no path.
+    let (_, resp) = super::upload::upload(session, UploadIntent::Update, &name, dir).await?;
+    let resp = resp.update.unwrap_or_default();
     emit(&session.render(&resp, update_text)?)
 }
 

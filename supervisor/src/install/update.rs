@@ -3,13 +3,13 @@
 //! and grown scopes go back to review; those it no longer asks for are dropped.
 
 use std::fs;
-use std::path::Path;
+use std::path::PathBuf;
 
-use super::{must_be_absolute, place, stage, BeforeChange, InstallError, Staged};
+use super::{BeforeChange, InstallError, Prepared};
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::catalog::{Catalog, Permission, ScopeShape};
 use crate::config::Config;
-use crate::manifest::{Manifest, PermissionRequest, Version};
+use crate::manifest::{PermissionRequest, Version};
 use crate::store::{self, PermissionRow, PluginRow, PluginState, Store};
 
 /// What an update did.
@@ -88,134 +88,148 @@ fn narrow_grant(shape: ScopeShape, granted: &[String], requested: &[String]) -> 
     out
 }
 
-/// Installs the package at `source` as the new version of `name`. The version must
-/// be newer; the same version with a different binary is refused. Nothing changes
-/// on any refusal.
+/// Installs a prepared package as the new version of `name` into a fresh
+/// directory; the store row moves to it in one transaction, and the previous
+/// version's directory stays until [`retire`]. The version must be newer; the same
+/// version with a different binary is refused. Nothing changes on any refusal. The
+/// caller holds the plugin's lifecycle lock.
 pub fn update(
     cfg: &Config,
     catalog: &Catalog,
     store: &Store,
     actor: &Actor,
     name: &str,
-    source: &Path,
+    prepared: Prepared,
     before_change: BeforeChange<'_>,
 ) -> Result<Updated, InstallError> {
-    must_be_absolute(source)?;
-    let manifest = Manifest::load_dir(source, catalog)?;
-    if manifest.name.as_str() != name {
+    if prepared.name() != name {
         return Err(InstallError::Package {
-            path: source.display().to_string(),
-            message: format!("holds plugin `{}`, not `{name}`", manifest.name),
+            path: prepared.origin.clone(),
+            message: format!("holds plugin `{}`, not `{name}`", prepared.name()),
         });
     }
     let previous = store.require_plugin(name)?;
-    let staged = stage(cfg, catalog, source, manifest)?;
-    if let Err(e) = newer(&previous, &staged).and_then(|()| before_change()) {
-        let _ = fs::remove_dir_all(&staged.staging);
-        return Err(e);
-    }
-    let Staged {
-        manifest,
-        staging,
-        dest,
-        sha256,
-    } = staged;
-    let result = place(&staging, &dest).and_then(|()| {
-        let manifest_text =
-            fs::read_to_string(dest.join(crate::manifest::MANIFEST_FILE)).map_err(|source| {
-                InstallError::Io {
-                    dest: dest.display().to_string(),
-                    source,
-                }
-            })?;
-        store.write(|tx| {
-            let old = store::permission_rows(&tx.sql, name)?;
-            let changes_requested = previous.state == PluginState::ChangesRequested;
-            let plan = plan(catalog, &old, &manifest.permissions, changes_requested);
-            for req in &manifest.permissions {
-                let existing = old.iter().find(|r| r.permission == req.permission);
-                let carry = plan.carry.contains(&req.permission);
-                if let Some(row) = existing {
-                    store::rerequest(
+    newer(&previous, &prepared)?;
+    before_change()?;
+    let source = prepared.origin.clone();
+    let (placed, manifest, manifest_text, sha256) = prepared.place(cfg)?;
+    let dest = placed.dir.clone();
+    let updated = store.write(|tx| {
+        let old = store::permission_rows(&tx.sql, name)?;
+        let changes_requested = previous.state == PluginState::ChangesRequested;
+        let plan = plan(catalog, &old, &manifest.permissions, changes_requested);
+        for req in &manifest.permissions {
+            let existing = old.iter().find(|r| r.permission == req.permission);
+            let carry = plan.carry.contains(&req.permission);
+            if let Some(row) = existing {
+                store::rerequest(
+                    &tx.sql,
+                    name,
+                    req.permission,
+                    &req.scope,
+                    &req.justification,
+                    carry,
+                )?;
+                let shape = catalog.spec(req.permission).scope;
+                let narrowed = narrow_grant(shape, &row.granted_scope, &req.scope);
+                if carry && narrowed != row.granted_scope {
+                    store::update_permission(
                         &tx.sql,
-                        name,
-                        req.permission,
-                        &req.scope,
-                        &req.justification,
-                        carry,
-                    )?;
-                    let shape = catalog.spec(req.permission).scope;
-                    let narrowed = narrow_grant(shape, &row.granted_scope, &req.scope);
-                    if carry && narrowed != row.granted_scope {
-                        store::update_permission(
-                            &tx.sql,
-                            &PermissionRow {
-                                granted_scope: narrowed,
-                                ..row.clone()
-                            },
-                        )?;
-                    }
-                } else {
-                    store::insert_request(
-                        &tx.sql,
-                        name,
-                        req.permission,
-                        &req.scope,
-                        &req.justification,
+                        &PermissionRow {
+                            granted_scope: narrowed,
+                            ..row.clone()
+                        },
                     )?;
                 }
+            } else {
+                store::insert_request(
+                    &tx.sql,
+                    name,
+                    req.permission,
+                    &req.scope,
+                    &req.justification,
+                )?;
             }
-            for p in &plan.dropped {
-                store::delete_request(&tx.sql, name, *p)?;
-            }
-            let names = |ps: &[Permission]| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>();
-            let (carried_over, to_review, dropped) = (
-                names(&plan.carry),
-                names(&plan.review),
-                names(&plan.dropped),
-            );
-            let (state, state_reason) =
-                next_state(&previous, manifest.version.as_str(), &to_review);
-            let row = PluginRow {
-                version: manifest.version.to_string(),
-                sha256: sha256.clone(),
-                manifest: manifest_text,
-                install_dir: dest.display().to_string(),
-                core: manifest.core,
-                state,
-                state_reason,
-                ..previous.clone()
-            };
-            store::set_version(&tx.sql, &row)?;
-            tx.audit(
-                AuditEntry::new(actor, "plugin.update", Outcome::Ok)
-                    .plugin(name)
-                    .change(previous.version.as_str(), row.version.as_str())
-                    .detail(serde_json::json!({
-                        "sha256": sha256, "previous_sha256": previous.sha256,
-                        "source": source.display().to_string(),
-                        "carried_over": carried_over, "to_review": to_review, "dropped": dropped,
-                        "state": row.state.as_str(),
-                    })),
-            );
-            Ok::<_, InstallError>(Updated {
-                previous: previous.clone(),
-                row,
-                carried_over,
-                to_review,
-                dropped,
-            })
+        }
+        for p in &plan.dropped {
+            store::delete_request(&tx.sql, name, *p)?;
+        }
+        let names = |ps: &[Permission]| ps.iter().map(|p| p.to_string()).collect::<Vec<_>>();
+        let (carried_over, to_review, dropped) = (
+            names(&plan.carry),
+            names(&plan.review),
+            names(&plan.dropped),
+        );
+        let (state, state_reason) = next_state(&previous, manifest.version.as_str(), &to_review);
+        let row = PluginRow {
+            version: manifest.version.to_string(),
+            sha256: sha256.clone(),
+            manifest: manifest_text.clone(),
+            install_dir: dest.display().to_string(),
+            core: manifest.core,
+            state,
+            state_reason,
+            ..previous.clone()
+        };
+        store::set_version(&tx.sql, &row)?;
+        tx.audit(
+            AuditEntry::new(actor, "plugin.update", Outcome::Ok)
+                .plugin(name)
+                .change(previous.version.as_str(), row.version.as_str())
+                .detail(serde_json::json!({
+                    "sha256": sha256, "previous_sha256": previous.sha256,
+                    "source": source, "uploaded": true,
+                    "carried_over": carried_over, "to_review": to_review, "dropped": dropped,
+                    "state": row.state.as_str(),
+                })),
+        );
+        Ok::<_, InstallError>(Updated {
+            previous: previous.clone(),
+            row,
+            carried_over,
+            to_review,
+            dropped,
         })
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&staging);
-        let _ = fs::remove_dir_all(&dest);
+    })?;
+    placed.commit();
+    Ok(updated)
+}
+
+/// After an update committed and the old version stopped: deletes the version
+/// directories of `name` that neither the store (re-read now) nor `keep` (what
+/// kept backups point at) refers to. Only directories inside
+/// `<plugins>/<name>/` are considered; the caller holds the plugin's lock.
+pub fn retire(cfg: &Config, store: &Store, name: &str, keep: &[PathBuf]) {
+    let parent = cfg.plugin_store_dir().join(name);
+    let current = match store.plugin(name) {
+        Ok(Some(row)) => PathBuf::from(row.install_dir),
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(plugin = name, error = %e, "cannot read the store: old versions stay");
+            return;
+        }
+    };
+    let Ok(entries) = fs::read_dir(&parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if dir == current || keep.contains(&dir) {
+            continue;
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {
+                tracing::info!(plugin = name, dir = %dir.display(), "deleted a version no store row or backup refers to")
+            }
+            Err(e) => {
+                tracing::warn!(plugin = name, dir = %dir.display(), error = %e, "could not delete an old version")
+            }
+        }
     }
-    result
 }
 
 /// Refuses anything but a newer version; the same version must be the same binary.
-fn newer(previous: &PluginRow, staged: &Staged) -> Result<(), InstallError> {
+fn newer(previous: &PluginRow, staged: &Prepared) -> Result<(), InstallError> {
     let refused = |message: String| Err(InstallError::Refused(message));
     let name = &previous.name;
     let old = Version::new(&previous.version).map_err(|e| InstallError::Refused(e.to_string()))?;

@@ -2,7 +2,12 @@
 //! grants), disable (graceful or forced) and remove. Each records its state change
 //! and audit entry in one transaction before touching the process.
 
+mod admit;
+mod locks;
 mod verify;
+
+pub use admit::{admit, NotAdmitted};
+pub use locks::{Busy, Locks, Op, PluginGuard};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

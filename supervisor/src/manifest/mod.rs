@@ -331,29 +331,47 @@ impl Manifest {
     /// Reads `plugin.toml` from a plugin directory and checks that the entry binary is
     /// a regular executable file inside that directory (symlinks may not leave it).
     pub fn load_dir(dir: &Path, catalog: &Catalog) -> Result<Manifest, ManifestError> {
-        let path = dir.join(MANIFEST_FILE);
-        let meta = std::fs::metadata(&path).map_err(|e| {
-            ManifestError::one(
-                "plugin.toml",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
-        if meta.len() > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::one(
-                "plugin.toml",
-                format!("larger than {MAX_MANIFEST_BYTES} bytes"),
-            ));
-        }
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            ManifestError::one(
-                "plugin.toml",
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+        Manifest::load_dir_text(dir, catalog).map(|(m, _)| m)
+    }
+
+    /// [`Manifest::load_dir`], also returning the manifest's text.
+    pub fn load_dir_text(
+        dir: &Path,
+        catalog: &Catalog,
+    ) -> Result<(Manifest, String), ManifestError> {
+        let text = read_manifest(&dir.join(MANIFEST_FILE))?;
         let manifest = Manifest::parse(&text, catalog)?;
         check_entry_inside(dir, &manifest.entry)?;
-        Ok(manifest)
+        Ok((manifest, text))
     }
+}
+
+/// Opens without blocking (a FIFO cannot hang the reader) and without following a
+/// symlink, checks with fstat that it is a regular file, and reads at most
+/// [`MAX_MANIFEST_BYTES`] + 1 bytes, so the size is known before it is parsed.
+fn read_manifest(path: &Path) -> Result<String, ManifestError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |why: String| ManifestError::one("plugin.toml", why);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(fail(format!("{} is not a regular file", path.display())));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(fail(format!("larger than {MAX_MANIFEST_BYTES} bytes")));
+    }
+    String::from_utf8(bytes).map_err(|_| fail("is not UTF-8".into()))
 }
 
 fn check_entry_inside(dir: &Path, entry: &Path) -> Result<(), ManifestError> {
