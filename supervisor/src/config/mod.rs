@@ -8,7 +8,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::catalog::{parse_duration, Catalog, CatalogError};
 
+mod admin_socket;
 mod operations;
+pub use admin_socket::ConnectionLimits;
 pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig};
 
 /// The default configuration, embedded so `plexichat-supervisor` runs with no file.
@@ -224,6 +226,9 @@ pub struct Access {
     /// Group that owns the admin socket, so its members can connect.
     #[serde(default)]
     pub socket_group: Option<String>,
+    /// Caps and idle timeout of the admin socket's connections.
+    #[serde(default)]
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Access {
@@ -234,6 +239,7 @@ impl Default for Access {
             viewer: Principals::default(),
             socket_mode: default_socket_mode(),
             socket_group: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -383,6 +389,13 @@ impl Config {
                 message,
             }
         })?;
+        cfg.access
+            .connections
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
         if cfg.runtime.quarantine_after == 0 {
             return Err(ConfigError::Invalid {
                 path: origin.to_string(),
