@@ -42,7 +42,11 @@ impl Activity {
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        let since = self.idle_since.lock().map(|t| *t).unwrap_or_else(|_| Instant::now());
+        let since = self
+            .idle_since
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|_| Instant::now());
         Some(since + timeout)
     }
 }

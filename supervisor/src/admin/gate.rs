@@ -202,8 +202,9 @@ impl Gate {
         let Ok(cred) = stream.peer_cred() else {
             return; // the peer is gone already
         };
+        // A client's address is always unnamed: not worth a syscall per connection.
         let uds = UdsConnectInfo {
-            peer_addr: stream.peer_addr().ok().map(Arc::new),
+            peer_addr: None,
             peer_cred: Some(cred),
         };
         let (uid, gid) = (cred.uid(), cred.gid());
@@ -264,8 +265,12 @@ impl Gate {
                 .map(|((uid, why), count)| serde_json::json!({ "uid": uid, "reason": why.key(), "count": count }))
                 .collect::<Vec<_>>(),
         });
-        let entry = AuditEntry::new(&Actor::system(), "admin.connection_refused", Outcome::Denied)
-            .detail(detail);
+        let entry = AuditEntry::new(
+            &Actor::system(),
+            "admin.connection_refused",
+            Outcome::Denied,
+        )
+        .detail(detail);
         let shared = Arc::clone(shared);
         Some(tokio::task::spawn_blocking(move || {
             if let Err(e) = shared.store.audit(vec![entry]) {
@@ -350,14 +355,23 @@ mod tests {
         let a: Vec<Slot> = (0..3).map(|_| g.admit(10, viewer).unwrap()).collect();
         assert_eq!(g.admit(10, viewer).err(), Some(Refusal::PerUid));
         let b = g.admit(11, viewer).unwrap();
-        assert_eq!(g.admit(11, viewer).err(), Some(Refusal::Total), "4 of 6, 2 kept for admins");
-        let root: Vec<Slot> = (0..2).map(|_| g.admit(0, Some(Role::Admin)).unwrap()).collect();
+        assert_eq!(
+            g.admit(11, viewer).err(),
+            Some(Refusal::Total),
+            "4 of 6, 2 kept for admins"
+        );
+        let root: Vec<Slot> = (0..2)
+            .map(|_| g.admit(0, Some(Role::Admin)).unwrap())
+            .collect();
         assert_eq!(g.admit(0, Some(Role::Admin)).err(), Some(Refusal::Total));
         assert_eq!(g.open(), 6);
         drop(a);
         drop(b);
         drop(root);
         assert_eq!(g.open(), 0);
-        assert!(g.admit(10, viewer).is_ok(), "slots come back when connections close");
+        assert!(
+            g.admit(10, viewer).is_ok(),
+            "slots come back when connections close"
+        );
     }
 }

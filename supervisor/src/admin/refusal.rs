@@ -158,7 +158,11 @@ mod tests {
     #[test]
     fn frames_and_headers_are_well_formed() {
         let f = preface_and_goaway("uid=5 has no role on this supervisor");
-        assert_eq!(&f[..9], &[0, 0, 0, 4, 0, 0, 0, 0, 0], "empty SETTINGS first");
+        assert_eq!(
+            &f[..9],
+            &[0, 0, 0, 4, 0, 0, 0, 0, 0],
+            "empty SETTINGS first"
+        );
         let len = u32::from_be_bytes([0, f[9], f[10], f[11]]) as usize;
         assert_eq!(f[12], GOAWAY);
         assert_eq!(f.len(), 18 + len);

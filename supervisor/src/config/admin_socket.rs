@@ -97,7 +97,10 @@ mod tests {
         };
         bad(|l| l.max_per_uid = 0, "access.connections.max_per_uid = 0");
         bad(|l| l.max_total = 1 << 20, "access.connections.max_total");
-        bad(|l| l.admin_reserve = 512, "admin_reserve (512) must be smaller");
+        bad(
+            |l| l.admin_reserve = 512,
+            "admin_reserve (512) must be smaller",
+        );
         bad(|l| l.max_per_uid = 600, "max_per_uid (600) must not exceed");
         bad(|l| l.idle_timeout = Duration::ZERO, "idle_timeout = 0s");
         bad(

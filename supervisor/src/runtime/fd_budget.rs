@@ -17,6 +17,9 @@ pub const FDS_PER_PLUGIN: u64 = 7;
 /// files, a backup being taken, the broker's per-call files, databases and
 /// sockets, a launch in progress and the trampoline replacing it.
 const HEADROOM: u64 = 96;
+/// Room the fds really open must leave when a plugin starts: the last line of
+/// defence against fds the budget does not know of (the budget itself decides).
+const GUARD: u64 = 32;
 /// fds of one trampoline waiting in the warm pool (pidfd, broker and control
 /// sockets, stdout and stderr pipes).
 const FDS_PER_WARM_TRAMPOLINE: u64 = 5;
@@ -63,7 +66,11 @@ pub fn raise_nofile_limit() -> std::io::Result<NofileLimit> {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    tracing::info!(from = soft, to = hard, "raised RLIMIT_NOFILE to its hard limit");
+    tracing::info!(
+        from = soft,
+        to = hard,
+        "raised RLIMIT_NOFILE to its hard limit"
+    );
     Ok(NofileLimit {
         soft: hard,
         hard,
@@ -151,22 +158,20 @@ impl FdBudget {
         self.limit.saturating_sub(self.at_start + self.reserved) / FDS_PER_PLUGIN
     }
 
-    /// fds in use, or promised to the plugins holding leases, whichever is more:
-    /// a plugin starting has its lease before it has its fds.
-    fn committed(&self, held: u64, open_now: u64) -> u64 {
-        open_now.max(self.at_start + held * FDS_PER_PLUGIN)
-    }
-
-    /// A lease for one instance of `plugin`, or the shortage that refuses it.
+    /// A lease for one instance of `plugin`, or the shortage that refuses it. The
+    /// leases decide (a plugin starting has its lease before it has its fds); the
+    /// fds really open are checked too, in case something else holds them.
     pub fn lease(self: &Arc<Self>, plugin: &str) -> Result<FdLease, FdShortage> {
         let mut held = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let promised = self.at_start + *held * FDS_PER_PLUGIN;
         // Unreadable /proc/self/fd means fds are gone already.
         let open_now = open_fds().unwrap_or(self.limit);
-        let committed = self.committed(*held, open_now);
-        if committed + FDS_PER_PLUGIN + self.reserved > self.limit {
+        let fits = promised + FDS_PER_PLUGIN + self.reserved <= self.limit
+            && open_now + FDS_PER_PLUGIN + GUARD <= self.limit;
+        if !fits {
             return Err(FdShortage {
                 plugin: plugin.to_string(),
-                in_use: committed,
+                in_use: promised.max(open_now),
                 limit: self.limit,
                 per_plugin: FDS_PER_PLUGIN,
                 reserved: self.reserved,

@@ -328,7 +328,9 @@ impl Runtime {
         if let Err(e) = self.shared.store.audit(vec![entry]) {
             tracing::error!(error = %e, "audit write failed");
         }
-        self.shared.hub.notify("plugin_start_refused", name, &reason);
+        self.shared
+            .hub
+            .notify("plugin_start_refused", name, &reason);
     }
 
     fn record_crash(&self, name: &str, reason: &str, recent: usize) {
