@@ -75,6 +75,9 @@ impl Refusal {
     }
 }
 
+/// A role looked up by (uid, gid), and when.
+type CachedRole = (Option<Role>, Instant);
+
 #[derive(Default)]
 struct Counts {
     total: usize,
@@ -87,7 +90,7 @@ pub struct Gate {
     limits: ConnectionLimits,
     counts: Mutex<Counts>,
     refused: Mutex<BTreeMap<(u32, Refusal), u64>>,
-    roles: Mutex<HashMap<(u32, u32), (Option<Role>, Instant)>>,
+    roles: Mutex<HashMap<(u32, u32), CachedRole>>,
     resolving: AtomicUsize,
     lingering: AtomicUsize,
     /// Whether `role_of` needs NSS (some principal is a group name).

@@ -49,7 +49,7 @@ fn getrlimit() -> std::io::Result<libc::rlimit> {
 /// otherwise cap the supervisor at about a hundred plugins) and says what it is.
 pub fn raise_nofile_limit() -> std::io::Result<NofileLimit> {
     let lim = getrlimit()?;
-    let (soft, hard) = (lim.rlim_cur as u64, lim.rlim_max as u64);
+    let (soft, hard) = (lim.rlim_cur, lim.rlim_max);
     if soft >= hard {
         tracing::info!(limit = soft, "RLIMIT_NOFILE is at its hard limit");
         return Ok(NofileLimit {
@@ -136,7 +136,7 @@ impl FdBudget {
     /// plugin starts), keeping `admin_connections` fds for the admin socket and the
     /// warm pool's trampolines.
     pub fn measure(admin_connections: u64, warm_trampolines: u64) -> Arc<FdBudget> {
-        let limit = getrlimit().map_or(1024, |l| l.rlim_cur as u64);
+        let limit = getrlimit().map_or(1024, |l| l.rlim_cur);
         let budget = FdBudget {
             limit,
             at_start: open_fds().unwrap_or(0),
@@ -242,6 +242,6 @@ mod tests {
     fn the_soft_limit_is_raised_to_the_hard_one() {
         let lim = raise_nofile_limit().unwrap();
         assert_eq!(lim.soft, lim.hard);
-        assert_eq!(getrlimit().unwrap().rlim_cur as u64, lim.hard);
+        assert_eq!(getrlimit().unwrap().rlim_cur, lim.hard);
     }
 }
