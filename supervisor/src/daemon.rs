@@ -63,6 +63,8 @@ pub fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let cwd = std::env::current_dir().context("current directory")?;
     let cfg = Config::load(args.config.as_deref(), &cwd)?;
+    // Before anything opens fds: the budget is measured against the raised limit.
+    crate::runtime::fd_budget::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
     let catalog = cfg.load_catalog()?;
     prepare_dirs(&cfg)?;
     let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);

@@ -166,6 +166,7 @@ mod tests {
             },
             socket_mode: 0o660,
             socket_group: None,
+            connections: Default::default(),
         };
         assert_eq!(role_of(&access, 0, 0), Some(Role::Admin));
         assert_eq!(role_of(&access, 100, 5), Some(Role::Server));

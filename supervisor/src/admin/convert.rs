@@ -121,6 +121,18 @@ pub fn host_security(shared: &Shared) -> HostSecurity {
     HostSecurity { safe_mode, ..host }
 }
 
+pub fn fd_budget(f: crate::runtime::fd_budget::FdFigures) -> broker_proto::admin::v1::FdBudget {
+    broker_proto::admin::v1::FdBudget {
+        limit: f.limit,
+        in_use: f.in_use,
+        at_start: f.at_start,
+        reserved: f.reserved,
+        per_plugin: f.per_plugin,
+        plugins: f.plugins,
+        affordable: f.affordable,
+    }
+}
+
 pub fn revoked(catalog: &Catalog, rows: &[PermissionRow]) -> RevokeResponse {
     let now = now_ms();
     RevokeResponse {

@@ -1,10 +1,14 @@
-//! The admin API on the supervisor's Unix socket: who may call it (`auth`), what it
-//! answers (`service`), and binding the socket with the configured mode.
+//! The admin API on the supervisor's Unix socket: who may connect (`gate`, `conn`),
+//! who may call what (`auth`), what it answers (`service`), and binding the socket.
 
+mod activity;
 mod audit_page;
 mod auth;
+mod conn;
 mod convert;
+mod gate;
 mod operations;
+mod refusal;
 mod service;
 mod upload;
 
@@ -15,7 +19,8 @@ use std::sync::Arc;
 use broker_proto::admin::v1::admin_server::AdminServer;
 use broker_proto::MAX_ADMIN_MESSAGE_BYTES;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::StreamExt;
 
 pub use auth::{allowed, role_of, Need};
 pub use service::AdminService;
@@ -49,18 +54,31 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> std::io::Result<Unix
     Ok(listener)
 }
 
+/// Serves the admin API until `shutdown`: connections pass the accept-time gate
+/// (role, caps) first, and each call is tracked so idle connections can be closed.
 pub async fn serve(
     listener: UnixListener,
     service: AdminService,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let shared = Arc::clone(&service.shared);
+    let gate = gate::Gate::new(&shared.cfg.access);
+    let (admitted, incoming) = tokio::sync::mpsc::unbounded_channel();
+    let accepting = tokio::spawn(gate::accept_loop(listener, gate, shared, admitted));
     let server = AdminServer::new(service)
         .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
+        .layer(activity::TrackCalls)
         .add_service(server)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await
+        .serve_with_incoming_shutdown(
+            UnboundedReceiverStream::new(incoming).map(Ok::<_, std::io::Error>),
+            shutdown,
+        )
+        .await;
+    // The stream is gone, so the accept loop stops (writing its last refusals).
+    let _ = accepting.await;
+    served
 }
 
 pub fn service(

@@ -459,6 +459,7 @@ impl Admin for AdminService {
             host: Some(convert::host_security(&self.shared)),
             plugins,
             open_alerts,
+            fd_budget: Some(convert::fd_budget(self.runtime.fd_budget())),
         }))
     }
 

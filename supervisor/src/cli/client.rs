@@ -75,7 +75,9 @@ pub async fn connect(socket: &Path, on_behalf_of: Option<&str>) -> anyhow::Resul
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
             async move {
-                let stream = tokio::net::UnixStream::connect(path).await?;
+                let stream = tokio::task::spawn_blocking(move || connect_waiting(&path))
+                    .await
+                    .map_err(io::Error::other)??;
                 Ok::<_, io::Error>(TokioIo::new(stream))
             }
         }))
@@ -84,6 +86,66 @@ pub async fn connect(socket: &Path, on_behalf_of: Option<&str>) -> anyhow::Resul
     Ok(AdminClient::with_interceptor(channel, interceptor)
         .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES))
+}
+
+/// How long a connect waits for room in the socket's listen queue.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A blocking connect, which waits its turn while the listen queue is full (callers
+/// flooding the socket) where a non-blocking one fails at once with EAGAIN.
+fn connect_waiting(path: &Path) -> io::Result<tokio::net::UnixStream> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: socket(2) returns a new fd or -1.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // A Unix connect waits for the listen queue up to the send timeout.
+    let wait = libc::timeval {
+        tv_sec: CONNECT_WAIT.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: setsockopt with a timeval of the size given.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            (&wait as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in with room for NUL.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: connect with a valid fd and an initialised address of `len` bytes.
+    if unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let std = std::os::unix::net::UnixStream::from(fd);
+    std.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(std)
 }
 
 fn connect_error(socket: &Path, err: &(dyn StdError + 'static)) -> anyhow::Error {

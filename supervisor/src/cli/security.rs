@@ -2,7 +2,9 @@
 //! and per plugin, rendered as a table or JSON.
 
 use anyhow::Result;
-use broker_proto::admin::v1::{PluginSecurity, SecurityStatusRequest, SecurityStatusResponse};
+use broker_proto::admin::v1::{
+    FdBudget, PluginSecurity, SecurityStatusRequest, SecurityStatusResponse,
+};
 
 use super::commands::{emit, Session};
 use super::output::{format_bytes, join_or_none, key_values, or_none, Table};
@@ -50,6 +52,9 @@ fn status_text(r: &SecurityStatusResponse) -> String {
         if h.safe_mode {
             pairs.push(("safe mode", "ON: no plugin starts".to_string()));
         }
+        if let Some(b) = &r.fd_budget {
+            pairs.push(("file descriptors", fd_budget_text(b)));
+        }
         out.push_str(&key_values(&pairs));
         out.push('\n');
     }
@@ -80,6 +85,13 @@ fn status_text(r: &SecurityStatusResponse) -> String {
         out.push_str(&super::operations::alerts_table(&r.open_alerts));
     }
     out
+}
+
+fn fd_budget_text(b: &FdBudget) -> String {
+    format!(
+        "{} of {} in use (RLIMIT_NOFILE); {} per plugin, {} kept for the admin socket, store and logs; {} plugins running or starting of {} affordable",
+        b.in_use, b.limit, b.per_plugin, b.reserved, b.plugins, b.affordable
+    )
 }
 
 fn row(p: &PluginSecurity) -> Vec<String> {

@@ -8,12 +8,14 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::catalog::{parse_duration, Catalog, CatalogError};
 
+mod admin_socket;
 pub mod check;
 mod effective;
 mod host;
 mod logs;
 mod operations;
 pub mod validate;
+pub use admin_socket::ConnectionLimits;
 pub use effective::render_effective;
 pub use host::Host;
 pub use logs::LogsConfig;
@@ -286,6 +288,9 @@ pub struct Access {
     /// Group that owns the admin socket, so its members can connect.
     #[serde(default)]
     pub socket_group: Option<String>,
+    /// Caps and idle timeout of the admin socket's connections.
+    #[serde(default)]
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Access {
@@ -296,6 +301,7 @@ impl Default for Access {
             viewer: Principals::default(),
             socket_mode: default_socket_mode(),
             socket_group: None,
+            connections: ConnectionLimits::default(),
         }
     }
 }

@@ -103,11 +103,8 @@ pub fn validate(cfg: &Config, host: &Host) -> Vec<Problem> {
     sandbox(&mut c, cfg, host);
     broker(&mut c, cfg);
     storage(&mut c, cfg);
-    if let Err(message) = cfg.logs.validate() {
-        // Its messages start with the key they name.
-        let (key, rest) = message.split_once(' ').unwrap_or(("logs", &message));
-        c.refuse(key, rest.to_string());
-    }
+    c.section("logs", cfg.logs.validate());
+    c.section("access.connections", cfg.access.connections.validate());
     c.0.extend(super::operations::validate(
         &cfg.alerts,
         &cfg.monitor,
@@ -122,6 +119,18 @@ struct Checks(Vec<Problem>);
 impl Checks {
     fn refuse(&mut self, key: &str, message: String) {
         self.0.push(Problem::new(key, message));
+    }
+
+    /// The verdict of a section that checks itself; its message starts with the key
+    /// it names.
+    fn section(&mut self, name: &str, verdict: Result<(), String>) {
+        if let Err(message) = verdict {
+            let (key, rest) = message
+                .split_once(' ')
+                .filter(|(k, _)| k.starts_with(name))
+                .unwrap_or((name, &message));
+            self.refuse(key, rest.to_string());
+        }
     }
 
     fn duration(&mut self, key: &str, value: Duration, max: Duration) {

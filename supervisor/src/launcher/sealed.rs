@@ -44,10 +44,19 @@ struct Sealed {
     memfd: OwnedFd,
 }
 
-/// The launcher thread's cache of sealed binaries, keyed by path.
+/// Sealed copies kept at most: each is one of the supervisor's fds, so the cache is
+/// a fixed cost rather than one per installed plugin. A binary evicted is re-read
+/// and re-verified at its next start.
+const MAX_SEALED: usize = 16;
+
+/// The launcher thread's cache of sealed binaries: what each path held when it was
+/// verified, and one memfd per content (plugins installed from the same binary share it).
 #[derive(Default)]
 pub struct SealedBinaries {
-    cache: HashMap<PathBuf, Sealed>,
+    paths: HashMap<PathBuf, (FileId, String)>,
+    /// By SHA-256: the memfd and when it was last used (a launch counter).
+    memfds: HashMap<String, (OwnedFd, u64)>,
+    uses: u64,
 }
 
 const SEALS: i32 = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
@@ -66,21 +75,51 @@ impl SealedBinaries {
         let meta = std::fs::metadata(path)
             .map_err(|e| integrity(format!("cannot stat {}: {e}", path.display())))?;
         let id = FileId::of(&meta);
-        let fresh = self.cache.get(path).is_some_and(|s| {
-            s.id == id
-                && match pin {
-                    BinaryPin::Sha256(want) => s.sha256 == *want,
-                    BinaryPin::Unpinned => true,
-                }
+        let known = self.paths.get(path).and_then(|(seen, sha)| {
+            let pinned = match pin {
+                BinaryPin::Sha256(want) => sha == want,
+                BinaryPin::Unpinned => true,
+            };
+            (*seen == id && pinned && self.memfds.contains_key(sha)).then(|| sha.clone())
         });
-        if !fresh {
-            let sealed = seal(path, pin)?;
-            self.cache.insert(path.to_path_buf(), sealed);
+        let sha = match known {
+            Some(sha) => sha,
+            None => {
+                let sealed = seal(path, pin)?;
+                self.paths
+                    .insert(path.to_path_buf(), (sealed.id, sealed.sha256.clone()));
+                // Same content as a copy already sealed: keep that one.
+                self.memfds
+                    .entry(sealed.sha256.clone())
+                    .or_insert((sealed.memfd, 0));
+                sealed.sha256
+            }
+        };
+        self.uses += 1;
+        if let Some(entry) = self.memfds.get_mut(&sha) {
+            entry.1 = self.uses;
         }
-        self.cache
-            .get(path)
-            .map(|s| &s.memfd)
+        self.evict_beyond_cap();
+        self.memfds
+            .get(&sha)
+            .map(|(fd, _)| fd)
             .ok_or_else(|| integrity("sealed binary cache lost its entry".into()))
+    }
+
+    /// Closes the least recently used copies beyond [`MAX_SEALED`] (never the one
+    /// just used, which has the newest stamp).
+    fn evict_beyond_cap(&mut self) {
+        while self.memfds.len() > MAX_SEALED {
+            let Some(oldest) = self
+                .memfds
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(sha, _)| sha.clone())
+            else {
+                return;
+            };
+            self.memfds.remove(&oldest);
+        }
     }
 }
 
@@ -204,5 +243,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(copy, "tampered");
+    }
+
+    #[test]
+    fn copies_of_one_binary_share_a_memfd_and_the_cache_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = SealedBinaries::default();
+        let same: Vec<i32> = (0..3)
+            .map(|i| {
+                let bin = dir.path().join(format!("copy{i}"));
+                std::fs::write(&bin, b"one binary").unwrap();
+                let pin = BinaryPin::Sha256(sha256_file(&bin).unwrap());
+                cache.get(&bin, &pin).unwrap().as_raw_fd()
+            })
+            .collect();
+        assert!(same.iter().all(|fd| *fd == same[0]), "{same:?}");
+        for i in 0..MAX_SEALED + 4 {
+            let bin = dir.path().join(format!("other{i}"));
+            std::fs::write(&bin, format!("binary {i}")).unwrap();
+            cache.get(&bin, &BinaryPin::Unpinned).unwrap();
+        }
+        assert_eq!(cache.memfds.len(), MAX_SEALED);
+        // An evicted binary is sealed again, and verified again, at its next start.
+        let first = dir.path().join("copy0");
+        let pin = BinaryPin::Sha256(sha256_file(&first).unwrap());
+        check_sealed(cache.get(&first, &pin).unwrap().as_raw_fd()).unwrap();
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod commands;
 pub mod expiry;
+pub mod fd_budget;
 mod instance;
 mod output;
 mod security;
@@ -90,15 +91,26 @@ pub struct Runtime {
     shared: Arc<Shared>,
     launcher: Launcher,
     plugins: Mutex<HashMap<String, Handle>>,
+    fds: Arc<fd_budget::FdBudget>,
 }
 
 impl Runtime {
+    /// Measures the fd budget too: call it before any plugin starts.
     pub fn new(shared: Arc<Shared>, launcher: Launcher) -> Arc<Runtime> {
+        let fds = fd_budget::FdBudget::measure(
+            shared.cfg.access.connections.max_total as u64,
+            shared.cfg.sandbox.warm_trampolines as u64,
+        );
         Arc::new(Runtime {
             shared,
             launcher,
             plugins: Mutex::new(HashMap::new()),
+            fds,
         })
+    }
+
+    pub fn fd_budget(&self) -> fd_budget::FdFigures {
+        self.fds.figures()
     }
 
     /// Starts every plugin whose stored state is enabled, unless safe mode is on;
@@ -236,9 +248,19 @@ impl Runtime {
                     break;
                 }
             };
+            // Never an EMFILE spiral: a plugin the fds cannot afford is not started
+            // (nor retried) and the operator is told why.
+            let lease = match self.fds.lease(&name) {
+                Ok(lease) => lease,
+                Err(shortage) => {
+                    self.refuse_start(&name, &status, &shortage);
+                    break;
+                }
+            };
             let started = Instant::now();
             let end =
                 instance::run(&self.shared, &self.launcher, &row, &log, &mut stop, &status).await;
+            drop(lease);
             match end {
                 InstanceEnd::Stopped => break,
                 InstanceEnd::Refused(reason) => {
@@ -301,6 +323,28 @@ impl Runtime {
             OutputLimits::from(&self.shared.cfg.logs),
             Box::new(move |report| output::record_dropped(&shared, report)),
         )
+    }
+
+    fn refuse_start(&self, name: &str, status: &Mutex<Status>, shortage: &fd_budget::FdShortage) {
+        let reason = shortage.to_string();
+        tracing::error!(%reason, "plugin not started");
+        if let Ok(mut s) = status.lock() {
+            s.last_exit = reason.clone();
+        }
+        let entry = AuditEntry::new(&Actor::system(), "plugin.start_refused", Outcome::Failed)
+            .plugin(name)
+            .detail(serde_json::json!({
+                "reason": reason,
+                "fd_limit": shortage.limit,
+                "fds_in_use": shortage.in_use,
+                "fds_per_plugin": shortage.per_plugin,
+                "fds_reserved": shortage.reserved,
+            }));
+        // Queued: kept and retried by the writer if the store cannot take it now.
+        self.shared.audit.record(entry);
+        self.shared
+            .hub
+            .notify("plugin_start_refused", name, &reason);
     }
 
     fn record_crash(&self, name: &str, reason: &str, recent: usize) {

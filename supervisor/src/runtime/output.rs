@@ -82,7 +82,7 @@ async fn pump(rx: pipe::Receiver, source: &'static str, log: Arc<PluginLog>) {
     let mut rx = rx;
     let mut buf = vec![0u8; CHUNK];
     let mut lines = LineSplitter::new(MAX_LINE_BYTES);
-    let mut devnull = File::options().write(true).open("/dev/null").ok();
+    let mut devnull = dev_null();
     loop {
         if !log.has_budget() {
             if let Some(null) = &devnull {
@@ -120,6 +120,14 @@ enum Discarded {
     Budget(usize),
     Eof,
     Unsupported,
+}
+
+/// One `/dev/null` for every drain: a plugin's output costs the supervisor no fd
+/// beyond its two pipes (see `runtime::fd_budget`).
+fn dev_null() -> Option<&'static File> {
+    static NULL: std::sync::OnceLock<Option<File>> = std::sync::OnceLock::new();
+    NULL.get_or_init(|| File::options().write(true).open("/dev/null").ok())
+        .as_ref()
 }
 
 async fn discard_until_budget(rx: &pipe::Receiver, null: &File, log: &PluginLog) -> Discarded {

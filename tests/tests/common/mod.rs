@@ -69,6 +69,10 @@ pub struct Settings {
     pub own_policies: bool,
     /// Appended to the generated file as is: `[[alert]]` rules, `[monitor]`.
     pub extra: String,
+    /// Plugin uids the daemon may hand out (`sandbox.uid_count`).
+    pub uid_count: u32,
+    /// RLIMIT_NOFILE (soft, hard) the daemon is started with; `None`: the test's own.
+    pub nofile: Option<(u64, u64)>,
 }
 
 impl Default for Settings {
@@ -92,16 +96,23 @@ impl Default for Settings {
             env: Vec::new(),
             own_policies: false,
             extra: String::new(),
+            uid_count: 100,
+            nofile: None,
         }
     }
 }
 
 /// A uid range of 100 no other daemon of this test run uses: RLIMIT_NPROC counts
 /// a uid's tasks host-wide, so parallel daemons must not share plugin uids.
-fn unique_uid_base() -> u32 {
+fn unique_uid_base(count: u32) -> u32 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed) % 64;
+    if count > 100 {
+        // Wide ranges (up to 1000 uids) come from a region of their own.
+        assert!(count <= 1000, "at most 1000 plugin uids per daemon");
+        return 100_000_000 + ((std::process::id() % 10_000) * 8 + n % 8) * 1000;
+    }
     1_000_000 + ((std::process::id() % 10_000) * 64 + n) * 100
 }
 
@@ -147,7 +158,7 @@ quarantine_window = "{qw}"
 cgroup_name = "{cg}"
 landlock_minimum_abi = {ll}
 uid_base = {uid_base}
-uid_count = 100
+uid_count = {uid_count}
 
 [broker]
 rate_per_sec = {rate:?}
@@ -162,7 +173,8 @@ http_timeout = "{http_timeout}"
             rate = self.broker_rate.0,
             burst = self.broker_rate.1,
             cg = self.cgroup_name(root),
-            uid_base = unique_uid_base(),
+            uid_base = unique_uid_base(self.uid_count),
+            uid_count = self.uid_count,
             ll = self.landlock_minimum_abi,
             root = root.display(),
             policy = if self.own_policies {
@@ -191,6 +203,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub config: PathBuf,
     env: Vec<(&'static str, String)>,
+    /// RLIMIT_NOFILE (soft, hard) for the next start; see `Settings::nofile`.
+    pub nofile: Option<(u64, u64)>,
 }
 
 pub struct Cli {
@@ -287,6 +301,7 @@ impl Daemon {
             socket,
             config,
             env: settings.env,
+            nofile: settings.nofile,
         };
         d.spawn();
         d
@@ -298,16 +313,32 @@ impl Daemon {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
-        let child = Command::new(bin("plexichat-supervisor"))
+        let mut command = Command::new(bin("plexichat-supervisor"));
+        command
             .arg("--config")
             .arg(&self.config)
             .env("PLEXICHAT_LOG", "debug")
             .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn supervisor");
+            .stderr(log);
+        if let Some((soft, hard)) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: setrlimit is async-signal-safe; `lim` is a plain copied value.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command.spawn().expect("spawn supervisor");
         self.child = Some(child);
         let socket = self.socket.clone();
         wait_until(Duration::from_secs(20), "admin socket accepts", || {
