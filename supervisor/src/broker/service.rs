@@ -866,6 +866,7 @@ impl Broker for BrokerService {
             statement_time: cfg.broker.db_statement_time,
             max_rows: cfg.broker.db_max_rows,
             max_bytes: usize::try_from(cfg.broker.db_max_bytes).unwrap_or(usize::MAX),
+            max_value_bytes: usize::try_from(cfg.broker.db_max_value_bytes).unwrap_or(usize::MAX),
         };
         let sql = req.sql.clone();
         let result = self

@@ -66,6 +66,10 @@ pub struct BrokerConfig {
     pub db_max_rows: usize,
     #[serde(deserialize_with = "bytes")]
     pub db_max_bytes: u64,
+    /// Longest string or blob in a statement (SQLite's `SQLITE_LIMIT_LENGTH`): keeps
+    /// any single function call short, since no interrupt splits one.
+    #[serde(deserialize_with = "bytes")]
+    pub db_max_value_bytes: u64,
     /// An HTTP request (all redirects included) taking longer than this fails.
     #[serde(deserialize_with = "duration")]
     pub http_timeout: Duration,
@@ -96,12 +100,29 @@ impl Default for BrokerConfig {
             db_statement_time: Duration::from_secs(1),
             db_max_rows: 1000,
             db_max_bytes: 1 << 20,
+            db_max_value_bytes: 64 << 10,
             http_timeout: Duration::from_secs(10),
             http_max_response_bytes: 512 << 10,
             http_max_redirects: 5,
             exec_timeout: Duration::from_secs(10),
             exec_max_output_bytes: 256 << 10,
             call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// The database value limit: 1 KiB to 16 MiB (beyond, one quadratic function call
+    /// such as `instr` runs for minutes).
+    pub fn validate_db_value_limit(&self) -> Result<(), String> {
+        const MAX: u64 = 16 << 20;
+        if (1024..=MAX).contains(&self.db_max_value_bytes) {
+            Ok(())
+        } else {
+            Err(format!(
+                "broker.db_max_value_bytes ({}) must be between 1KiB and 16MiB",
+                self.db_max_value_bytes
+            ))
         }
     }
 }
@@ -379,6 +400,12 @@ impl Config {
                 message: "sandbox.uid_base and sandbox.uid_count must be positive (plugins never run as root)".into(),
             });
         }
+        cfg.broker
+            .validate_db_value_limit()
+            .map_err(|message| ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
         cfg.storage
             .validate()
             .map_err(|message| ConfigError::Invalid {
