@@ -180,7 +180,7 @@ fn decide(access: &TableAccess, schema: &Schema, ctx: &AuthContext<'_>) -> Resul
             } else {
                 Err(format!(
                     "the SQL function `{}` is not available (only the ordinary scalar, aggregate, date, math and JSON functions are)",
-                    bounded(function_name)
+                    crate::audit::short(function_name)
                 ))
             }
         }
@@ -375,7 +375,7 @@ fn sql_error(e: rusqlite::Error, refused: &Refused, limits: DbLimits) -> DbError
         } => DbError::Invalid(format!(
             "{} at offset {offset} of `{}`",
             bounded(msg),
-            bounded(sql)
+            crate::audit::short(sql)
         )),
         rusqlite::Error::InvalidParameterCount(..) => DbError::Invalid(e.to_string()),
         _ => DbError::Failed(bounded(&e.to_string()).into_owned()),
