@@ -11,18 +11,24 @@ use crate::SdkError;
 /// [`PluginContext::host`](crate::PluginContext::host). Cheap to clone.
 ///
 /// `permission` is `user_management`, `system_config` or `plugin_management`, and
-/// `target` is what the grant's scope must cover: an action name, a configuration key
-/// or a plugin name. The broker refuses a target the grant does not cover
-/// (`is_permission_denied`) before the server sees anything; with no PlexiChat server
-/// connected the call is `is_unavailable`, and a server that does not answer in time
-/// is `is_deadline_exceeded`.
+/// `target` is an action name, a configuration key or a plugin name. The grant's
+/// scope must cover the whole action the server executes: a scope entry `target`
+/// covers the target with no action ([`Host::act`]), an entry `target:action` covers
+/// exactly that action on it ([`Host::call`]); `warn_user` does not cover
+/// `warn_user` with action `delete_account`. The broker refuses what the grant does not
+/// cover (`is_permission_denied`) before the server sees anything; with no PlexiChat
+/// server connected the call is `is_unavailable`, and a server that does not answer in
+/// time is `is_deadline_exceeded`.
 ///
 /// ```no_run
 /// # async fn demo(ctx: plexichat_plugin_sdk::PluginContext) -> Result<(), plexichat_plugin_sdk::SdkError> {
+/// // Needs `user_management` with scope `ban_user`.
 /// let answer = ctx
 ///     .host()
-///     .call("user_management", "ban_user", "ban", br#"{"user": "spammer"}"#)
+///     .act("user_management", "ban_user", br#"{"user": "spammer"}"#)
 ///     .await?;
+/// // Needs `system_config` with scope `smtp.host:get` (or `smtp.*:get`).
+/// let host = ctx.host().call("system_config", "smtp.host", "get", b"").await?;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -35,8 +41,20 @@ impl Host {
         Host { client }
     }
 
-    /// Asks the server to perform `action` on `target` under `permission`; returns
-    /// the server's result.
+    /// Asks the server to perform the action `target` names (no further action) under
+    /// `permission`; the grant's scope must hold `target`. Returns the server's result.
+    pub async fn act(
+        &self,
+        permission: &str,
+        target: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, SdkError> {
+        self.call(permission, target, "", payload).await
+    }
+
+    /// Asks the server to perform `action` on `target` under `permission`; the grant's
+    /// scope must hold `target:action` (or just `target` when `action` is empty).
+    /// Returns the server's result.
     pub async fn call(
         &self,
         permission: &str,

@@ -1043,6 +1043,13 @@ async fn host_actions_carry_their_target_and_refusals_keep_their_code() {
         .await
         .expect("answered");
     assert_eq!(out, b"user_management ban_user ban");
+    // `act` sends no action: the target alone names what the server does.
+    let out = ctx
+        .host()
+        .act("user_management", "warn_user", b"{}")
+        .await
+        .expect("answered");
+    assert_eq!(out, b"user_management warn_user ");
     let err = ctx
         .host()
         .call("user_management", "delete_user", "delete", b"{}")

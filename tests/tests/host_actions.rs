@@ -18,8 +18,8 @@ entry = "echo"
 
 [[permissions]]
 name = "user_management"
-justification = "bans spammers it detects"
-scope = ["ban_user"]
+justification = "bans spammers it detects, warns others"
+scope = ["ban_user:ban", "warn_user"]
 "#;
     let pkg = d.package("echo", manifest, &bin("echo_plugin"), "echo");
     d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
@@ -113,11 +113,33 @@ fn host_actions_reach_the_server_only_within_the_grant() {
     );
     let out = host(&d, "file_read /etc read x");
     assert!(out.starts_with("ERR Some(InvalidArgument)"), "{out}");
+
+    // The grant covers the whole action: `warn_user` is the action `warn_user` and
+    // nothing else, `ban_user:ban` that one action on `ban_user`.
+    assert_eq!(
+        host(&d, "user_management warn_user - spammer"),
+        "banned spammer"
+    );
+    let out = host(&d, "user_management warn_user delete_account spammer");
+    assert!(
+        out.starts_with("ERR Some(PermissionDenied)")
+            && out.contains("`delete_account`")
+            && out.contains("`warn_user`"),
+        "{out}"
+    );
+    let out = host(&d, "user_management ban_user - spammer");
+    assert!(out.starts_with("ERR Some(PermissionDenied)"), "{out}");
     let calls = seen.lock().unwrap().clone();
-    assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(calls
+    let reached: Vec<(&str, &str)> = calls
         .iter()
-        .all(|c| c.plugin == "echo" && c.target == "ban_user"));
+        .map(|c| (c.target.as_str(), c.action.as_str()))
+        .collect();
+    assert_eq!(
+        reached,
+        [("ban_user", "ban"), ("ban_user", "ban"), ("warn_user", "")],
+        "only what the grant covers reaches the server"
+    );
+    assert!(calls.iter().all(|c| c.plugin == "echo"));
 
     // Every call is audited, refusals as denied.
     let records: Vec<(String, String)> = d
@@ -128,7 +150,7 @@ fn host_actions_reach_the_server_only_within_the_grant() {
     let count = |o: &str| records.iter().filter(|(_, out)| out == o).count();
     assert_eq!(
         (count("ok"), count("denied"), count("failed")),
-        (1, 2, 3),
+        (2, 4, 3),
         "{records:?}"
     );
 
@@ -144,5 +166,5 @@ fn host_actions_reach_the_server_only_within_the_grant() {
     .ok();
     let out = host(&d, "user_management ban_user ban spammer");
     assert!(out.starts_with("ERR Some(PermissionDenied)"), "{out}");
-    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(seen.lock().unwrap().len(), 3);
 }

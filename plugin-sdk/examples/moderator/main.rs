@@ -18,10 +18,11 @@ async fn main() -> Result<(), SdkError> {
                         .next()
                         .unwrap_or_default()
                         .to_string();
-                    // The server performs the ban; the broker checked the grant first.
+                    // The server performs the ban (the grant's scope `ban_user` names the whole
+                    // action); the broker checked the grant first.
                     let result = ctx
                         .host()
-                        .call("user_management", "ban_user", "ban", sender.as_bytes())
+                        .act("user_management", "ban_user", sender.as_bytes())
                         .await?;
                     ctx.info(&format!(
                         "banned {sender}: {}",

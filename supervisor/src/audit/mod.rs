@@ -2,9 +2,12 @@
 //! written to `audit_log` inside the store transaction that made the change, then
 //! mirrored as JSON lines into the log directory (`system/`, `audit/`, `security/`, `plugins/`).
 
+mod bounded;
 pub mod chain;
 pub mod report;
 mod writer;
+
+pub use bounded::{short, FIELD_BYTES, RECORD_BYTES};
 
 pub use writer::{AuditQueue, AuditWriter, Commit, CommitFailure, Unavailable};
 

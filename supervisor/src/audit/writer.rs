@@ -283,9 +283,10 @@ impl AuditWriter {
             .then(|| self.health.unavailable().reason)
     }
 
-    /// Queues `entry` and returns at once (a call that passed [`AuditWriter::admit`]).
+    /// Queues `entry` (within the caps of `bounded`) and returns at once (a call that
+    /// passed [`AuditWriter::admit`]).
     pub fn record(&self, entry: AuditEntry) {
-        if self.tx.send(Job::Record(entry, None)).is_err() {
+        if self.tx.send(Job::Record(entry.bounded(), None)).is_err() {
             tracing::error!("audit writer is gone; a record was lost");
         }
     }
@@ -294,7 +295,11 @@ impl AuditWriter {
     /// stays queued and is retried, and the caller must not answer as if it were done.
     pub async fn record_durable(&self, entry: AuditEntry) -> Result<(), Unavailable> {
         let (done, committed) = oneshot::channel();
-        if self.tx.send(Job::Record(entry, Some(done))).is_err() {
+        if self
+            .tx
+            .send(Job::Record(entry.bounded(), Some(done)))
+            .is_err()
+        {
             return Err(Unavailable {
                 reason: "the audit writer has stopped".into(),
             });

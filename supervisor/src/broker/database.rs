@@ -5,9 +5,11 @@
 // nothing a statement does outlives it. The authorizer sees every table and column the
 // compiled statement touches, including through views and triggers, and allows only:
 // reads of tables the plugin may read, INSERT/UPDATE/DELETE on tables it may write,
-// SELECT, recursive CTEs and ordinary functions. ATTACH/DETACH, PRAGMA, schema changes,
-// transactions, virtual tables, `load_extension` and any sqlite_ internal table are
-// refused, so are more than one statement and unbound parameters.
+// SELECT, recursive CTEs and the functions of `sql_functions::ALLOWED`. ATTACH/DETACH,
+// PRAGMA, schema changes, transactions, virtual tables, every other function and any
+// sqlite_ internal table are refused, so are more than one statement and unbound
+// parameters. The watchdog interrupts a statement at its time limit, and the
+// connection's limits keep any single step (one function call) short.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,8 +21,17 @@ use rusqlite::limits::Limit;
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 
-/// How often (in SQLite VM steps) the time limit is checked.
+/// How often (in SQLite VM steps) the progress handler checks the time limit, beside
+/// the watchdog's interrupt.
 const PROGRESS_STEPS: i32 = 1000;
+/// Longest SQL text of one statement.
+const MAX_SQL_BYTES: i32 = 100_000;
+/// Most arguments of one function call.
+const MAX_FUNCTION_ARGS: i32 = 64;
+/// Longest LIKE/GLOB pattern: matching costs pattern x value length.
+const MAX_LIKE_PATTERN_BYTES: i32 = 1024;
+/// Deepest expression tree.
+const MAX_EXPR_DEPTH: i32 = 200;
 
 /// Why a statement did not run (or did not finish).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -86,6 +97,9 @@ pub struct DbLimits {
     pub statement_time: Duration,
     pub max_rows: usize,
     pub max_bytes: usize,
+    /// Longest string or blob any value may be (`SQLITE_LIMIT_LENGTH`): what keeps
+    /// one function call (one VM step, which no interrupt splits) short.
+    pub max_value_bytes: usize,
 }
 
 /// A statement's answer: its columns and rows (for a query) or the rows it changed.
@@ -161,10 +175,13 @@ fn decide(access: &TableAccess, schema: &Schema, ctx: &AuthContext<'_>) -> Resul
         | AuthAction::Delete { table_name }
         | AuthAction::Update { table_name, .. } => write(table_name),
         AuthAction::Function { function_name } => {
-            if function_name.eq_ignore_ascii_case("load_extension") {
-                Err("load_extension is not available".into())
-            } else {
+            if super::sql_functions::allowed(function_name) {
                 Ok(())
+            } else {
+                Err(format!(
+                    "the SQL function `{}` is not available (only the ordinary scalar, aggregate, date, math and JSON functions are)",
+                    crate::audit::short(function_name)
+                ))
             }
         }
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
@@ -199,15 +216,26 @@ fn open(path: &Path, access: &TableAccess, limits: DbLimits) -> Result<Connectio
     })?;
     conn.busy_timeout(limits.statement_time)
         .map_err(|e| DbError::Unavailable(e.to_string()))?;
-    // Belt and braces beside the authorizer: nothing can be attached at all, and no
-    // single value may exceed the byte limit.
+    // Belt and braces beside the authorizer: nothing can be attached at all. The rest
+    // bound what one VM step can cost: the quadratic functions (instr, replace, like)
+    // take value length x argument length, so the value length caps one call.
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
-    let max_len = i32::try_from(limits.max_bytes)
-        .unwrap_or(i32::MAX)
-        .max(1024);
-    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, max_len);
-    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 100_000);
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_limit(limits));
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_BYTES);
+    conn.set_limit(Limit::SQLITE_LIMIT_FUNCTION_ARG, MAX_FUNCTION_ARGS);
+    conn.set_limit(
+        Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
+        MAX_LIKE_PATTERN_BYTES,
+    );
+    conn.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, MAX_EXPR_DEPTH);
     Ok(conn)
+}
+
+/// The longest value: the smaller of the value and result limits, at least 1 KiB.
+fn value_limit(limits: DbLimits) -> i32 {
+    i32::try_from(limits.max_value_bytes.min(limits.max_bytes))
+        .unwrap_or(i32::MAX)
+        .max(1024)
 }
 
 /// Runs `sql` with `params` for a plugin allowed `access`, within `limits`.
@@ -237,8 +265,12 @@ pub fn run(
     }
     let started = Instant::now();
     let budget = limits.statement_time;
+    let watchdog = super::watchdog::Watchdog::shared()
+        .ok_or_else(|| DbError::Unavailable("the statement watchdog is not running".into()))?;
+    // Held until the connection is dropped: an interrupt always finds it open.
+    let _armed = watchdog.arm(started + budget, conn.get_interrupt_handle());
     conn.progress_handler(PROGRESS_STEPS, Some(move || started.elapsed() > budget));
-    let explain = |e: rusqlite::Error| sql_error(e, &refused, budget);
+    let explain = |e: rusqlite::Error| sql_error(e, &refused, limits);
 
     let mut batch = rusqlite::Batch::new(&conn, sql);
     let mut stmt = batch
@@ -310,7 +342,7 @@ fn value_size(v: ValueRef<'_>) -> usize {
     }
 }
 
-fn sql_error(e: rusqlite::Error, refused: &Refused, budget: Duration) -> DbError {
+fn sql_error(e: rusqlite::Error, refused: &Refused, limits: DbLimits) -> DbError {
     use rusqlite::ffi::ErrorCode;
     if let Some(why) = main_refusal(refused) {
         return DbError::Denied(why);
@@ -321,12 +353,15 @@ fn sql_error(e: rusqlite::Error, refused: &Refused, budget: Duration) -> DbError
         }
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::OperationInterrupted => {
             DbError::DeadlineExceeded(format!(
-                "the statement ran longer than {} ms and was stopped",
-                budget.as_millis()
+                "the statement ran longer than {} ms (broker.db_statement_time) and was stopped",
+                limits.statement_time.as_millis()
             ))
         }
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::TooBig => {
-            DbError::Exhausted(format!("a value is too large: {e}"))
+            DbError::Exhausted(format!(
+                "a string or blob would exceed {} bytes (broker.db_max_value_bytes, broker.db_max_bytes): {e}",
+                value_limit(limits)
+            ))
         }
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ReadOnly => DbError::Denied(
             "database_write is not granted for any table (the database is open read-only)".into(),
@@ -334,10 +369,24 @@ fn sql_error(e: rusqlite::Error, refused: &Refused, budget: Duration) -> DbError
         rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::DatabaseBusy => {
             DbError::Unavailable(format!("the application database is busy: {e}"))
         }
-        rusqlite::Error::SqlInputError { .. } | rusqlite::Error::InvalidParameterCount(..) => {
-            DbError::Invalid(e.to_string())
-        }
-        _ => DbError::Failed(e.to_string()),
+        // rusqlite's own text quotes the whole statement: name the place instead.
+        rusqlite::Error::SqlInputError {
+            msg, sql, offset, ..
+        } => DbError::Invalid(format!(
+            "{} at offset {offset} of `{}`",
+            bounded(msg),
+            crate::audit::short(sql)
+        )),
+        rusqlite::Error::InvalidParameterCount(..) => DbError::Invalid(e.to_string()),
+        _ => DbError::Failed(bounded(&e.to_string()).into_owned()),
+    }
+}
+
+/// SQLite's message, which may quote a token of the statement, cut to 256 chars.
+fn bounded(message: &str) -> std::borrow::Cow<'_, str> {
+    match message.char_indices().nth(256) {
+        None => message.into(),
+        Some((end, _)) => format!("{}…", &message[..end]).into(),
     }
 }
 
@@ -349,6 +398,7 @@ mod tests {
         statement_time: Duration::from_millis(300),
         max_rows: 100,
         max_bytes: 64 * 1024,
+        max_value_bytes: 64 * 1024,
     };
 
     fn app_db() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -527,6 +577,88 @@ mod tests {
         )
         .expect("finite");
         assert_eq!(out.rows, [[Value::Integer(10)]]);
+    }
+
+    #[test]
+    fn only_allowlisted_functions_run_and_fts3_tokenizer_is_refused_by_name() {
+        let (_d, path) = app_db();
+        let a = access(&["messages"], &[]);
+        let err = run(
+            &path,
+            "SELECT fts3_tokenizer(?1)",
+            &[Value::Text("simple".into())],
+            &a,
+            LIMITS,
+        )
+        .expect_err("pointer");
+        assert!(
+            matches!(&err, DbError::Denied(m) if m.contains("`fts3_tokenizer`")),
+            "{err:?}"
+        );
+        for sql in ["SELECT sqlite_compileoption_get(1)", "SELECT fts5(?1)"] {
+            let p = if sql.contains("?1") {
+                vec![Value::Null]
+            } else {
+                vec![]
+            };
+            let err = run(&path, sql, &p, &a, LIMITS).expect_err(sql);
+            assert!(matches!(err, DbError::Denied(_)), "{sql}: {err:?}");
+        }
+        let out = run(
+            &path,
+            "SELECT lower('AB'), count(*), substr(max(body), 1, 2), json_extract('{\"a\":3}', '$.a') FROM messages",
+            &[],
+            &a,
+            LIMITS,
+        )
+        .expect("ordinary functions");
+        assert_eq!(
+            out.rows,
+            [[
+                Value::Text("ab".into()),
+                Value::Integer(2),
+                Value::Text("wo".into()),
+                Value::Integer(3)
+            ]]
+        );
+    }
+
+    #[test]
+    fn one_slow_function_call_is_refused_by_the_value_limit_and_many_are_stopped_in_time() {
+        let (_d, path) = app_db();
+        let a = access(&[], &[]);
+        let t = Instant::now();
+        let err = run(
+            &path,
+            "SELECT instr(zeroblob(900000), zeroblob(450000)||x'01')",
+            &[],
+            &a,
+            LIMITS,
+        )
+        .expect_err("too big");
+        assert!(
+            matches!(&err, DbError::Exhausted(m) if m.contains("db_max_value_bytes")),
+            "{err:?}"
+        );
+        assert!(t.elapsed() < LIMITS.statement_time, "{:?}", t.elapsed());
+        // Calls at the value limit, one after another: the watchdog stops the statement
+        // within its time and one call.
+        let t = Instant::now();
+        let err = run(
+            &path,
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+             SELECT sum(instr(zeroblob(60000), zeroblob(30000)||x'01')) FROM c",
+            &[],
+            &a,
+            LIMITS,
+        )
+        .expect_err("stopped");
+        let took = t.elapsed();
+        assert!(matches!(err, DbError::DeadlineExceeded(_)), "{err:?}");
+        assert!(
+            took >= LIMITS.statement_time && took < LIMITS.statement_time * 3,
+            "{took:?}"
+        );
     }
 
     #[test]

@@ -73,6 +73,7 @@ impl From<FileError> for tonic::Status {
 
 /// Names an OS failure of `op` on the plugin's `path`, with the code the plugin can act on.
 fn os_error(op: &str, path: &str, errno: Errno) -> FileError {
+    let path = crate::audit::short(path);
     match errno {
         Errno::ELOOP => FileError::Denied(format!("{op} `{path}`: symlinks are not followed")),
         Errno::EXDEV => FileError::Denied(format!("{op} `{path}`: resolves outside its root")),
@@ -94,14 +95,15 @@ fn os_error(op: &str, path: &str, errno: Errno) -> FileError {
 fn io_error(op: &str, path: &str, e: &std::io::Error) -> FileError {
     match e.raw_os_error() {
         Some(code) => os_error(op, path, Errno::from_raw(code)),
-        None => FileError::Io(format!("{op} `{path}`: {e}")),
+        None => FileError::Io(format!("{op} `{}`: {e}", crate::audit::short(path))),
     }
 }
 
 /// Refuses anything but a normalised absolute path: resolution must never have to
 /// interpret `.` or `..`, so a path means exactly the components it spells.
 pub fn validate_path(path: &str) -> Result<(), FileError> {
-    let invalid = |why: &str| Err(FileError::Invalid(format!("path `{path}` {why}")));
+    let shown = crate::audit::short(path);
+    let invalid = |why: &str| Err(FileError::Invalid(format!("path `{shown}` {why}")));
     if path.contains('\0') {
         return invalid("contains a NUL byte");
     }

@@ -11,6 +11,8 @@ pub mod network;
 mod ratelimit;
 mod service;
 mod session;
+mod sql_functions;
+mod watchdog;
 
 use std::sync::Arc;
 

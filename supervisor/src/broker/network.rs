@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::audit::short;
 use crate::catalog::{host_entry_parts, ScopeShape};
 
 /// Why a request was not made or did not complete.
@@ -140,21 +141,22 @@ impl Grant {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(NetError::Invalid(format!(
                 "only http and https URLs, not `{}:`",
-                url.scheme()
+                short(url.scheme())
             )));
         }
         let host = url
             .host_str()
-            .ok_or_else(|| NetError::Invalid(format!("`{url}` has no host")))?
+            .ok_or_else(|| NetError::Invalid(format!("`{}` has no host", short(url.as_str()))))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
         let port = url
             .port_or_known_default()
-            .ok_or_else(|| NetError::Invalid(format!("`{url}` has no port")))?;
+            .ok_or_else(|| NetError::Invalid(format!("`{}` has no port", short(url.as_str()))))?;
         let private = self.allows(&host, port).ok_or_else(|| {
             NetError::Denied(format!(
-                "network_outbound is not granted for `{host}:{port}`"
+                "network_outbound is not granted for `{}:{port}`",
+                short(&host)
             ))
         })?;
         if let (Ok(ip), false) = (host.parse::<IpAddr>(), private) {
@@ -270,6 +272,9 @@ fn client(grant: &Grant, hop: &SharedHop, limits: HttpLimits) -> Result<reqwest:
 }
 
 /// Headers a plugin may not set: they would let it speak for the connection itself.
+/// Longest URL a plugin may ask for (the check comes before anything is recorded).
+const MAX_URL_BYTES: usize = 8 * 1024;
+
 const RESERVED_HEADERS: &[&str] = &[
     "host",
     "connection",
@@ -286,17 +291,20 @@ fn request(
     url: reqwest::Url,
     call: HttpCall,
 ) -> Result<reqwest::RequestBuilder, NetError> {
-    let method = reqwest::Method::from_bytes(call.method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| NetError::Invalid(format!("`{}` is not an HTTP method", call.method)))?;
+    let method =
+        reqwest::Method::from_bytes(call.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            NetError::Invalid(format!("`{}` is not an HTTP method", short(&call.method)))
+        })?;
     let mut req = client.request(method, url);
     for (name, value) in call.headers {
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
             return Err(NetError::Invalid(format!(
-                "the `{name}` header is set by the supervisor"
+                "the `{}` header is set by the supervisor",
+                short(&name)
             )));
         }
         let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| NetError::Invalid(format!("`{name}` is not a header name")))?;
+            .map_err(|_| NetError::Invalid(format!("`{}` is not a header name", short(&name))))?;
         let value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
             NetError::Invalid(format!("the value of `{name}` is not a valid header value"))
         })?;
@@ -311,8 +319,14 @@ pub async fn fetch(
     call: HttpCall,
     limits: HttpLimits,
 ) -> Result<HttpAnswer, NetError> {
+    if call.url.len() > MAX_URL_BYTES {
+        return Err(NetError::Invalid(format!(
+            "the URL is {} bytes; at most {MAX_URL_BYTES}",
+            call.url.len()
+        )));
+    }
     let url = reqwest::Url::parse(&call.url)
-        .map_err(|e| NetError::Invalid(format!("`{}` is not a URL: {e}", call.url)))?;
+        .map_err(|e| NetError::Invalid(format!("`{}` is not a URL: {e}", short(&call.url))))?;
     let (_, _, private) = grant.check(&url)?;
     let hop: SharedHop = Arc::new(Mutex::new(Hop {
         private,
@@ -329,7 +343,8 @@ pub async fn fetch(
                 limits.timeout.as_millis()
             ))
         } else {
-            NetError::Unavailable(format!("request failed: {e}"))
+            // Without the URL: it may be long (and carry credentials).
+            NetError::Unavailable(format!("request failed: {}", e.without_url()))
         }
     };
     let mut response = request(&client, url, call)?.send().await.map_err(explain)?;

@@ -17,8 +17,8 @@ use super::files::{self, Beneath, FileError, Target};
 use super::network;
 use super::ratelimit::{Refusal, Service};
 use super::session::Session;
-use crate::audit::{Actor, AuditEntry, Outcome};
-use crate::catalog::{validate_scope_entry, Permission, ScopeShape};
+use crate::audit::{short, Actor, AuditEntry, Outcome};
+use crate::catalog::{host_action_name, validate_config_key, Permission, ScopeShape};
 use crate::clock::now_ms;
 use crate::context::Shared;
 use crate::manifest::validate_topic_pattern;
@@ -42,6 +42,17 @@ fn host_permission(name: &str) -> Result<Permission, Status> {
         other => Err(Status::invalid_argument(format!(
             "{other} is not a host action; host actions are user_management, system_config and plugin_management"
         ))),
+    }
+}
+
+/// Why a host action was refused: the whole name the grant did not cover.
+fn host_action_denial(permission: Permission, name: &str) -> String {
+    if let Some((target, action)) = name.split_once(':') {
+        format!(
+            "{permission} is not granted for action `{action}` on `{target}` (a scope entry `{target}` covers the target with no action; `{target}:{action}` covers that action)"
+        )
+    } else {
+        format!("{permission} is not granted for `{name}`")
     }
 }
 
@@ -191,7 +202,8 @@ impl BrokerService {
             return Ok(());
         }
         Err(Status::permission_denied(format!(
-            "`{pattern}` is a sensitive topic (policy: `{sensitive}`); sensitive_events is not granted for it"
+            "`{}` is a sensitive topic (policy: `{sensitive}`); sensitive_events is not granted for it",
+            short(pattern)
         )))
     }
 
@@ -246,12 +258,15 @@ impl BrokerService {
             .shared
             .store
             .check_grant(&self.shared.catalog, self.name(), permission, Some(path))
-            .map_err(|e| FileError::Io(format!("checking {permission} for `{path}`: {e}")));
+            .map_err(|e| {
+                FileError::Io(format!("checking {permission} for `{}`: {e}", short(path)))
+            });
         let target = grant.and_then(|g| {
             g.and_then(|g| files::granted_target(path, &g.granted_scope))
                 .ok_or_else(|| {
                     FileError::Denied(format!(
-                        "{permission} is not granted for `{path}` (paths outside /data need a grant whose scope covers them)"
+                        "{permission} is not granted for `{}` (paths outside /data need a grant whose scope covers them)",
+                        short(path)
                     ))
                 })
         });
@@ -589,7 +604,7 @@ impl Broker for BrokerService {
             self.shared.audit.submit(entry).await?;
             return Err(Status::permission_denied(format!(
                 "a plugin may only emit topics under `{prefix}*`, not `{}`",
-                req.topic
+                short(&req.topic)
             )));
         }
         let id = self.shared.hub.event_id();
@@ -637,7 +652,7 @@ impl Broker for BrokerService {
             "broker.config_get",
             serde_json::json!({ "key": key.clone() }),
             async {
-                validate_scope_entry(ScopeShape::Keys, &key).map_err(Status::invalid_argument)?;
+                validate_config_key(&key).map_err(Status::invalid_argument)?;
                 let value = self
                     .shared
                     .store
@@ -662,8 +677,7 @@ impl Broker for BrokerService {
             "broker.config_set",
             serde_json::json!({ "key": req.key.clone(), "bytes": req.value.len() }),
             async {
-                validate_scope_entry(ScopeShape::Keys, &req.key)
-                    .map_err(Status::invalid_argument)?;
+                validate_config_key(&req.key).map_err(Status::invalid_argument)?;
                 if req.value.len() > MAX_CONFIG_VALUE_BYTES {
                     return Err(Status::invalid_argument(format!(
                         "config values are at most {MAX_CONFIG_VALUE_BYTES} bytes"
@@ -880,6 +894,7 @@ impl Broker for BrokerService {
             statement_time: cfg.broker.db_statement_time,
             max_rows: cfg.broker.db_max_rows,
             max_bytes: usize::try_from(cfg.broker.db_max_bytes).unwrap_or(usize::MAX),
+            max_value_bytes: usize::try_from(cfg.broker.db_max_value_bytes).unwrap_or(usize::MAX),
         };
         let sql = req.sql.clone();
         let result = self
@@ -926,27 +941,23 @@ impl Broker for BrokerService {
         });
         self.audited("broker.host_action", detail, async {
             let permission = host_permission(&req.permission)?;
-            let shape = self.shared.catalog.spec(permission).scope;
-            validate_scope_entry(shape, &req.target).map_err(Status::invalid_argument)?;
             if req.payload.len() > MAX_HOST_PAYLOAD_BYTES {
                 return Err(Status::invalid_argument(format!(
                     "host action payloads are at most {MAX_HOST_PAYLOAD_BYTES} bytes"
                 )));
             }
+            // The grant covers what the server will execute: the target and the action.
+            let shape = self.shared.catalog.spec(permission).scope;
+            let name = host_action_name(shape, &req.target, &req.action)
+                .map_err(Status::invalid_argument)?;
             let grant = self
                 .shared
                 .store
-                .check_grant(
-                    &self.shared.catalog,
-                    self.name(),
-                    permission,
-                    Some(&req.target),
-                )
+                .check_grant(&self.shared.catalog, self.name(), permission, Some(&name))
                 .map_err(internal)?;
             if grant.is_none() {
-                return Err(Status::permission_denied(format!(
-                    "{permission} is not granted for `{}`",
-                    req.target
+                return Err(Status::permission_denied(host_action_denial(
+                    permission, &name,
                 )));
             }
             let call = broker_proto::admin::v1::HostActionCall {
@@ -1039,7 +1050,8 @@ impl Broker for BrokerService {
             let words: Vec<&str> = argv.iter().map(String::as_str).collect();
             if !entries.iter().any(|e| crate::catalog::argv_allowed(e, &words)) {
                 return Err(Status::permission_denied(format!(
-                    "execute_commands is not granted for {words:?} (an approved entry must match the argv exactly, or end in ` ...` to allow more arguments)"
+                    "execute_commands is not granted for {} (an approved entry must match the argv exactly, or end in ` ...` to allow more arguments)",
+                    short(&format!("{words:?}"))
                 )));
             }
             let b = &self.shared.cfg.broker;

@@ -3,7 +3,10 @@
 
 mod scope;
 
-pub use scope::{argv_allowed, host_entry_parts, validate_scope_entry, ScopeShape, PRIVATE_MARK};
+pub use scope::{
+    argv_allowed, host_action_name, host_entry_parts, validate_config_key, validate_scope_entry,
+    ScopeShape, PRIVATE_MARK,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -75,7 +78,7 @@ impl FromStr for Permission {
         Permission::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| UnknownPermission(s.to_string()))
+            .ok_or_else(|| UnknownPermission(crate::audit::short(s).into_owned()))
     }
 }
 

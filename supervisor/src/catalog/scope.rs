@@ -41,6 +41,25 @@ impl ScopeShape {
 
     /// Whether `entry` (already validated) covers `target`.
     pub fn covers(self, entry: &str, target: &str) -> bool {
+        if self.names_operations() {
+            // `target` or `target:operation`: the operation must match exactly, and an
+            // entry without one covers only calls without one.
+            let ((entry, entry_op), (target, target_op)) =
+                (split_operation(entry), split_operation(target));
+            return entry_op == target_op && self.covers_target(entry, target);
+        }
+        self.covers_target(entry, target)
+    }
+
+    /// The shapes of host actions, whose entries may name the one operation allowed.
+    fn names_operations(self) -> bool {
+        matches!(
+            self,
+            ScopeShape::Keys | ScopeShape::Actions | ScopeShape::Plugins
+        )
+    }
+
+    fn covers_target(self, entry: &str, target: &str) -> bool {
         match self {
             ScopeShape::Paths => path_covers(entry, target),
             ScopeShape::Hosts => host_covers(entry, target),
@@ -103,9 +122,77 @@ impl ScopeShape {
     }
 }
 
+/// A host-action entry or call name split at its operation: `ban_user:ban` is
+/// (`ban_user`, Some(`ban`)), `ban_user` is (`ban_user`, None).
+fn split_operation(entry: &str) -> (&str, Option<&str>) {
+    match entry.split_once(':') {
+        Some((target, op)) => (target, Some(op)),
+        None => (entry, None),
+    }
+}
+
+/// What a host action's grant must cover: `target`, or `target:action` when the call
+/// names an action. The target must be a valid entry without an operation, the action
+/// an identifier.
+pub fn host_action_name(shape: ScopeShape, target: &str, action: &str) -> Result<String, String> {
+    if target.contains(':') {
+        return Err(format!(
+            "the target `{}` cannot contain `:` (it separates the action in a grant's scope)",
+            crate::audit::short(target)
+        ));
+    }
+    validate_scope_entry(shape, target)?;
+    if action.is_empty() {
+        return Ok(target.to_string());
+    }
+    if !is_identifier(action) {
+        return Err(format!(
+            "`{}` is not a valid action name (letters, digits and _, at most 64)",
+            crate::audit::short(action)
+        ));
+    }
+    Ok(format!("{target}:{action}"))
+}
+
+/// A plugin config key: a `keys` entry without a wildcard or an operation.
+pub fn validate_config_key(key: &str) -> Result<(), String> {
+    if key.contains(':') {
+        return Err(format!(
+            "`{}` is not a valid config key",
+            crate::audit::short(key)
+        ));
+    }
+    validate_scope_entry(ScopeShape::Keys, key)
+}
+
 /// Checks one scope entry against its shape; the error says what was expected.
 pub fn validate_scope_entry(shape: ScopeShape, entry: &str) -> Result<(), String> {
-    let ok = match shape {
+    if shape.names_operations() {
+        if let (target, Some(op)) = split_operation(entry) {
+            return if is_identifier(op) && validate_target(shape, target) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "`{}` is not a valid {} with an action (`target:action`)",
+                    crate::audit::short(entry),
+                    shape.noun()
+                ))
+            };
+        }
+    }
+    if validate_target(shape, entry) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a valid {}",
+            crate::audit::short(entry),
+            shape.noun()
+        ))
+    }
+}
+
+fn validate_target(shape: ScopeShape, entry: &str) -> bool {
+    match shape {
         ScopeShape::Paths => is_normal_absolute_path(entry),
         ScopeShape::Hosts => is_host_entry(entry),
         ScopeShape::Tables => {
@@ -132,11 +219,6 @@ pub fn validate_scope_entry(shape: ScopeShape, entry: &str) -> Result<(), String
                 && !argv.contains(&ANY_ARGS)
                 && !entry.contains(['\n', '\0'])
         }
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{entry}` is not a valid {}", shape.noun()))
     }
 }
 
@@ -385,5 +467,40 @@ mod tests {
         assert!(t.entry_within("user.created", "user.*"));
         assert!(!t.entry_within("user.*", "user.created"));
         assert!(!t.entry_within("users.*", "user.*"));
+    }
+}
+
+#[cfg(test)]
+mod host_action_tests {
+    use super::*;
+
+    #[test]
+    fn a_host_action_grant_covers_its_target_and_exactly_the_action_it_names() {
+        let name = |shape, t, a| host_action_name(shape, t, a).expect("valid");
+        let a = ScopeShape::Actions;
+        assert!(a.covers("warn_user", &name(a, "warn_user", "")));
+        assert!(!a.covers("warn_user", &name(a, "warn_user", "delete_account")));
+        assert!(a.covers("ban_user:ban", &name(a, "ban_user", "ban")));
+        assert!(!a.covers("ban_user:ban", &name(a, "ban_user", "")));
+        assert!(!a.covers("ban_user:ban", &name(a, "ban_user", "unban")));
+        let k = ScopeShape::Keys;
+        assert!(k.covers("smtp.*:get", &name(k, "smtp.host", "get")));
+        assert!(!k.covers("smtp.*:get", &name(k, "smtp.host", "set")));
+        assert!(!k.covers("smtp.*", &name(k, "smtp.host", "set")));
+        assert!(k.entry_within("smtp.host:get", "smtp.*:get"));
+        assert!(!k.entry_within("smtp.host:set", "smtp.*:get"));
+        assert!(!a.entry_within("ban_user:ban", "ban_user"));
+        for entry in ["ban_user:ban", "warn_user"] {
+            assert!(validate_scope_entry(a, entry).is_ok(), "{entry}");
+        }
+        for entry in ["ban_user:", "ban_user:b:c", ":ban", "ban user:x"] {
+            assert!(validate_scope_entry(a, entry).is_err(), "{entry}");
+        }
+        assert!(host_action_name(a, "warn_user:x", "").is_err());
+        assert!(host_action_name(a, "warn_user", "drop table").is_err());
+        assert!(validate_config_key("a:b").is_err());
+        assert!(validate_config_key("a.b").is_ok());
+        // Hosts keep their ports: no operations there.
+        assert!(ScopeShape::Hosts.covers("api.example.com:8443", "api.example.com:8443"));
     }
 }

@@ -80,6 +80,10 @@ pub struct BrokerConfig {
     pub db_max_rows: usize,
     #[serde(with = "bytes")]
     pub db_max_bytes: u64,
+    /// Longest string or blob in a statement (SQLite's `SQLITE_LIMIT_LENGTH`): keeps
+    /// any single function call short, since no interrupt splits one.
+    #[serde(with = "bytes")]
+    pub db_max_value_bytes: u64,
     /// An HTTP request (all redirects included) taking longer than this fails.
     #[serde(with = "duration")]
     pub http_timeout: Duration,
@@ -131,6 +135,7 @@ impl Default for BrokerConfig {
             db_statement_time: Duration::from_secs(1),
             db_max_rows: 1000,
             db_max_bytes: 1 << 20,
+            db_max_value_bytes: 64 << 10,
             http_timeout: Duration::from_secs(10),
             http_max_response_bytes: 512 << 10,
             http_max_redirects: 5,

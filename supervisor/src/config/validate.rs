@@ -462,6 +462,12 @@ fn broker(c: &mut Checks, cfg: &Config) {
     // Larger answers could never be delivered in one broker message.
     c.size("broker.db_max_bytes", b.db_max_bytes, 1, message);
     c.size(
+        "broker.db_max_value_bytes",
+        b.db_max_value_bytes,
+        1 << 10,
+        16 << 20,
+    );
+    c.size(
         "broker.http_max_response_bytes",
         b.http_max_response_bytes,
         1,

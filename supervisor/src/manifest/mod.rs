@@ -491,7 +491,8 @@ pub fn validate_topic_pattern(t: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{t}` is not a valid topic (dot-separated a-z, 0-9, _ or -, optionally ending in .*)"
+            "`{}` is not a valid topic (dot-separated a-z, 0-9, _ or -, optionally ending in .*)",
+            crate::audit::short(t)
         ))
     }
 }

@@ -245,7 +245,7 @@ pub struct Tx<'a> {
 
 impl Tx<'_> {
     pub fn audit(&mut self, entry: AuditEntry) {
-        self.audit.push(entry);
+        self.audit.push(entry.bounded());
     }
 }
 

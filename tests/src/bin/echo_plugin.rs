@@ -208,12 +208,14 @@ async fn main() -> Result<(), SdkError> {
             },
         )
         .on_command("host", |ctx: PluginContext, args: Vec<u8>| async move {
-            // `<permission> <target> <action> <payload>`; a refusal is an answer too.
+            // `<permission> <target> <action> <payload>` (`-` for no action); a refusal
+            // is an answer too.
             let args = String::from_utf8_lossy(&args).to_string();
             let parts: Vec<&str> = args.splitn(4, ' ').collect();
             let [permission, target, action, payload] = parts[..] else {
                 return Err("args: <permission> <target> <action> <payload>".to_string());
             };
+            let action = if action == "-" { "" } else { action };
             Ok::<String, String>(
                 match ctx
                     .host()
