@@ -343,7 +343,7 @@ impl PluginContext {
             .client()
             .emit_event(pb::EmitEventRequest {
                 topic: format!("{}{name}", self.inner.emit_prefix),
-                payload: payload.to_vec(),
+                payload: payload.to_vec().into(),
             })
             .await?;
         Ok(response.into_inner().id)

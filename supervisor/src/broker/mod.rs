@@ -2,6 +2,7 @@
 //! connection as the plugin's identity, and the hub that routes events between
 //! plugins and the PlexiChat server. May call the store and catalog; never spawns.
 
+mod budget;
 pub mod database;
 mod files;
 pub mod host_actions;
@@ -10,6 +11,7 @@ pub mod network;
 mod ratelimit;
 mod service;
 mod session;
+mod subscriptions;
 
 use std::sync::Arc;
 
@@ -18,7 +20,7 @@ use broker_proto::MAX_BROKER_MESSAGE_BYTES;
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
-pub use hub::Hub;
+pub use hub::{Emitter, EventLimits, Hub};
 pub use ratelimit::RateLimiter;
 pub use service::BrokerService;
 pub use session::{InvokeError, Session};
@@ -71,4 +73,27 @@ pub fn event_audience<'a>(
                 Ok(Some(_))
             )
     }
+}
+
+/// How often events dropped for full queues and emits refused for a full budget are
+/// written to the audit trail, as one record per queue or emitter with the counts.
+pub const LOSS_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes the hub's event losses every [`LOSS_REPORT_INTERVAL`] while there are any.
+pub fn report_losses(shared: Arc<crate::context::Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LOSS_REPORT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let losses = shared.hub.take_losses();
+            if losses.is_empty() {
+                continue;
+            }
+            let interval_ms = LOSS_REPORT_INTERVAL.as_millis() as u64;
+            for entry in losses.entries(interval_ms) {
+                shared.audit.record(entry);
+            }
+        }
+    })
 }
