@@ -6,6 +6,7 @@ mod budget;
 pub mod database;
 mod files;
 pub mod host_actions;
+pub mod http2;
 mod hub;
 pub mod network;
 mod ratelimit;
@@ -39,7 +40,7 @@ pub fn serve_connection(conn: UnixStream, service: BrokerService) -> JoinHandle<
             tokio_stream::once(Ok::<_, std::io::Error>(conn)),
             tokio_stream::pending(),
         );
-        let result = tonic::transport::Server::builder()
+        let result = http2::server()
             .add_service(server)
             .serve_with_incoming(incoming)
             .await;
