@@ -79,6 +79,8 @@ pub struct PluginContext {
 struct Inner {
     /// Calls the plugin makes, within its in-flight limit.
     client: BrokerClient<connection::Limited>,
+    /// The same limit, for calls that wait for their slot before copying a payload.
+    limited: connection::Limited,
     /// The session stream, replies and pongs: never queued behind the plugin's own
     /// calls, or a busy plugin would miss its health checks.
     control: BrokerClient<Channel>,
@@ -178,12 +180,11 @@ impl PluginContext {
                 given
             }
         };
+        let limited = connection::limit(channel.clone(), max_in_flight);
         Ok(PluginContext {
             inner: Arc::new(Inner {
-                client: limited_client(
-                    connection::limit(channel.clone(), max_in_flight),
-                    max_message_bytes,
-                ),
+                client: limited_client(limited.clone(), max_message_bytes),
+                limited,
                 control: limited_client(channel, max_message_bytes),
                 plugin_name: or_requested(response.plugin_name, request.plugin_name),
                 plugin_version: or_requested(response.plugin_version, request.plugin_version),
@@ -230,6 +231,15 @@ impl PluginContext {
     /// Tonic clients need `&mut self` per call; clones share the underlying channel.
     fn client(&self) -> BrokerClient<connection::Limited> {
         self.inner.client.clone()
+    }
+
+    /// A client already holding one of the in-flight slots: a call that copies a
+    /// large payload into its request waits here first, so calls queued behind the
+    /// limit hold no copies (600 queued 1 MB emits would otherwise hold 600 MB).
+    async fn client_with_slot(&self) -> Result<BrokerClient<connection::Limited>, SdkError> {
+        let mut service = self.inner.limited.clone();
+        tower::ServiceExt::ready(&mut service).await?;
+        Ok(limited_client(service, self.inner.max_message_bytes))
     }
 
     /// File access through the broker: the plugin's `/data` directory, and granted
@@ -363,7 +373,8 @@ impl PluginContext {
     /// `plugin.hello.greeted`) and returns the id the supervisor assigned to it.
     pub async fn emit(&self, name: &str, payload: &[u8]) -> Result<String, SdkError> {
         let response = self
-            .client()
+            .client_with_slot()
+            .await?
             .emit_event(pb::EmitEventRequest {
                 topic: format!("{}{name}", self.inner.emit_prefix),
                 payload: payload.to_vec().into(),

@@ -102,7 +102,7 @@ fn large_emits_with_a_stalled_watcher_leave_memory_within_the_bound() {
     let idle = rss_mib(pid);
 
     // Past the payload cap: every one refused, naming the key.
-    let over = invoke(&d, "emitter", "emit", "600 1040000 16");
+    let over = invoke(&d, "emitter", "emit", "600 1040000 600");
     let after_over = rss_mib(pid);
     assert_eq!(count(&over, "InvalidArgument"), 600, "{over}");
     let why = over["first"]["InvalidArgument"]
@@ -111,7 +111,7 @@ fn large_emits_with_a_stalled_watcher_leave_memory_within_the_bound() {
     assert!(why.contains("broker.event_max_payload"), "{why}");
 
     // At the cap: served, or refused once the emitter's bytes in flight are full.
-    let at = invoke(&d, "emitter", "emit", "600 65536 16");
+    let at = invoke(&d, "emitter", "emit", "600 65536 600");
     let after_at = rss_mib(pid);
     let (ok, exhausted) = (count(&at, "Ok"), count(&at, "ResourceExhausted"));
     assert_eq!(ok + exhausted, 600, "{at}");
