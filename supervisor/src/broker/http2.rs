@@ -9,9 +9,9 @@
 //   the SDK keeps fewer in flight (`plexichat_plugin_sdk::DEFAULT_MAX_IN_FLIGHT`);
 // - request headers over `MAX_REQUEST_HEADER_BYTES` are refused on their stream with
 //   RESOURCE_EXHAUSTED by `Guard`. h2 itself must let such a block through to be
-//   answered: it closes the connection for a block of more than
-//   `H2_HEADER_LIST_BYTES / 16 KiB * 1.25` frames (about 1.25 MiB) and answers 431 on
-//   the stream between `H2_HEADER_LIST_BYTES` and that;
+//   answered: it closes the connection for a block of more than 1.25 ×
+//   `H2_HEADER_LIST_BYTES` / 16 KiB frames (about 1.3 MiB) and answers 431 on the
+//   stream between `H2_HEADER_LIST_BYTES` and that;
 // - streams the client cancels before they are served (a burst timing out) are a
 //   flood only past `MAX_PENDING_RESETS`, far above what `MAX_CONCURRENT_STREAMS` allows;
 // - every error message is cut to `MAX_STATUS_MESSAGE_BYTES` encoded, so no refusal

@@ -158,12 +158,6 @@ pub struct Hub {
     losses: Mutex<Losses>,
 }
 
-impl Default for Hub {
-    fn default() -> Self {
-        Hub::new(EventLimits::from(&crate::config::BrokerConfig::default()))
-    }
-}
-
 impl Hub {
     pub fn new(limits: EventLimits) -> Hub {
         Hub {
