@@ -8,6 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Ordered maps: reports and log fields come out the same way every time.
         .btree_map(".")
+        // Event payloads are shared by every queue that holds them, not copied per queue.
+        .bytes(".plexichat.broker.v1.Event.payload")
+        .bytes(".plexichat.broker.v1.EmitEventRequest.payload")
+        .bytes(".plexichat.admin.v1.PluginEvent.payload")
+        .bytes(".plexichat.admin.v1.PublishEventRequest.payload")
         .type_attribute(".plexichat.admin.v1", "#[derive(serde::Serialize)]")
         .compile_protos(&["proto/broker.proto", "proto/admin.proto"], &["proto"])?;
     Ok(())

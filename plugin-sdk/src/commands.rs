@@ -3,7 +3,6 @@
 
 use broker_proto::broker::v1 as pb;
 use broker_proto::broker::v1::broker_client::BrokerClient;
-use tonic::transport::Channel;
 
 use crate::SdkError;
 
@@ -35,11 +34,11 @@ pub struct CommandOutput {
 /// ```
 #[derive(Clone)]
 pub struct Commands {
-    client: BrokerClient<Channel>,
+    client: BrokerClient<crate::connection::Limited>,
 }
 
 impl Commands {
-    pub(crate) fn new(client: BrokerClient<Channel>) -> Commands {
+    pub(crate) fn new(client: BrokerClient<crate::connection::Limited>) -> Commands {
         Commands { client }
     }
 

@@ -18,6 +18,24 @@ pub const BROKER_FD_ENV: &str = "PLEXICHAT_BROKER_FD";
 /// The fd the supervisor uses when [`BROKER_FD_ENV`] is unset.
 pub const DEFAULT_BROKER_FD: RawFd = 3;
 
+/// Broker calls a plugin keeps in flight at once unless it asks for another limit
+/// ([`Plugin::max_in_flight`](crate::Plugin::max_in_flight)); calls beyond it wait in
+/// the plugin. Below the broker's 128 streams per connection, so a burst queues here
+/// instead of at the HTTP/2 layer, and the plugin's replies and pongs (which do not
+/// count against it) always find a stream.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+
+/// The channel with the plugin's in-flight limit in front: every clone shares it.
+pub(crate) type Limited = tower::limit::ConcurrencyLimit<Channel>;
+
+pub(crate) fn limit(channel: Channel, max_in_flight: usize) -> Limited {
+    tower::limit::ConcurrencyLimit::new(channel, max_in_flight.max(1))
+}
+
+/// The largest header list the plugin accepts from the broker: far above the
+/// broker's own cap on error messages, so an answer never becomes a connection error.
+const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
+
 /// Set once the broker fd has been turned into an owned stream. Creating a second
 /// owner would close the fd twice (and possibly close an unrelated, reused fd number).
 static BROKER_FD_TAKEN: AtomicBool = AtomicBool::new(false);
@@ -189,6 +207,7 @@ pub(crate) async fn channel_over(stream: UnixStream) -> Result<Channel, SdkError
     });
     // The authority is never resolved; it only fills the HTTP/2 `:authority` header.
     Ok(Endpoint::from_static("http://plexichat.broker")
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .connect_with_connector(connector)
         .await?)
 }

@@ -77,7 +77,13 @@ pub struct PluginContext {
 }
 
 struct Inner {
-    client: BrokerClient<Channel>,
+    /// Calls the plugin makes, within its in-flight limit.
+    client: BrokerClient<connection::Limited>,
+    /// The same limit, for calls that wait for their slot before copying a payload.
+    limited: connection::Limited,
+    /// The session stream, replies and pongs: never queued behind the plugin's own
+    /// calls, or a busy plugin would miss its health checks.
+    control: BrokerClient<Channel>,
     plugin_name: String,
     plugin_version: String,
     protocol_version: u32,
@@ -106,14 +112,28 @@ impl PluginContext {
     ///
     /// Must be called from inside a Tokio runtime.
     pub async fn connect() -> Result<PluginContext, SdkError> {
+        PluginContext::connect_limited(connection::DEFAULT_MAX_IN_FLIGHT).await
+    }
+
+    /// [`connect`](Self::connect) keeping at most `max_in_flight` broker calls in
+    /// flight (at least 1): calls beyond it wait in the plugin for a free slot. The
+    /// default is [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT).
+    pub async fn connect_limited(max_in_flight: usize) -> Result<PluginContext, SdkError> {
         let stream = connection::take_inherited_stream()?;
-        PluginContext::connect_stream(stream).await
+        PluginContext::connect_stream_limited(stream, max_in_flight).await
     }
 
     /// Connects over an already-open stream instead of the inherited fd. For tests
     /// that run a broker in-process; plugins use [`PluginContext::connect`].
     #[doc(hidden)]
     pub async fn connect_stream(stream: UnixStream) -> Result<PluginContext, SdkError> {
+        PluginContext::connect_stream_limited(stream, connection::DEFAULT_MAX_IN_FLIGHT).await
+    }
+
+    async fn connect_stream_limited(
+        stream: UnixStream,
+        max_in_flight: usize,
+    ) -> Result<PluginContext, SdkError> {
         let channel = connection::channel_over(stream).await?;
         let request = pb::HandshakeRequest {
             protocol_versions: BROKER_PROTOCOL_VERSIONS.to_vec(),
@@ -121,12 +141,13 @@ impl PluginContext {
             plugin_version: std::env::var(PLUGIN_VERSION_ENV).unwrap_or_default(),
             sdk_version: SDK_VERSION.to_string(),
         };
-        PluginContext::handshake(channel, request).await
+        PluginContext::handshake(channel, request, max_in_flight).await
     }
 
     async fn handshake(
         channel: Channel,
         request: pb::HandshakeRequest,
+        max_in_flight: usize,
     ) -> Result<PluginContext, SdkError> {
         let mut client = limited_client(channel.clone(), MAX_BROKER_MESSAGE_BYTES);
         let response = client
@@ -159,9 +180,12 @@ impl PluginContext {
                 given
             }
         };
+        let limited = connection::limit(channel.clone(), max_in_flight);
         Ok(PluginContext {
             inner: Arc::new(Inner {
-                client: limited_client(channel, max_message_bytes),
+                client: limited_client(limited.clone(), max_message_bytes),
+                limited,
+                control: limited_client(channel, max_message_bytes),
                 plugin_name: or_requested(response.plugin_name, request.plugin_name),
                 plugin_version: or_requested(response.plugin_version, request.plugin_version),
                 protocol_version: response.protocol_version,
@@ -205,8 +229,17 @@ impl PluginContext {
     }
 
     /// Tonic clients need `&mut self` per call; clones share the underlying channel.
-    fn client(&self) -> BrokerClient<Channel> {
+    fn client(&self) -> BrokerClient<connection::Limited> {
         self.inner.client.clone()
+    }
+
+    /// A client already holding one of the in-flight slots: a call that copies a
+    /// large payload into its request waits here first, so calls queued behind the
+    /// limit hold no copies (600 queued 1 MB emits would otherwise hold 600 MB).
+    async fn client_with_slot(&self) -> Result<BrokerClient<connection::Limited>, SdkError> {
+        let mut service = self.inner.limited.clone();
+        tower::ServiceExt::ready(&mut service).await?;
+        Ok(limited_client(service, self.inner.max_message_bytes))
     }
 
     /// File access through the broker: the plugin's `/data` directory, and granted
@@ -340,10 +373,11 @@ impl PluginContext {
     /// `plugin.hello.greeted`) and returns the id the supervisor assigned to it.
     pub async fn emit(&self, name: &str, payload: &[u8]) -> Result<String, SdkError> {
         let response = self
-            .client()
+            .client_with_slot()
+            .await?
             .emit_event(pb::EmitEventRequest {
                 topic: format!("{}{name}", self.inner.emit_prefix),
-                payload: payload.to_vec(),
+                payload: payload.to_vec().into(),
             })
             .await?;
         Ok(response.into_inner().id)
@@ -379,25 +413,37 @@ impl PluginContext {
             return Err(SdkError::SessionAlreadyOpen);
         }
         Ok(self
-            .client()
+            .inner
+            .control
+            .clone()
             .session(pb::SessionRequest {})
             .await?
             .into_inner())
     }
 
     pub(crate) async fn reply(&self, reply: pb::CommandReply) -> Result<(), SdkError> {
-        self.client().reply(reply).await?;
+        self.inner.control.clone().reply(reply).await?;
         Ok(())
     }
 
     pub(crate) async fn pong(&self, id: u64) -> Result<(), SdkError> {
-        self.client().pong(pb::PongRequest { id }).await?;
+        self.inner
+            .control
+            .clone()
+            .pong(pb::PongRequest { id })
+            .await?;
         Ok(())
     }
 }
 
-fn limited_client(channel: Channel, max_message_bytes: usize) -> BrokerClient<Channel> {
-    BrokerClient::new(channel)
+fn limited_client<T>(service: T, max_message_bytes: usize) -> BrokerClient<T>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    BrokerClient::new(service)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes)
 }

@@ -4,7 +4,6 @@
 use broker_proto::broker::v1 as pb;
 use broker_proto::broker::v1::broker_client::BrokerClient;
 use pb::sql_value::Kind;
-use tonic::transport::Channel;
 
 use crate::SdkError;
 
@@ -105,11 +104,11 @@ pub struct QueryResult {
 /// ```
 #[derive(Clone)]
 pub struct Db {
-    client: BrokerClient<Channel>,
+    client: BrokerClient<crate::connection::Limited>,
 }
 
 impl Db {
-    pub(crate) fn new(client: BrokerClient<Channel>) -> Db {
+    pub(crate) fn new(client: BrokerClient<crate::connection::Limited>) -> Db {
         Db { client }
     }
 

@@ -37,7 +37,7 @@ impl From<pb::Event> for Event {
         Event {
             id: e.id,
             topic: e.topic,
-            payload: e.payload,
+            payload: e.payload.into(),
             source: e.source,
             timestamp_ms: e.timestamp_ms,
         }

@@ -3,7 +3,6 @@
 
 use broker_proto::broker::v1 as pb;
 use broker_proto::broker::v1::broker_client::BrokerClient;
-use tonic::transport::Channel;
 
 use crate::SdkError;
 
@@ -59,11 +58,11 @@ pub struct FileStat {
 /// [`SdkError::is_resource_exhausted`] (quota).
 #[derive(Clone)]
 pub struct Files {
-    client: BrokerClient<Channel>,
+    client: BrokerClient<crate::connection::Limited>,
 }
 
 impl Files {
-    pub(crate) fn new(client: BrokerClient<Channel>) -> Files {
+    pub(crate) fn new(client: BrokerClient<crate::connection::Limited>) -> Files {
         Files { client }
     }
 

@@ -3,7 +3,6 @@
 
 use broker_proto::broker::v1 as pb;
 use broker_proto::broker::v1::broker_client::BrokerClient;
-use tonic::transport::Channel;
 
 use crate::SdkError;
 
@@ -33,11 +32,11 @@ use crate::SdkError;
 /// ```
 #[derive(Clone)]
 pub struct Host {
-    client: BrokerClient<Channel>,
+    client: BrokerClient<crate::connection::Limited>,
 }
 
 impl Host {
-    pub(crate) fn new(client: BrokerClient<Channel>) -> Host {
+    pub(crate) fn new(client: BrokerClient<crate::connection::Limited>) -> Host {
         Host { client }
     }
 

@@ -3,7 +3,6 @@
 
 use broker_proto::broker::v1 as pb;
 use broker_proto::broker::v1::broker_client::BrokerClient;
-use tonic::transport::Channel;
 
 use crate::SdkError;
 
@@ -37,11 +36,11 @@ pub struct HttpResponse {
 /// ```
 #[derive(Clone)]
 pub struct Http {
-    client: BrokerClient<Channel>,
+    client: BrokerClient<crate::connection::Limited>,
 }
 
 impl Http {
-    pub(crate) fn new(client: BrokerClient<Channel>) -> Http {
+    pub(crate) fn new(client: BrokerClient<crate::connection::Limited>) -> Http {
         Http { client }
     }
 

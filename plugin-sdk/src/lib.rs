@@ -95,7 +95,7 @@ mod plugin;
 mod roundtrip_tests;
 
 pub use commands::{CommandOutput, Commands};
-pub use connection::{BROKER_FD_ENV, DEFAULT_BROKER_FD};
+pub use connection::{BROKER_FD_ENV, DEFAULT_BROKER_FD, DEFAULT_MAX_IN_FLIGHT};
 pub use context::{
     Grant, LogLevel, PluginContext, PLUGIN_NAME_ENV, PLUGIN_VERSION_ENV, SDK_VERSION,
 };

@@ -56,6 +56,7 @@ pub struct Plugin {
     commands: HashMap<String, CommandHandler>,
     events: Vec<(String, EventHandler)>,
     shutdown: Option<ShutdownHook>,
+    max_in_flight: usize,
     /// Registration mistakes, reported by `run` so builder calls stay chainable.
     problems: Vec<String>,
 }
@@ -88,8 +89,18 @@ impl Plugin {
             commands: HashMap::new(),
             events: Vec::new(),
             shutdown: None,
+            max_in_flight: crate::DEFAULT_MAX_IN_FLIGHT,
             problems: Vec::new(),
         }
+    }
+
+    /// Keeps at most `n` broker calls in flight (at least 1; default
+    /// [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT)): calls beyond it wait in
+    /// the plugin, so a burst from many tasks is served in turn instead of flooding
+    /// the connection.
+    pub fn max_in_flight(mut self, n: usize) -> Plugin {
+        self.max_in_flight = n.max(1);
+        self
     }
 
     /// Handles command `name`. The handler gets the invocation's raw args; `Ok(output)`
@@ -173,7 +184,7 @@ impl Plugin {
     pub async fn run(self) -> Result<(), SdkError> {
         // Checked before connecting so a broken plugin fails without consuming the fd.
         self.check()?;
-        let ctx = PluginContext::connect().await?;
+        let ctx = PluginContext::connect_limited(self.max_in_flight).await?;
         self.run_with(ctx).await
     }
 
@@ -185,6 +196,7 @@ impl Plugin {
             commands,
             events,
             shutdown,
+            max_in_flight: _,
             problems: _,
         } = self;
 

@@ -446,7 +446,7 @@ impl Harness {
         self.send(Kind::Event(pb::Event {
             id: id.into(),
             topic: topic.into(),
-            payload: br#"{"text":"hi"}"#.to_vec(),
+            payload: br#"{"text":"hi"}"#.to_vec().into(),
             source: "server".into(),
             timestamp_ms: 1_700_000_000_000,
         }))
@@ -532,7 +532,7 @@ async fn context_calls_round_trip() {
         })
         .await;
     assert_eq!(emitted.topic, "plugin.tester.greeted");
-    assert_eq!(emitted.payload, b"raw");
+    assert_eq!(emitted.payload[..], b"raw"[..]);
 
     ctx.emit_json("json", &serde_json::json!({"n": 1}))
         .await
@@ -544,7 +544,7 @@ async fn context_calls_round_trip() {
         })
         .await;
     assert_eq!(emitted.topic, "plugin.tester.json");
-    assert_eq!(emitted.payload, br#"{"n":1}"#);
+    assert_eq!(emitted.payload[..], br#"{"n":1}"#[..]);
 
     ctx.log_with_fields(LogLevel::Warn, "careful", &[("k", "v")])
         .await
@@ -683,7 +683,7 @@ async fn plugin_dispatch_round_trip() {
         })
         .await;
     assert_eq!(emitted.topic, "plugin.tester.seen");
-    assert_eq!(emitted.payload, b"e1");
+    assert_eq!(emitted.payload[..], b"e1"[..]);
     let got = within(events.recv()).await.expect("handler ran");
     assert_eq!(
         (got.id.as_str(), got.topic.as_str()),

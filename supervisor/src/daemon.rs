@@ -60,7 +60,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Large buffers (broker messages and event payloads up to 1 MiB) always come from
+/// mmap and go back to the kernel when freed. glibc otherwise raises its mmap
+/// threshold after the first such free, and a burst of large messages then stays in
+/// the heap as resident memory long after it was released.
+fn return_large_frees() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only tunes the allocator; called before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    return_large_frees();
     let cwd = std::env::current_dir().context("current directory")?;
     let cfg = Config::load(args.config.as_deref(), &cwd)?;
     // Before anything opens fds: the budget is measured against the raised limit.
@@ -107,6 +120,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("the store already has an observer");
         }
     }
+    let hub = Hub::new(crate::broker::EventLimits::from(&cfg.broker));
     let shared = Arc::new(Shared {
         policy_digests,
         counters,
@@ -115,7 +129,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         catalog,
         store,
         audit,
-        hub: Hub::default(),
+        hub,
         host_actions: Default::default(),
         locks: Default::default(),
         sandbox,
@@ -174,6 +188,7 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     let started = runtime.boot()?;
     let _expiry = crate::runtime::expiry::watch(Arc::clone(&shared));
     let _space = crate::diskspace::watch(Arc::clone(&shared));
+    let _losses = crate::broker::report_losses(Arc::clone(&shared));
     crate::alerts::Alerts::spawn(Arc::clone(&shared), Arc::clone(&runtime));
     if let Some(addr) = shared.cfg.monitor.prometheus_listen {
         crate::monitor::serve_prometheus(addr, Arc::clone(&shared), Arc::clone(&runtime))

@@ -98,7 +98,7 @@ async fn a_plugin_goes_from_directory_to_answering_and_back() {
     let published = admin
         .publish_event(PublishEventRequest {
             topic: "chat.message".into(),
-            payload: br#"{"text":"hi"}"#.to_vec(),
+            payload: br#"{"text":"hi"}"#.to_vec().into(),
         })
         .await
         .expect("publish")

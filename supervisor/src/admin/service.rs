@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use broker_proto::admin::v1::admin_server::Admin;
 use broker_proto::admin::v1::*;
-use broker_proto::MAX_BROKER_MESSAGE_BYTES;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -22,7 +21,7 @@ use crate::clock::now_ms;
 use crate::context::Shared;
 use crate::install::InstallError;
 use crate::lifecycle::{self, LifecycleError};
-use crate::manifest::{topic_matches, validate_topic_pattern};
+use crate::manifest::validate_topic_pattern;
 use crate::runtime::Runtime;
 use crate::store::StoreError;
 
@@ -475,10 +474,11 @@ impl Admin for AdminService {
                 "the server publishes concrete topics outside the plugin.* namespace",
             ));
         }
-        if req.payload.len() > MAX_BROKER_MESSAGE_BYTES / 2 {
+        let max = self.shared.hub.limits().max_payload;
+        if req.payload.len() > max {
             return Err(Status::invalid_argument(format!(
-                "event payloads are at most {} bytes",
-                MAX_BROKER_MESSAGE_BYTES / 2
+                "event payloads are at most {max} bytes (broker.event_max_payload); this one has {}",
+                req.payload.len()
             )));
         }
         let id = self.shared.hub.event_id();
@@ -489,8 +489,12 @@ impl Admin for AdminService {
             source: "server".into(),
             timestamp_ms: now_ms(),
         };
-        let audience = crate::broker::event_audience(&self.shared, &event.topic);
-        let delivered_to = self.shared.hub.deliver(&event, None, &audience);
+        let audience = crate::broker::event_audience(&self.shared, &req.topic);
+        let delivered_to = self
+            .shared
+            .hub
+            .publish(crate::broker::Emitter::Server, event, &audience)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         self.audit(
             AuditEntry::new(&actor, "event.publish", Outcome::Ok).detail(
                 serde_json::json!({ "id": id, "topic": req.topic, "delivered_to": delivered_to }),
@@ -567,19 +571,11 @@ impl Admin for AdminService {
         for t in &topics {
             validate_topic_pattern(t).map_err(Status::invalid_argument)?;
         }
+        // The hub filters by topic and bounds the queue in bytes: a slow watcher
+        // loses events (counted) rather than holding the supervisor's memory.
+        let rx = self.shared.hub.watch_plugin_events(&topics);
         let stream =
-            BroadcastStream::new(self.shared.hub.watch_plugin_events()).filter_map(move |item| {
-                match item {
-                    Ok(ev)
-                        if topics.is_empty()
-                            || topics.iter().any(|t| topic_matches(t, &ev.topic)) =>
-                    {
-                        Some(Ok(ev))
-                    }
-                    // A slow watcher skips what it missed rather than stalling plugins.
-                    _ => None,
-                }
-            });
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|w| Ok(w.into_event()));
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -2,16 +2,19 @@
 //! connection as the plugin's identity, and the hub that routes events between
 //! plugins and the PlexiChat server. May call the store and catalog; never spawns.
 
+mod budget;
 mod cost;
 pub mod database;
 mod files;
 pub mod host_actions;
+pub mod http2;
 mod hub;
 pub mod network;
 mod ratelimit;
 mod service;
 mod session;
 mod sql_functions;
+mod subscriptions;
 mod watchdog;
 
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 
 pub use cost::{CostLimits, Costs};
-pub use hub::Hub;
+pub use hub::{Emitter, EventLimits, Hub};
 pub use ratelimit::RateLimiter;
 pub use service::BrokerService;
 pub use session::{InvokeError, Session};
@@ -48,7 +51,7 @@ pub fn serve_connection(conn: UnixStream, service: BrokerService) -> JoinHandle<
             tokio_stream::once(Ok::<_, std::io::Error>(conn)),
             tokio_stream::pending(),
         );
-        let result = tonic::transport::Server::builder()
+        let result = http2::server()
             .add_service(server)
             .serve_with_incoming(incoming)
             .await;
@@ -82,4 +85,27 @@ pub fn event_audience<'a>(
                 Ok(Some(_))
             )
     }
+}
+
+/// How often events dropped for full queues and emits refused for a full budget are
+/// written to the audit trail, as one record per queue or emitter with the counts.
+pub const LOSS_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes the hub's event losses every [`LOSS_REPORT_INTERVAL`] while there are any.
+pub fn report_losses(shared: Arc<crate::context::Shared>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LOSS_REPORT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let losses = shared.hub.take_losses();
+            if losses.is_empty() {
+                continue;
+            }
+            let interval_ms = LOSS_REPORT_INTERVAL.as_millis() as u64;
+            for entry in losses.entries(interval_ms) {
+                shared.audit.record(entry);
+            }
+        }
+    })
 }

@@ -207,6 +207,23 @@ impl BrokerService {
         )))
     }
 
+    /// Refuses (and audits) a payload over `[broker] event_max_payload`.
+    async fn check_payload(&self, topic: &str, len: usize) -> Result<(), Status> {
+        let max = self.shared.hub.limits().max_payload;
+        if len <= max {
+            return Ok(());
+        }
+        let entry = AuditEntry::new(&Actor::plugin(self.name()), "broker.emit", Outcome::Failed)
+            .plugin(self.name())
+            .detail(
+                serde_json::json!({ "topic": topic, "bytes": len, "reason": "payload too large" }),
+            );
+        self.shared.audit.submit(entry).await?;
+        Err(Status::invalid_argument(format!(
+            "event payloads are at most {max} bytes (broker.event_max_payload); this one has {len}"
+        )))
+    }
+
     fn emit_prefix(&self) -> String {
         format!("plugin.{}.", self.name())
     }
@@ -543,7 +560,8 @@ impl Broker for BrokerService {
             .session
             .open_stream()
             .ok_or_else(|| Status::already_exists("session stream already open"))?;
-        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), Ok);
+        let stream =
+            tokio_stream::StreamExt::map(ReceiverStream::new(rx), |o| Ok(o.into_message()));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -582,7 +600,11 @@ impl Broker for BrokerService {
                     validate_topic_pattern(t).map_err(Status::invalid_argument)?;
                     self.check_sensitive_subscription(t)?;
                 }
-                let topics = self.session.set_subscriptions(topics);
+                let max = self.shared.cfg.broker.max_subscriptions;
+                let topics = self
+                    .session
+                    .add_subscriptions(&topics, max)
+                    .map_err(|e| Status::resource_exhausted(e.to_string()))?;
                 Ok(Response::new(SubscribeResponse { topics }))
             },
         )
@@ -607,34 +629,28 @@ impl Broker for BrokerService {
                 short(&req.topic)
             )));
         }
+        self.check_payload(&req.topic, req.payload.len()).await?;
         let id = self.shared.hub.event_id();
-        let ts = now_ms();
-        self.shared
-            .hub
-            .publish_plugin_event(broker_proto::admin::v1::PluginEvent {
-                id: id.clone(),
-                topic: req.topic.clone(),
-                payload: req.payload.clone(),
-                plugin: self.name().to_string(),
-                timestamp_ms: ts,
-            });
+        let topic = req.topic;
         let event = Event {
             id: id.clone(),
-            topic: req.topic,
+            topic: topic.clone(),
             payload: req.payload,
             source: format!("plugin:{}", self.name()),
-            timestamp_ms: ts,
+            timestamp_ms: now_ms(),
         };
-        let audience = super::event_audience(&self.shared, &event.topic);
+        let audience = super::event_audience(&self.shared, &topic);
+        // Refusals for a full budget are counted and audited in aggregate by the hub.
         let delivered = self
             .shared
             .hub
-            .deliver(&event, Some(self.name()), &audience);
+            .publish(super::Emitter::Plugin(self.name()), event, &audience)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         self.shared.audit.record(
             AuditEntry::new(&Actor::plugin(self.name()), "broker.emit", Outcome::Ok)
                 .plugin(self.name())
                 .detail(serde_json::json!({
-                    "topic": event.topic,
+                    "topic": topic,
                     "id": id,
                     "delivered_to": delivered.len(),
                 })),

@@ -3,16 +3,35 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use broker_proto::broker::v1::{host_message, CommandInvocation, HostMessage, Ping, Shutdown};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::manifest::{topic_matches, PluginName};
+use super::budget::Charge;
+use super::subscriptions::{Subscriptions, TooMany};
+use crate::manifest::PluginName;
 
 /// Host messages queued per plugin before publishers see RESOURCE_EXHAUSTED.
 pub const OUTBOUND_QUEUE: usize = 256;
+/// Slots of the outbound queue events never take: invocations, pings and shutdowns
+/// still reach a plugin whose queue is full of events.
+const CONTROL_RESERVE: usize = 32;
+
+/// A host message on its way to the plugin. An event carries its charges (this
+/// queue's bytes, and the emitter's bytes in flight), released when the session
+/// stream takes it.
+pub struct Outbound {
+    message: HostMessage,
+    charges: Option<(Charge, Arc<Charge>)>,
+}
+
+impl Outbound {
+    pub fn into_message(self) -> HostMessage {
+        self.message
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InvokeError {
@@ -33,8 +52,9 @@ pub struct Session {
     closed: AtomicBool,
     /// Flips to true once the plugin has opened its session stream: it is ready.
     ready: watch::Sender<bool>,
-    outbound: Mutex<Option<mpsc::Sender<HostMessage>>>,
-    subscriptions: Mutex<Vec<String>>,
+    outbound: Mutex<Option<mpsc::Sender<Outbound>>>,
+    /// Swapped whole on a change, so a delivery matches a snapshot outside the lock.
+    subscriptions: RwLock<Arc<Subscriptions>>,
     invocations: Mutex<HashMap<String, ReplySlot>>,
     pings: Mutex<HashMap<u64, oneshot::Sender<()>>>,
     next_id: AtomicU64,
@@ -49,7 +69,7 @@ impl Session {
             closed: AtomicBool::new(false),
             ready: watch::channel(false).0,
             outbound: Mutex::new(None),
-            subscriptions: Mutex::new(Vec::new()),
+            subscriptions: RwLock::new(Arc::default()),
             invocations: Mutex::new(HashMap::new()),
             pings: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -70,7 +90,7 @@ impl Session {
     }
 
     /// Opens the outbound stream; `None` if one is already open.
-    pub fn open_stream(&self) -> Option<mpsc::Receiver<HostMessage>> {
+    pub fn open_stream(&self) -> Option<mpsc::Receiver<Outbound>> {
         let mut slot = self.outbound.lock().ok()?;
         if slot.is_some() || self.closed.load(Ordering::SeqCst) {
             return None;
@@ -91,42 +111,60 @@ impl Session {
         let _ = rx.wait_for(|r| *r).await;
     }
 
-    fn sender(&self) -> Option<mpsc::Sender<HostMessage>> {
+    fn sender(&self) -> Option<mpsc::Sender<Outbound>> {
         self.outbound.lock().ok()?.clone()
     }
 
     fn try_push(&self, kind: host_message::Kind) -> Result<(), InvokeError> {
-        let tx = self.sender().ok_or(InvokeError::NotReady)?;
-        tx.try_send(HostMessage { kind: Some(kind) })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => InvokeError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => InvokeError::Gone,
-            })
+        self.try_send(Outbound {
+            message: HostMessage { kind: Some(kind) },
+            charges: None,
+        })
     }
 
-    pub fn set_subscriptions(&self, mut topics: Vec<String>) -> Vec<String> {
-        topics.sort();
-        topics.dedup();
-        if let Ok(mut subs) = self.subscriptions.lock() {
-            for t in &topics {
-                if !subs.contains(t) {
-                    subs.push(t.clone());
-                }
-            }
-            return subs.clone();
+    fn try_send(&self, item: Outbound) -> Result<(), InvokeError> {
+        let tx = self.sender().ok_or(InvokeError::NotReady)?;
+        if item.charges.is_some() && tx.capacity() <= CONTROL_RESERVE {
+            return Err(InvokeError::QueueFull);
         }
-        Vec::new()
+        tx.try_send(item).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => InvokeError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => InvokeError::Gone,
+        })
+    }
+
+    /// Adds `topics` (validated) to the subscriptions, all or none; returns them all.
+    pub fn add_subscriptions(&self, topics: &[String], max: usize) -> Result<Vec<String>, TooMany> {
+        let mut subs = self
+            .subscriptions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = subs.with(topics, max)?;
+        let patterns = next.patterns();
+        *subs = Arc::new(next);
+        Ok(patterns)
     }
 
     pub fn subscribed_to(&self, topic: &str) -> bool {
-        self.subscriptions
-            .lock()
-            .map(|s| s.iter().any(|p| topic_matches(p, topic)))
-            .unwrap_or(false)
+        let snapshot = match self.subscriptions.read() {
+            Ok(s) => Arc::clone(&s),
+            Err(_) => return false,
+        };
+        snapshot.matches(topic)
     }
 
-    pub fn push_event(&self, event: broker_proto::broker::v1::Event) -> Result<(), InvokeError> {
-        self.try_push(host_message::Kind::Event(event))
+    /// Queues an event with its charges; events leave room for control messages.
+    pub fn push_event(
+        &self,
+        event: broker_proto::broker::v1::Event,
+        held: (Charge, Arc<Charge>),
+    ) -> Result<(), InvokeError> {
+        self.try_send(Outbound {
+            message: HostMessage {
+                kind: Some(host_message::Kind::Event(event)),
+            },
+            charges: Some(held),
+        })
     }
 
     fn next_id(&self) -> u64 {

@@ -295,7 +295,7 @@ struct InvokeJson<'a> {
 pub async fn publish(session: &Session, topic: String, payload: String) -> Result<()> {
     let request = PublishEventRequest {
         topic,
-        payload: payload.into_bytes(),
+        payload: payload.into_bytes().into(),
     };
     let resp = session
         .connect()
@@ -993,7 +993,7 @@ mod tests {
         let event = PluginEvent {
             id: "e1".into(),
             topic: "chat.message".into(),
-            payload: b"hi\nthere".to_vec(),
+            payload: b"hi\nthere".to_vec().into(),
             plugin: "echo".into(),
             timestamp_ms: 1_801_353_600_000,
         };

@@ -112,6 +112,19 @@ pub struct BrokerConfig {
     /// ...with this much credit saved up by a quiet plugin.
     #[serde(with = "duration")]
     pub plugin_cpu_burst: Duration,
+    /// Largest event payload a plugin may emit or the server publish.
+    #[serde(with = "bytes")]
+    pub event_max_payload: u64,
+    /// Bytes of one plugin's events held in the supervisor at once, across every
+    /// queue; its emits beyond it are refused with RESOURCE_EXHAUSTED.
+    #[serde(with = "bytes")]
+    pub event_budget: u64,
+    /// Bytes of events one subscriber's queue, or one admin watcher's, holds; events
+    /// beyond it are dropped for that queue (counted, audited in aggregate).
+    #[serde(with = "bytes")]
+    pub event_queue_bytes: u64,
+    /// Topic patterns one plugin may be subscribed to.
+    pub max_subscriptions: usize,
 }
 
 impl BrokerConfig {
@@ -122,6 +135,37 @@ impl BrokerConfig {
             cpu_budget: self.plugin_cpu_budget,
             cpu_burst: self.plugin_cpu_burst,
         }
+    }
+
+    /// The event limits: positive, a budget and queue that fit at least two of the
+    /// largest events, and nothing past 1 GiB (or 64 Ki subscriptions).
+    pub fn validate_events(&self) -> Result<(), String> {
+        const GIB: u64 = 1 << 30;
+        let max_payload = (broker_proto::MAX_BROKER_MESSAGE_BYTES / 2) as u64;
+        if !(1..=max_payload).contains(&self.event_max_payload) {
+            return Err(format!(
+                "broker.event_max_payload ({}) must be between 1 byte and {max_payload} bytes (half the broker message limit)",
+                self.event_max_payload
+            ));
+        }
+        for (key, value) in [
+            ("broker.event_budget", self.event_budget),
+            ("broker.event_queue_bytes", self.event_queue_bytes),
+        ] {
+            if value < 2 * self.event_max_payload || value > GIB {
+                return Err(format!(
+                    "{key} ({value}) must be at least twice broker.event_max_payload ({}) and at most 1 GiB",
+                    self.event_max_payload
+                ));
+            }
+        }
+        if !(1..=65_536).contains(&self.max_subscriptions) {
+            return Err(format!(
+                "broker.max_subscriptions ({}) must be between 1 and 65536",
+                self.max_subscriptions
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +190,10 @@ impl Default for BrokerConfig {
             plugin_queue: 32,
             plugin_cpu_budget: 0.5,
             plugin_cpu_burst: Duration::from_secs(2),
+            event_max_payload: 64 << 10,
+            event_budget: 4 << 20,
+            event_queue_bytes: 2 << 20,
+            max_subscriptions: 256,
         }
     }
 }
@@ -531,6 +579,31 @@ mod tests {
         assert_eq!(cfg.alerts.len(), 4, "one default rule per kind");
         assert_eq!(cfg.backup.keep, 50);
         cfg.load_catalog().unwrap();
+    }
+
+    #[test]
+    fn event_limits_are_validated_naming_the_key() {
+        let base = "state_dir = \"s\"\nlog_dir = \"l\"\nadmin_socket = \"a\"\n[broker]\n";
+        let parse =
+            |extra: &str| Config::parse(&format!("{base}{extra}"), "t.toml", Path::new("/"));
+        let cfg = parse("").expect("defaults are valid");
+        assert_eq!(
+            (cfg.broker.event_max_payload, cfg.broker.event_budget),
+            (64 << 10, 4 << 20)
+        );
+        assert_eq!(cfg.broker.max_subscriptions, 256);
+        for (extra, key) in [
+            ("event_max_payload = \"0\"", "broker.event_max_payload"),
+            ("event_max_payload = \"1MiB\"", "broker.event_max_payload"),
+            ("event_budget = \"64KiB\"", "broker.event_budget"),
+            ("event_queue_bytes = \"2GiB\"", "broker.event_queue_bytes"),
+            ("max_subscriptions = 0", "broker.max_subscriptions"),
+            ("max_subscriptions = 100000", "broker.max_subscriptions"),
+        ] {
+            let err = parse(extra).expect_err(extra).to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+        assert!(parse("event_max_payload = \"512KiB\"\nevent_queue_bytes = \"1MiB\"").is_ok());
     }
 
     #[test]
