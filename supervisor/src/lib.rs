@@ -26,3 +26,4 @@ pub mod plugin_log;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;
+pub mod text;

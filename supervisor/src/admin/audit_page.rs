@@ -106,13 +106,8 @@ fn framed_len(r: &AuditRecord) -> usize {
 fn shrink(r: &mut AuditRecord) {
     r.detail = serde_json::json!({ "truncated_detail_bytes": r.detail.len() }).to_string();
     for text in [&mut r.before, &mut r.after] {
-        if text.len() > SHRUNK_TEXT_BYTES {
-            let mut end = SHRUNK_TEXT_BYTES;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-        }
+        let keep = crate::text::prefix(text, SHRUNK_TEXT_BYTES).len();
+        text.truncate(keep);
     }
 }
 

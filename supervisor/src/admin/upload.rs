@@ -65,15 +65,6 @@ fn unpack_status(origin: &str, e: UnpackError) -> Status {
     }
 }
 
-/// At most [`MAX_ORIGIN_BYTES`] of what the caller said, cut at a char boundary.
-fn clip_origin(origin: &str) -> String {
-    let mut end = origin.len().min(MAX_ORIGIN_BYTES);
-    while !origin.is_char_boundary(end) {
-        end -= 1;
-    }
-    origin[..end].to_string()
-}
-
 impl AdminService {
     pub(super) async fn op_upload(
         &self,
@@ -97,7 +88,7 @@ impl AdminService {
                 ))
             }
         };
-        let origin = clip_origin(&header.origin);
+        let origin = crate::text::prefix(&header.origin, MAX_ORIGIN_BYTES).to_string();
         // The plugin's name, once the package's manifest has told it.
         let mut named = match &intent {
             Intent::Update(name) => Some(name.clone()),

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::AuditEntry;
+use crate::text::prefix;
 
 /// Most bytes one field keeps (its JSON text for a list or an object).
 pub const FIELD_BYTES: usize = 1024;
@@ -27,18 +28,6 @@ pub fn short(s: &str) -> Cow<'_, str> {
         None => Cow::Borrowed(s),
         Some((end, _)) => Cow::Owned(format!("{}…", &s[..end])),
     }
-}
-
-/// The longest prefix of `s` within `max` bytes, cut on a character boundary.
-fn prefix(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// What a cut field becomes: the start of its text, its full length and its hash.

@@ -142,7 +142,7 @@ impl PluginLog {
 
     /// One line sent through the broker (`ctx.log`), under `source` (its level).
     pub fn line(&self, source: &str, text: &str) {
-        let text = truncate(text.trim_end_matches(['\n', '\r']), MAX_LINE_BYTES);
+        let text = crate::text::prefix(text.trim_end_matches(['\n', '\r']), MAX_LINE_BYTES);
         if let Some(mut batch) = self.batch(source) {
             batch.offer(Piece::Line(text.as_bytes()));
         }
@@ -434,17 +434,6 @@ async fn write_batch(
     }
     batch.clear();
     (file, batch)
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
