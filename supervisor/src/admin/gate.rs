@@ -249,11 +249,12 @@ impl Gate {
         }
     }
 
-    /// One `admin.connection_refused` record for the refusals since the last one.
-    fn audit_refusals(&self, shared: &Arc<Shared>) -> Option<tokio::task::JoinHandle<()>> {
+    /// One `admin.connection_refused` record for the refusals since the last one,
+    /// queued on the audit writer (kept and retried while the store cannot take it).
+    fn audit_refusals(&self, shared: &Shared) {
         let refused = std::mem::take(&mut *lock(&self.refused));
         if refused.is_empty() {
-            return None;
+            return;
         }
         let total: u64 = refused.values().sum();
         tracing::warn!(
@@ -274,12 +275,7 @@ impl Gate {
             Outcome::Denied,
         )
         .detail(detail);
-        let shared = Arc::clone(shared);
-        Some(tokio::task::spawn_blocking(move || {
-            if let Err(e) = shared.store.audit(vec![entry]) {
-                tracing::error!(error = %e, "could not audit refused admin connections");
-            }
-        }))
+        shared.audit.record(entry);
     }
 }
 
@@ -319,9 +315,7 @@ pub async fn accept_loop(
             () = tx.closed() => break,
         }
     }
-    if let Some(last) = gate.audit_refusals(&shared) {
-        let _ = last.await;
-    }
+    gate.audit_refusals(&shared);
 }
 
 #[cfg(test)]
