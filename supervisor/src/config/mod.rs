@@ -186,7 +186,7 @@ impl Default for BrokerConfig {
             exec_timeout: Duration::from_secs(10),
             exec_max_output_bytes: 256 << 10,
             call_timeout: Duration::from_secs(30),
-            plugin_concurrency: 2,
+            plugin_concurrency: 1,
             plugin_queue: 32,
             plugin_cpu_budget: 0.5,
             plugin_cpu_burst: Duration::from_secs(2),
