@@ -227,18 +227,23 @@ fn watchdog() {
 /// is restored if the watchdog lowered it.
 struct LongWork {
     tid: libc::id_t,
+    /// The thread's nice value before, restored if the watchdog lowered it.
+    nice: i32,
 }
 
 impl LongWork {
     fn start() -> LongWork {
         // SAFETY: gettid has no preconditions.
         let tid = unsafe { libc::gettid() } as libc::id_t;
+        // SAFETY: getpriority of our own thread.
+        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
         let r = running();
         if let Ok(mut work) = r.work.lock() {
-            work.push((tid, Instant::now(), false));
+            // A thread already at least this nice is left as it is.
+            work.push((tid, Instant::now(), nice >= LONG_WORK_NICE));
         }
         r.wake.notify_one();
-        LongWork { tid }
+        LongWork { tid, nice }
     }
 }
 
@@ -254,7 +259,8 @@ impl Drop for LongWork {
         // Raising the priority back needs CAP_SYS_NICE; without it the pool thread
         // stays nice, which only makes later work on it yield sooner.
         // SAFETY: setpriority on our own thread id.
-        if lowered && unsafe { libc::setpriority(libc::PRIO_PROCESS, self.tid, 0) } != 0 {
+        let restore = lowered && self.nice < LONG_WORK_NICE;
+        if restore && unsafe { libc::setpriority(libc::PRIO_PROCESS, self.tid, self.nice) } != 0 {
             tracing::debug!(
                 error = %std::io::Error::last_os_error(),
                 "a blocking thread keeps the lower priority of long plugin work"
