@@ -50,6 +50,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A journal or a log file gets plain text: colour only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -80,6 +82,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     crate::runtime::fd_budget::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
     let catalog = cfg.load_catalog()?;
     prepare_dirs(&cfg)?;
+    // Held until the process ends: a second supervisor on this state refuses here,
+    // before it opens the store or touches a cgroup.
+    let _state = crate::instance_lock::lock_state_dir(&cfg.state_dir)?;
     let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);
     let store = Store::open(&cfg.store_path(), logs)
         .with_context(|| format!("opening store {}", cfg.store_path().display()))?;

@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod diskspace;
 pub mod emergency;
 pub mod install;
+pub mod instance_lock;
 pub mod integrity;
 pub mod launcher;
 pub mod lifecycle;

@@ -126,6 +126,14 @@ impl Cgroups {
         })
     }
 
+    /// The directory of the supervisor's own subtree (on v1, its cpu hierarchy's).
+    pub fn subtree(&self) -> &Path {
+        match &self.layout {
+            Layout::V2 { plugins } => plugins,
+            Layout::V1 { cpu, .. } => cpu,
+        }
+    }
+
     pub fn version(&self) -> &'static str {
         match self.layout {
             Layout::V2 { .. } => "v2",

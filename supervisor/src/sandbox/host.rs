@@ -22,6 +22,8 @@ pub enum HostError {
     NoSuchPolicy(String),
     #[error("{0}")]
     Io(String),
+    #[error(transparent)]
+    Locked(#[from] crate::instance_lock::LockError),
 }
 
 pub struct SandboxHost {
@@ -30,6 +32,8 @@ pub struct SandboxHost {
     pub landlock_minimum: u8,
     pub seccomp: CompiledPolicy,
     pub read_only: Vec<RoEntry>,
+    /// Held while the supervisor runs: no other one may use this cgroup subtree.
+    _lock: crate::instance_lock::InstanceLock,
 }
 
 impl SandboxHost {
@@ -43,6 +47,9 @@ impl SandboxHost {
             .cloned()
             .ok_or_else(|| HostError::NoSuchPolicy(cfg.sandbox.seccomp_policy.clone()))?;
         let cgroups = Cgroups::prepare(&cfg.sandbox.cgroup_name)?;
+        // Before anything in the subtree is called a leftover: only cgroups whose
+        // owning supervisor is gone are removed.
+        let lock = crate::instance_lock::lock_cgroup(cgroups.subtree())?;
         let leftovers = cgroups.clean_leftovers();
         if !leftovers.is_empty() {
             tracing::warn!(?leftovers, "removed cgroups left by a previous supervisor");
@@ -59,6 +66,7 @@ impl SandboxHost {
             landlock_minimum: cfg.sandbox.landlock_minimum_abi,
             seccomp,
             read_only: RootPlan::read_only_entries(&cfg.sandbox.read_only),
+            _lock: lock,
         };
         tracing::info!(
             cgroup = host.cgroups.version(),
