@@ -86,7 +86,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     // before it opens the store or touches a cgroup.
     let _state = crate::instance_lock::lock_state_dir(&cfg.state_dir)?;
     let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);
-    let store = Store::open(&cfg.store_path(), logs)
+    let store = Store::open(&cfg.store_path(), Arc::clone(&logs))
         .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
     let sandbox = if cfg.sandbox.confine {
         Some(SandboxHost::prepare(&cfg).context("preparing plugin confinement")?)
@@ -156,7 +156,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("supervisor")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(shared, launcher))
+    let source = crate::reload::source(args.config.as_deref(), &cwd);
+    rt.block_on(serve(shared, launcher, logs, source))
 }
 
 fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
@@ -173,7 +174,14 @@ fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
+async fn serve(
+    shared: Arc<Shared>,
+    launcher: Launcher,
+    logs: Arc<LogFiles>,
+    source: crate::reload::Source,
+) -> anyhow::Result<()> {
+    // First thing: SIGHUP's default action would end the supervisor and every plugin.
+    let mut signals = Signals::install().context("installing signal handlers")?;
     let listener = crate::admin::bind(
         &shared.cfg.admin_socket,
         shared.cfg.access.socket_mode,
@@ -207,7 +215,15 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
     let server = tokio::spawn(crate::admin::serve(listener, service, async {
         let _ = stopped.await;
     }));
-    shutdown_signal().await;
+    let source = Arc::new(source);
+    while signals.next().await == Signal::Reload {
+        let (shared, logs, source) = (Arc::clone(&shared), Arc::clone(&logs), Arc::clone(&source));
+        notify_systemd("RELOADING=1");
+        // A refused reload is recorded and logged; the supervisor carries on either way.
+        let _ = tokio::task::spawn_blocking(move || crate::reload::reload(&shared, &logs, &source))
+            .await;
+        notify_systemd("READY=1\nSTATUS=serving");
+    }
     notify_systemd("STOPPING=1");
     let _ = stop_serving.send(());
     // In-flight calls get a moment to finish; a client holding a connection open
@@ -238,19 +254,45 @@ async fn serve(shared: Arc<Shared>, launcher: Launcher) -> anyhow::Result<()> {
 /// How long stopping waits for admin-API clients to finish their calls.
 const ADMIN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon would ignore systemd's stop request.
-        tracing::error!("cannot install signal handlers; stopping");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT: stop the plugins, then the supervisor.
+    Stop,
+    /// SIGHUP: see `reload`.
+    Reload,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => {
+                tracing::info!("SIGTERM received");
+                Signal::Stop
+            }
+            _ = self.int.recv() => {
+                tracing::info!("SIGINT received");
+                Signal::Stop
+            }
+            _ = self.hup.recv() => {
+                tracing::info!("SIGHUP received: reloading");
+                Signal::Reload
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod monitor;
 pub mod package;
 pub mod plugin_log;
+pub mod reload;
 pub mod runtime;
 pub mod sandbox;
 pub mod store;

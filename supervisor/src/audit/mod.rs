@@ -218,6 +218,7 @@ impl Category {
 /// The four JSON-lines logs under the log directory. The store is the record of
 /// truth; these mirror it for log shippers and humans.
 pub struct LogFiles {
+    dir: PathBuf,
     files: Mutex<Vec<(Category, File)>>,
 }
 
@@ -239,18 +240,23 @@ fn json_line(c: &Committed) -> Option<Vec<u8>> {
 
 impl LogFiles {
     pub fn open(log_dir: &Path) -> std::io::Result<LogFiles> {
-        let mut files = Vec::new();
-        for c in Category::ALL {
-            let path: PathBuf = log_dir.join(c.rel_path());
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let f = OpenOptions::new().create(true).append(true).open(&path)?;
-            files.push((c, f));
-        }
         Ok(LogFiles {
-            files: Mutex::new(files),
+            dir: log_dir.to_path_buf(),
+            files: Mutex::new(open_all(log_dir)?),
         })
+    }
+
+    /// Opens the files again by name (after logrotate moved them away); the old ones
+    /// are closed once every line before the call is in them. On failure the old
+    /// files stay in use.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let fresh = open_all(&self.dir)?;
+        let mut files = self
+            .files
+            .lock()
+            .map_err(|_| std::io::Error::other("the log files' lock is poisoned"))?;
+        *files = fresh;
+        Ok(())
     }
 
     /// Appends entries (already committed to the store) as JSON lines.
@@ -280,6 +286,19 @@ impl LogFiles {
             }
         }
     }
+}
+
+fn open_all(log_dir: &Path) -> std::io::Result<Vec<(Category, File)>> {
+    let mut files = Vec::new();
+    for c in Category::ALL {
+        let path: PathBuf = log_dir.join(c.rel_path());
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let f = OpenOptions::new().create(true).append(true).open(&path)?;
+        files.push((c, f));
+    }
+    Ok(files)
 }
 
 /// Appends `bytes` or nothing: a write cut short (a full disk) is truncated away, so
