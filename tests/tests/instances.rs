@@ -30,13 +30,7 @@ fn second(config: &std::path::Path) -> (std::process::ExitStatus, String, Durati
 #[test]
 fn a_second_supervisor_refuses_and_the_first_keeps_its_plugins() {
     let mut d = Daemon::start();
-    let pkg = d.hello_package();
-    d.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
-        .ok();
-    d.cli(&["plugin", "approve", "hello", "--comment", "ok"])
-        .ok();
-    d.cli(&["plugin", "enable", "hello"]).ok();
-    let pid = d.wait_running("hello");
+    let pid = d.run_hello();
     let first = d.pid();
 
     // The same configuration: same state directory.

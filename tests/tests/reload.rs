@@ -28,13 +28,7 @@ fn detail(r: &serde_json::Value) -> serde_json::Value {
 #[test]
 fn sighup_reloads_reopens_the_logs_and_stops_nothing() {
     let d = Daemon::start();
-    let pkg = d.hello_package();
-    d.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
-        .ok();
-    d.cli(&["plugin", "approve", "hello", "--comment", "ok"])
-        .ok();
-    d.cli(&["plugin", "enable", "hello"]).ok();
-    let pid = d.wait_running("hello");
+    let pid = d.run_hello();
     let supervisor = d.pid();
 
     // logrotate's move, then the reload: the next lines go to a new file by the old name.

@@ -433,6 +433,17 @@ impl Daemon {
         self.package("hello", &manifest, &example("hello"), "hello")
     }
 
+    /// Installs, approves and enables the hello example; its pid once it runs.
+    pub fn run_hello(&self) -> i32 {
+        let pkg = self.hello_package();
+        self.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
+            .ok();
+        self.cli(&["plugin", "approve", "hello", "--comment", "ok"])
+            .ok();
+        self.cli(&["plugin", "enable", "hello"]).ok();
+        self.wait_running("hello")
+    }
+
     pub fn plugin_json(&self, name: &str) -> serde_json::Value {
         self.cli(&["--output", "json", "plugin", "show", name])
             .json()
