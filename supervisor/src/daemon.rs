@@ -85,7 +85,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Held until the process ends: a second supervisor on this state refuses here,
     // before it opens the store or touches a cgroup.
     let _state = crate::instance_lock::lock_state_dir(&cfg.state_dir)?;
-    let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);
+    let logs = Arc::new(
+        LogFiles::open_rotating(&cfg.log_dir, Some(cfg.logs.audit_rotation()))
+            .context("opening audit log files")?,
+    );
     let store = Store::open(&cfg.store_path(), Arc::clone(&logs))
         .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
     let sandbox = if cfg.sandbox.confine {

@@ -4,17 +4,14 @@
 
 mod bounded;
 pub mod chain;
+mod mirror;
 pub mod report;
 mod writer;
 
 pub use bounded::{short, FIELD_BYTES, RECORD_BYTES};
 
+pub use mirror::{LogFiles, Rotation};
 pub use writer::{AuditQueue, AuditWriter, Commit, CommitFailure, Unavailable};
-
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -213,101 +210,6 @@ impl Category {
             Category::System => "system/plugin_system.log",
         }
     }
-}
-
-/// The four JSON-lines logs under the log directory. The store is the record of
-/// truth; these mirror it for log shippers and humans.
-pub struct LogFiles {
-    dir: PathBuf,
-    files: Mutex<Vec<(Category, File)>>,
-}
-
-/// The record as one JSON line: `id` and an RFC 3339 `ts` first, then the entry's
-/// own fields and its detail, serialised straight into the line.
-fn json_line(c: &Committed) -> Option<Vec<u8>> {
-    let fields = serde_json::to_vec(&c.entry).ok()?;
-    let inner = fields.strip_prefix(b"{")?.strip_suffix(b"}")?;
-    let ts = serde_json::to_string(&crate::clock::rfc3339_ms(c.entry.ts_ms)).ok()?;
-    let detail = c.detail.as_deref().unwrap_or("null");
-    let mut line = Vec::with_capacity(fields.len() + ts.len() + detail.len() + 40);
-    line.extend_from_slice(format!("{{\"id\":{},\"ts\":{ts},", c.id).as_bytes());
-    line.extend_from_slice(inner);
-    line.extend_from_slice(b",\"detail\":");
-    line.extend_from_slice(detail.as_bytes());
-    line.extend_from_slice(b"}\n");
-    Some(line)
-}
-
-impl LogFiles {
-    pub fn open(log_dir: &Path) -> std::io::Result<LogFiles> {
-        Ok(LogFiles {
-            dir: log_dir.to_path_buf(),
-            files: Mutex::new(open_all(log_dir)?),
-        })
-    }
-
-    /// Opens the files again by name (after logrotate moved them away); the old ones
-    /// are closed once every line before the call is in them. On failure the old
-    /// files stay in use.
-    pub fn reopen(&self) -> std::io::Result<()> {
-        let fresh = open_all(&self.dir)?;
-        let mut files = self
-            .files
-            .lock()
-            .map_err(|_| std::io::Error::other("the log files' lock is poisoned"))?;
-        *files = fresh;
-        Ok(())
-    }
-
-    /// Appends entries (already committed to the store) as JSON lines.
-    pub fn append(&self, entries: &[Committed]) {
-        let Ok(mut files) = self.files.lock() else {
-            return;
-        };
-        // One write per file per batch: the broker's batches hold thousands of records.
-        let mut pending: Vec<Vec<u8>> = vec![Vec::new(); files.len()];
-        for committed in entries {
-            let Some(text) = json_line(committed) else {
-                continue;
-            };
-            for c in committed.entry.categories() {
-                if let Some(i) = files.iter().position(|(fc, _)| *fc == c) {
-                    pending[i].extend_from_slice(&text);
-                }
-            }
-        }
-        for ((c, f), bytes) in files.iter_mut().zip(pending) {
-            if bytes.is_empty() {
-                continue;
-            }
-            if let Err(err) = append_whole(f, &bytes) {
-                // The store keeps the records; the mirror misses these lines.
-                tracing::error!(error = %err, file = c.rel_path(), "audit log write failed");
-            }
-        }
-    }
-}
-
-fn open_all(log_dir: &Path) -> std::io::Result<Vec<(Category, File)>> {
-    let mut files = Vec::new();
-    for c in Category::ALL {
-        let path: PathBuf = log_dir.join(c.rel_path());
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let f = OpenOptions::new().create(true).append(true).open(&path)?;
-        files.push((c, f));
-    }
-    Ok(files)
-}
-
-/// Appends `bytes` or nothing: a write cut short (a full disk) is truncated away, so
-/// the mirror never holds half a line that the next record would run into.
-fn append_whole(f: &mut File, bytes: &[u8]) -> std::io::Result<()> {
-    let before = f.metadata()?.len();
-    f.write_all(bytes).inspect_err(|_| {
-        let _ = f.set_len(before);
-    })
 }
 
 #[cfg(test)]

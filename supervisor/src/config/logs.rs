@@ -28,6 +28,12 @@ pub struct LogsConfig {
     /// Dropped output is audited (`plugin.output_dropped`) at most this often per plugin.
     #[serde(with = "super::duration")]
     pub output_dropped_interval: Duration,
+    /// Each JSON-line audit mirror (`system/`, `audit/`, `security/`,
+    /// `plugins/activity.log`) is rotated once it would pass this many bytes...
+    #[serde(with = "super::bytes")]
+    pub audit_log_max_bytes: u64,
+    /// ...and this many of its files are kept, the live one included.
+    pub audit_log_files: u32,
 }
 
 impl Default for LogsConfig {
@@ -38,11 +44,21 @@ impl Default for LogsConfig {
             plugin_output_rate: 256 << 10,
             plugin_output_burst: 1 << 20,
             output_dropped_interval: Duration::from_secs(10),
+            audit_log_max_bytes: 64 << 20,
+            audit_log_files: 8,
         }
     }
 }
 
 impl LogsConfig {
+    /// How the audit mirrors rotate.
+    pub fn audit_rotation(&self) -> crate::audit::Rotation {
+        crate::audit::Rotation {
+            max_bytes: self.audit_log_max_bytes,
+            files: self.audit_log_files,
+        }
+    }
+
     /// The size each file is rotated at.
     pub fn file_bytes(&self) -> u64 {
         self.plugin_log_max_bytes / u64::from(self.plugin_log_files.max(1))
@@ -75,6 +91,15 @@ impl LogsConfig {
             || self.output_dropped_interval > Duration::from_secs(3600)
         {
             return Err("logs.output_dropped_interval must be between 1ms and 1h".into());
+        }
+        if !(MIN_LOG_FILE_BYTES..=64 << 30).contains(&self.audit_log_max_bytes) {
+            return Err("logs.audit_log_max_bytes must be between 64KiB and 64GiB".into());
+        }
+        if !(1..=64).contains(&self.audit_log_files) {
+            return Err(format!(
+                "logs.audit_log_files = {} must be between 1 and 64",
+                self.audit_log_files
+            ));
         }
         Ok(())
     }
