@@ -26,12 +26,7 @@ fn audit_mirrors_rotate_by_size_and_lose_no_record() {
         extra: "[logs]\naudit_log_max_bytes = \"64KiB\"\naudit_log_files = 3\n".into(),
         ..Settings::default()
     });
-    let manifest = "name = \"echo\"\nversion = \"1.0.0\"\nentry = \"echo\"\n";
-    let pkg = d.package("echo", manifest, &bin("echo_plugin"), "echo");
-    d.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
-        .ok();
-    d.cli(&["plugin", "enable", "echo"]).ok();
-    d.wait_running("echo");
+    d.run_plugin("echo", &bin("echo_plugin"));
     // 4000 audited brokered calls: about a megabyte of activity log.
     d.cli(&["plugin", "invoke", "echo", "bench-calls", "4000 8"])
         .ok();
@@ -48,7 +43,10 @@ fn audit_mirrors_rotate_by_size_and_lose_no_record() {
         assert!(len <= 64 * 1024 * 4, "{} is {len} bytes", path.display());
         kept.extend(ids(&path));
     }
-    assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order across the files");
+    assert!(
+        kept.windows(2).all(|w| w[0] < w[1]),
+        "in order across the files"
+    );
 
     // Every brokered call's record from the oldest kept one on is in the files.
     let store = rusqlite::Connection::open(d.root().join("state/store.db")).expect("store");
@@ -63,7 +61,14 @@ fn audit_mirrors_rotate_by_size_and_lose_no_record() {
         .collect();
     assert_eq!(kept, stored, "the mirror holds exactly the store's records");
     let all: i64 = store
-        .query_row("SELECT count(*) FROM audit_log WHERE action LIKE 'broker.%'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action LIKE 'broker.%'",
+            [],
+            |r| r.get(0),
+        )
         .expect("count");
-    assert!((kept.len() as i64) < all, "the oldest records were rotated away");
+    assert!(
+        (kept.len() as i64) < all,
+        "the oldest records were rotated away"
+    );
 }

@@ -64,15 +64,6 @@ fn fill(dir: &Path, leave: u64) -> Vec<PathBuf> {
     vec![path]
 }
 
-fn install(d: &Daemon, name: &str, binary: &Path, entry: &str) {
-    let manifest = format!("name = \"{name}\"\nversion = \"1.0.0\"\nentry = \"{entry}\"\n");
-    let pkg = d.package(name, &manifest, binary, entry);
-    d.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
-        .ok();
-    d.cli(&["plugin", "enable", name]).ok();
-    d.wait_running(name);
-}
-
 /// Straight from SQLite: how many records of `action` with `outcome`.
 fn count(d: &Daemon, action: &str, outcome: &str) -> u64 {
     let c = rusqlite::Connection::open(d.root().join("state/store.db")).expect("store");
@@ -166,7 +157,7 @@ fn a_full_disk_refuses_what_it_cannot_record_and_recovers_without_a_restart() {
             .push(Tmpfs::mount(&root.join("log"), "16m"));
     });
     let (state, log) = (d.root().join("state"), d.root().join("log"));
-    install(&d, "echo", &bin("echo_plugin"), "echo");
+    d.run_plugin("echo", &bin("echo_plugin"));
     let hello = d.hello_package();
     d.cli(&["plugin", "install", hello.to_str().expect("utf-8")])
         .ok();

@@ -16,12 +16,7 @@ fn log_text(d: &Daemon) -> String {
 #[test]
 fn forged_lines_and_escape_sequences_are_written_out_on_one_line() {
     let d = Daemon::start();
-    let manifest = "name = \"echo\"\nversion = \"1.0.0\"\nentry = \"echo\"\n";
-    let pkg = d.package("echo", manifest, &bin("echo_plugin"), "echo");
-    d.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
-        .ok();
-    d.cli(&["plugin", "enable", "echo"]).ok();
-    d.wait_running("echo");
+    d.run_plugin("echo", &bin("echo_plugin"));
 
     let forged = "2026-01-01T00:00:00.000Z [error] forged";
     let call = serde_json::json!({

@@ -433,6 +433,17 @@ impl Daemon {
         self.package("hello", &manifest, &example("hello"), "hello")
     }
 
+    /// Installs and enables `binary` as plugin `name` with a manifest asking for no
+    /// permission; its pid once it runs.
+    pub fn run_plugin(&self, name: &str, binary: &Path) -> i32 {
+        let manifest = format!("name = \"{name}\"\nversion = \"1.0.0\"\nentry = \"{name}\"\n");
+        let pkg = self.package(name, &manifest, binary, name);
+        self.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
+            .ok();
+        self.cli(&["plugin", "enable", name]).ok();
+        self.wait_running(name)
+    }
+
     /// Installs, approves and enables the hello example; its pid once it runs.
     pub fn run_hello(&self) -> i32 {
         let pkg = self.hello_package();
