@@ -1,5 +1,5 @@
-//! What every subsystem of a running supervisor shares: configuration, the
-//! permission catalog, the store, the event hub, monitoring counters and alerts.
+//! What every subsystem of a running supervisor shares: configuration (as read at
+//! start, and the live part a reload changes), the catalog, store, hub and alerts.
 
 use crate::audit::AuditWriter;
 use crate::broker::host_actions::HostActions;
@@ -10,7 +10,10 @@ use crate::sandbox::host::SandboxHost;
 use crate::store::Store;
 
 pub struct Shared {
+    /// The configuration read at start. Access roles and limits, `[broker]` limits and
+    /// alert rules change on reload: read those from `live`, never from here.
     pub cfg: Config,
+    pub live: std::sync::Arc<crate::live::Live>,
     pub catalog: Catalog,
     pub store: Store,
     /// Batched audit of brokered calls into `store` (see `audit::writer`).

@@ -117,7 +117,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (audit, audit_queue) = AuditWriter::new();
     let policy_digests = crate::integrity::policy_digests(&cfg);
     let counters = Arc::new(crate::monitor::Counters::default());
-    let alerts = Arc::new(crate::alerts::Alerts::new(cfg.alerts.clone()));
+    let live = crate::live::Live::new(crate::live::Settings::from_config(&cfg));
+    let alerts = Arc::new(crate::alerts::Alerts::new(Arc::clone(&live)));
     {
         let (counters, alerts) = (Arc::clone(&counters), Arc::clone(&alerts));
         let observer: crate::store::Observer = Box::new(move |committed| {
@@ -133,6 +134,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         policy_digests,
         counters,
         alerts,
+        live,
         cfg,
         catalog,
         store,
@@ -159,8 +161,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         .thread_name("supervisor")
         .build()
         .context("starting the async runtime")?;
-    let source = crate::reload::source(args.config.as_deref(), &cwd);
-    rt.block_on(serve(shared, launcher, logs, source))
+    let reloader = Arc::new(crate::reload::Reloader::new(
+        crate::reload::source(args.config.as_deref(), &cwd),
+        logs,
+        Arc::clone(&shared.live),
+        shared.cfg.clone(),
+    ));
+    rt.block_on(serve(shared, launcher, reloader))
 }
 
 fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
@@ -180,8 +187,7 @@ fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {
 async fn serve(
     shared: Arc<Shared>,
     launcher: Launcher,
-    logs: Arc<LogFiles>,
-    source: crate::reload::Source,
+    reloader: Arc<crate::reload::Reloader>,
 ) -> anyhow::Result<()> {
     // First thing: SIGHUP's default action would end the supervisor and every plugin.
     let mut signals = Signals::install().context("installing signal handlers")?;
@@ -213,18 +219,20 @@ async fn serve(
     }
     tracing::info!(socket = %shared.cfg.admin_socket.display(), plugins = started.len(), "supervisor serving");
     notify_systemd("READY=1\nSTATUS=serving");
-    let service = crate::admin::service(Arc::clone(&shared), Arc::clone(&runtime));
+    let service = crate::admin::service(
+        Arc::clone(&shared),
+        Arc::clone(&runtime),
+        Arc::clone(&reloader),
+    );
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(crate::admin::serve(listener, service, async {
         let _ = stopped.await;
     }));
-    let source = Arc::new(source);
     while signals.next().await == Signal::Reload {
-        let (shared, logs, source) = (Arc::clone(&shared), Arc::clone(&logs), Arc::clone(&source));
+        let (shared, reloader) = (Arc::clone(&shared), Arc::clone(&reloader));
         notify_systemd("RELOADING=1");
         // A refused reload is recorded and logged; the supervisor carries on either way.
-        let _ = tokio::task::spawn_blocking(move || crate::reload::reload(&shared, &logs, &source))
-            .await;
+        let _ = tokio::task::spawn_blocking(move || reloader.on_signal(&shared.audit)).await;
         notify_systemd("READY=1\nSTATUS=serving");
     }
     notify_systemd("STOPPING=1");

@@ -20,6 +20,7 @@ pub mod instance_lock;
 pub mod integrity;
 pub mod launcher;
 pub mod lifecycle;
+pub mod live;
 pub mod manifest;
 pub mod monitor;
 pub mod package;

@@ -1,20 +1,25 @@
-//! SIGHUP (and `systemctl reload`): re-read and validate the configuration, reopen the
-//! JSON-line logs, and record `supervisor.reload` with what changed. Never stops a plugin.
+//! SIGHUP, `systemctl reload` and `plexichat config reload`: re-read and validate the
+//! configuration, put its live keys in force, reopen the JSON-line logs, and record
+//! `supervisor.reload` naming what was applied and what waits for a restart.
 
-// Why a narrow reload: every subsystem was handed its configuration at start, and
-// swapping a value under a running broker or admin socket must be done per subsystem
-// with care. Until each one can take a new value live, a reload says exactly which
-// changed keys wait for a restart, rather than pretending to apply them. What it does
-// do is what logrotate needs (the audit logs reopened by name) and the check an
-// operator wants before restarting (a bad file is refused and the running
-// configuration kept).
+// What applies live is exactly what `merge_live` takes from the new file: access
+// roles and connection caps (but `max_total`, which the fd budget reserved for at
+// start), the `[broker]` limits (but the database path and the event byte limits,
+// which the hub sized its queues by) and the alert rules. Everything else — paths,
+// the socket, `[sandbox]`, `[runtime]`, `[logs]`, `[storage]`, `[backup]`,
+// `[monitor]`, the permission catalog and seccomp policies — is read once at start;
+// a change to it is named in `needs_restart` and left as it runs. A file that fails
+// validation, alone or combined with the running restart-only keys, changes nothing.
+// The logs are reopened on every reload, valid file or not: logrotate's postrotate
+// must not depend on someone's half-edited configuration.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use crate::audit::{Actor, AuditEntry, LogFiles, Outcome};
-use crate::config::{render_effective, Config};
-use crate::context::Shared;
+use crate::audit::{Actor, AuditEntry, AuditWriter, LogFiles, Outcome};
+use crate::config::{render_effective, BrokerConfig, Config, ConnectionLimits, Host};
+use crate::live::{Live, Settings};
 
 /// Where the running configuration came from, to read it again.
 pub struct Source {
@@ -22,11 +27,20 @@ pub struct Source {
     pub cwd: PathBuf,
 }
 
-/// What one reload did.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Reloaded {
-    /// Keys whose value in the file differs from the running one; each waits for a
-    /// restart.
+/// The running configuration's source from the command line.
+pub fn source(path: Option<&Path>, cwd: &Path) -> Source {
+    Source {
+        path: path.map(Path::to_path_buf),
+        cwd: cwd.to_path_buf(),
+    }
+}
+
+/// What a valid file changed, as dotted keys (`alert.<name>` for a rule).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Changed keys now in force.
+    pub applied: Vec<String>,
+    /// Changed keys that wait for a restart (reported again until there is one).
     pub needs_restart: Vec<String>,
 }
 
@@ -34,47 +48,144 @@ pub struct Reloaded {
 pub enum ReloadError {
     #[error("the configuration was not reloaded, the running one is kept: {0}")]
     Config(String),
-    #[error("reopening the audit logs: {0}")]
-    Logs(std::io::Error),
 }
 
-/// One reload, recorded either way.
-pub fn reload(shared: &Shared, logs: &LogFiles, source: &Source) -> Result<Reloaded, ReloadError> {
-    let result = apply(&shared.cfg, logs, source);
-    let entry = match &result {
-        Ok(r) => AuditEntry::new(&Actor::system(), "supervisor.reload", Outcome::Ok).detail(
-            serde_json::json!({
-                "logs_reopened": true,
-                "needs_restart": r.needs_restart,
-            }),
-        ),
-        Err(e) => AuditEntry::new(&Actor::system(), "supervisor.reload", Outcome::Failed)
-            .detail(serde_json::json!({ "error": e.to_string() })),
-    };
-    shared.audit.record(entry);
-    match &result {
-        Ok(r) if r.needs_restart.is_empty() => {
-            tracing::info!("reloaded: audit logs reopened, configuration unchanged")
+/// What one reload did: the configuration's verdict and the logs' reopening.
+#[derive(Debug)]
+pub struct Reload {
+    pub config: Result<Changes, ReloadError>,
+    pub logs: Result<(), String>,
+}
+
+/// Runs reloads, one at a time, against the configuration in force.
+pub struct Reloader {
+    source: Source,
+    logs: Arc<LogFiles>,
+    live: Arc<Live>,
+    /// The configuration read at start, with the live keys of the last reload.
+    running: Mutex<Config>,
+}
+
+impl Reloader {
+    pub fn new(source: Source, logs: Arc<LogFiles>, live: Arc<Live>, started: Config) -> Reloader {
+        Reloader {
+            source,
+            logs,
+            live,
+            running: Mutex::new(started),
         }
-        Ok(r) => tracing::warn!(
-            keys = ?r.needs_restart,
-            "reloaded: audit logs reopened; these changed keys take effect at the next restart"
+    }
+
+    /// SIGHUP: a reload by the system, recorded through `audit`.
+    pub fn on_signal(&self, audit: &AuditWriter) {
+        let (_, entry) = self.reload(&Actor::system());
+        audit.record(entry);
+    }
+
+    /// One reload for `actor`, and the `supervisor.reload` record the caller writes
+    /// (the admin API waits for it to be committed before answering). Blocks: run it
+    /// off the async runtime.
+    pub fn reload(&self, actor: &Actor) -> (Reload, AuditEntry) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let logs = self.logs.reopen().map_err(|e| e.to_string());
+        let config = self.reload_config(&mut running);
+        drop(running);
+        let done = Reload { config, logs };
+        journal(&done);
+        let entry = record(actor, &done);
+        (done, entry)
+    }
+
+    fn reload_config(&self, running: &mut Config) -> Result<Changes, ReloadError> {
+        let refuse = |e: &dyn std::fmt::Display| ReloadError::Config(e.to_string());
+        let fresh =
+            Config::load(self.source.path.as_deref(), &self.source.cwd).map_err(|e| refuse(&e))?;
+        // Read at start only, but a broken catalog would refuse the next start.
+        fresh.load_catalog().map_err(|e| refuse(&e))?;
+        let next = merge_live(running, &fresh);
+        let problems = crate::config::validate::validate(&next, &Host::current());
+        if !problems.is_empty() {
+            return Err(ReloadError::Config(format!(
+                "with the keys that need a restart kept as they run: {}",
+                crate::config::Problems(problems)
+            )));
+        }
+        let changes = Changes {
+            applied: changed_keys(running, &next),
+            needs_restart: changed_keys(&next, &fresh),
+        };
+        if !changes.applied.is_empty() {
+            self.live.store(Settings::from_config(&next));
+        }
+        *running = next;
+        Ok(changes)
+    }
+}
+
+/// `running` with every key that applies live taken from `fresh`.
+fn merge_live(running: &Config, fresh: &Config) -> Config {
+    let mut next = running.clone();
+    next.access.admin = fresh.access.admin.clone();
+    next.access.server = fresh.access.server.clone();
+    next.access.viewer = fresh.access.viewer.clone();
+    next.access.connections = ConnectionLimits {
+        max_total: running.access.connections.max_total,
+        ..fresh.access.connections.clone()
+    };
+    next.broker = BrokerConfig {
+        database: running.broker.database.clone(),
+        event_max_payload: running.broker.event_max_payload,
+        event_budget: running.broker.event_budget,
+        event_queue_bytes: running.broker.event_queue_bytes,
+        ..fresh.broker.clone()
+    };
+    next.alerts = fresh.alerts.clone();
+    next
+}
+
+/// The journal line: the same keys as the record.
+fn journal(done: &Reload) {
+    if let Err(e) = &done.logs {
+        tracing::error!(error = %e, "reload: the audit logs could not be reopened");
+    }
+    match &done.config {
+        Ok(c) if c.needs_restart.is_empty() => tracing::info!(
+            applied = ?c.applied,
+            "reloaded: {} changed keys applied, none waits for a restart",
+            c.applied.len()
+        ),
+        Ok(c) => tracing::warn!(
+            applied = ?c.applied,
+            needs_restart = ?c.needs_restart,
+            "reloaded: {} changed keys applied; {} take effect only at the next restart",
+            c.applied.len(),
+            c.needs_restart.len()
         ),
         Err(e) => tracing::error!(error = %e, "reload refused"),
     }
-    result
 }
 
-fn apply(running: &Config, logs: &LogFiles, source: &Source) -> Result<Reloaded, ReloadError> {
-    let fresh = Config::load(source.path.as_deref(), &source.cwd)
-        .map_err(|e| ReloadError::Config(e.to_string()))?;
-    fresh
-        .load_catalog()
-        .map_err(|e| ReloadError::Config(e.to_string()))?;
-    logs.reopen().map_err(ReloadError::Logs)?;
-    Ok(Reloaded {
-        needs_restart: changed_keys(running, &fresh),
-    })
+fn record(actor: &Actor, done: &Reload) -> AuditEntry {
+    let mut detail = serde_json::json!({ "logs_reopened": done.logs.is_ok() });
+    if let Err(e) = &done.logs {
+        detail["logs_error"] = e.clone().into();
+    }
+    let outcome = match &done.config {
+        Ok(c) => {
+            detail["applied"] = c.applied.clone().into();
+            detail["needs_restart"] = c.needs_restart.clone().into();
+            if done.logs.is_ok() {
+                Outcome::Ok
+            } else {
+                Outcome::Failed
+            }
+        }
+        Err(e) => {
+            detail["error"] = e.to_string().into();
+            Outcome::Failed
+        }
+    };
+    AuditEntry::new(actor, "supervisor.reload", outcome).detail(detail)
 }
 
 /// The dotted keys whose effective values differ.
@@ -101,6 +212,11 @@ fn flat(cfg: &Config) -> BTreeMap<String, String> {
 }
 
 fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    let name = |v: &toml::Value| {
+        v.get("name")
+            .and_then(toml::Value::as_str)
+            .map(String::from)
+    };
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
@@ -112,31 +228,92 @@ fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
                 walk(&key, v, out);
             }
         }
+        // Named tables (`[[alert]]`) are one key each, by name, so a changed rule is
+        // named rather than the whole list.
+        toml::Value::Array(items)
+            if !items.is_empty() && items.iter().all(|v| name(v).is_some()) =>
+        {
+            for item in items {
+                let key = format!("{prefix}.{}", name(item).unwrap_or_default());
+                out.insert(key, item.to_string());
+            }
+        }
         other => {
             out.insert(prefix.to_string(), other.to_string());
         }
     }
 }
 
-/// The running configuration's source from the command line.
-pub fn source(path: Option<&Path>, cwd: &Path) -> Source {
-    Source {
-        path: path.map(Path::to_path_buf),
-        cwd: cwd.to_path_buf(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_CONFIG;
+
+    fn parse(text: &str) -> Config {
+        let cwd = std::env::current_dir().unwrap();
+        Config::parse(text, "test", &cwd).unwrap()
+    }
 
     #[test]
     fn changed_keys_are_named_and_equal_files_change_nothing() {
-        let cwd = std::env::current_dir().unwrap();
-        let a = Config::parse(crate::config::DEFAULT_CONFIG, "default", &cwd).unwrap();
+        let a = parse(DEFAULT_CONFIG);
         assert!(changed_keys(&a, &a.clone()).is_empty());
-        let text = crate::config::DEFAULT_CONFIG.replace("burst = 1000", "burst = 2000");
-        let b = Config::parse(&text, "edited", &cwd).unwrap();
+        let b = parse(&DEFAULT_CONFIG.replace("burst = 1000", "burst = 2000"));
         assert_eq!(changed_keys(&a, &b), ["broker.burst"]);
+        let c = parse(&DEFAULT_CONFIG.replace("threshold = 100", "threshold = 7"));
+        let changed = changed_keys(&a, &c);
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        assert!(
+            changed[0].starts_with("alert."),
+            "a rule by name: {changed:?}"
+        );
+    }
+
+    #[test]
+    fn live_keys_are_applied_and_the_rest_waits_for_a_restart() {
+        let running = parse(DEFAULT_CONFIG);
+        let text = DEFAULT_CONFIG
+            .replace("burst = 1000", "burst = 20")
+            .replace("threshold = 100", "threshold = 7")
+            .replace("uid_base = 200000", "uid_base = 300000")
+            .replace("\"var/state\"", "\"var/state2\"");
+        let fresh = parse(&text);
+        let next = merge_live(&running, &fresh);
+        let applied = changed_keys(&running, &next);
+        let waiting = changed_keys(&next, &fresh);
+        assert!(applied.contains(&"broker.burst".to_string()), "{applied:?}");
+        assert!(
+            applied.iter().any(|k| k.starts_with("alert.")),
+            "{applied:?}"
+        );
+        for key in ["sandbox.uid_base", "state_dir"] {
+            assert!(waiting.contains(&key.to_string()), "{key}: {waiting:?}");
+            assert!(!applied.contains(&key.to_string()));
+        }
+        assert!(
+            applied.iter().all(|k| !waiting.contains(k)),
+            "a key is applied or waits, never both"
+        );
+        assert_eq!(next.state_dir, running.state_dir);
+        assert_eq!(next.broker.burst, 20);
+    }
+
+    #[test]
+    fn the_total_connection_cap_and_event_limits_wait_for_a_restart() {
+        let running = parse(DEFAULT_CONFIG);
+        let mut fresh = running.clone();
+        fresh.access.connections.max_total = 1000;
+        fresh.access.connections.max_per_uid = 10;
+        fresh.broker.event_budget = 8 << 20;
+        fresh.broker.max_subscriptions = 10;
+        let next = merge_live(&running, &fresh);
+        assert_eq!(
+            changed_keys(&running, &next),
+            ["access.connections.max_per_uid", "broker.max_subscriptions"]
+        );
+        assert_eq!(
+            changed_keys(&next, &fresh),
+            ["access.connections.max_total", "broker.event_budget"]
+        );
     }
 }

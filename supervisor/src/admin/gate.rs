@@ -2,6 +2,11 @@
 //! SO_PEERCRED, connections are capped per uid and in total (with a reserve only
 //! admins may use), and refusals are counted and audited once per interval.
 
+// Roles and caps are read from the live settings at each accept, so a reload admits
+// or refuses the next connection by the new `[access]`; a cached group lookup made
+// under an older generation is looked up again. `max_total` is the exception: the
+// fd budget reserves descriptors for it at start, so a reload keeps the running one.
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +22,7 @@ use super::refusal;
 use crate::audit::{Actor, AuditEntry, Outcome, Role};
 use crate::config::{Access, ConnectionLimits};
 use crate::context::Shared;
+use crate::live::Live;
 
 /// Refused connections are written as one audit record per this interval.
 const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(5);
@@ -75,8 +81,8 @@ impl Refusal {
     }
 }
 
-/// A role looked up by (uid, gid), and when.
-type CachedRole = (Option<Role>, Instant);
+/// A role looked up by (uid, gid), when, and under which settings generation.
+type CachedRole = (Option<Role>, Instant, u64);
 
 #[derive(Default)]
 struct Counts {
@@ -86,15 +92,21 @@ struct Counts {
 
 /// The admission state of the admin socket.
 pub struct Gate {
-    access: Access,
-    limits: ConnectionLimits,
+    live: Arc<Live>,
+    /// `access.connections.max_total` as at start (see above).
+    max_total: usize,
     counts: Mutex<Counts>,
     refused: Mutex<BTreeMap<(u32, Refusal), u64>>,
     roles: Mutex<HashMap<(u32, u32), CachedRole>>,
     resolving: AtomicUsize,
     lingering: AtomicUsize,
-    /// Whether `role_of` needs NSS (some principal is a group name).
-    by_group: bool,
+}
+
+/// Whether `role_of` needs NSS (some principal is a group name).
+fn by_group(access: &Access) -> bool {
+    [&access.admin, &access.server, &access.viewer]
+        .iter()
+        .any(|p| !p.groups.is_empty())
 }
 
 /// A connection's place against the caps, given back when it closes.
@@ -122,20 +134,25 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Gate {
-    pub fn new(access: &Access) -> Arc<Gate> {
-        let by_group = [&access.admin, &access.server, &access.viewer]
-            .iter()
-            .any(|p| !p.groups.is_empty());
+    pub fn new(live: Arc<Live>) -> Arc<Gate> {
+        let max_total = live.load().access.connections.max_total;
         Arc::new(Gate {
-            limits: access.connections.clone(),
-            access: access.clone(),
+            live,
+            max_total,
             counts: Mutex::default(),
             refused: Mutex::default(),
             roles: Mutex::default(),
             resolving: AtomicUsize::new(0),
             lingering: AtomicUsize::new(0),
-            by_group,
         })
+    }
+
+    /// The caps in force: the live ones, with the total fixed at start.
+    fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_total: self.max_total,
+            ..self.live.load().access.connections.clone()
+        }
     }
 
     /// Connections admitted and still open.
@@ -147,13 +164,14 @@ impl Gate {
         let Some(role) = role else {
             return Err(Refusal::NoRole);
         };
+        let limits = self.limits();
         let mut c = lock(&self.counts);
-        if c.per_uid.get(&uid).copied().unwrap_or(0) >= self.limits.max_per_uid {
+        if c.per_uid.get(&uid).copied().unwrap_or(0) >= limits.max_per_uid {
             return Err(Refusal::PerUid);
         }
         let room = match role {
-            Role::Admin => self.limits.max_total,
-            _ => self.limits.max_total - self.limits.admin_reserve,
+            Role::Admin => limits.max_total,
+            _ => limits.max_total.saturating_sub(limits.admin_reserve),
         };
         if c.total >= room {
             return Err(Refusal::Total);
@@ -168,21 +186,24 @@ impl Gate {
 
     /// The caller's role if it is known without blocking.
     fn known_role(&self, uid: u32, gid: u32) -> Option<Option<Role>> {
-        if !self.by_group {
-            return Some(role_of(&self.access, uid, gid));
+        let settings = self.live.load();
+        if !by_group(&settings.access) {
+            return Some(role_of(&settings.access, uid, gid));
         }
         let roles = lock(&self.roles);
         roles
             .get(&(uid, gid))
-            .filter(|(_, at)| at.elapsed() < ROLE_CACHE_TTL)
-            .map(|(role, _)| *role)
+            .filter(|(_, at, generation)| {
+                at.elapsed() < ROLE_CACHE_TTL && *generation == settings.generation
+            })
+            .map(|(role, _, _)| *role)
     }
 
     /// Refuses `stream`, answering the client's first call with why (within
     /// `refusal::LINGER`), and counts the refusal for the next audit record.
     fn refuse(self: &Arc<Self>, stream: UnixStream, uid: u32, why: Refusal) {
         *lock(&self.refused).entry((uid, why)).or_insert(0) += 1;
-        let message = why.message(uid, &self.limits);
+        let message = why.message(uid, &self.limits());
         if self.lingering.fetch_add(1, Ordering::SeqCst) >= MAX_LINGERING {
             self.lingering.fetch_sub(1, Ordering::SeqCst);
             // Never waits: a fresh socket's send buffer takes these few bytes.
@@ -222,12 +243,13 @@ impl Gate {
         }
         let (gate, tx) = (Arc::clone(self), tx.clone());
         tokio::spawn(async move {
-            let lookup = Arc::clone(&gate);
-            let role = tokio::task::spawn_blocking(move || role_of(&lookup.access, uid, gid))
+            let settings = gate.live.load();
+            let generation = settings.generation;
+            let role = tokio::task::spawn_blocking(move || role_of(&settings.access, uid, gid))
                 .await
                 .ok()
                 .flatten();
-            lock(&gate.roles).insert((uid, gid), (role, Instant::now()));
+            lock(&gate.roles).insert((uid, gid), (role, Instant::now(), generation));
             gate.resolving.fetch_sub(1, Ordering::SeqCst);
             gate.decide(stream, uds, role, &tx);
         });
@@ -243,7 +265,8 @@ impl Gate {
         let uid = uds.peer_cred.map_or(u32::MAX, |c| c.uid());
         match self.admit(uid, role) {
             Ok(slot) => {
-                let _ = tx.send(AdminConn::new(stream, uds, slot, self.limits.idle_timeout));
+                let idle = self.live.load().access.connections.idle_timeout;
+                let _ = tx.send(AdminConn::new(stream, uds, slot, idle));
             }
             Err(why) => self.refuse(stream, uid, why),
         }
@@ -322,9 +345,10 @@ pub async fn accept_loop(
 mod tests {
     use super::*;
     use crate::config::Principals;
+    use crate::live::Settings;
 
-    fn gate(limits: ConnectionLimits) -> Arc<Gate> {
-        let access = Access {
+    fn access(limits: ConnectionLimits) -> Access {
+        Access {
             admin: Principals {
                 uids: vec![0],
                 ..Default::default()
@@ -335,8 +359,14 @@ mod tests {
             },
             connections: limits,
             ..Access::default()
-        };
-        Gate::new(&access)
+        }
+    }
+
+    fn gate(limits: ConnectionLimits) -> Arc<Gate> {
+        Gate::new(Live::new(Settings {
+            access: access(limits),
+            ..Settings::default()
+        }))
     }
 
     #[test]
@@ -370,5 +400,44 @@ mod tests {
             g.admit(10, viewer).is_ok(),
             "slots come back when connections close"
         );
+    }
+
+    #[test]
+    fn a_reload_changes_roles_and_caps_for_the_next_connection_but_not_the_total() {
+        let limits = ConnectionLimits {
+            max_per_uid: 1,
+            max_total: 6,
+            admin_reserve: 2,
+            ..ConnectionLimits::default()
+        };
+        let live = Live::new(Settings {
+            access: access(limits.clone()),
+            ..Settings::default()
+        });
+        let g = Gate::new(Arc::clone(&live));
+        assert_eq!(g.known_role(10, 10), Some(Some(Role::Viewer)));
+        assert_eq!(g.known_role(20, 20), Some(None));
+        let held = g.admit(10, Some(Role::Viewer)).unwrap();
+        assert_eq!(g.admit(10, Some(Role::Viewer)).err(), Some(Refusal::PerUid));
+
+        let mut next = access(ConnectionLimits {
+            max_per_uid: 2,
+            max_total: 100,
+            ..limits
+        });
+        next.viewer.uids = vec![20];
+        live.store(Settings {
+            access: next,
+            ..Settings::default()
+        });
+        assert_eq!(g.known_role(10, 10), Some(None), "10 lost its role");
+        assert_eq!(
+            g.known_role(20, 20),
+            Some(Some(Role::Viewer)),
+            "20 gained one"
+        );
+        let second = g.admit(10, Some(Role::Viewer)).expect("2 per uid now");
+        assert_eq!(g.limits().max_total, 6, "the total stays as at start");
+        drop((held, second));
     }
 }

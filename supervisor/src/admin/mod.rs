@@ -9,6 +9,7 @@ mod convert;
 mod gate;
 mod operations;
 mod refusal;
+mod reload;
 mod service;
 mod upload;
 
@@ -62,7 +63,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let shared = Arc::clone(&service.shared);
-    let gate = gate::Gate::new(&shared.cfg.access);
+    let gate = gate::Gate::new(Arc::clone(&shared.live));
     let (admitted, incoming) = tokio::sync::mpsc::unbounded_channel();
     let accepting = tokio::spawn(gate::accept_loop(listener, gate, shared, admitted));
     let server = AdminServer::new(service)
@@ -84,6 +85,11 @@ pub async fn serve(
 pub fn service(
     shared: Arc<crate::context::Shared>,
     runtime: Arc<crate::runtime::Runtime>,
+    reloader: Arc<crate::reload::Reloader>,
 ) -> AdminService {
-    AdminService { shared, runtime }
+    AdminService {
+        shared,
+        runtime,
+        reloader,
+    }
 }

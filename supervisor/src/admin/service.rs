@@ -30,6 +30,8 @@ const MAX_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct AdminService {
     pub shared: Arc<Shared>,
     pub runtime: Arc<Runtime>,
+    /// `ReloadConfig`: the same reload SIGHUP runs.
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 pub(super) fn store_status(e: StoreError) -> Status {
@@ -92,7 +94,7 @@ impl AdminService {
         need: Need,
     ) -> Result<Actor, Status> {
         let actor = authorize(
-            &self.shared.cfg.access,
+            &self.shared.live.load().access,
             &self.shared.store,
             &self.shared.audit,
             req,
@@ -643,6 +645,13 @@ impl Admin for AdminService {
             ok,
             checks: checks.into_iter().map(convert::check).collect(),
         }))
+    }
+
+    async fn reload_config(
+        &self,
+        request: Request<ReloadConfigRequest>,
+    ) -> Result<Response<ReloadConfigResponse>, Status> {
+        self.op_reload_config(request).await
     }
 
     async fn upload_plugin(

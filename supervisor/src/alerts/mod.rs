@@ -2,6 +2,12 @@
 //! window of event counts. Reaching a threshold raises an alert (stored, sent to the
 //! admin notification stream, written to the security log) and may quarantine.
 
+// Why windows are kept by rule name across a reload: an operator tuning a threshold
+// should not give a noisy plugin a clean slate. A rule that keeps its name and kind
+// keeps its counts, which then count against its new threshold and window (a lowered
+// threshold already reached fires on the next event); a rule removed, or whose kind
+// changed, loses its counts. Open alerts are stored rows and stay open either way.
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,6 +19,7 @@ use crate::audit::{Actor, AuditEntry, Committed, Outcome};
 use crate::clock::now_ms;
 use crate::config::{AlertKind, AlertRule};
 use crate::context::Shared;
+use crate::live::{Live, Settings};
 use crate::runtime::Runtime;
 use crate::store::{self, AlertRow, PluginState, StoreError};
 
@@ -20,17 +27,28 @@ use crate::store::{self, AlertRow, PluginState, StoreError};
 #[derive(Debug, PartialEq)]
 struct Raise {
     plugin: String,
-    rule: usize,
+    /// The rule as it was when it fired (a reload may change it before it is recorded).
+    rule: AlertRule,
     count: u64,
 }
 
 /// When each counted record arrived and how many events it stood for.
 type Window = VecDeque<(Instant, u64)>;
 
+/// Which rule a window counts for: its name and kind.
+type WindowKey = (String, String, AlertKind);
+
+/// The windows, and the settings generation whose rules they were last pruned to.
+#[derive(Default)]
+struct Windows {
+    generation: u64,
+    /// Event counts per (plugin, rule name, kind), oldest first.
+    counts: HashMap<WindowKey, Window>,
+}
+
 pub struct Alerts {
-    rules: Vec<AlertRule>,
-    /// Event counts per (plugin, rule index), oldest first.
-    windows: Mutex<HashMap<(String, usize), Window>>,
+    live: Arc<Live>,
+    windows: Mutex<Windows>,
     raise: mpsc::UnboundedSender<Raise>,
     raised: Mutex<Option<mpsc::UnboundedReceiver<Raise>>>,
 }
@@ -50,10 +68,11 @@ fn classify(entry: &AuditEntry) -> Option<(AlertKind, u64)> {
 }
 
 impl Alerts {
-    pub fn new(rules: Vec<AlertRule>) -> Alerts {
+    /// Rules come from `live` at every count, so a reload takes effect at once.
+    pub fn new(live: Arc<Live>) -> Alerts {
         let (raise, raised) = mpsc::unbounded_channel();
         Alerts {
-            rules,
+            live,
             windows: Mutex::default(),
             raise,
             raised: Mutex::new(Some(raised)),
@@ -63,7 +82,8 @@ impl Alerts {
     /// Counts committed records into the windows. Runs under the store's lock: it
     /// only counts and hands raised alerts to the task started by [`Alerts::spawn`].
     pub fn observe(&self, records: &[Committed]) {
-        if self.rules.is_empty() {
+        let settings = self.live.load();
+        if settings.alerts.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -71,24 +91,31 @@ impl Alerts {
             let (Some(plugin), Some((kind, n))) = (&c.entry.plugin, classify(&c.entry)) else {
                 continue;
             };
-            for raise in self.count(plugin, kind, n, now) {
+            for raise in self.count(&settings, plugin, kind, n, now) {
                 let _ = self.raise.send(raise);
             }
         }
     }
 
-    fn count(&self, plugin: &str, kind: AlertKind, n: u64, now: Instant) -> Vec<Raise> {
+    fn count(
+        &self,
+        settings: &Settings,
+        plugin: &str,
+        kind: AlertKind,
+        n: u64,
+        now: Instant,
+    ) -> Vec<Raise> {
         let Ok(mut windows) = self.windows.lock() else {
             return Vec::new();
         };
+        if windows.generation != settings.generation {
+            windows.prune(&settings.alerts);
+            windows.generation = settings.generation;
+        }
         let mut raised = Vec::new();
-        for (i, rule) in self
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.kind == kind)
-        {
-            let window = windows.entry((plugin.to_string(), i)).or_default();
+        for rule in settings.alerts.iter().filter(|r| r.kind == kind) {
+            let key = (plugin.to_string(), rule.name.clone(), kind);
+            let window = windows.counts.entry(key).or_default();
             window.push_back((now, n));
             while window
                 .front()
@@ -102,7 +129,7 @@ impl Alerts {
                 window.clear();
                 raised.push(Raise {
                     plugin: plugin.to_string(),
-                    rule: i,
+                    rule: rule.clone(),
                     count: total,
                 });
             }
@@ -126,10 +153,16 @@ impl Alerts {
     }
 }
 
+impl Windows {
+    /// Keeps the counts of rules still configured with the same name and kind.
+    fn prune(&mut self, rules: &[AlertRule]) {
+        self.counts
+            .retain(|(_, name, kind), _| rules.iter().any(|r| &r.name == name && r.kind == *kind));
+    }
+}
+
 async fn act(shared: &Shared, runtime: &Runtime, raise: &Raise) -> Result<(), StoreError> {
-    let Some(rule) = shared.alerts.rules.get(raise.rule) else {
-        return Ok(());
-    };
+    let rule = &raise.rule;
     let plugin = &raise.plugin;
     let quarantine = rule.quarantine
         && shared
@@ -208,45 +241,111 @@ mod tests {
         }
     }
 
+    fn alerts(rules: Vec<AlertRule>) -> (Arc<Live>, Alerts) {
+        let live = Live::new(Settings {
+            alerts: rules,
+            ..Settings::default()
+        });
+        (Arc::clone(&live), Alerts::new(live))
+    }
+
+    /// One count against the rules in force now.
+    fn count(a: &Alerts, plugin: &str, kind: AlertKind, n: u64, at: Instant) -> Vec<Raise> {
+        a.count(&a.live.load(), plugin, kind, n, at)
+    }
+
+    fn reload(live: &Live, rules: Vec<AlertRule>) {
+        live.store(Settings {
+            alerts: rules,
+            ..Settings::default()
+        });
+    }
+
     #[test]
     fn a_threshold_within_the_window_raises_once_then_rearms() {
-        let alerts = Alerts::new(vec![
+        let (_, alerts) = alerts(vec![
             rule("denials", AlertKind::Denials, 3, 60),
             rule("seccomp", AlertKind::SeccompViolations, 10, 60),
         ]);
         let t0 = Instant::now();
-        assert!(alerts.count("a", AlertKind::Denials, 1, t0).is_empty());
-        assert!(alerts.count("b", AlertKind::Denials, 1, t0).is_empty());
-        assert!(alerts.count("a", AlertKind::Denials, 1, t0).is_empty());
-        let raised = alerts.count("a", AlertKind::Denials, 1, t0 + Duration::from_secs(1));
+        assert!(count(&alerts, "a", AlertKind::Denials, 1, t0).is_empty());
+        assert!(count(&alerts, "b", AlertKind::Denials, 1, t0).is_empty());
+        assert!(count(&alerts, "a", AlertKind::Denials, 1, t0).is_empty());
+        let raised = count(
+            &alerts,
+            "a",
+            AlertKind::Denials,
+            1,
+            t0 + Duration::from_secs(1),
+        );
         assert_eq!(
             raised,
             [Raise {
                 plugin: "a".into(),
-                rule: 0,
+                rule: rule("denials", AlertKind::Denials, 3, 60),
                 count: 3
             }]
         );
-        assert!(alerts
-            .count("a", AlertKind::Denials, 1, t0 + Duration::from_secs(2))
-            .is_empty());
+        assert!(count(
+            &alerts,
+            "a",
+            AlertKind::Denials,
+            1,
+            t0 + Duration::from_secs(2)
+        )
+        .is_empty());
         // One record can stand for many events (aggregated seccomp denials).
         assert_eq!(
-            alerts
-                .count("a", AlertKind::SeccompViolations, 12, t0)
-                .len(),
+            count(&alerts, "a", AlertKind::SeccompViolations, 12, t0).len(),
             1
         );
     }
 
     #[test]
     fn events_older_than_the_window_do_not_count() {
-        let alerts = Alerts::new(vec![rule("crashes", AlertKind::Crashes, 2, 10)]);
+        let (_, alerts) = alerts(vec![rule("crashes", AlertKind::Crashes, 2, 10)]);
         let t0 = Instant::now();
-        assert!(alerts.count("a", AlertKind::Crashes, 1, t0).is_empty());
+        assert!(count(&alerts, "a", AlertKind::Crashes, 1, t0).is_empty());
         let later = t0 + Duration::from_secs(11);
-        assert!(alerts.count("a", AlertKind::Crashes, 1, later).is_empty());
-        assert_eq!(alerts.count("a", AlertKind::Crashes, 1, later).len(), 1);
+        assert!(count(&alerts, "a", AlertKind::Crashes, 1, later).is_empty());
+        assert_eq!(count(&alerts, "a", AlertKind::Crashes, 1, later).len(), 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_counts_of_a_rule_kept_by_name_and_drops_the_others() {
+        let (live, alerts) = alerts(vec![
+            rule("flood", AlertKind::Denials, 100, 60),
+            rule("gone", AlertKind::Denials, 100, 60),
+            rule("retyped", AlertKind::Denials, 100, 60),
+        ]);
+        let t0 = Instant::now();
+        for _ in 0..4 {
+            assert!(count(&alerts, "a", AlertKind::Denials, 1, t0).is_empty());
+        }
+        // `flood` lowered to 5 keeps its 4; `retyped` now counts crashes, from zero.
+        reload(
+            &live,
+            vec![
+                rule("flood", AlertKind::Denials, 5, 60),
+                rule("retyped", AlertKind::Crashes, 1, 60),
+                rule("new", AlertKind::Denials, 2, 60),
+            ],
+        );
+        let raised = count(&alerts, "a", AlertKind::Denials, 1, t0);
+        let names: Vec<&str> = raised.iter().map(|r| r.rule.name.as_str()).collect();
+        assert_eq!(names, ["flood"], "4 kept + 1 reach the new threshold of 5");
+        assert_eq!(
+            raised[0].rule.threshold, 5,
+            "recorded with the rule in force"
+        );
+        let windows = alerts.windows.lock().unwrap();
+        assert!(
+            windows
+                .counts
+                .keys()
+                .all(|(_, name, _)| name != "gone" && name != "retyped"),
+            "removed and re-kinded rules lose their counts"
+        );
     }
 
     #[test]

@@ -9,6 +9,12 @@
 // queue of `queue`, then RESOURCE_EXHAUSTED), and once its blocking work has used more
 // CPU than `cpu_budget` seconds per second allow (with `cpu_burst` of credit), its
 // next calls are refused until the debt is paid back.
+//
+// The limits are read from the live settings at every call, so a reload applies to
+// running plugins: a raised concurrency adds permits at once; a lowered one takes
+// idle permits away at once and the rest as running work finishes (a finished
+// slot's permit is then forgotten rather than handed to new work); the CPU budget
+// and burst apply from the next refill.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 
+use crate::live::Live;
 use crate::monitor::Counters;
 
 /// `[broker]` limits of what one plugin's calls may cost.
@@ -33,8 +40,11 @@ pub struct CostLimits {
 /// One plugin's account.
 pub struct Costs {
     plugin: String,
-    limits: CostLimits,
+    live: Arc<Live>,
     permits: Arc<Semaphore>,
+    /// The concurrency `permits` is sized for: its permits, less those `owed`.
+    sized: Mutex<usize>,
+    owed: Arc<AtomicUsize>,
     /// Operations running or waiting for a permit.
     admitted: Arc<AtomicUsize>,
     credit: Mutex<Credit>,
@@ -50,8 +60,21 @@ struct Credit {
 
 /// A place among the plugin's admitted operations, held until the work is done.
 pub struct Slot {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    /// Permits still to take away after a lowered concurrency (see `Costs::resize`).
+    owed: Arc<AtomicUsize>,
     _admitted: Admitted,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let pay = self
+            .owed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        if let (Ok(_), Some(permit)) = (pay, self.permit.take()) {
+            permit.forget();
+        }
+    }
 }
 
 struct Admitted(Arc<AtomicUsize>);
@@ -63,11 +86,15 @@ impl Drop for Admitted {
 }
 
 impl Costs {
-    pub fn new(plugin: &str, limits: CostLimits, counters: Arc<Counters>) -> Arc<Costs> {
+    pub fn new(plugin: &str, live: Arc<Live>, counters: Arc<Counters>) -> Arc<Costs> {
+        let limits = live.load().broker.cost_limits();
+        let concurrency = limits.concurrency.max(1);
         Arc::new(Costs {
             plugin: plugin.to_string(),
-            limits,
-            permits: Arc::new(Semaphore::new(limits.concurrency.max(1))),
+            live,
+            permits: Arc::new(Semaphore::new(concurrency)),
+            sized: Mutex::new(concurrency),
+            owed: Arc::new(AtomicUsize::new(0)),
             admitted: Arc::new(AtomicUsize::new(0)),
             credit: Mutex::new(Credit {
                 seconds: limits.cpu_burst.as_secs_f64(),
@@ -80,18 +107,19 @@ impl Costs {
     /// Waits for a place to run (the queue is bounded), refusing at once when the
     /// queue is full or the CPU budget is spent.
     pub async fn slot(&self) -> Result<Slot, Status> {
-        if let Err(refused) = self.within_budget() {
+        let limits = self.limits();
+        if let Err(refused) = self.within_budget(&limits) {
             tokio::time::sleep(super::REFUSAL_DELAY).await;
             return Err(refused);
         }
         let waiting = self.admitted.fetch_add(1, Ordering::AcqRel);
         let admitted = Admitted(Arc::clone(&self.admitted));
-        if waiting >= self.limits.concurrency + self.limits.queue {
+        if waiting >= limits.concurrency + limits.queue {
             drop(admitted);
             tokio::time::sleep(super::REFUSAL_DELAY).await;
             return Err(Status::resource_exhausted(format!(
                 "plugin `{}` has {} broker operations running and {} waiting, the most allowed (broker.plugin_concurrency, broker.plugin_queue)",
-                self.plugin, self.limits.concurrency, self.limits.queue
+                self.plugin, limits.concurrency, limits.queue
             )));
         }
         let permit = Arc::clone(&self.permits)
@@ -99,7 +127,8 @@ impl Costs {
             .await
             .map_err(|_| Status::unavailable("the plugin's broker is stopping"))?;
         Ok(Slot {
-            _permit: permit,
+            permit: Some(permit),
+            owed: Arc::clone(&self.owed),
             _admitted: admitted,
         })
     }
@@ -125,37 +154,73 @@ impl Costs {
         .map_err(|e| Status::internal(format!("broker work failed: {e}")))
     }
 
+    /// The limits in force, with the semaphore resized to a changed concurrency.
+    fn limits(&self) -> CostLimits {
+        let limits = self.live.load().broker.cost_limits();
+        self.resize(limits.concurrency.max(1));
+        limits
+    }
+
+    fn resize(&self, concurrency: usize) {
+        let Ok(mut sized) = self.sized.lock() else {
+            return;
+        };
+        match concurrency.cmp(&*sized) {
+            std::cmp::Ordering::Equal => return,
+            std::cmp::Ordering::Greater => {
+                // A debt not yet paid is cancelled first, then permits are added.
+                let more = concurrency - *sized;
+                let owed = self
+                    .owed
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        Some(n.saturating_sub(more))
+                    })
+                    .unwrap_or(0);
+                self.permits.add_permits(more - owed.min(more));
+            }
+            std::cmp::Ordering::Less => {
+                // Idle permits go now; those held by running work as it finishes.
+                let excess = *sized - concurrency;
+                let held = excess - self.permits.forget_permits(excess);
+                self.owed.fetch_add(held, Ordering::AcqRel);
+            }
+        }
+        tracing::info!(plugin = %self.plugin, from = *sized, to = concurrency, "broker.plugin_concurrency changed");
+        *sized = concurrency;
+    }
+
     fn charge(&self, cpu: Duration) {
         self.counters.charge_cpu(&self.plugin, cpu);
+        let limits = self.live.load().broker.cost_limits();
         if let Ok(mut credit) = self.credit.lock() {
-            self.refill(&mut credit);
+            refill(&mut credit, &limits);
             credit.seconds -= cpu.as_secs_f64();
         }
     }
 
-    fn refill(&self, credit: &mut Credit) {
-        let now = Instant::now();
-        let earned = now.duration_since(credit.at).as_secs_f64() * self.limits.cpu_budget;
-        credit.seconds = (credit.seconds + earned).min(self.limits.cpu_burst.as_secs_f64());
-        credit.at = now;
-    }
-
-    fn within_budget(&self) -> Result<(), Status> {
+    fn within_budget(&self, limits: &CostLimits) -> Result<(), Status> {
         let Ok(mut credit) = self.credit.lock() else {
             return Ok(());
         };
-        self.refill(&mut credit);
+        refill(&mut credit, limits);
         if credit.seconds >= 0.0 {
             return Ok(());
         }
-        let wait = -credit.seconds / self.limits.cpu_budget.max(f64::MIN_POSITIVE);
+        let wait = -credit.seconds / limits.cpu_budget.max(f64::MIN_POSITIVE);
         Err(Status::resource_exhausted(format!(
             "plugin `{}` has used the supervisor CPU its calls may take ({} s per second, broker.plugin_cpu_budget); try again in {} ms",
             self.plugin,
-            self.limits.cpu_budget,
+            limits.cpu_budget,
             (wait * 1000.0).ceil() as u64
         )))
     }
+}
+
+fn refill(credit: &mut Credit, limits: &CostLimits) {
+    let now = Instant::now();
+    let earned = now.duration_since(credit.at).as_secs_f64() * limits.cpu_budget;
+    credit.seconds = (credit.seconds + earned).min(limits.cpu_burst.as_secs_f64());
+    credit.at = now;
 }
 
 /// The nice value a plugin's blocking work drops to once it has run for `LONG_WORK`:
@@ -289,13 +354,43 @@ fn thread_cpu() -> Duration {
 mod tests {
     use super::*;
 
-    fn limits(concurrency: usize, queue: usize) -> CostLimits {
-        CostLimits {
-            concurrency,
-            queue,
-            cpu_budget: 0.5,
-            cpu_burst: Duration::from_millis(200),
+    fn limits(concurrency: usize, queue: usize) -> Arc<Live> {
+        Live::new(settings(concurrency, queue))
+    }
+
+    fn settings(concurrency: usize, queue: usize) -> crate::live::Settings {
+        let mut s = crate::live::Settings::default();
+        s.broker.plugin_concurrency = concurrency;
+        s.broker.plugin_queue = queue;
+        s.broker.plugin_cpu_budget = 0.5;
+        s.broker.plugin_cpu_burst = Duration::from_millis(200);
+        s
+    }
+
+    /// Starts `n` calls of 50 ms each; the most that ran at once and how many were
+    /// refused.
+    async fn concurrent(costs: &Arc<Costs>, n: usize) -> (usize, usize) {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let mut calls = Vec::new();
+        for _ in 0..n {
+            let (costs, running, most) = (Arc::clone(costs), running.clone(), most.clone());
+            calls.push(tokio::spawn(async move {
+                costs
+                    .blocking(move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+            }));
         }
+        let mut refused = 0;
+        for c in calls {
+            refused += usize::from(c.await.unwrap().is_err());
+        }
+        (most.load(Ordering::SeqCst), refused)
     }
 
     fn nice() -> i32 {
@@ -386,5 +481,45 @@ mod tests {
         // 200 ms of debt at 0.5 s/s: repaid in ~400 ms.
         tokio::time::sleep(Duration::from_millis(500)).await;
         costs.blocking(|| ()).await.expect("repaid");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_reloaded_concurrency_and_queue_apply_to_the_next_calls() {
+        let live = limits(1, 20);
+        let costs = Costs::new("p", Arc::clone(&live), Arc::default());
+        assert_eq!(concurrent(&costs, 6).await, (1, 0), "one at a time");
+        live.store(settings(3, 20));
+        assert_eq!(concurrent(&costs, 6).await, (3, 0), "raised to three");
+        live.store(settings(2, 1));
+        let (most, refused) = concurrent(&costs, 6).await;
+        assert_eq!(most, 2, "lowered to two");
+        assert_eq!(refused, 3, "2 running + 1 queued, the rest refused");
+        assert_eq!(costs.permits.available_permits(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_lowered_concurrency_takes_its_permits_back_as_running_work_finishes() {
+        let live = limits(3, 20);
+        let costs = Costs::new("p", Arc::clone(&live), Arc::default());
+        let long: Vec<_> = (0..3)
+            .map(|_| {
+                let costs = Arc::clone(&costs);
+                tokio::spawn(async move {
+                    costs
+                        .blocking(|| std::thread::sleep(Duration::from_millis(150)))
+                        .await
+                })
+            })
+            .collect();
+        while costs.permits.available_permits() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        live.store(settings(1, 20));
+        // These wait until two of the three running calls have given their permit up.
+        assert_eq!(concurrent(&costs, 4).await, (1, 0), "one at a time");
+        for call in long {
+            call.await.unwrap().expect("the running work finishes");
+        }
+        assert_eq!(costs.permits.available_permits(), 1);
     }
 }

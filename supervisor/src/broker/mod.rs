@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 pub use cost::{CostLimits, Costs};
 pub use hub::{Emitter, EventLimits, Hub};
-pub use ratelimit::RateLimiter;
+pub use ratelimit::{Rate, RateLimiter};
 pub use service::BrokerService;
 pub use session::{InvokeError, Session};
 

@@ -2,6 +2,10 @@
 //! service gets RESOURCE_EXHAUSTED there, recorded in aggregate, and nobody else
 //! waits for it (each plugin has its own buckets and its own connection).
 
+// The rate is the caller's, given at every call rather than fixed at start: a reload
+// of `broker.rate_per_sec`/`burst` applies to running plugins' next call. A bucket
+// keeps its tokens, capped at a lowered burst.
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -54,9 +58,24 @@ pub enum Refusal {
     Counted,
 }
 
+/// Calls per second, refilled continuously, with bursts of up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub per_sec: f64,
+    pub burst: u32,
+}
+
+impl Rate {
+    pub fn of(broker: &crate::config::BrokerConfig) -> Rate {
+        Rate {
+            per_sec: broker.rate_per_sec.max(0.0),
+            burst: broker.burst.max(1),
+        }
+    }
+}
+
+#[derive(Default)]
 pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
     buckets: Mutex<HashMap<Service, Bucket>>,
 }
 
@@ -64,35 +83,21 @@ pub struct RateLimiter {
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 impl RateLimiter {
-    pub fn new(rate_per_sec: f64, burst: u32) -> RateLimiter {
-        RateLimiter {
-            rate: rate_per_sec.max(0.0),
-            burst: f64::from(burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
-    pub fn burst(&self) -> u32 {
-        self.burst as u32
-    }
-
-    /// Takes one token for `service` at `now`; `Err` says how to record a refusal.
-    pub fn admit(&self, service: Service, now: Instant) -> Result<(), Refusal> {
+    /// Takes one token for `service` at `now` at `rate`; `Err` says how to record a
+    /// refusal.
+    pub fn admit(&self, service: Service, now: Instant, rate: Rate) -> Result<(), Refusal> {
         let Ok(mut buckets) = self.buckets.lock() else {
             return Ok(());
         };
+        let burst = f64::from(rate.burst.max(1));
         let b = buckets.entry(service).or_insert(Bucket {
-            tokens: self.burst,
+            tokens: burst,
             last: now,
             refused: 0,
             last_report: None,
         });
         let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * self.rate).min(self.burst);
+        b.tokens = (b.tokens + elapsed * rate.per_sec.max(0.0)).min(burst);
         b.last = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
@@ -118,28 +123,34 @@ mod tests {
 
     #[test]
     fn burst_then_rate_and_services_are_independent() {
-        let l = RateLimiter::new(10.0, 5);
+        let l = RateLimiter::default();
+        let r = Rate {
+            per_sec: 10.0,
+            burst: 5,
+        };
         let t0 = Instant::now();
         for _ in 0..5 {
-            assert!(l.admit(Service::Config, t0).is_ok());
+            assert!(l.admit(Service::Config, t0, r).is_ok());
         }
         assert_eq!(
-            l.admit(Service::Config, t0),
+            l.admit(Service::Config, t0, r),
             Err(Refusal::Report { count: 1 })
         );
-        assert_eq!(l.admit(Service::Config, t0), Err(Refusal::Counted));
+        assert_eq!(l.admit(Service::Config, t0, r), Err(Refusal::Counted));
         // Another service still has its burst.
-        assert!(l.admit(Service::Files, t0).is_ok());
+        assert!(l.admit(Service::Files, t0, r).is_ok());
         // 100 ms at 10/s refills one token.
         assert!(l
-            .admit(Service::Config, t0 + Duration::from_millis(100))
+            .admit(Service::Config, t0 + Duration::from_millis(100), r)
             .is_ok());
         assert!(l
-            .admit(Service::Config, t0 + Duration::from_millis(100))
+            .admit(Service::Config, t0 + Duration::from_millis(100), r)
             .is_err());
         // Past a second, the refusals since the last report are reported together.
         let later = t0 + Duration::from_millis(1001);
-        let results: Vec<_> = (0..12).map(|_| l.admit(Service::Config, later)).collect();
+        let results: Vec<_> = (0..12)
+            .map(|_| l.admit(Service::Config, later, r))
+            .collect();
         // A second refills far more than the burst: the bucket caps at 5.
         assert_eq!(
             results.iter().filter(|r| r.is_ok()).count(),
@@ -149,5 +160,29 @@ mod tests {
         // The refusals counted at t0 and t0+100ms come out with the first one after.
         assert_eq!(results[5], Err(Refusal::Report { count: 3 }), "{results:?}");
         assert_eq!(results[6], Err(Refusal::Counted));
+    }
+
+    #[test]
+    fn a_new_rate_applies_to_the_next_call_and_a_lower_burst_caps_the_tokens() {
+        let l = RateLimiter::default();
+        let fast = Rate {
+            per_sec: 1000.0,
+            burst: 100,
+        };
+        let slow = Rate {
+            per_sec: 1.0,
+            burst: 3,
+        };
+        let t0 = Instant::now();
+        assert!(l.admit(Service::Files, t0, fast).is_ok());
+        // 99 tokens left, but the burst is now 3: three calls, then refused.
+        for _ in 0..3 {
+            assert!(l.admit(Service::Files, t0, slow).is_ok());
+        }
+        assert!(l.admit(Service::Files, t0, slow).is_err());
+        // One second at the new rate refills one token, not a thousand.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(l.admit(Service::Files, t1, slow).is_ok());
+        assert!(l.admit(Service::Files, t1, slow).is_err());
     }
 }

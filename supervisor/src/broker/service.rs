@@ -83,7 +83,8 @@ impl BrokerService {
         self.shared
             .audit
             .admit_plugin(self.name(), service.as_str())?;
-        match self.limits.admit(service, std::time::Instant::now()) {
+        let rate = super::Rate::of(&self.broker_limits().broker);
+        match self.limits.admit(service, std::time::Instant::now(), rate) {
             Ok(()) => Ok(()),
             Err(refusal) => {
                 if let Refusal::Report { count } = refusal {
@@ -96,8 +97,8 @@ impl BrokerService {
                     .detail(serde_json::json!({
                         "service": service.as_str(),
                         "refused": count,
-                        "rate_per_sec": self.limits.rate(),
-                        "burst": self.limits.burst(),
+                        "rate_per_sec": rate.per_sec,
+                        "burst": rate.burst,
                     }));
                     self.shared.audit.submit(entry).await?;
                 }
@@ -105,11 +106,16 @@ impl BrokerService {
                 Err(Status::resource_exhausted(format!(
                     "rate limit: the {} service allows {} calls/s (burst {}) per plugin",
                     service.as_str(),
-                    self.limits.rate(),
-                    self.limits.burst()
+                    rate.per_sec,
+                    rate.burst
                 )))
             }
         }
+    }
+
+    /// The `[broker]` limits in force now (a reload changes them for the next call).
+    fn broker_limits(&self) -> Arc<crate::live::Settings> {
+        self.shared.live.load()
     }
 
     fn ready(&self) -> Result<(), Status> {
@@ -172,7 +178,7 @@ impl BrokerService {
         &self,
         call: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let limit = self.shared.cfg.broker.call_timeout;
+        let limit = self.broker_limits().broker.call_timeout;
         tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
             Err(Status::deadline_exceeded(format!(
                 "the call was not answered within {} ms (broker.call_timeout)",
@@ -301,7 +307,7 @@ impl BrokerService {
         run: impl FnOnce(&Beneath) -> Result<(T, u64), FileError> + Send + 'static,
     ) -> Result<T, Status> {
         let (permission, target) = self.file_target(&path, access);
-        let quota = self.shared.cfg.broker.data_quota;
+        let quota = self.broker_limits().broker.data_quota;
         let task_path = path.clone();
         let quota_applies = new_bytes.is_some() && target.as_ref().is_ok_and(|t| t.in_data);
         let _writing = if quota_applies {
@@ -600,7 +606,7 @@ impl Broker for BrokerService {
                     validate_topic_pattern(t).map_err(Status::invalid_argument)?;
                     self.check_sensitive_subscription(t)?;
                 }
-                let max = self.shared.cfg.broker.max_subscriptions;
+                let max = self.broker_limits().broker.max_subscriptions;
                 let topics = self
                     .session
                     .add_subscriptions(&topics, max)
@@ -904,13 +910,15 @@ impl Broker for BrokerService {
         let req = request.into_inner();
         let params: Vec<_> = req.params.into_iter().map(from_sql_value).collect();
         let access = self.table_access()?;
-        let cfg = &self.shared.cfg;
-        let path = cfg.app_database();
+        let settings = self.broker_limits();
+        let b = &settings.broker;
+        // Which database is fixed at start (`broker.database` needs a restart).
+        let path = self.shared.cfg.app_database();
         let limits = database::DbLimits {
-            statement_time: cfg.broker.db_statement_time,
-            max_rows: cfg.broker.db_max_rows,
-            max_bytes: usize::try_from(cfg.broker.db_max_bytes).unwrap_or(usize::MAX),
-            max_value_bytes: usize::try_from(cfg.broker.db_max_value_bytes).unwrap_or(usize::MAX),
+            statement_time: b.db_statement_time,
+            max_rows: b.db_max_rows,
+            max_bytes: usize::try_from(b.db_max_bytes).unwrap_or(usize::MAX),
+            max_value_bytes: usize::try_from(b.db_max_value_bytes).unwrap_or(usize::MAX),
         };
         let sql = req.sql.clone();
         let result = self
@@ -1006,7 +1014,8 @@ impl Broker for BrokerService {
                 .map(|g| g.granted_scope)
                 .unwrap_or_default(),
         };
-        let b = &self.shared.cfg.broker;
+        let settings = self.broker_limits();
+        let b = &settings.broker;
         let limits = network::HttpLimits {
             timeout: b.http_timeout,
             max_response_bytes: usize::try_from(b.http_max_response_bytes).unwrap_or(usize::MAX),
@@ -1070,7 +1079,8 @@ impl Broker for BrokerService {
                     short(&format!("{words:?}"))
                 )));
             }
-            let b = &self.shared.cfg.broker;
+            let settings = self.broker_limits();
+            let b = &settings.broker;
             let limits = crate::runtime::commands::CommandLimits {
                 timeout: b.exec_timeout,
                 max_output_bytes: usize::try_from(b.exec_max_output_bytes).unwrap_or(usize::MAX),

@@ -114,6 +114,17 @@ enum Command {
     /// Resource use and broker activity per plugin
     #[command(subcommand)]
     Monitor(MonitorCommand),
+    /// The supervisor's own configuration
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Re-read the configuration file as SIGHUP does (admin only): print the changed
+    /// keys applied now and those that wait for a restart; a file that fails
+    /// validation is refused with its problems and nothing changes
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -474,6 +485,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             real_time,
             interval,
         }) => monitor::plugins(&session, plugin, real_time, interval).await,
+        Command::Config(ConfigCommand::Reload) => operations::config_reload(&session).await,
         Command::Audit(AuditCommand::Plugins(args)) => {
             // --output-format is this command's own spelling of --output.
             let session = session.with_format(args.output_format);

@@ -8,9 +8,10 @@ use anyhow::{bail, Result};
 use broker_proto::admin::v1::{
     AcknowledgeAlertRequest, Alert, BackupInfo, CreateBackupRequest, DisableAllRequest,
     DisableAllResponse, EnablePluginRequest, EnablePluginResponse, ListAlertsRequest,
-    ListAlertsResponse, ListBackupsRequest, ListBackupsResponse, RestoreBackupRequest,
-    RestoreBackupResponse, RevokeAllRequest, SafeModeStatus, SecurityReportRequest,
-    SecurityReportResponse, SetSafeModeRequest, UpdatePluginResponse, UploadIntent,
+    ListAlertsResponse, ListBackupsRequest, ListBackupsResponse, ReloadConfigRequest,
+    ReloadConfigResponse, RestoreBackupRequest, RestoreBackupResponse, RevokeAllRequest,
+    SafeModeStatus, SecurityReportRequest, SecurityReportResponse, SetSafeModeRequest,
+    UpdatePluginResponse, UploadIntent,
 };
 
 use super::commands::{audit_table, emit, revoke_text, state_change_text, top, Session};
@@ -368,4 +369,33 @@ pub fn alerts_table(alerts: &[Alert]) -> String {
         ]);
     }
     table.render()
+}
+
+pub async fn config_reload(session: &Session) -> Result<()> {
+    let resp = session
+        .connect()
+        .await?
+        .reload_config(ReloadConfigRequest {})
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, reload_text)?)
+}
+
+fn reload_text(r: &ReloadConfigResponse) -> String {
+    let list = |keys: &[String]| {
+        if keys.is_empty() {
+            " none\n".to_string()
+        } else {
+            keys.iter().map(|k| format!("\n  {k}")).collect::<String>() + "\n"
+        }
+    };
+    let mut out = format!(
+        "applied:{}needs restart:{}",
+        list(&r.applied),
+        list(&r.needs_restart)
+    );
+    if !r.logs_reopened {
+        out.push_str(&format!("audit logs NOT reopened: {}\n", r.logs_error));
+    }
+    out
 }

@@ -53,7 +53,7 @@ pub struct MonitorConfig {
 }
 
 /// What an alert rule counts, per plugin, over its window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// Brokered calls refused (permission, scope, rate limit, size).
@@ -79,7 +79,7 @@ impl AlertKind {
 
 /// `[[alert]]`: raise an alert when a plugin reaches `threshold` events of `kind`
 /// within `window`; with `quarantine`, also stop and quarantine the plugin.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertRule {
     pub name: String,

@@ -202,13 +202,10 @@ async fn launch_and_supervise(
                 launcher: launcher.clone(),
                 session: Arc::clone(&session),
                 log: Arc::clone(&log),
-                limits: broker::RateLimiter::new(
-                    shared.cfg.broker.rate_per_sec,
-                    shared.cfg.broker.burst,
-                ),
+                limits: broker::RateLimiter::default(),
                 costs: broker::Costs::new(
                     name.as_str(),
-                    shared.cfg.broker.cost_limits(),
+                    Arc::clone(&shared.live),
                     Arc::clone(&shared.counters),
                 ),
             },
