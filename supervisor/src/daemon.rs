@@ -129,7 +129,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("the store already has an observer");
         }
     }
-    let hub = Hub::new(crate::broker::EventLimits::from(&cfg.broker));
+    let hub = Hub::new(Arc::clone(&live));
     let shared = Arc::new(Shared {
         policy_digests,
         counters,

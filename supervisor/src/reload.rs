@@ -4,8 +4,8 @@
 
 // What applies live is exactly what `merge_live` takes from the new file: access
 // roles and connection caps (but `max_total`, which the fd budget reserved for at
-// start), the `[broker]` limits (but the database path and the event byte limits,
-// which the hub sized its queues by) and the alert rules. Everything else — paths,
+// start), the `[broker]` limits (but `database`: which file the database service
+// opens is fixed at start) and the alert rules. Everything else — paths,
 // the socket, `[sandbox]`, `[runtime]`, `[logs]`, `[storage]`, `[backup]`,
 // `[monitor]`, the permission catalog and seccomp policies — is read once at start;
 // a change to it is named in `needs_restart` and left as it runs. A file that fails
@@ -134,9 +134,6 @@ fn merge_live(running: &Config, fresh: &Config) -> Config {
     };
     next.broker = BrokerConfig {
         database: running.broker.database.clone(),
-        event_max_payload: running.broker.event_max_payload,
-        event_budget: running.broker.event_budget,
-        event_queue_bytes: running.broker.event_queue_bytes,
         ..fresh.broker.clone()
     };
     next.alerts = fresh.alerts.clone();
@@ -299,21 +296,31 @@ mod tests {
     }
 
     #[test]
-    fn the_total_connection_cap_and_event_limits_wait_for_a_restart() {
+    fn the_total_connection_cap_and_the_database_wait_for_a_restart() {
         let running = parse(DEFAULT_CONFIG);
         let mut fresh = running.clone();
         fresh.access.connections.max_total = 1000;
         fresh.access.connections.max_per_uid = 10;
+        fresh.access.socket_mode = 0o600;
         fresh.broker.event_budget = 8 << 20;
         fresh.broker.max_subscriptions = 10;
+        fresh.broker.database = Some("/srv/other.db".into());
         let next = merge_live(&running, &fresh);
         assert_eq!(
             changed_keys(&running, &next),
-            ["access.connections.max_per_uid", "broker.max_subscriptions"]
+            [
+                "access.connections.max_per_uid",
+                "broker.event_budget",
+                "broker.max_subscriptions"
+            ]
         );
         assert_eq!(
             changed_keys(&next, &fresh),
-            ["access.connections.max_total", "broker.event_budget"]
+            [
+                "access.connections.max_total",
+                "access.socket_mode",
+                "broker.database"
+            ]
         );
     }
 }

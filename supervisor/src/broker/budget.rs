@@ -8,22 +8,25 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Budget {
     used: AtomicUsize,
-    limit: usize,
+    /// Changed by a reload; bytes already held above a lowered limit stay until they
+    /// are released, and nothing new is charged meanwhile.
+    limit: AtomicUsize,
 }
 
 impl Budget {
     pub fn new(limit: usize) -> Arc<Budget> {
         Arc::new(Budget {
             used: AtomicUsize::new(0),
-            limit,
+            limit: AtomicUsize::new(limit),
         })
     }
 
     /// Charges `bytes` if they fit; `None` (nothing charged) if they do not.
     pub fn try_charge(self: &Arc<Self>, bytes: usize) -> Option<Charge> {
+        let limit = self.limit();
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(bytes).filter(|&total| total <= self.limit)
+                used.checked_add(bytes).filter(|&total| total <= limit)
             })
             .ok()?;
         Some(Charge {
@@ -37,7 +40,11 @@ impl Budget {
     }
 
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limit.load(Ordering::Acquire)
+    }
+
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Release);
     }
 }
 
@@ -71,5 +78,20 @@ mod tests {
         assert_eq!(b.used(), 0);
         assert!(b.try_charge(101).is_none());
         assert_eq!(b.used(), 0, "a refused charge holds nothing");
+    }
+
+    #[test]
+    fn a_lowered_limit_refuses_new_charges_until_the_held_ones_are_released() {
+        let b = Budget::new(100);
+        let held = b.try_charge(80).expect("fits");
+        b.set_limit(50);
+        assert!(b.try_charge(1).is_none(), "80 held, 50 allowed");
+        drop(held);
+        assert!(b.try_charge(50).is_some());
+        b.set_limit(200);
+        assert!(
+            b.try_charge(150).is_some(),
+            "a raised limit applies at once"
+        );
     }
 }

@@ -156,7 +156,7 @@ impl Costs {
 
     /// The limits in force, with the semaphore resized to a changed concurrency.
     fn limits(&self) -> CostLimits {
-        let limits = self.live.load().broker.cost_limits();
+        let limits = self.live.with(|s| s.broker.cost_limits());
         self.resize(limits.concurrency.max(1));
         limits
     }
@@ -191,7 +191,7 @@ impl Costs {
 
     fn charge(&self, cpu: Duration) {
         self.counters.charge_cpu(&self.plugin, cpu);
-        let limits = self.live.load().broker.cost_limits();
+        let limits = self.live.with(|s| s.broker.cost_limits());
         if let Ok(mut credit) = self.credit.lock() {
             refill(&mut credit, &limits);
             credit.seconds -= cpu.as_secs_f64();

@@ -15,6 +15,7 @@ use super::session::Session;
 use super::subscriptions::Subscriptions;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::clock::now_ms;
+use crate::live::Live;
 
 /// Bytes an event is charged beyond its payload, topic and id: what a queue entry
 /// costs even when empty, so zero-byte events are bounded too.
@@ -126,6 +127,16 @@ impl Losses {
     }
 }
 
+/// One event's way to its subscribers: its cost and charge, who does not get it, and
+/// the byte limit of each queue.
+#[derive(Clone, Copy)]
+struct Delivery<'a> {
+    cost: usize,
+    charge: &'a Arc<Charge>,
+    except: Option<&'a str>,
+    queue_bytes: usize,
+}
+
 /// An admin `WatchEvents` stream: its topics and its own byte-bounded queue.
 struct Watcher {
     topics: Option<Subscriptions>,
@@ -150,7 +161,9 @@ pub struct Hub {
     watchers: Mutex<Vec<Watcher>>,
     notifications: broadcast::Sender<Notification>,
     next_event: AtomicU64,
-    limits: EventLimits,
+    /// The event limits are read from here at every publish: a reload applies them to
+    /// existing budgets and queues at their next event.
+    live: Arc<Live>,
     /// Per emitter (plugin name or `server`): bytes of its events in flight.
     budgets: Mutex<HashMap<String, Arc<Budget>>>,
     /// Per subscribing plugin: bytes of events in its outbound queue.
@@ -159,13 +172,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(limits: EventLimits) -> Hub {
+    pub fn new(live: Arc<Live>) -> Hub {
         Hub {
             sessions: RwLock::new(HashMap::new()),
             watchers: Mutex::new(Vec::new()),
             notifications: broadcast::channel(1024).0,
             next_event: AtomicU64::new(1),
-            limits,
+            live,
             budgets: Mutex::new(HashMap::new()),
             queues: Mutex::new(HashMap::new()),
             losses: Mutex::new(Losses::default()),
@@ -173,7 +186,7 @@ impl Hub {
     }
 
     pub fn limits(&self) -> EventLimits {
-        self.limits
+        self.live.with(|s| EventLimits::from(&s.broker))
     }
 
     pub fn register(&self, session: Arc<Session>) {
@@ -213,15 +226,18 @@ impl Hub {
         let mut map = map
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(
-            map.entry(who.to_string())
-                .or_insert_with(|| Budget::new(limit)),
-        )
+        let budget = map
+            .entry(who.to_string())
+            .or_insert_with(|| Budget::new(limit));
+        if budget.limit() != limit {
+            budget.set_limit(limit);
+        }
+        Arc::clone(budget)
     }
 
     /// Bytes of `emitter`'s events held now, in every queue.
     pub fn in_flight(&self, emitter: &str) -> usize {
-        Hub::budget_in(&self.budgets, emitter, self.limits.budget).used()
+        Hub::budget_in(&self.budgets, emitter, self.limits().budget).used()
     }
 
     fn count(&self, refused: bool, who: &str, bytes: usize) {
@@ -257,8 +273,9 @@ impl Hub {
         may_receive: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<String>, Exhausted> {
         let emitter = from.name();
+        let limits = self.limits();
         let cost = event.payload.len() + event.topic.len() + event.id.len() + EVENT_OVERHEAD;
-        let budget = Hub::budget_in(&self.budgets, emitter, self.limits.budget);
+        let budget = Hub::budget_in(&self.budgets, emitter, limits.budget);
         let Some(charge) = budget.try_charge(cost) else {
             self.count(true, emitter, cost);
             return Err(Exhausted {
@@ -271,15 +288,28 @@ impl Hub {
         let charge = Arc::new(charge);
         let except = match from {
             Emitter::Plugin(name) => {
-                self.to_watchers(name, &event, cost, &charge);
+                self.to_watchers(name, &event, cost, &charge, limits.queue_bytes);
                 Some(name)
             }
             Emitter::Server => None,
         };
-        Ok(self.deliver(&event, cost, &charge, except, may_receive))
+        let to = Delivery {
+            cost,
+            charge: &charge,
+            except,
+            queue_bytes: limits.queue_bytes,
+        };
+        Ok(self.deliver(&event, &to, may_receive))
     }
 
-    fn to_watchers(&self, emitter: &str, event: &Event, cost: usize, charge: &Arc<Charge>) {
+    fn to_watchers(
+        &self,
+        emitter: &str,
+        event: &Event,
+        cost: usize,
+        charge: &Arc<Charge>,
+        queue_bytes: usize,
+    ) {
         let mut watchers = self
             .watchers
             .lock()
@@ -289,6 +319,7 @@ impl Hub {
             if w.topics.as_ref().is_some_and(|t| !t.matches(&event.topic)) {
                 continue;
             }
+            w.budget.set_limit(queue_bytes);
             let Some(own) = w.budget.try_charge(cost) else {
                 self.count(false, WATCHERS, cost);
                 continue;
@@ -310,11 +341,15 @@ impl Hub {
     fn deliver(
         &self,
         event: &Event,
-        cost: usize,
-        charge: &Arc<Charge>,
-        except: Option<&str>,
+        to: &Delivery<'_>,
         may_receive: &dyn Fn(&str) -> bool,
     ) -> Vec<String> {
+        let Delivery {
+            cost,
+            charge,
+            except,
+            queue_bytes,
+        } = *to;
         let sessions: Vec<Arc<Session>> = match self.sessions.read() {
             Ok(s) => s.values().cloned().collect(),
             Err(_) => return Vec::new(),
@@ -328,7 +363,7 @@ impl Hub {
             {
                 continue;
             }
-            let queue = Hub::budget_in(&self.queues, s.name(), self.limits.queue_bytes);
+            let queue = Hub::budget_in(&self.queues, s.name(), queue_bytes);
             let pushed = match queue.try_charge(cost) {
                 None => Err(super::InvokeError::QueueFull),
                 Some(own) => s.push_event(event.clone(), (own, Arc::clone(charge))),
@@ -355,7 +390,7 @@ impl Hub {
         let watcher = Watcher {
             topics,
             tx,
-            budget: Budget::new(self.limits.queue_bytes),
+            budget: Budget::new(self.limits().queue_bytes),
         };
         self.watchers
             .lock()
@@ -382,12 +417,16 @@ impl Hub {
 mod tests {
     use super::*;
 
+    fn settings(budget: usize, queue_bytes: usize) -> crate::live::Settings {
+        let mut s = crate::live::Settings::default();
+        s.broker.event_max_payload = 1000;
+        s.broker.event_budget = budget as u64;
+        s.broker.event_queue_bytes = queue_bytes as u64;
+        s
+    }
+
     fn hub(budget: usize, queue_bytes: usize) -> Hub {
-        Hub::new(EventLimits {
-            max_payload: 1000,
-            budget,
-            queue_bytes,
-        })
+        Hub::new(Live::new(settings(budget, queue_bytes)))
     }
 
     /// An event costing 700 + 10 + 1 + 256 = 967 bytes.
@@ -457,5 +496,28 @@ mod tests {
         let got = mine.try_recv().expect("delivered").into_event();
         assert_eq!((got.plugin.as_str(), got.payload.len()), ("a", 700));
         assert_eq!(hub.in_flight("a"), 0, "taken, so released");
+    }
+
+    #[test]
+    fn a_reload_changes_the_budget_of_an_emitter_already_holding_events() {
+        let live = Live::new(settings(2000, 8000));
+        let hub = Hub::new(Arc::clone(&live));
+        let _watching = hub.watch_plugin_events(&[]);
+        for _ in 0..2 {
+            hub.publish(Emitter::Plugin("a"), event(), EVERYONE)
+                .expect("within 2000");
+        }
+        assert!(hub
+            .publish(Emitter::Plugin("a"), event(), EVERYONE)
+            .is_err());
+        live.store(settings(3000, 8000));
+        hub.publish(Emitter::Plugin("a"), event(), EVERYONE)
+            .expect("within the raised 3000");
+        assert_eq!(hub.limits().budget, 3000);
+        live.store(settings(2000, 8000));
+        let refused = hub
+            .publish(Emitter::Plugin("a"), event(), EVERYONE)
+            .expect_err("2901 held, 2000 allowed");
+        assert_eq!(refused.limit, 2000);
     }
 }

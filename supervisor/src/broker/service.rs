@@ -83,7 +83,7 @@ impl BrokerService {
         self.shared
             .audit
             .admit_plugin(self.name(), service.as_str())?;
-        let rate = super::Rate::of(&self.broker_limits().broker);
+        let rate = self.broker(super::Rate::of);
         match self.limits.admit(service, std::time::Instant::now(), rate) {
             Ok(()) => Ok(()),
             Err(refusal) => {
@@ -113,9 +113,10 @@ impl BrokerService {
         }
     }
 
-    /// The `[broker]` limits in force now (a reload changes them for the next call).
-    fn broker_limits(&self) -> Arc<crate::live::Settings> {
-        self.shared.live.load()
+    /// `f` on the `[broker]` limits in force now (a reload changes them for the next
+    /// call): a cheap per-thread snapshot, see `live`.
+    fn broker<R>(&self, f: impl FnOnce(&crate::config::BrokerConfig) -> R) -> R {
+        self.shared.live.with(|s| f(&s.broker))
     }
 
     fn ready(&self) -> Result<(), Status> {
@@ -178,7 +179,7 @@ impl BrokerService {
         &self,
         call: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let limit = self.broker_limits().broker.call_timeout;
+        let limit = self.broker(|b| b.call_timeout);
         tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
             Err(Status::deadline_exceeded(format!(
                 "the call was not answered within {} ms (broker.call_timeout)",
@@ -307,7 +308,7 @@ impl BrokerService {
         run: impl FnOnce(&Beneath) -> Result<(T, u64), FileError> + Send + 'static,
     ) -> Result<T, Status> {
         let (permission, target) = self.file_target(&path, access);
-        let quota = self.broker_limits().broker.data_quota;
+        let quota = self.broker(|b| b.data_quota);
         let task_path = path.clone();
         let quota_applies = new_bytes.is_some() && target.as_ref().is_ok_and(|t| t.in_data);
         let _writing = if quota_applies {
@@ -606,7 +607,7 @@ impl Broker for BrokerService {
                     validate_topic_pattern(t).map_err(Status::invalid_argument)?;
                     self.check_sensitive_subscription(t)?;
                 }
-                let max = self.broker_limits().broker.max_subscriptions;
+                let max = self.broker(|b| b.max_subscriptions);
                 let topics = self
                     .session
                     .add_subscriptions(&topics, max)
@@ -910,16 +911,14 @@ impl Broker for BrokerService {
         let req = request.into_inner();
         let params: Vec<_> = req.params.into_iter().map(from_sql_value).collect();
         let access = self.table_access()?;
-        let settings = self.broker_limits();
-        let b = &settings.broker;
         // Which database is fixed at start (`broker.database` needs a restart).
         let path = self.shared.cfg.app_database();
-        let limits = database::DbLimits {
+        let limits = self.broker(|b| database::DbLimits {
             statement_time: b.db_statement_time,
             max_rows: b.db_max_rows,
             max_bytes: usize::try_from(b.db_max_bytes).unwrap_or(usize::MAX),
             max_value_bytes: usize::try_from(b.db_max_value_bytes).unwrap_or(usize::MAX),
-        };
+        });
         let sql = req.sql.clone();
         let result = self
             .within_deadline(async {
@@ -1014,13 +1013,11 @@ impl Broker for BrokerService {
                 .map(|g| g.granted_scope)
                 .unwrap_or_default(),
         };
-        let settings = self.broker_limits();
-        let b = &settings.broker;
-        let limits = network::HttpLimits {
+        let limits = self.broker(|b| network::HttpLimits {
             timeout: b.http_timeout,
             max_response_bytes: usize::try_from(b.http_max_response_bytes).unwrap_or(usize::MAX),
             max_redirects: b.http_max_redirects,
-        };
+        });
         let call = network::HttpCall {
             method: req.method.clone(),
             url: req.url.clone(),
@@ -1079,12 +1076,10 @@ impl Broker for BrokerService {
                     short(&format!("{words:?}"))
                 )));
             }
-            let settings = self.broker_limits();
-            let b = &settings.broker;
-            let limits = crate::runtime::commands::CommandLimits {
+            let limits = self.broker(|b| crate::runtime::commands::CommandLimits {
                 timeout: b.exec_timeout,
                 max_output_bytes: usize::try_from(b.exec_max_output_bytes).unwrap_or(usize::MAX),
-            };
+            });
             let _slot = self.costs.slot().await?;
             let out =
                 crate::runtime::commands::run(&self.shared, &self.launcher, self.name(), &argv, limits)
