@@ -319,7 +319,9 @@ impl Hub {
             if w.topics.as_ref().is_some_and(|t| !t.matches(&event.topic)) {
                 continue;
             }
-            w.budget.set_limit(queue_bytes);
+            if w.budget.limit() != queue_bytes {
+                w.budget.set_limit(queue_bytes);
+            }
             let Some(own) = w.budget.try_charge(cost) else {
                 self.count(false, WATCHERS, cost);
                 continue;
