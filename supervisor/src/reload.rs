@@ -323,4 +323,65 @@ mod tests {
             ]
         );
     }
+
+    /// A reloader over `text` written to a file in a fresh directory.
+    fn reloader(text: &str) -> (tempfile::TempDir, Arc<Live>, Reloader) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("supervisor.toml");
+        std::fs::write(&path, text).unwrap();
+        let started = Config::load(Some(&path), dir.path()).unwrap();
+        let live = Live::new(Settings::from_config(&started));
+        let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
+        let source = source(Some(&path), dir.path());
+        let r = Reloader::new(source, logs, Arc::clone(&live), started);
+        (dir, live, r)
+    }
+
+    #[test]
+    fn a_file_valid_alone_but_not_with_the_running_restart_keys_changes_nothing() {
+        let (dir, live, r) = reloader(DEFAULT_CONFIG);
+        // A reserve of 600 fits a total of 1000, but the total stays 512 until a restart.
+        let text = DEFAULT_CONFIG
+            .replace("max_total = 512", "max_total = 1000")
+            .replace("admin_reserve = 32", "admin_reserve = 600")
+            .replace("burst = 1000", "burst = 5");
+        std::fs::write(dir.path().join("supervisor.toml"), &text).unwrap();
+        let (done, entry) = r.reload(&Actor::system());
+        let err = done.config.expect_err("refused").to_string();
+        assert!(err.contains("access.connections.admin_reserve"), "{err}");
+        assert!(err.contains("running one is kept"), "{err}");
+        assert_eq!(entry.outcome, Outcome::Failed);
+        assert!(done.logs.is_ok(), "the logs are reopened either way");
+        let now = live.load();
+        assert_eq!(
+            (now.generation, now.broker.burst),
+            (0, 1000),
+            "nothing applied"
+        );
+
+        // Without the reserve the same file applies its burst and names the total.
+        std::fs::write(
+            dir.path().join("supervisor.toml"),
+            text.replace("admin_reserve = 600", "admin_reserve = 32"),
+        )
+        .unwrap();
+        let (done, entry) = r.reload(&Actor::system());
+        let changes = done.config.expect("applied");
+        assert_eq!(changes.applied, ["broker.burst"]);
+        assert_eq!(changes.needs_restart, ["access.connections.max_total"]);
+        assert_eq!(entry.detail["applied"], serde_json::json!(["broker.burst"]));
+        let now = live.load();
+        assert_eq!((now.generation, now.broker.burst), (1, 5));
+
+        // Again with the same file: nothing new to apply, the total still waits.
+        let (done, _) = r.reload(&Actor::system());
+        let changes = done.config.expect("unchanged");
+        assert!(changes.applied.is_empty());
+        assert_eq!(changes.needs_restart, ["access.connections.max_total"]);
+        assert_eq!(
+            live.load().generation,
+            1,
+            "an unchanged reload stores nothing"
+        );
+    }
 }

@@ -113,6 +113,8 @@ fn sighup_reloads_reopens_the_logs_and_stops_nothing() {
 const DEMOTED: u32 = 4242;
 /// A uid with no role that is an admin after the reload.
 const PROMOTED: u32 = 4343;
+/// The PlexiChat server's uid: it changes plugins for an admin, never the host config.
+const SERVER: u32 = 4444;
 
 const RULE: &str = "\n[[alert]]\nname = \"reload-denials\"\nkind = \"denials\"\nthreshold = 1000\nwindow = \"10m\"\n";
 const FILE_READ: &str = "\n[[permissions]]\nname = \"file_read\"\njustification = \"reads reports\"\nscope = [\"/srv/reports\"]\n";
@@ -161,6 +163,7 @@ fn deny_flood(d: &Daemon) {
 fn a_reload_applies_roles_rates_and_alert_rules_to_running_plugins() {
     let d = Daemon::start_with(Settings {
         admin_uids: vec![0, DEMOTED],
+        server_uids: vec![SERVER],
         socket_mode: "0666",
         extra: RULE.into(),
         ..Settings::default()
@@ -177,6 +180,14 @@ fn a_reload_applies_roles_rates_and_alert_rules_to_running_plugins() {
     assert_eq!(reply["applied"], serde_json::json!([]), "{reply}");
     let out = d.cli_as(PROMOTED, &["whoami"]);
     assert!(out.stderr.contains("has no role"), "{}", out.stderr);
+    let out = d.cli_as(SERVER, &["--on-behalf-of", "alice", "config", "reload"]);
+    assert!(
+        out.stderr.contains("may not reload config"),
+        "{}",
+        out.stderr
+    );
+    assert!(d.audit(None).iter().any(|r| r["action"] == "admin.refused"
+        && r["actor"].as_str().unwrap_or("").starts_with("uid=4444")));
     assert_eq!(burst(&d, 300), (300, 0));
     deny_flood(&d);
     std::thread::sleep(Duration::from_millis(500));
