@@ -1,6 +1,5 @@
-//! SIGHUP, `systemctl reload` and `plexichat config reload`: re-read and validate the
-//! configuration, put its live keys in force, reopen the JSON-line logs, and record
-//! `supervisor.reload` naming what was applied and what waits for a restart.
+//! SIGHUP and `plexichat config reload`: re-read and validate the configuration, put
+//! its live keys in force, reopen the audit logs, record what applied and what waits.
 
 // What applies live is exactly what `merge_live` takes from the new file: access
 // roles and connection caps (but `max_total`, which the fd budget reserved for at
@@ -143,22 +142,36 @@ fn merge_live(running: &Config, fresh: &Config) -> Config {
 /// The journal line: the same keys as the record.
 fn journal(done: &Reload) {
     if let Err(e) = &done.logs {
-        tracing::error!(error = %e, "reload: the audit logs could not be reopened");
+        tracing::error!(
+            action = "supervisor.reload",
+            outcome = "failed",
+            error = %e,
+            "reload: the audit logs could not be reopened"
+        );
     }
     match &done.config {
         Ok(c) if c.needs_restart.is_empty() => tracing::info!(
+            action = "supervisor.reload",
+            outcome = "ok",
             applied = ?c.applied,
             "reloaded: {} changed keys applied, none waits for a restart",
             c.applied.len()
         ),
         Ok(c) => tracing::warn!(
+            action = "supervisor.reload",
+            outcome = "ok",
             applied = ?c.applied,
             needs_restart = ?c.needs_restart,
             "reloaded: {} changed keys applied; {} take effect only at the next restart",
             c.applied.len(),
             c.needs_restart.len()
         ),
-        Err(e) => tracing::error!(error = %e, "reload refused"),
+        Err(e) => tracing::error!(
+            action = "supervisor.reload",
+            outcome = "failed",
+            error = %e,
+            "reload refused"
+        ),
     }
 }
 
