@@ -348,7 +348,13 @@ impl Runtime {
     }
 
     fn record_crash(&self, name: &str, reason: &str, recent: usize) {
-        tracing::warn!(reason, recent, "plugin crashed");
+        tracing::warn!(
+            action = "plugin.crash",
+            outcome = "failed",
+            reason,
+            recent,
+            "plugin crashed"
+        );
         let entry = AuditEntry::new(&Actor::system(), "plugin.crash", Outcome::Failed)
             .plugin(name)
             .detail(serde_json::json!({ "reason": reason, "recent_crashes": recent }));
@@ -357,7 +363,12 @@ impl Runtime {
     }
 
     fn quarantine(&self, name: &str, reason: &str) {
-        tracing::error!(reason, "plugin quarantined");
+        tracing::error!(
+            action = "plugin.quarantine",
+            outcome = "ok",
+            reason,
+            "plugin quarantined"
+        );
         let result = self.shared.store.write(|tx| {
             let before = store::plugin_row(&tx.sql, name)?
                 .map(|r| r.state.as_str())
