@@ -240,6 +240,40 @@ fn warnings_reach_the_journal_with_their_priority_and_the_plugins_name() {
 }
 
 #[test]
+fn at_log_level_warn_a_crash_still_names_its_plugin() {
+    let journal = Journal::new(true);
+    let d = Daemon::start_with(Settings {
+        journal: Some(journal.root().to_path_buf()),
+        env: vec![("PLEXICHAT_LOG", "warn".into())],
+        ..Settings::default()
+    });
+    let manifest = "name = \"crasher\"\nversion = \"1.0.0\"\nentry = \"crasher\"\n";
+    let pkg = d.package("crasher", manifest, &bin("crasher"), "crasher");
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "crasher"]).ok();
+    let crashed = journal.wait_for("plugin crashed", |e| e.message() == "plugin crashed");
+    println!("{crashed:#?}");
+    assert_eq!(crashed.get("PRIORITY"), Some("4"));
+    assert_eq!(
+        crashed.get("PLEXICHAT_PLUGIN"),
+        Some("crasher"),
+        "from the span"
+    );
+    assert_eq!(crashed.get("PLEXICHAT_ACTION"), Some("plugin.crash"));
+    assert_eq!(crashed.get("PLEXICHAT_OUTCOME"), Some("failed"));
+    let entries = journal.entries.lock().unwrap();
+    let below: Vec<&str> = entries
+        .iter()
+        .filter(|e| matches!(e.get("PRIORITY"), Some("5" | "6" | "7")))
+        .map(Entry::message)
+        .collect();
+    assert!(
+        below.is_empty(),
+        "--log warn: nothing below warning: {below:?}"
+    );
+}
+
+#[test]
 fn without_a_journal_socket_the_log_stays_plain_text_on_stderr() {
     let journal = Journal::new(false);
     let d = Daemon::start_with(Settings {

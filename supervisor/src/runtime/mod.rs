@@ -170,7 +170,9 @@ impl Runtime {
             phase: Phase::Starting,
             ..Status::default()
         }));
-        let span = tracing::info_span!("plugin", plugin = %name);
+        // Error level: a span's level only decides when it exists, and this one must
+        // at any `--log` level, so every line about the plugin carries its name.
+        let span = tracing::error_span!("plugin", plugin = %name);
         let task = tokio::spawn(
             Arc::clone(self)
                 .supervise(name.to_string(), stop_rx, Arc::clone(&status))
