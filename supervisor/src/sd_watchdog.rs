@@ -259,8 +259,8 @@ mod tests {
         };
         let healthy = count_for(300);
         answering.store(false, Ordering::SeqCst);
-        // The probe sent before the switch may still have been answered: one ping.
-        std::thread::sleep(Duration::from_millis(50));
+        // The probe sent before the switch may still have been answered: one more ping.
+        std::thread::sleep(Duration::from_millis(200));
         let stuck = count_for(300);
         answering.store(true, Ordering::SeqCst);
         let again = count_for(300);

@@ -648,8 +648,11 @@ mod tests {
         w.record(entry(Outcome::Ok));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let failing = beats();
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
         assert!(w.failing().is_some());
-        assert!(beats() >= failing + 2, "retries at 200 and 400 ms beat too");
+        assert!(
+            beats() >= failing + 2,
+            "the retries 200 and 400 ms apart beat too"
+        );
     }
 }
