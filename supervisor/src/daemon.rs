@@ -44,15 +44,7 @@ pub fn main() -> ExitCode {
     if args.check_config {
         return crate::config::check::main(args.config.as_deref());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A journal or a log file gets plain text: colour only on a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    crate::logging::init(&args.log);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -78,6 +70,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     return_large_frees();
     let cwd = std::env::current_dir().context("current directory")?;
     let cfg = Config::load(args.config.as_deref(), &cwd)?;
+    // A watchdog request that cannot be met is refused before anything is touched.
+    crate::sd_watchdog::requested().context("the systemd watchdog")?;
     // Before anything opens fds: the budget is measured against the raised limit.
     crate::runtime::fd_budget::raise_nofile_limit().context("raising RLIMIT_NOFILE")?;
     let catalog = cfg.load_catalog()?;
@@ -191,6 +185,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     // First thing: SIGHUP's default action would end the supervisor and every plugin.
     let mut signals = Signals::install().context("installing signal handlers")?;
+    let watchdog = start_watchdog(&launcher, &shared)?;
     let listener = crate::admin::bind(
         &shared.cfg.admin_socket,
         shared.cfg.access.socket_mode,
@@ -236,6 +231,7 @@ async fn serve(
         notify_systemd("READY=1\nSTATUS=serving");
     }
     notify_systemd("STOPPING=1");
+    drop(watchdog);
     let _ = stop_serving.send(());
     // In-flight calls get a moment to finish; a client holding a connection open
     // (an `event watch`, say) must not keep the supervisor from stopping.
@@ -307,23 +303,21 @@ impl Signals {
     }
 }
 
-/// sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if set.
 fn notify_systemd(state: &str) {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr, UnixDatagram};
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = path.to_string_lossy().into_owned();
-    let addr = match path.strip_prefix('@') {
-        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name.as_bytes()),
-        None => SocketAddr::from_pathname(&path),
-    };
-    let sent = addr.and_then(|addr| {
-        let sock = UnixDatagram::unbound()?;
-        sock.send_to_addr(state.as_bytes(), &addr)
-    });
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "sd_notify failed");
-    }
+    crate::sd_notify::notify_or_warn(state);
+}
+
+/// Pings systemd's watchdog, if the unit has `WatchdogSec=`, while the runtime, the
+/// launcher and the audit writer make progress (see `sd_watchdog`).
+fn start_watchdog(
+    launcher: &Launcher,
+    shared: &Shared,
+) -> anyhow::Result<Option<crate::sd_watchdog::SdWatchdog>> {
+    let timeout = crate::sd_watchdog::requested().context("the systemd watchdog")?;
+    let parts = vec![
+        crate::sd_watchdog::runtime(tokio::runtime::Handle::current()),
+        launcher.liveness(),
+        shared.audit.liveness(),
+    ];
+    crate::sd_watchdog::start(timeout, parts).context("starting the systemd watchdog thread")
 }

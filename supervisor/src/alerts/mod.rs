@@ -144,7 +144,8 @@ impl Alerts {
         };
         tokio::spawn(async move {
             while let Some(raise) = raised.recv().await {
-                let span = tracing::info_span!("alert", plugin = %raise.plugin);
+                // Error level: recorded at any `--log` level (see `Runtime::start`).
+                let span = tracing::error_span!("alert", plugin = %raise.plugin);
                 if let Err(e) = act(&shared, &runtime, &raise).instrument(span).await {
                     tracing::error!(error = %e, "could not record an alert");
                 }

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 use super::{Actor, AuditEntry, Outcome};
 use crate::clock::now_ms;
+use crate::sd_watchdog::{Heartbeat, Watched};
 
 /// Most records committed in one transaction while the store is healthy.
 const MAX_BATCH: usize = 4096;
@@ -63,6 +64,8 @@ impl From<Unavailable> for tonic::Status {
 enum Job {
     Record(AuditEntry, Option<oneshot::Sender<bool>>),
     Flush(oneshot::Sender<bool>),
+    /// The systemd watchdog asks the thread to show it goes round its loop.
+    Probe,
 }
 
 /// Calls refused at the gate, per (who, action), until they can be written.
@@ -162,6 +165,8 @@ struct Health {
     refused: Mutex<Refused>,
     /// Records dropped because more than `MAX_KEPT` were waiting for retry.
     dropped: Mutex<u64>,
+    /// Advanced on every turn of the thread's loop, a failed commit's retry included.
+    beat: Heartbeat,
 }
 
 impl Health {
@@ -275,6 +280,20 @@ impl AuditWriter {
         self.admit(&format!("plugin:{plugin}"), action)
     }
 
+    /// The writer thread as the systemd watchdog sees it. A probe wakes the thread,
+    /// which then also retries a kept batch early; at half the watchdog interval that
+    /// is seldom next to the retry backoff.
+    pub fn liveness(&self) -> Watched {
+        let tx = self.tx.clone();
+        Watched::new(
+            "the audit writer thread",
+            self.health.beat.clone(),
+            Box::new(move || {
+                let _ = tx.send(Job::Probe);
+            }),
+        )
+    }
+
     /// Whether commits are failing now, and why.
     pub fn failing(&self) -> Option<String> {
         self.health
@@ -371,6 +390,7 @@ impl<'a> Thread<'a> {
                     }
                 }
             };
+            self.health.beat.beat();
             if let Some(job) = first {
                 self.take(job);
             }
@@ -396,6 +416,7 @@ impl<'a> Thread<'a> {
                 self.waiting.extend(done);
             }
             Job::Flush(done) => self.waiting.push(done),
+            Job::Probe => {}
         }
     }
 
@@ -610,5 +631,28 @@ mod tests {
             .filter_map(|e| e.detail["count"].as_u64())
             .collect();
         assert_eq!(counts, [4], "one record with every refusal, none twice");
+    }
+
+    #[tokio::test]
+    async fn the_writer_beats_for_the_watchdog_while_it_retries_a_failing_commit() {
+        let (commit, full, _) = flaky();
+        let w = AuditWriter::start(commit).expect("thread");
+        let beats = || w.health.beat.count();
+        // Idle, it answers a probe.
+        let idle = beats();
+        w.tx.send(Job::Probe).expect("probe");
+        assert!(w.flush().await);
+        assert!(beats() > idle, "a probe is answered");
+        // A full disk is the gate's business: the loop keeps going round.
+        full.store(true, Ordering::SeqCst);
+        w.record(entry(Outcome::Ok));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let failing = beats();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(w.failing().is_some());
+        assert!(
+            beats() >= failing + 2,
+            "the retries 200 and 400 ms apart beat too"
+        );
     }
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::sd_watchdog::{Heartbeat, Watched};
 use warm::{Warm, WarmKind, WarmPool};
 
 pub use pidfd::{pidfd_open, ExitStatus, PidFd};
@@ -177,11 +178,18 @@ pub struct LaunchRequest {
 
 type Reply = oneshot::Sender<Result<Spawned, LaunchFailure>>;
 
+enum Job {
+    Launch(Box<LaunchRequest>, Reply),
+    /// The systemd watchdog asks the thread to show it goes round its loop.
+    Probe,
+}
+
 /// Handle to the launcher thread. Cloning shares the thread.
 #[derive(Clone)]
 pub struct Launcher {
-    tx: mpsc::Sender<(LaunchRequest, Reply)>,
+    tx: mpsc::Sender<Job>,
     pool: WarmPool,
+    beat: Heartbeat,
 }
 
 impl Launcher {
@@ -189,18 +197,36 @@ impl Launcher {
     /// as long as the supervisor: trampolines get PDEATHSIG from the thread that
     /// started them, so no plugin outlives it.
     pub fn start(exe: PathBuf, warm: usize) -> std::io::Result<Launcher> {
-        let (tx, rx) = mpsc::channel::<(LaunchRequest, Reply)>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let pool = WarmPool::start(exe.clone(), warm)?;
         let ready = pool.clone();
+        let beat = Heartbeat::default();
+        let beating = beat.clone();
         std::thread::Builder::new()
             .name("plugin-launcher".into())
             .spawn(move || {
                 let mut binaries = sealed::SealedBinaries::default();
-                for (req, reply) in rx {
-                    let _ = reply.send(spawn_one(&exe, &mut binaries, &ready, &req));
+                for job in rx {
+                    beating.beat();
+                    if let Job::Launch(req, reply) = job {
+                        let _ = reply.send(spawn_one(&exe, &mut binaries, &ready, &req));
+                    }
                 }
             })?;
-        Ok(Launcher { tx, pool })
+        Ok(Launcher { tx, pool, beat })
+    }
+
+    /// The launcher thread as the systemd watchdog sees it: a probe is a message it
+    /// answers between two launches, so a launch stuck in the kernel stops the pings.
+    pub fn liveness(&self) -> Watched {
+        let tx = self.tx.clone();
+        Watched::new(
+            "the launcher thread",
+            self.beat.clone(),
+            Box::new(move || {
+                let _ = tx.send(Job::Probe);
+            }),
+        )
     }
 
     /// Kills the trampolines waiting for a launch (supervisor shutdown).
@@ -214,7 +240,9 @@ impl Launcher {
             stage: LaunchStage::Spawn,
             message: "launcher thread is gone".into(),
         };
-        self.tx.send((req, reply)).map_err(|_| gone())?;
+        self.tx
+            .send(Job::Launch(Box::new(req), reply))
+            .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
 }

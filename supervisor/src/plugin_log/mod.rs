@@ -112,7 +112,8 @@ impl PluginLog {
             file_bytes: limits.file_bytes,
         };
         let log = Arc::new(PluginLog::new(plugin, limits));
-        let span = tracing::info_span!("plugin_log", plugin = %plugin);
+        // Error level: recorded at any `--log` level (see `Runtime::start`).
+        let span = tracing::error_span!("plugin_log", plugin = %plugin);
         let task = tokio::spawn(tracing::Instrument::instrument(
             write_loop(Arc::clone(&log), rotation, report),
             span,

@@ -170,7 +170,9 @@ impl Runtime {
             phase: Phase::Starting,
             ..Status::default()
         }));
-        let span = tracing::info_span!("plugin", plugin = %name);
+        // Error level: a span's level only decides when it exists, and this one must
+        // at any `--log` level, so every line about the plugin carries its name.
+        let span = tracing::error_span!("plugin", plugin = %name);
         let task = tokio::spawn(
             Arc::clone(self)
                 .supervise(name.to_string(), stop_rx, Arc::clone(&status))
@@ -348,7 +350,13 @@ impl Runtime {
     }
 
     fn record_crash(&self, name: &str, reason: &str, recent: usize) {
-        tracing::warn!(reason, recent, "plugin crashed");
+        tracing::warn!(
+            action = "plugin.crash",
+            outcome = "failed",
+            reason,
+            recent,
+            "plugin crashed"
+        );
         let entry = AuditEntry::new(&Actor::system(), "plugin.crash", Outcome::Failed)
             .plugin(name)
             .detail(serde_json::json!({ "reason": reason, "recent_crashes": recent }));
@@ -357,7 +365,12 @@ impl Runtime {
     }
 
     fn quarantine(&self, name: &str, reason: &str) {
-        tracing::error!(reason, "plugin quarantined");
+        tracing::error!(
+            action = "plugin.quarantine",
+            outcome = "ok",
+            reason,
+            "plugin quarantined"
+        );
         let result = self.shared.store.write(|tx| {
             let before = store::plugin_row(&tx.sql, name)?
                 .map(|r| r.state.as_str())

@@ -126,7 +126,14 @@ fn flush(shared: &Shared, plugin: &str, pending: &mut BTreeMap<String, (u64, Den
     let entries: Vec<AuditEntry> = std::mem::take(pending)
         .into_iter()
         .map(|(name, (count, d))| {
-            tracing::warn!(plugin, syscall = %name, count, "seccomp denied a syscall");
+            tracing::warn!(
+                plugin,
+                action = "security.syscall_denied",
+                outcome = "denied",
+                syscall = %name,
+                count,
+                "seccomp denied a syscall"
+            );
             AuditEntry::new(&Actor::system(), "security.syscall_denied", Outcome::Denied)
                 .plugin(plugin)
                 .detail(serde_json::json!({
@@ -219,6 +226,13 @@ fn report(
         throttle_recorded = true;
     }
     for entry in entries {
+        tracing::warn!(
+            plugin,
+            action = %entry.action,
+            outcome = entry.outcome.as_str(),
+            detail = %entry.detail,
+            "cgroup limit enforced"
+        );
         shared.audit.record(entry);
     }
     throttle_recorded

@@ -73,6 +73,10 @@ pub struct Settings {
     pub uid_count: u32,
     /// RLIMIT_NOFILE (soft, hard) the daemon is started with; `None`: the test's own.
     pub nofile: Option<(u64, u64)>,
+    /// A directory mounted over /run/systemd in the daemon's own mount namespace (so a
+    /// socket at `journal/socket` in it is the journal's), with the daemon's stderr
+    /// announced as the journal stream (`JOURNAL_STREAM`).
+    pub journal: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -98,6 +102,7 @@ impl Default for Settings {
             extra: String::new(),
             uid_count: 100,
             nofile: None,
+            journal: None,
         }
     }
 }
@@ -205,6 +210,8 @@ pub struct Daemon {
     env: Vec<(&'static str, String)>,
     /// RLIMIT_NOFILE (soft, hard) for the next start; see `Settings::nofile`.
     pub nofile: Option<(u64, u64)>,
+    /// See `Settings::journal`.
+    pub journal: Option<PathBuf>,
 }
 
 pub struct Cli {
@@ -263,6 +270,7 @@ impl Daemon {
         let out = Command::new(bin("plexichat-supervisor"))
             .arg("--config")
             .arg(&config)
+            .envs(settings.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .output()
             .expect("run supervisor");
@@ -302,6 +310,7 @@ impl Daemon {
             config,
             env: settings.env,
             nofile: settings.nofile,
+            journal: settings.journal,
         };
         d.spawn();
         d
@@ -314,6 +323,9 @@ impl Daemon {
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("daemon log");
         let mut command = Command::new(bin("plexichat-supervisor"));
+        if let Some(dir) = &self.journal {
+            journal_namespace(&mut command, dir, &log);
+        }
         command
             .arg("--config")
             .arg(&self.config)
@@ -516,6 +528,52 @@ impl Drop for Daemon {
 }
 
 /// Copies the repository's policies/ (catalog and seccomp policies) into `root/policies`.
+/// See `Settings::journal`: the daemon alone sees `dir` as /run/systemd.
+fn journal_namespace(command: &mut Command, dir: &Path, stderr: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let target = Path::new("/run/systemd");
+    assert!(
+        target.is_dir(),
+        "{} is needed as a mount point",
+        target.display()
+    );
+    let source = std::ffi::CString::new(dir.as_os_str().as_bytes()).expect("no NUL");
+    let st = nix::sys::stat::fstat(stderr.as_raw_fd()).expect("fstat daemon.log");
+    command.env("JOURNAL_STREAM", format!("{}:{}", st.st_dev, st.st_ino));
+    // SAFETY: between fork and exec only unshare(2) and mount(2) on C strings made
+    // before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let null = std::ptr::null();
+            let ok = |r: libc::c_int| {
+                if r < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            ok(libc::unshare(libc::CLONE_NEWNS))?;
+            // Nothing mounted here reaches the host's namespace.
+            ok(libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                null as *const libc::c_void,
+            ))?;
+            ok(libc::mount(
+                source.as_ptr(),
+                c"/run/systemd".as_ptr(),
+                null,
+                libc::MS_BIND,
+                null as *const libc::c_void,
+            ))
+        });
+    }
+}
+
 pub fn copy_policies(root: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let dst = root.join("policies");
