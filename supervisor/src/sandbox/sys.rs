@@ -108,6 +108,10 @@ impl Sys for LinuxSys {
         let p = cstr(path)?;
         match check(unsafe { libc::mkdir(p.as_ptr(), mode) }) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            // The mode asked for, not the one the umask leaves: the supervisor runs with
+            // UMask=0077 under systemd, which would make every directory of a plugin's
+            // root 0700 root-owned and the plugin unable to reach its own libraries.
+            Ok(()) => check(unsafe { libc::chmod(p.as_ptr(), mode) }),
             other => other,
         }
     }
