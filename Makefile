@@ -1,8 +1,10 @@
 # PlexiChat plugin supervisor: build, run the demo, test, lint, install.
 CARGO ?= cargo
 PREFIX ?= /usr/local
+# install: which build's binaries (release; the VM test installs the debug build).
+PROFILE ?= release
 
-.PHONY: all build run test lint fmt install clean bench bench-spawn bench-broker release
+.PHONY: all build run test lint fmt install uninstall clean bench bench-spawn bench-broker release
 
 all: build
 
@@ -15,11 +17,13 @@ build:
 run: build
 	./scripts/demo.sh
 
-## Every test: unit tests beside the code, the end-to-end suites in tests/, and the
-## cgroup v2 suite inside a VM with a pure cgroup v2 hierarchy.
+## Every test: unit tests beside the code, the end-to-end suites in tests/, the
+## cgroup v2 suite inside a VM with a pure cgroup v2 hierarchy, and the service path
+## (make install, systemd as PID 1) in a second VM.
 test: build
 	$(CARGO) test --workspace
 	./scripts/vm-test.sh
+	./scripts/vm-service-test.sh
 
 ## Benchmarks (release build), each against a baseline measured in the same run.
 bench: bench-spawn bench-broker
@@ -45,17 +49,20 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Install the release binaries, policies and systemd unit.
+## Install the binaries (stripped of debug info), policies, configuration, the unit
+## generated for PREFIX, sysusers and tmpfiles; safe to repeat: an edited config or
+## policy is kept and the shipped one put beside it as .dist (see scripts/install.sh).
 install:
-	$(CARGO) build --release -p plexichat-supervisor
-	install -D -m 0755 target/release/plexichat-supervisor $(DESTDIR)$(PREFIX)/bin/plexichat-supervisor
-	install -D -m 0755 target/release/plexichat $(DESTDIR)$(PREFIX)/bin/plexichat
-	install -D -m 0644 policies/permissions.toml $(DESTDIR)/etc/plexichat/policies/permissions.toml
-	install -D -m 0640 systemd/supervisor.toml $(DESTDIR)/etc/plexichat/supervisor.toml
-	install -D -m 0644 systemd/plexichat-supervisor.service $(DESTDIR)/etc/systemd/system/plexichat-supervisor.service
-	install -D -m 0644 systemd/plexichat.sysusers $(DESTDIR)/usr/lib/sysusers.d/plexichat.conf
-	install -D -m 0644 systemd/plexichat.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/plexichat.conf
-	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/plexichat/README.md
+ifeq ($(PROFILE),release)
+	$(CARGO) build --release -p plexichat-supervisor --bins
+else
+	$(CARGO) build -p plexichat-supervisor --bins
+endif
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PROFILE="$(PROFILE)" ./scripts/install.sh install
+
+## Remove what install added; state, logs and edited configuration stay.
+uninstall:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" ./scripts/install.sh uninstall
 
 clean:
 	$(CARGO) clean

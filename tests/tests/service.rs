@@ -1,5 +1,5 @@
-//! End to end: the systemd side — the shipped unit verifies cleanly against the real
-//! binary, and the daemon speaks the Type=notify protocol (READY=1, STOPPING=1).
+//! End to end: the systemd side — `make install`'s script (repeatable, edits kept, a clean
+//! uninstall), the unit it generates (verifies cleanly, exposure <= 5.0), Type=notify.
 
 mod common;
 
@@ -8,40 +8,57 @@ use std::time::Duration;
 
 use common::*;
 
-#[test]
-fn the_shipped_unit_verifies_without_a_single_warning() {
+fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `scripts/install.sh` (what `make install` runs after building) into `dest`.
+fn install_script(action: &str, dest: &std::path::Path, prefix: &str) -> String {
+    let out = std::process::Command::new(repo().join("scripts/install.sh"))
+        .arg(action)
+        .env("DESTDIR", dest)
+        .env("PREFIX", prefix)
+        .env("PROFILE", "debug")
+        .output()
+        .expect("scripts/install.sh");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "install.sh {action}: {said}");
+    said
+}
+
+/// The unit `make install` generates for `prefix`, with ExecStart pointed at the built
+/// binary (the installed path does not exist on this host).
+fn installed_unit_for_this_host(prefix: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dest = tempfile::tempdir().unwrap();
+    install_script("install", dest.path(), prefix);
     let unit = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../systemd/plexichat-supervisor.service"),
+        dest.path()
+            .join(prefix.trim_start_matches('/'))
+            .join("lib/systemd/system/plexichat-supervisor.service"),
     )
     .unwrap();
-    for must in [
-        "Type=notify",
-        "Delegate=yes",
-        "KillMode=mixed",
-        "StandardOutput=journal",
-    ] {
-        assert!(unit.contains(must), "the unit lacks {must}");
-    }
-    // The installed path does not exist here: point ExecStart at the built binary.
-    let dir = tempfile::tempdir().unwrap();
-    let local = unit
-        .lines()
-        .map(|l| match l.strip_prefix("ExecStart=") {
-            Some(rest) => format!(
-                "ExecStart={} {}",
-                bin("plexichat-supervisor").display(),
-                rest.split_once(' ').map_or("", |(_, args)| args)
-            ),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = dir.path().join("plexichat-supervisor.service");
+    let exec = format!("ExecStart={prefix}/bin/plexichat-supervisor ");
+    assert!(
+        unit.contains(&exec),
+        "the unit does not start {prefix}/bin: {unit}"
+    );
+    let local = unit.replace(
+        &exec,
+        &format!("ExecStart={} ", bin("plexichat-supervisor").display()),
+    );
+    let path = dest.path().join("plexichat-supervisor.service");
     std::fs::write(&path, local).unwrap();
+    (dest, path)
+}
+
+fn systemd_analyze(args: &[&str], unit: &std::path::Path) -> (bool, String) {
     let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
+        .args(args)
+        .arg(unit)
         .output()
         .expect("systemd-analyze (Debian package systemd)");
     let said = format!(
@@ -49,7 +66,103 @@ fn the_shipped_unit_verifies_without_a_single_warning() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    (out.status.success(), said)
+}
+
+#[test]
+fn the_installed_unit_verifies_without_a_single_warning() {
+    for prefix in ["/usr/local", "/usr"] {
+        let (_dest, unit) = installed_unit_for_this_host(prefix);
+        let text = std::fs::read_to_string(&unit).unwrap();
+        for must in [
+            "Type=notify",
+            "Delegate=yes",
+            "KillMode=mixed",
+            "WatchdogSec=",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=CAP_",
+            "Group=plexichat",
+        ] {
+            assert!(text.contains(must), "the unit lacks {must}");
+        }
+        let (ok, said) = systemd_analyze(&["verify"], &unit);
+        assert!(ok && said.trim().is_empty(), "{prefix}: {said}");
+    }
+}
+
+/// The exposure systemd rates the installed unit at, offline (the VM test checks
+/// the same on a running systemd).
+#[test]
+fn systemd_analyze_security_rates_the_unit_at_most_5() {
+    let (_dest, unit) = installed_unit_for_this_host("/usr/local");
+    let (_, said) = systemd_analyze(&["security", "--offline=yes"], &unit);
+    let level = said
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for ").nth(1))
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no exposure level in: {said}"));
+    println!("systemd-analyze security: exposure {level}");
+    assert!(level <= 5.0, "exposure {level} > 5.0:\n{said}");
+}
+
+#[test]
+fn install_is_repeatable_keeps_edits_and_uninstall_removes_only_its_files() {
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    install_script("install", d, "/usr/local");
+    let config = d.join("etc/plexichat/supervisor.toml");
+    let seccomp = d.join("etc/plexichat/policies/seccomp/default.json");
+    assert!(seccomp.is_file(), "the seccomp policy is installed");
+    for b in ["plexichat-supervisor", "plexichat"] {
+        let installed = std::fs::metadata(d.join("usr/local/bin").join(b))
+            .unwrap()
+            .len();
+        let built = std::fs::metadata(bin(b)).unwrap().len();
+        assert!(
+            installed < built,
+            "{b} is not stripped: {installed} vs {built} bytes"
+        );
+    }
+    // Unchanged files: a second install changes nothing and writes no .dist.
+    let again = install_script("install", d, "/usr/local");
+    assert!(!again.contains(".dist"), "{again}");
+    // An edited config is kept, the shipped one goes beside it, the change is shown.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("# edited by the operator\n");
+    std::fs::write(&config, &text).unwrap();
+    let said = install_script("install", d, "/usr/local");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text, "{said}");
+    assert!(
+        said.contains("kept /etc/plexichat/supervisor.toml (edited)"),
+        "{said}"
+    );
+    assert!(said.contains("-# edited by the operator"), "{said}");
+    assert!(d.join("etc/plexichat/supervisor.toml.dist").is_file());
+    // State and logs (made by the daemon, not by install) survive the uninstall.
+    std::fs::create_dir_all(d.join("var/lib/plexichat")).unwrap();
+    std::fs::write(d.join("var/lib/plexichat/store.db"), b"state").unwrap();
+    let said = install_script("uninstall", d, "/usr/local");
+    assert!(
+        said.contains("kept /etc/plexichat/supervisor.toml"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), text);
+    assert!(d.join("var/lib/plexichat/store.db").is_file());
+    for gone in [
+        "usr/local/bin/plexichat-supervisor",
+        "usr/local/bin/plexichat",
+        "usr/local/lib/systemd/system/plexichat-supervisor.service",
+        "usr/local/lib/sysusers.d/plexichat.conf",
+        "usr/local/lib/tmpfiles.d/plexichat.conf",
+        "etc/plexichat/supervisor.toml.dist",
+        "etc/plexichat/policies/seccomp/default.json",
+        "etc/plexichat/policies/permissions.toml",
+        "usr/local/share/plexichat/installed-files",
+    ] {
+        assert!(!d.join(gone).exists(), "uninstall left {gone}");
+    }
 }
 
 #[test]
