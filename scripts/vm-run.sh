@@ -47,16 +47,10 @@ usage() {
   exit 2
 }
 
-# The VM cannot run on this machine: one clear line; 77 locally, failure under CI.
-unavailable() {
-  local hint="install as in .ci/run: apt-get install --no-install-recommends qemu-system-x86 linux-image-amd64 tiny-initramfs busybox-static; pip install virtme-ng"
-  if [ "${CI:-}" = true ]; then
-    echo "vm-run: FAIL: cannot run the VM under CI: $* ($hint)" >&2
-    exit 1
-  fi
-  echo "vm-run: SKIP: cannot run the VM: $* ($hint)" >&2
-  exit 77
-}
+# shellcheck source=scripts/vm-lib.sh
+. "$REPO/scripts/vm-lib.sh"
+HINT="install as in .ci/run: apt-get install --no-install-recommends qemu-system-x86 linux-image-amd64 tiny-initramfs busybox-static; pip install virtme-ng"
+unavailable() { vm_unavailable vm-run "$HINT" "$@"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -91,13 +85,8 @@ command -v qemu-system-x86_64 >/dev/null || unavailable "qemu-system-x86_64 not 
 # Debian's kernel has virtio/9p as modules, so vng builds an initramfs around busybox.
 command -v busybox >/dev/null || command -v busybox.static >/dev/null || unavailable "busybox not found"
 command -v timeout >/dev/null || unavailable "timeout (coreutils) not found"
-if [ -z "$KERNEL" ]; then
-  KERNEL=$(ls -1 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n1 || true)
-  [ -n "$KERNEL" ] || unavailable "no kernel /boot/vmlinuz-*-amd64"
-fi
-[ -r "$KERNEL" ] || unavailable "kernel $KERNEL not readable"
-kver=${KERNEL##*/vmlinuz-}
-[ -d "/lib/modules/$kver" ] || unavailable "no modules for $kver in /lib/modules"
+vm_find_kernel vm-run "$HINT"
+kver=$KVER
 
 # ---- the run -----------------------------------------------------------------
 # A host directory the guest can write (--rwdir mounts it over the guest's private
@@ -111,27 +100,15 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-: >"$STATE/stdout"
-: >"$STATE/stderr"
-
 # The command goes into a script rather than onto the kernel command line (vng
-# passes --exec there, and x86 caps it at 2048 bytes); %q keeps argv exact.
+# passes --exec there, and x86 caps it at 2048 bytes).
 # Its output goes to files in $STATE, not to vng's stdio: vng hands the guest
 # command's stdio and exit code over virtio-serial ports that its guest init
 # finds as /dev/virtio-ports/*, symlinks that only udev creates. Without udev
 # (.ci/run does not install it: it adds 10-30 s to every boot) vng silently
 # drops the output and exits 255 whatever the command did. Files on the 9p share
 # work either way.
-{
-  echo '#!/bin/bash'
-  printf 'cd %q || exit 126\n' "$REPO"
-  printf '%q ' "$@"
-  printf '</dev/null >>%q 2>>%q\n' "$STATE/stdout" "$STATE/stderr"
-  echo 'rc=$?'
-  printf 'echo "$rc" >%q\n' "$STATE/status"
-  echo 'exit "$rc"'
-} >"$STATE/cmd.sh"
-chmod 755 "$STATE/cmd.sh"
+vm_command_script "$STATE/cmd.sh" "$REPO" "$STATE" "" -- "$@"
 
 # --force-9p: vng would otherwise try /usr/lib/qemu/virtiofsd (Debian 12's is the
 # old C one with another command line), fail, and waste ~3 s per shared dir.
@@ -156,21 +133,9 @@ timeout --kill-after=30 "$TIMEOUT" "$VNG" "${args[@]}" </dev/null >"$STATE/vng.l
 vm_pid=$!
 # Stream the command's output while the VM runs; tail --pid prints what is left
 # and exits once the VM is gone.
-tails=()
-tail -n +1 -f --pid="$vm_pid" "$STATE/stdout" &
-tails+=($!)
-tail -n +1 -f --pid="$vm_pid" "$STATE/stderr" >&2 &
-tails+=($!)
-if [ "$VERBOSE" = 1 ]; then
-  tail -n +1 -f --pid="$vm_pid" "$STATE/vng.log" >&2 &
-  tails+=($!)
-fi
-set +e
-wait "$vm_pid"
-vng_rc=$?
+vm_stream_and_wait "$vm_pid" "$STATE" "$STATE/vng.log"
+vng_rc=$VM_RC
 vm_pid=
-wait "${tails[@]}"
-set -e
 elapsed=$(($(date +%s) - start))
 
 if [ -s "$STATE/status" ]; then

@@ -31,15 +31,10 @@ usage() {
   exit 2
 }
 
-unavailable() {
-  local hint="install as in .ci/run: apt-get install --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static systemd"
-  if [ "${CI:-}" = true ]; then
-    echo "vm-systemd: FAIL: cannot run the VM under CI: $* ($hint)" >&2
-    exit 1
-  fi
-  echo "vm-systemd: SKIP: cannot run the VM: $* ($hint)" >&2
-  exit 77
-}
+# shellcheck source=scripts/vm-lib.sh
+. "$REPO/scripts/vm-lib.sh"
+HINT="install as in .ci/run: apt-get install --no-install-recommends qemu-system-x86 linux-image-amd64 busybox-static systemd"
+unavailable() { vm_unavailable vm-systemd "$HINT" "$@"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -59,10 +54,8 @@ command -v qemu-system-x86_64 >/dev/null || unavailable "qemu-system-x86_64 not 
 BUSYBOX=$(command -v busybox.static || command -v busybox || true)
 [ -n "$BUSYBOX" ] || unavailable "busybox not found"
 [ -x /lib/systemd/systemd ] || unavailable "systemd is not installed on the host (the guest runs the host's)"
-KERNEL=${VM_KERNEL:-$(ls -1 /boot/vmlinuz-*-amd64 2>/dev/null | sort -V | tail -n1 || true)}
-[ -n "$KERNEL" ] && [ -r "$KERNEL" ] || unavailable "no readable kernel /boot/vmlinuz-*-amd64"
-KVER=${KERNEL##*/vmlinuz-}
-[ -d "/lib/modules/$KVER" ] || unavailable "no modules for $KVER in /lib/modules"
+KERNEL=
+vm_find_kernel vm-systemd "$HINT"
 
 STATE=$(mktemp -d "${TMPDIR:-/tmp}/vm-systemd.XXXXXX")
 qemu_pid=
@@ -109,21 +102,8 @@ ExecStart=/bin/bash $STATE/run.sh
 StandardOutput=journal+console
 TimeoutStartSec=infinity
 EOF
-{
-  echo '#!/bin/bash'
-  printf 'cd %q || exit 126\n' "$REPO"
-  # Where the script may leave files for the host (kept with VM_KEEP=1).
-  printf 'export VM_OUT=%q\n' "$STATE"
-  printf '%q ' "$@"
-  printf '</dev/null >>%q 2>>%q\n' "$STATE/stdout" "$STATE/stderr"
-  echo 'rc=$?'
-  printf 'echo "$rc" >%q\n' "$STATE/status"
-  # Power off at once: the host is waiting, and nothing in the guest is worth keeping.
-  echo 'sync; echo o >/proc/sysrq-trigger'
-  echo 'exit "$rc"'
-} >"$STATE/run.sh"
-: >"$STATE/stdout"
-: >"$STATE/stderr"
+# Power off at once when it ends: the host is waiting, nothing in the guest is worth keeping.
+vm_command_script "$STATE/run.sh" "$REPO" "$STATE" 'sync; echo o >/proc/sysrq-trigger' -- "$@"
 
 # Units that fail in this guest or walk the whole shared host tree over 9p (minutes).
 MASKS="systemd-tmpfiles-setup.service systemd-tmpfiles-clean.timer systemd-timesyncd.service
@@ -172,22 +152,9 @@ if [ "${VM_KVM:-0}" = 1 ]; then args+=(-accel kvm); else args+=(-accel tcg); fi
 start=$(date +%s)
 timeout --kill-after=30 "$TIMEOUT" qemu-system-x86_64 "${args[@]}" </dev/null >"$STATE/qemu.log" 2>&1 &
 qemu_pid=$!
-tails=()
-tail -n +1 -f --pid="$qemu_pid" "$STATE/stdout" &
-tails+=($!)
-tail -n +1 -f --pid="$qemu_pid" "$STATE/stderr" >&2 &
-tails+=($!)
-if [ "$VERBOSE" = 1 ]; then
-  touch "$STATE/console.log"
-  tail -n +1 -f --pid="$qemu_pid" "$STATE/console.log" >&2 &
-  tails+=($!)
-fi
-set +e
-wait "$qemu_pid"
-qemu_rc=$?
+vm_stream_and_wait "$qemu_pid" "$STATE" "$STATE/console.log"
+qemu_rc=$VM_RC
 qemu_pid=
-wait "${tails[@]}"
-set -e
 elapsed=$(($(date +%s) - start))
 echo "vm-systemd: the VM ran for ${elapsed} s" >&2
 
