@@ -12,21 +12,28 @@ fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `scripts/install.sh` (what `make install` runs after building) into `dest`.
-fn install_script(action: &str, dest: &std::path::Path, prefix: &str) -> String {
-    let out = std::process::Command::new(repo().join("scripts/install.sh"))
-        .arg(action)
-        .env("DESTDIR", dest)
-        .env("PREFIX", prefix)
-        .env("PROFILE", "debug")
-        .output()
-        .expect("scripts/install.sh");
+/// Runs `cmd`: whether it succeeded, and its stdout and stderr together.
+fn run(cmd: &mut std::process::Command, what: &str) -> (bool, String) {
+    let out = cmd.output().expect(what);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "install.sh {action}: {said}");
+    (out.status.success(), said)
+}
+
+/// `scripts/install.sh` (what `make install` runs after building) into `dest`.
+fn install_script(action: &str, dest: &std::path::Path, prefix: &str) -> String {
+    let (ok, said) = run(
+        std::process::Command::new(repo().join("scripts/install.sh"))
+            .arg(action)
+            .env("DESTDIR", dest)
+            .env("PREFIX", prefix)
+            .env("PROFILE", "debug"),
+        "scripts/install.sh",
+    );
+    assert!(ok, "install.sh {action}: {said}");
     said
 }
 
@@ -56,17 +63,12 @@ fn installed_unit_for_this_host(prefix: &str) -> (tempfile::TempDir, std::path::
 }
 
 fn systemd_analyze(args: &[&str], unit: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new("systemd-analyze")
-        .args(args)
-        .arg(unit)
-        .output()
-        .expect("systemd-analyze (Debian package systemd)");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
+    run(
+        std::process::Command::new("systemd-analyze")
+            .args(args)
+            .arg(unit),
+        "systemd-analyze (Debian package systemd)",
+    )
 }
 
 #[test]

@@ -370,6 +370,12 @@ mod tests {
     /// Starts `n` calls of 50 ms each; the most that ran at once and how many were
     /// refused.
     async fn concurrent(costs: &Arc<Costs>, n: usize) -> (usize, usize) {
+        let (most, refusals) = concurrent_refusals(costs, n).await;
+        (most, refusals.len())
+    }
+
+    /// Like [`concurrent`], with the refusals themselves.
+    async fn concurrent_refusals(costs: &Arc<Costs>, n: usize) -> (usize, Vec<tonic::Status>) {
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let mut calls = Vec::new();
@@ -386,9 +392,11 @@ mod tests {
                     .await
             }));
         }
-        let mut refused = 0;
+        let mut refused = Vec::new();
         for c in calls {
-            refused += usize::from(c.await.unwrap().is_err());
+            if let Err(s) = c.await.unwrap() {
+                refused.push(s);
+            }
         }
         (most.load(Ordering::SeqCst), refused)
     }
@@ -423,44 +431,13 @@ mod tests {
     #[tokio::test]
     async fn at_most_concurrency_run_and_the_queue_is_bounded() {
         let costs = Costs::new("p", limits(2, 3), Arc::default());
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let mut calls = Vec::new();
-        for _ in 0..10 {
-            let (costs, running, most) = (Arc::clone(&costs), running.clone(), most.clone());
-            calls.push(tokio::spawn(async move {
-                costs
-                    .blocking(move || {
-                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(50));
-                        running.fetch_sub(1, Ordering::SeqCst);
-                    })
-                    .await
-            }));
+        let (most, refused) = concurrent_refusals(&costs, 10).await;
+        assert_eq!(most, 2, "never more than 2 at a time");
+        assert_eq!(refused.len(), 5, "2 running + 3 queued, the rest refused");
+        for s in refused {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+            assert!(s.message().contains("plugin_queue"), "{}", s.message());
         }
-        let mut ok = 0;
-        let mut refused = 0;
-        for c in calls {
-            match c.await.unwrap() {
-                Ok(()) => ok += 1,
-                Err(s) => {
-                    assert_eq!(s.code(), tonic::Code::ResourceExhausted);
-                    assert!(s.message().contains("plugin_queue"), "{}", s.message());
-                    refused += 1;
-                }
-            }
-        }
-        assert_eq!(
-            most.load(Ordering::SeqCst),
-            2,
-            "never more than 2 at a time"
-        );
-        assert_eq!(
-            (ok, refused),
-            (5, 5),
-            "2 running + 3 queued, the rest refused"
-        );
     }
 
     #[tokio::test]
