@@ -80,13 +80,16 @@ awk -v e="$exposure" 'BEGIN { exit !(e <= 5.0) }' || fail "exposure $exposure > 
 ok "systemd-analyze security: exposure $exposure (<= 5.0)"
 
 # ---- start: Type=notify, so start returns once READY=1 was sent -----------------------
-systemctl start "$UNIT" || fail "systemctl start"
+systemctl enable --now "$UNIT" || fail "systemctl enable --now"
 [ "$(systemctl is-active "$UNIT")" = active ] || fail "not active after start"
 [ "$(systemctl show -p StatusText --value "$UNIT")" = serving ] || fail "StatusText is not 'serving'"
 [ "$(stat -c '%U:%G %a' /run/plexichat)" = "root:plexichat 750" ] ||
   fail "/run/plexichat is $(stat -c '%U:%G %a' /run/plexichat), not root:plexichat 750"
 [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] || fail "not a pure cgroup v2 host"
 [ "$(systemctl show -p WatchdogUSec --value "$UNIT")" = 1min ] || fail "WatchdogSec is not 60 s"
+report=$("$CLI" security plugin-status 2>&1)
+echo "$report" | grep -q "inherited seccomp" ||
+  fail "security plugin-status does not name the unit's inherited seccomp filters: $report"
 ok "started: READY reached, pid $(main_pid), socket dir root:plexichat 0750, cgroup v2"
 
 hello=$(package hello "$REPO/plugin-sdk/examples/hello/plugin.toml" "$REPO/target/debug/examples/hello")

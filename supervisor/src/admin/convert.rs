@@ -115,6 +115,7 @@ pub fn host_security(shared: &Shared) -> HostSecurity {
             seccomp_syscalls: h.seccomp.allowed_syscalls as u32,
             seccomp_source: h.seccomp.source.display().to_string(),
             refusal: h.landlock_ok().err().unwrap_or_default(),
+            inherited_seccomp_filters: h.inherited_seccomp_filters,
             ..HostSecurity::default()
         },
     };

@@ -46,6 +46,16 @@ fn status_text(r: &SecurityStatusResponse) -> String {
                 ),
             ),
         ];
+        if h.inherited_seccomp_filters > 0 {
+            pairs.push((
+                "inherited seccomp",
+                format!(
+                    "{} filter(s) from the supervisor's own service: syscalls they refuse \
+                     fail in plugins without a seccomp-violation report",
+                    h.inherited_seccomp_filters
+                ),
+            ));
+        }
         if !h.refusal.is_empty() {
             pairs.push(("refused", h.refusal.clone()));
         }

@@ -32,8 +32,26 @@ pub struct SandboxHost {
     pub landlock_minimum: u8,
     pub seccomp: CompiledPolicy,
     pub read_only: Vec<RoEntry>,
+    /// Seccomp filters this process already runs under, from whoever started it.
+    pub inherited_seccomp_filters: u32,
     /// Held while the supervisor runs: no other one may use this cgroup subtree.
     _lock: crate::instance_lock::InstanceLock,
+}
+
+/// `Seccomp_filters:` of /proc/self/status; 0 where the kernel does not say.
+fn inherited_seccomp_filters() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(parse_seccomp_filters)
+        .unwrap_or(0)
+}
+
+fn parse_seccomp_filters(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp_filters:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 impl SandboxHost {
@@ -66,6 +84,7 @@ impl SandboxHost {
             landlock_minimum: cfg.sandbox.landlock_minimum_abi,
             seccomp,
             read_only: RootPlan::read_only_entries(&cfg.sandbox.read_only),
+            inherited_seccomp_filters: inherited_seccomp_filters(),
             _lock: lock,
         };
         tracing::info!(
@@ -74,6 +93,7 @@ impl SandboxHost {
             landlock_minimum = host.landlock_minimum,
             seccomp_policy = %host.seccomp.name,
             seccomp_syscalls = host.seccomp.allowed_syscalls,
+            inherited_seccomp_filters = host.inherited_seccomp_filters,
             "confinement prepared"
         );
         if host.cgroups.version() == "v1" {
@@ -81,6 +101,16 @@ impl SandboxHost {
         }
         if let Err(e) = host.landlock_ok() {
             tracing::error!("{e}");
+        }
+        if host.inherited_seccomp_filters > 0 {
+            // Filters stack and the strictest verdict wins: what these refuse with an
+            // errno never reaches the plugin's own filter, so it is never reported.
+            tracing::warn!(
+                filters = host.inherited_seccomp_filters,
+                "the supervisor runs under seccomp filters it did not install (a systemd unit's): \
+                 plugins inherit them, and syscalls they refuse fail in a plugin without a \
+                 seccomp-violation report"
+            );
         }
         Ok(host)
     }
@@ -148,5 +178,17 @@ impl SandboxHost {
             seccomp_clone3: self.seccomp.clone3.clone(),
             seccomp_syscalls: self.seccomp.allowed_syscalls,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_filters_are_read_from_the_status_file() {
+        let status = "Name:\tx\nSeccomp:\t2\nSeccomp_filters:\t3\nSpeculation_Store_Bypass:\tthread vulnerable\n";
+        assert_eq!(parse_seccomp_filters(status), Some(3));
+        assert_eq!(parse_seccomp_filters("Seccomp:\t0\n"), None);
     }
 }
