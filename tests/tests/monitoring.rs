@@ -111,10 +111,15 @@ fn monitor_shows_usage_calls_and_denials_per_plugin_and_prometheus_serves_them()
     assert!(scrape.contains("plexichat_plugin_denials_total{plugin=\"busy\"} 40"));
     assert!(scrape.contains("plexichat_plugin_up{plugin=\"idle\"} 1"));
     assert!(scrape.contains("plexichat_safe_mode 0"));
-    assert!(
-        http_get(port, "/").starts_with("HTTP/1.1 404"),
-        "only /metrics"
-    );
+    for query in ["/metrics?x=1", "/metrics?"] {
+        let answer = http_get(port, query);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{query}: {answer}");
+        assert!(answer.contains("plexichat_safe_mode 0"), "{query}");
+    }
+    for other in ["/", "/metricsx", "/metrics/x", "/x?metrics"] {
+        let answer = http_get(port, other);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{other}: {answer}");
+    }
 }
 
 /// Runs `plexichat monitor plugins --real-time` on a pseudo-terminal until it has

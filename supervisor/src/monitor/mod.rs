@@ -270,8 +270,10 @@ async fn scrape(
     }
     let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|b| *b == b' ');
-    let (method, path) = (parts.next(), parts.next());
-    if method != Some(b"GET") || !matches!(path, Some(b"/metrics")) {
+    let method = parts.next();
+    // A query string (`/metrics?x=1`, as some scrapers add) selects nothing here.
+    let path = parts.next().and_then(|p| p.split(|b| *b == b'?').next());
+    if method != Some(b"GET") || path != Some(b"/metrics") {
         return respond(&mut conn, "404 Not Found", "only GET /metrics is served\n").await;
     }
     let safe_mode = shared.store.safe_mode().is_ok_and(|m| m.enabled);
