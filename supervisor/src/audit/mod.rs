@@ -2,12 +2,14 @@
 //! written to `audit_log` inside the store transaction that made the change, then
 //! mirrored as JSON lines into the log directory (`system/`, `audit/`, `security/`, `plugins/`).
 
+mod backlog;
 mod bounded;
 pub mod chain;
 mod mirror;
 pub mod report;
 mod writer;
 
+pub use backlog::Lag;
 pub use bounded::{short, FIELD_BYTES, RECORD_BYTES};
 
 pub use mirror::{LogFiles, Rotation};

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use super::backlog::{Backlog, Lag};
 use super::{Actor, AuditEntry, Outcome};
 use crate::clock::now_ms;
 use crate::sd_watchdog::{Heartbeat, Watched};
@@ -167,6 +168,7 @@ struct Health {
     dropped: Mutex<u64>,
     /// Advanced on every turn of the thread's loop, a failed commit's retry included.
     beat: Heartbeat,
+    backlog: Backlog,
 }
 
 impl Health {
@@ -305,7 +307,9 @@ impl AuditWriter {
     /// Queues `entry` (within the caps of `bounded`) and returns at once (a call that
     /// passed [`AuditWriter::admit`]).
     pub fn record(&self, entry: AuditEntry) {
+        self.health.backlog.queued();
         if self.tx.send(Job::Record(entry.bounded(), None)).is_err() {
+            self.health.backlog.lost();
             tracing::error!("audit writer is gone; a record was lost");
         }
     }
@@ -314,11 +318,13 @@ impl AuditWriter {
     /// stays queued and is retried, and the caller must not answer as if it were done.
     pub async fn record_durable(&self, entry: AuditEntry) -> Result<(), Unavailable> {
         let (done, committed) = oneshot::channel();
+        self.health.backlog.queued();
         if self
             .tx
             .send(Job::Record(entry.bounded(), Some(done)))
             .is_err()
         {
+            self.health.backlog.lost();
             return Err(Unavailable {
                 reason: "the audit writer has stopped".into(),
             });
@@ -338,6 +344,11 @@ impl AuditWriter {
             self.record(entry);
             Ok(())
         }
+    }
+
+    /// How many records wait for a commit, and for how long the oldest has.
+    pub fn lag(&self) -> Lag {
+        self.health.backlog.lag()
     }
 
     /// Returns once everything queued before the call is committed.
@@ -401,7 +412,8 @@ impl<'a> Thread<'a> {
                     Err(_) => break,
                 }
             }
-            self.attempt();
+            let taken = self.health.backlog.now();
+            self.attempt(taken);
         }
     }
 
@@ -410,8 +422,11 @@ impl<'a> Thread<'a> {
             Job::Record(entry, done) => {
                 if self.kept.len() < MAX_KEPT {
                     self.kept.push(entry);
-                } else if let Ok(mut dropped) = self.health.dropped.lock() {
-                    *dropped += 1;
+                } else {
+                    self.health.backlog.lost();
+                    if let Ok(mut dropped) = self.health.dropped.lock() {
+                        *dropped += 1;
+                    }
                 }
                 self.waiting.extend(done);
             }
@@ -422,7 +437,7 @@ impl<'a> Thread<'a> {
 
     /// Commits what is kept plus the refusals counted meanwhile; on failure keeps it
     /// all for the next attempt and tells whoever waits.
-    fn attempt(&mut self) {
+    fn attempt(&mut self, taken: u64) {
         let refused = self.health.take_refused();
         let dropped = self
             .health
@@ -442,11 +457,15 @@ impl<'a> Thread<'a> {
             batch.push(dropped_record(dropped));
             extra += 1;
         }
+        let records = (batch.len() - extra) as u64;
         let ok = if batch.is_empty() {
             true
         } else {
             match (self.commit)(batch) {
-                Ok(()) => true,
+                Ok(()) => {
+                    self.health.backlog.done(records, taken);
+                    true
+                }
                 Err(failure) => {
                     let mut entries = failure.entries;
                     if entries.len() > extra {
@@ -478,7 +497,7 @@ impl<'a> Thread<'a> {
 
     /// The last handle is gone (the supervisor is stopping): one more try.
     fn last_attempt(&mut self) {
-        self.attempt();
+        self.attempt(self.health.backlog.now());
         if !self.kept.is_empty() {
             tracing::error!(
                 records = self.kept.len(),
@@ -654,5 +673,26 @@ mod tests {
             beats() >= failing + 2,
             "the retries 200 and 400 ms apart beat too"
         );
+    }
+
+    #[tokio::test]
+    async fn the_lag_counts_what_waits_and_ages_while_commits_fail() {
+        let (commit, full, stored) = flaky();
+        let w = AuditWriter::start(commit).expect("thread");
+        assert!(w.flush().await);
+        assert_eq!(w.lag(), Lag::default(), "nothing waits when idle");
+        full.store(true, Ordering::SeqCst);
+        for _ in 0..5 {
+            w.record(entry(Outcome::Ok));
+        }
+        assert!(!w.flush().await, "the disk is full");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let lag = w.lag();
+        assert_eq!(lag.entries, 5, "{lag:?}");
+        assert!(lag.oldest >= Duration::from_millis(300), "{lag:?}");
+        full.store(false, Ordering::SeqCst);
+        assert!(w.flush().await);
+        assert_eq!(w.lag(), Lag::default(), "{:?}", w.lag());
+        assert_eq!(stored.lock().expect("lock").len(), 5);
     }
 }
