@@ -414,3 +414,166 @@ fn a_repeated_oom_rule_quarantines_a_plugin_killed_for_memory_twice() {
     assert_eq!(open[0]["quarantined"], true);
     assert!(oom_kills() >= 2);
 }
+
+/// The body of a `GET /metrics` answer.
+fn scrape_metrics(port: u16) -> String {
+    let answer = http_get(port, "/metrics");
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// The value of the one sample `series` (name and labels exactly as exposed).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn info(plugin: &str, state: &str, runtime: &str) -> String {
+    format!("plexichat_plugin_info{{plugin=\"{plugin}\",state=\"{state}\",runtime=\"{runtime}\"}}")
+}
+
+const METRICS_RULES: &str = "[[alert]]\nname = \"denial-flood\"\nkind = \"denials\"\nthreshold = 10\nwindow = \"1m\"\nquarantine = true\n";
+
+fn metrics_daemon() -> (Daemon, u16) {
+    let port = free_port();
+    let d = Daemon::start_with(Settings {
+        extra: format!("[monitor]\nprometheus_listen = \"127.0.0.1:{port}\"\n{METRICS_RULES}"),
+        ..Settings::default()
+    });
+    (d, port)
+}
+
+#[test]
+fn prometheus_shows_the_build_the_process_plugin_states_spawns_and_audit_lag() {
+    let (d, port) = metrics_daemon();
+    install_running(&d, "steady", FILE_READ);
+    install_running(&d, "parked", "");
+    install_running(&d, "noisy", FILE_READ);
+    d.cli(&["plugin", "disable", "parked"]).ok();
+    // The alert may kill it before the command finishes: its answer does not matter.
+    let _ = d.cli(&["plugin", "invoke", "noisy", "deny-flood", "2"]);
+    wait_until(Duration::from_secs(15), "noisy quarantined", || {
+        d.plugin_json("noisy")["summary"]["state"] == "quarantined"
+            && d.runtime_of("noisy") == "stopped"
+    });
+
+    // Quiescent: every record committed, nothing waits.
+    let mut body = String::new();
+    wait_until(Duration::from_secs(10), "the audit queue drained", || {
+        body = scrape_metrics(port);
+        sample(&body, "plexichat_audit_queue_entries") == Some(0.0)
+    });
+    assert_eq!(
+        sample(&body, "plexichat_audit_commit_lag_seconds"),
+        Some(0.0)
+    );
+
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        body.lines().any(|l| l
+            .starts_with(&format!("plexichat_build_info{{version=\"{version}\""))
+            && l.ends_with("} 1")),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, &info("steady", "enabled", "running")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, &info("parked", "disabled", "stopped")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&body, &info("noisy", "quarantined", "stopped")),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        body.lines()
+            .filter(|l| l.starts_with("plexichat_plugin_info{"))
+            .count(),
+        3,
+        "one info series per plugin"
+    );
+
+    // Every start recorded is one observation; the histogram is well formed.
+    let starts = d
+        .audit_actions(None)
+        .iter()
+        .filter(|(a, o)| a == "plugin.start" && o == "ok")
+        .count();
+    assert_eq!(starts, 3, "three plugins started once each");
+    let count = sample(&body, "plexichat_plugin_spawn_seconds_count");
+    assert_eq!(count, Some(starts as f64), "{body}");
+    let inf = sample(&body, "plexichat_plugin_spawn_seconds_bucket{le=\"+Inf\"}");
+    assert_eq!(inf, count);
+    let sum = sample(&body, "plexichat_plugin_spawn_seconds_sum").unwrap_or_default();
+    assert!(sum > 0.0 && sum < 3.0 * 30.0, "spawn seconds summed: {sum}");
+    let buckets: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with("plexichat_plugin_spawn_seconds_bucket{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        buckets.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {buckets:?}"
+    );
+    println!("spawn: {starts} starts, {sum:.3} s in all, buckets {buckets:?}");
+
+    // The supervisor's own process, checked against what /proc says of its pid.
+    let fds = sample(&body, "process_open_fds").unwrap_or_default();
+    let max = sample(&body, "process_max_fds").unwrap_or_default();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", d.pid())).unwrap();
+    let soft: f64 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert_eq!(max, soft, "the daemon's soft RLIMIT_NOFILE");
+    assert!(fds > 0.0 && fds < max, "open fds {fds} of {max}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let started = sample(&body, "process_start_time_seconds").unwrap_or_default();
+    assert!(
+        started <= now + 1.0 && started > now - 600.0,
+        "started {started}, now {now}"
+    );
+    assert!(sample(&body, "process_threads").unwrap_or_default() >= 2.0);
+    assert!(sample(&body, "process_resident_memory_bytes").unwrap_or_default() > 1e6);
+    assert!(sample(&body, "process_cpu_seconds_total").unwrap_or_default() > 0.0);
+    println!(
+        "process: {fds} of {max} fds, started {:.0} s ago",
+        now - started
+    );
+
+    for family in [
+        "plexichat_build_info",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+        "plexichat_plugin_info",
+        "plexichat_plugin_spawn_seconds",
+        "plexichat_audit_queue_entries",
+        "plexichat_audit_commit_lag_seconds",
+        "plexichat_plugin_crashes_total",
+        "plexichat_plugin_oom_kills_total",
+    ] {
+        assert!(body.contains(&format!("# HELP {family} ")), "{family} HELP");
+        assert!(body.contains(&format!("# TYPE {family} ")), "{family} TYPE");
+    }
+    assert_eq!(
+        sample(&body, "plexichat_plugin_crashes_total{plugin=\"steady\"}"),
+        Some(0.0)
+    );
+}

@@ -1,17 +1,22 @@
 //! Per-plugin figures for `plexichat monitor` and Prometheus: brokered calls by
-//! service and refusals, counted from the committed audit stream, beside what the
-//! runtime and each plugin's cgroup report now; and the loopback metrics endpoint.
+//! service, refusals, crashes, OOM kills and spawn latency, counted from the committed
+//! audit stream, beside what the runtime and each plugin's cgroup report now.
+
+mod histogram;
+mod http;
+mod process;
+mod prometheus;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use broker_proto::admin::v1::{MonitorResponse, PluginUsage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::audit::{Committed, Outcome, Role};
+pub use histogram::Histogram;
+pub use http::serve_prometheus;
+
+use crate::audit::{AuditEntry, Committed, Outcome, Role};
 use crate::clock::now_ms;
 use crate::context::Shared;
 use crate::runtime::Runtime;
@@ -24,16 +29,69 @@ pub struct CallCounts {
     pub denials: u64,
 }
 
+/// Incidents of one plugin recorded since the supervisor started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Incidents {
+    pub crashes: u64,
+    pub oom_kills: u64,
+}
+
 #[derive(Default)]
 pub struct Counters {
     plugins: Mutex<BTreeMap<String, CallCounts>>,
     /// Supervisor CPU time spent on each plugin's blocking broker work.
     cpu: Mutex<BTreeMap<String, Duration>>,
+    incidents: Mutex<BTreeMap<String, Incidents>>,
+    /// Start request to completed handshake, from each `plugin.start` record.
+    spawns: Mutex<Histogram>,
 }
 
 impl Counters {
-    /// Counts the brokered calls among committed records (runs under the store's lock).
+    /// Counts what committed records show (runs under the store's lock).
     pub fn observe(&self, records: &[Committed]) {
+        self.observe_calls(records);
+        for c in records {
+            let e = &c.entry;
+            match e.action.as_str() {
+                "plugin.start" => self.observe_start(e),
+                "plugin.crash" | "security.oom_kill" => self.observe_incident(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn observe_start(&self, e: &AuditEntry) {
+        let Some(us) = e.detail.get("spawn_to_ready_us").and_then(|v| v.as_u64()) else {
+            return;
+        };
+        if let Ok(mut h) = self.spawns.lock() {
+            h.observe(us as f64 / 1e6);
+        }
+    }
+
+    fn observe_incident(&self, e: &AuditEntry) {
+        let (Some(plugin), Ok(mut all)) = (&e.plugin, self.incidents.lock()) else {
+            return;
+        };
+        let i = all.entry(plugin.clone()).or_default();
+        if e.action == "plugin.crash" {
+            i.crashes += 1;
+        } else {
+            // One record may stand for several kills seen since the last look.
+            i.oom_kills += e.detail.get("kills").and_then(|v| v.as_u64()).unwrap_or(1);
+        }
+    }
+
+    pub fn incidents(&self) -> BTreeMap<String, Incidents> {
+        self.incidents.lock().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    pub fn spawns(&self) -> Histogram {
+        self.spawns.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Counts the brokered calls among committed records.
+    fn observe_calls(&self, records: &[Committed]) {
         let Ok(mut plugins) = self.plugins.lock() else {
             return;
         };
@@ -136,171 +194,10 @@ pub fn usage(
     })
 }
 
-/// The Prometheus text exposition (format 0.0.4) of `m`.
-pub fn prometheus_text(m: &MonitorResponse, safe_mode: bool) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, value) in rows {
-            let _ = writeln!(out, "{name}{{{labels}}} {value}");
-        }
-    };
-    let label = |p: &PluginUsage| format!("plugin=\"{}\"", p.name);
-    let per = |f: &dyn Fn(&PluginUsage) -> String| -> Vec<(String, String)> {
-        m.plugins.iter().map(|p| (label(p), f(p))).collect()
-    };
-    family(
-        "plexichat_plugin_up",
-        "gauge",
-        "1 while the plugin's process runs.",
-        per(&|p| u8::from(p.runtime == "running").to_string()),
-    );
-    family(
-        "plexichat_plugin_cpu_seconds_total",
-        "counter",
-        "CPU time used by the plugin's cgroup.",
-        per(&|p| format!("{:.6}", p.cpu_usec as f64 / 1e6)),
-    );
-    family(
-        "plexichat_plugin_broker_cpu_seconds_total",
-        "counter",
-        "CPU time the supervisor spent on the plugin's blocking broker work.",
-        per(&|p| format!("{:.6}", p.broker_cpu_usec as f64 / 1e6)),
-    );
-    family(
-        "plexichat_plugin_memory_bytes",
-        "gauge",
-        "Memory charged to the plugin's cgroup.",
-        per(&|p| p.memory_bytes.to_string()),
-    );
-    family(
-        "plexichat_plugin_memory_limit_bytes",
-        "gauge",
-        "The plugin's memory limit.",
-        per(&|p| p.memory_limit.to_string()),
-    );
-    family(
-        "plexichat_plugin_pids",
-        "gauge",
-        "Processes and threads in the plugin's cgroup.",
-        per(&|p| p.pids.to_string()),
-    );
-    family(
-        "plexichat_plugin_broker_calls_total",
-        "counter",
-        "Brokered calls since the supervisor started, by service.",
-        m.plugins
-            .iter()
-            .flat_map(|p| {
-                p.calls.iter().map(move |(service, n)| {
-                    (format!("{},service=\"{service}\"", label(p)), n.to_string())
-                })
-            })
-            .collect(),
-    );
-    family(
-        "plexichat_plugin_denials_total",
-        "counter",
-        "Brokered calls refused since the supervisor started.",
-        per(&|p| p.denials.to_string()),
-    );
-    family(
-        "plexichat_plugin_restarts_total",
-        "counter",
-        "Restarts after crashes of the current run.",
-        per(&|p| p.restarts.to_string()),
-    );
-    family(
-        "plexichat_plugin_open_alerts",
-        "gauge",
-        "Alerts raised and not yet acknowledged.",
-        per(&|p| p.open_alerts.to_string()),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP plexichat_safe_mode 1 while safe mode keeps every plugin from starting.\n# TYPE plexichat_safe_mode gauge\nplexichat_safe_mode {}",
-        u8::from(safe_mode)
-    );
-    out
-}
-
-/// Largest request head read from a metrics client.
-const MAX_REQUEST: usize = 8192;
-
-/// Serves `GET /metrics` on `addr` (loopback, checked by the config) until the
-/// process ends. One short-lived connection per scrape; anything else gets 404/400.
-pub async fn serve_prometheus(
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    runtime: Arc<Runtime>,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-    tokio::spawn(async move {
-        loop {
-            let Ok((conn, _)) = listener.accept().await else {
-                continue;
-            };
-            let (shared, runtime) = (Arc::clone(&shared), Arc::clone(&runtime));
-            tokio::spawn(async move {
-                let answered =
-                    tokio::time::timeout(Duration::from_secs(5), scrape(conn, &shared, &runtime));
-                if let Ok(Err(e)) = answered.await {
-                    tracing::debug!(error = %e, "metrics client");
-                }
-            });
-        }
-    });
-    Ok(())
-}
-
-async fn scrape(
-    mut conn: tokio::net::TcpStream,
-    shared: &Shared,
-    runtime: &Runtime,
-) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf).await?;
-        if n == 0 || head.len() + n > MAX_REQUEST {
-            return respond(&mut conn, "400 Bad Request", "bad request\n").await;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|b| *b == b' ');
-    let method = parts.next();
-    // A query string (`/metrics?x=1`, as some scrapers add) selects nothing here.
-    let path = parts.next().and_then(|p| p.split(|b| *b == b'?').next());
-    if method != Some(b"GET") || path != Some(b"/metrics") {
-        return respond(&mut conn, "404 Not Found", "only GET /metrics is served\n").await;
-    }
-    let safe_mode = shared.store.safe_mode().is_ok_and(|m| m.enabled);
-    match usage(shared, runtime, None) {
-        Ok(m) => respond(&mut conn, "200 OK", &prometheus_text(&m, safe_mode)).await,
-        Err(e) => respond(&mut conn, "500 Internal Server Error", &format!("{e}\n")).await,
-    }
-}
-
-async fn respond(
-    conn: &mut tokio::net::TcpStream,
-    status: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await?;
-    conn.write_all(body.as_bytes()).await?;
-    conn.shutdown().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Actor, AuditEntry};
+    use crate::audit::Actor;
 
     #[test]
     fn only_brokered_calls_of_plugins_are_counted() {
@@ -326,28 +223,37 @@ mod tests {
     }
 
     #[test]
-    fn the_exposition_names_each_plugin_and_service() {
-        let m = MonitorResponse {
-            ts_ms: 0,
-            plugins: vec![PluginUsage {
-                name: "echo".into(),
-                runtime: "running".into(),
-                cpu_usec: 1_500_000,
-                calls: [("file_read".to_string(), 3)].into_iter().collect(),
-                denials: 1,
-                ..PluginUsage::default()
-            }],
+    fn starts_crashes_and_oom_kills_are_counted_from_their_records() {
+        let counters = Counters::default();
+        let system = Actor::system();
+        let record = |action: &str, detail: serde_json::Value| Committed {
+            id: 0,
+            entry: AuditEntry::new(&system, action, Outcome::Ok)
+                .plugin("a")
+                .detail(detail),
+            detail: None,
         };
-        let text = prometheus_text(&m, true);
-        assert!(
-            text.contains("plexichat_plugin_up{plugin=\"echo\"} 1\n"),
-            "{text}"
+        counters.observe(&[
+            record(
+                "plugin.start",
+                serde_json::json!({ "spawn_to_ready_us": 30_000 }),
+            ),
+            record(
+                "plugin.start",
+                serde_json::json!({ "spawn_to_ready_us": 700 }),
+            ),
+            record("plugin.start", serde_json::json!({})),
+            record("plugin.crash", serde_json::json!({ "reason": "exit 1" })),
+            record("security.oom_kill", serde_json::json!({ "kills": 2 })),
+        ]);
+        let spawns = counters.spawns();
+        assert_eq!(
+            spawns.count(),
+            2,
+            "a start without its latency is not observed"
         );
-        assert!(text.contains("plexichat_plugin_cpu_seconds_total{plugin=\"echo\"} 1.500000\n"));
-        assert!(text.contains(
-            "plexichat_plugin_broker_calls_total{plugin=\"echo\",service=\"file_read\"} 3\n"
-        ));
-        assert!(text.contains("plexichat_safe_mode 1\n"));
-        assert!(text.contains("# TYPE plexichat_plugin_denials_total counter\n"));
+        assert!((spawns.sum() - 0.0307).abs() < 1e-9);
+        let a = counters.incidents()["a"];
+        assert_eq!((a.crashes, a.oom_kills), (1, 2));
     }
 }
