@@ -577,3 +577,103 @@ fn prometheus_shows_the_build_the_process_plugin_states_spawns_and_audit_lag() {
         Some(0.0)
     );
 }
+
+/// promtool, or `None` (with one SKIPPED line) off CI; on CI its absence fails.
+fn promtool() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "promtool is missing (Debian: apt-get install --no-install-recommends prometheus)"
+        );
+        println!(
+            "SKIPPED: promtool not installed (apt-get install --no-install-recommends prometheus)"
+        );
+    }
+    found
+}
+
+fn contrib(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../contrib")
+        .join(path)
+}
+
+#[test]
+fn promtool_accepts_the_shipped_alert_rules_and_a_live_scrape() {
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    let rules = contrib("prometheus/plexichat-alerts.yml");
+    let checked = Command::new(&promtool)
+        .arg("check")
+        .arg("rules")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        checked.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    println!("{}", out.trim());
+
+    let (d, port) = metrics_daemon();
+    install_running(&d, "busy", FILE_READ);
+    deny_flood(&d, "busy", 1);
+    let body = scrape_metrics(port);
+    let mut check = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let linted = check.wait_with_output().unwrap();
+    assert!(
+        linted.status.success() && linted.stdout.is_empty() && linted.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{body}",
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(contrib("grafana/plexichat-supervisor.json")).unwrap(),
+    )
+    .unwrap();
+    // Every metric a panel queries is one the daemon exposes.
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("plexichat_") || w.starts_with("process_"))
+                .collect();
+            assert!(!names.is_empty(), "{expr}");
+            for name in names {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    body.contains(&format!("# TYPE {family} ")),
+                    "{expr}: {name} is not exposed"
+                );
+                queried += 1;
+            }
+        }
+    }
+    assert!(queried >= 8, "{queried} metrics queried");
+}
