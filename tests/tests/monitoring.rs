@@ -372,10 +372,21 @@ fn a_seccomp_violation_rule_quarantines_a_plugin_that_keeps_trying() {
     assert_eq!(d.runtime_of("bystander"), "running", "only the offender");
 }
 
+/// The `kills` of a `security.oom_kill` detail, an object or its JSON text.
+fn kills_of(detail: &serde_json::Value) -> u64 {
+    let parsed = detail
+        .as_str()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+    parsed.as_ref().unwrap_or(detail)["kills"]
+        .as_u64()
+        .unwrap_or(1)
+}
+
 #[test]
 fn a_repeated_oom_rule_quarantines_a_plugin_killed_for_memory_twice() {
+    let port = free_port();
     let d = Daemon::start_with(Settings {
-        extra: "[[alert]]\nname = \"repeated-oom\"\nkind = \"oom_kills\"\nthreshold = 2\nwindow = \"5m\"\nquarantine = true\n".into(),
+        extra: format!("[[alert]]\nname = \"repeated-oom\"\nkind = \"oom_kills\"\nthreshold = 2\nwindow = \"5m\"\nquarantine = true\n[monitor]\nprometheus_listen = \"127.0.0.1:{port}\"\n"),
         backoff_initial: "100ms",
         backoff_max: "500ms",
         quarantine_after: 50,
@@ -413,6 +424,31 @@ fn a_repeated_oom_rule_quarantines_a_plugin_killed_for_memory_twice() {
     assert_eq!(open[0]["kind"], "oom_kills");
     assert_eq!(open[0]["quarantined"], true);
     assert!(oom_kills() >= 2);
+
+    // Prometheus counts the same records (one may stand for several kills), read
+    // once the plugin is stopped and nothing waits for a commit.
+    let mut body = String::new();
+    wait_until(Duration::from_secs(10), "stopped and all committed", || {
+        body = scrape_metrics(port);
+        sample(&body, &info("hostile", "quarantined", "stopped")).is_some()
+            && sample(&body, "plexichat_audit_queue_entries") == Some(0.0)
+    });
+    let records = d.audit(Some("hostile"));
+    let kills: u64 = records
+        .iter()
+        .filter(|r| r["action"] == "security.oom_kill")
+        .map(|r| kills_of(&r["detail"]))
+        .sum();
+    let crashes = records
+        .iter()
+        .filter(|r| r["action"] == "plugin.crash")
+        .count();
+    let series = "plexichat_plugin_oom_kills_total{plugin=\"hostile\"}";
+    assert_eq!(sample(&body, series), Some(kills as f64), "{body}");
+    let series = "plexichat_plugin_crashes_total{plugin=\"hostile\"}";
+    assert_eq!(sample(&body, series), Some(crashes as f64), "{body}");
+    assert!(crashes >= 1, "the first OOM kill ended a run");
+    println!("oom: {kills} kills, {crashes} crashes recorded and exposed");
 }
 
 /// The body of a `GET /metrics` answer.
