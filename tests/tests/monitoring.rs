@@ -644,20 +644,25 @@ fn promtool_accepts_the_shipped_alert_rules_and_a_live_scrape() {
     let Some(promtool) = promtool() else {
         return;
     };
-    let rules = contrib("prometheus/plexichat-alerts.yml");
-    let checked = Command::new(&promtool)
-        .arg("check")
-        .arg("rules")
-        .arg(&rules)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&checked.stdout);
-    assert!(
-        checked.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    println!("{}", out.trim());
+    // The rules parse, and each fires on its case and not before (the unit tests
+    // beside them).
+    for (how, file) in [
+        ("check", "prometheus/plexichat-alerts.yml"),
+        ("test", "prometheus/plexichat-alerts.test.yml"),
+    ] {
+        let checked = Command::new(&promtool)
+            .args([how, "rules"])
+            .arg(contrib(file))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&checked.stdout);
+        assert!(
+            checked.status.success(),
+            "promtool {how} rules {file}: {out}{}",
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        println!("{}", out.trim());
+    }
 
     let (d, port) = metrics_daemon();
     install_running(&d, "busy", FILE_READ);
