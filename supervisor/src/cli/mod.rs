@@ -2,6 +2,7 @@
 //! dispatch of each subcommand to its handler in [`commands`].
 
 mod client;
+mod columns;
 mod commands;
 mod confirm;
 mod failure;
