@@ -220,3 +220,61 @@ fn help_texts_say_what_the_flags_do() {
     let help = d.cli(&["restore", "--help"]).ok().stdout.clone();
     assert!(help.contains("--yes"), "{help}");
 }
+
+#[test]
+fn completions_load_in_bash_and_man_pages_cover_every_subcommand_without_a_supervisor() {
+    let script = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(bin("plexichat"))
+        .args(["completions", "bash"])
+        .env("PLEXICHAT_SOCKET", "/nonexistent/supervisor.sock")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(script.path(), &out.stdout).unwrap();
+    // Bash loads it and completes `plexichat plugin rem` to `remove`.
+    let check = format!(
+        "source {} && COMP_WORDS=(plexichat plugin rem) COMP_CWORD=2 && _plexichat plexichat rem plugin && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script.path().display()
+    );
+    let bash = Command::new("bash").args(["-c", &check]).output().unwrap();
+    let words = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        bash.status.success() && words.lines().any(|w| w == "remove"),
+        "{words} {}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("plexichat"))
+        .args(["manpage", "--dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "plexichat.1",
+        "plexichat-plugin-remove.1",
+        "plexichat-restore.1",
+    ] {
+        assert!(dir.path().join(page).is_file(), "{page}");
+    }
+    let disable = std::fs::read_to_string(dir.path().join("plexichat-plugin-disable.1")).unwrap();
+    assert!(disable.contains("Kill it at once"), "{disable}");
+    // Hidden from the help an operator reads.
+    let help = Command::new(bin("plexichat"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        !help.contains("completions") && !help.contains("manpage"),
+        "{help}"
+    );
+}

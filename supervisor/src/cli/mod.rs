@@ -6,6 +6,7 @@ mod columns;
 mod commands;
 mod confirm;
 mod failure;
+mod generate;
 mod monitor;
 mod operations;
 mod output;
@@ -123,6 +124,20 @@ enum Command {
     /// The supervisor's own configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the shell completion script for SHELL (for installers)
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: generate::Shell,
+    },
+    /// Print the man page, plexichat(1), in roff; with --dir, write it and one page
+    /// per subcommand there (for installers)
+    #[command(hide = true)]
+    Manpage {
+        /// Write every page into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,6 +526,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             suggest::plugin_name(&session, name.as_deref(), result).await
         }
         Command::Config(ConfigCommand::Reload) => operations::config_reload(&session).await,
+        // Generated from the definition alone: no supervisor is asked.
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Manpage { dir } => generate::manpage(dir.as_deref()),
         Command::Audit(AuditCommand::Plugins(args)) => {
             // --output-format is this command's own spelling of --output.
             let session = session.with_format(args.output_format);
