@@ -17,7 +17,7 @@ demo() {
   for _ in $(seq 100); do "$cli" whoami >/dev/null 2>&1 && break; sleep 0.1; done
   echo "== demo: install, review, enable =="
   # A rebuilt binary no longer matches the old pin: start the demo fresh.
-  "$cli" plugin remove hello >/dev/null 2>&1 || true
+  "$cli" plugin remove --yes hello >/dev/null 2>&1 || true
   "$cli" plugin install "$pkg"
   "$cli" plugin pending
   "$cli" plugin approve hello --comment "demo: approved by make run" --expires-in 7d

@@ -80,6 +80,7 @@ fn restore_brings_back_plugins_and_grants_and_keeps_the_audit_log() {
             "--output",
             "json",
             "restore",
+            "--yes",
             "--backup-id",
             &good_id,
             "--comment",
@@ -116,6 +117,7 @@ fn restore_brings_back_plugins_and_grants_and_keeps_the_audit_log() {
             "--output",
             "json",
             "restore",
+            "--yes",
             "--backup-id",
             &good_id,
             "--exclude-plugins",
@@ -154,7 +156,7 @@ fn unknown_hostile_or_tampered_backups_are_refused_and_change_nothing() {
         ("19990101-000000-000", "no backup"),
         ("", "is not a backup id"),
     ] {
-        let out = d.cli(&["restore", "--backup-id", bad]);
+        let out = d.cli(&["restore", "--yes", "--backup-id", bad]);
         assert!(!out.status.success(), "{bad}");
         assert!(out.stderr.contains(want), "{bad}: {}", out.stderr);
     }
@@ -162,7 +164,7 @@ fn unknown_hostile_or_tampered_backups_are_refused_and_change_nothing() {
     let mut bytes = std::fs::read(&file).unwrap();
     bytes.extend_from_slice(b"\0");
     std::fs::write(&file, bytes).unwrap();
-    let out = d.cli(&["restore", "--backup-id", &id]);
+    let out = d.cli(&["restore", "--yes", "--backup-id", &id]);
     assert!(
         !out.status.success() && out.stderr.contains("was modified since it was taken"),
         "{}",

@@ -36,8 +36,8 @@ fn mix(round: usize, v1: &Path, v2: &Path) -> Vec<Vec<String>> {
     }
     cmds.push(s(&["plugin", "disable", "hello", "--force"]));
     if !round.is_multiple_of(2) {
-        cmds.push(s(&["plugin", "remove", "hello"]));
-        cmds.push(s(&["plugin", "remove", "hello"]));
+        cmds.push(s(&["plugin", "remove", "hello", "--yes"]));
+        cmds.push(s(&["plugin", "remove", "hello", "--yes"]));
     }
     assert_eq!(cmds.len(), 20);
     // A different interleaving each round.
@@ -280,7 +280,7 @@ fn parallel_mixed_lifecycle_commands_never_corrupt_the_store() {
 
         // The next round starts from nothing installed.
         if installed {
-            d.cli(&["plugin", "remove", "hello"]).ok();
+            d.cli(&["plugin", "remove", "hello", "--yes"]).ok();
         }
     }
     println!("(succeeded, refused) by command: {won:?}");
@@ -353,7 +353,7 @@ fn a_restore_excludes_plugin_commands_and_finds_the_files_of_before_an_update() 
     // A restore in a burst of commands on the plugin it replaces.
     let (v2s, v3s) = (v2.display().to_string(), v3.display().to_string());
     let burst: Vec<Vec<&str>> = vec![
-        vec!["restore", "--backup-id", &before],
+        vec!["restore", "--yes", "--backup-id", &before],
         vec!["plugin", "update", "hello", &v2s],
         vec!["plugin", "disable", "hello"],
         vec!["plugin", "enable", "hello"],
@@ -393,7 +393,7 @@ fn a_restore_excludes_plugin_commands_and_finds_the_files_of_before_an_update() 
         d.cli(&["plugin", "update", "hello", &v3s]).ok();
     }
     d.cli(&["plugin", "enable", "hello"]).ok();
-    d.cli(&["restore", "--backup-id", &before]).ok();
+    d.cli(&["restore", "--yes", "--backup-id", &before]).ok();
     assert_eq!(d.plugin_json("hello")["summary"]["version"], "1.0.0");
     store_points_at_real_files(&d);
     d.wait_running("hello");

@@ -125,9 +125,14 @@ fn monitor_shows_usage_calls_and_denials_per_plugin_and_prometheus_serves_them()
 /// Runs `plexichat monitor plugins --real-time` on a pseudo-terminal until it has
 /// drawn `want`, then presses q; returns everything it drew.
 fn run_tui(d: &Daemon, want: &str) -> String {
+    run_tui_cols(d, want, 140)
+}
+
+/// [`run_tui`] on a terminal `cols` columns wide.
+fn run_tui_cols(d: &Daemon, want: &str, cols: u16) -> String {
     let winsize = nix::pty::Winsize {
         ws_row: 30,
-        ws_col: 140,
+        ws_col: cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
@@ -207,6 +212,95 @@ fn the_real_time_view_draws_every_plugin_and_quits_on_q() {
     assert!(drawn.contains("RESTARTS"), "the header");
     // It left the alternate screen it entered.
     assert!(drawn.contains("\x1b[?1049h") && drawn.contains("\x1b[?1049l"));
+}
+
+/// The screen `drawn` leaves, `cols` wide: printable text placed at the cursor, which
+/// only `CSI row;col H` moves (all ratatui's crossterm backend uses); other escape
+/// sequences are skipped.
+fn screen(drawn: &str, cols: usize) -> Vec<String> {
+    let mut grid = vec![vec![' '; cols]; 30];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = drawn.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.next_if_eq(&'[').is_none() {
+                chars.next();
+                continue;
+            }
+            let mut params = String::new();
+            while let Some(p) = chars.next_if(|p| !p.is_ascii_alphabetic() && *p != '~') {
+                params.push(p);
+            }
+            if chars.next() == Some('H') {
+                let mut n = params.split(';').map(|x| x.parse::<usize>().unwrap_or(1));
+                row = n.next().unwrap_or(1).saturating_sub(1);
+                col = n.next().unwrap_or(1).saturating_sub(1);
+            }
+        } else if !c.is_control() {
+            if let Some(cell) = grid.get_mut(row).and_then(|r| r.get_mut(col)) {
+                *cell = c;
+            }
+            col += 1;
+        }
+    }
+    grid.into_iter().map(|r| r.into_iter().collect()).collect()
+}
+
+#[test]
+fn on_a_narrow_terminal_the_real_time_view_drops_columns_and_never_cuts_a_figure() {
+    let d = Daemon::start();
+    install_running(&d, "narrow", "");
+    let pid = d.plugin_pid("narrow").expect("running").to_string();
+    let drawn = run_tui_cols(&d, "widen", 50);
+    let lines = screen(&drawn, 50);
+    let text = lines.join("\n");
+    println!("{text}");
+    let words = |line: &str| -> Vec<String> {
+        line.split(|c: char| c.is_whitespace() || "│─┌┐└┘".contains(c))
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let header = lines
+        .iter()
+        .find(|l| l.contains("PLUGIN"))
+        .unwrap_or_else(|| panic!("no header: {text}"));
+    let all = [
+        "PLUGIN", "STATE", "RUNTIME", "PID", "CPU%", "BROKER%", "MEMORY", "MEM%", "PIDS", "CALLS",
+        "DENIALS", "RESTARTS", "ALERTS",
+    ];
+    let shown = words(header);
+    assert!(
+        shown.iter().all(|h| all.contains(&h.as_str())),
+        "whole headers only: {shown:?}"
+    );
+    assert!(shown.len() < all.len(), "some columns dropped: {shown:?}");
+    let hidden = all.len() - shown.len();
+    assert!(
+        text.contains(&format!("{hidden} column(s) hidden: widen the terminal")),
+        "the footer says how many: {text}"
+    );
+    let row = lines
+        .iter()
+        .find(|l| l.contains("narrow"))
+        .unwrap_or_else(|| panic!("no row: {text}"));
+    let cells = words(row);
+    assert!(
+        shown.contains(&"PID".to_string()),
+        "the pid is kept: {shown:?}"
+    );
+    assert!(cells.contains(&pid), "pid {pid} whole: {cells:?}");
+    if shown.contains(&"MEMORY".to_string()) {
+        assert!(
+            cells
+                .iter()
+                .any(|c| ["B", "KiB", "MiB", "GiB"].contains(&c.as_str())),
+            "memory with its unit: {cells:?}"
+        );
+    }
+    // Wide, nothing is hidden.
+    let wide = run_tui(&d, "RESTARTS");
+    assert!(!wide.contains("hidden"), "{wide:?}");
 }
 
 const RULES: &str = r#"

@@ -135,7 +135,7 @@ ok "journalctl -p warning: '$denied'; PLEXICHAT_PLUGIN=hello has $(journalctl PL
 
 # ---- removing a plugin deletes its data (files owned by its uid) ----------------------
 "$CLI" plugin disable hostile >/dev/null || fail "plugin disable hostile"
-"$CLI" plugin remove hostile >/dev/null || fail "plugin remove hostile"
+"$CLI" plugin remove --yes hostile >/dev/null || fail "plugin remove hostile"
 ls /var/lib/plexichat/data/hostile >/dev/null 2>&1 && fail "hostile's data directory is left"
 ok "plugin remove: hostile and its data gone"
 

@@ -2,13 +2,17 @@
 //! dispatch of each subcommand to its handler in [`commands`].
 
 mod client;
+mod columns;
 mod commands;
+mod confirm;
 mod failure;
+mod generate;
 mod monitor;
 mod operations;
 mod output;
 mod parse;
 mod security;
+mod suggest;
 mod upload;
 
 use std::path::PathBuf;
@@ -110,6 +114,9 @@ enum Command {
         /// Why, kept in the audit trail
         #[arg(long)]
         comment: Option<String>,
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Resource use and broker activity per plugin
     #[command(subcommand)]
@@ -117,6 +124,20 @@ enum Command {
     /// The supervisor's own configuration
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the shell completion script for SHELL (for installers)
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: generate::Shell,
+    },
+    /// Print the man page, plexichat(1), in roff; with --dir, write it and one page
+    /// per subcommand there (for installers)
+    #[command(hide = true)]
+    Manpage {
+        /// Write every page into this directory instead
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,7 +241,8 @@ enum SecurityCommand {
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
     /// Install a plugin from a directory (read by the CLI with your rights and
-    /// uploaded); it stays disabled until its permission requests are reviewed
+    /// uploaded); it stays disabled until `plugin enable`, which needs its
+    /// permission requests approved first
     Install {
         /// Plugin directory containing plugin.toml
         #[arg(value_name = "DIR")]
@@ -298,18 +320,23 @@ enum PluginCommand {
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Stop a plugin and keep it from starting again
+    /// Stop a plugin and keep it from starting again (core plugins too)
     Disable {
         /// Plugin name
         name: String,
-        /// Also disable a core plugin
+        /// Kill it at once instead of asking it to stop and waiting up to
+        /// runtime.stop_grace (recorded as plugin.disable_force)
         #[arg(long)]
         force: bool,
     },
-    /// Uninstall a plugin
+    /// Stop and uninstall a plugin, deleting its record, its installed files and its
+    /// data directory (asks first on a terminal)
     Remove {
         /// Plugin name
         name: String,
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Run a command a plugin provides and print its output
     Invoke {
@@ -319,7 +346,8 @@ enum PluginCommand {
         command: String,
         /// Arguments, passed to the plugin as UTF-8 text
         args: Option<String>,
-        /// Give up after this long (e.g. 5s, 2m) [default: the supervisor's]
+        /// Give up after this long (e.g. 5s, 2m; at most 5m, longer is cut to 5m)
+        /// [default: the supervisor's runtime.command_timeout]
         #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
         timeout: Option<Duration>,
     },
@@ -454,7 +482,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::verify_integrity(&session).await
         }
         Command::Security(SecurityCommand::PluginStatus { plugin }) => {
-            security::plugin_status(&session, plugin).await
+            let name = plugin.clone();
+            let result = security::plugin_status(&session, plugin).await;
+            suggest::plugin_name(&session, name.as_deref(), result).await
         }
         Command::Security(SecurityCommand::Alerts { all }) => {
             operations::alerts(&session, all).await
@@ -471,7 +501,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             backup_id,
             exclude_plugins,
             comment,
+            yes,
         } => {
+            let question = format!(
+                "restore backup {} over the current plugins, permissions and config",
+                output::escape_line(&backup_id)
+            );
+            confirm::confirm(&question, yes)?;
             operations::restore(
                 &session,
                 backup_id,
@@ -484,8 +520,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             plugin,
             real_time,
             interval,
-        }) => monitor::plugins(&session, plugin, real_time, interval).await,
+        }) => {
+            let name = plugin.clone();
+            let result = monitor::plugins(&session, plugin, real_time, interval).await;
+            suggest::plugin_name(&session, name.as_deref(), result).await
+        }
         Command::Config(ConfigCommand::Reload) => operations::config_reload(&session).await,
+        // Generated from the definition alone: no supervisor is asked.
+        Command::Completions { shell } => generate::completions(shell),
+        Command::Manpage { dir } => generate::manpage(dir.as_deref()),
         Command::Audit(AuditCommand::Plugins(args)) => {
             // --output-format is this command's own spelling of --output.
             let session = session.with_format(args.output_format);
@@ -501,6 +544,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()> {
+    let name = cmd.plugin_name().map(str::to_owned);
+    let result = dispatch_plugin(session, cmd).await;
+    suggest::plugin_name(session, name.as_deref(), result).await
+}
+
+impl PluginCommand {
+    /// The installed plugin this command names, if any.
+    fn plugin_name(&self) -> Option<&str> {
+        match self {
+            PluginCommand::Show { name }
+            | PluginCommand::RequestChanges { name, .. }
+            | PluginCommand::Update { name, .. }
+            | PluginCommand::Enable { name, .. }
+            | PluginCommand::Disable { name, .. }
+            | PluginCommand::Remove { name, .. }
+            | PluginCommand::Invoke { name, .. } => Some(name),
+            PluginCommand::Approve(args) => Some(&args.decision.name),
+            PluginCommand::Deny(args) => Some(&args.name),
+            PluginCommand::RevokePermission { name, .. } => name.as_deref(),
+            PluginCommand::Install { .. }
+            | PluginCommand::Pending { .. }
+            | PluginCommand::List
+            | PluginCommand::DisableAll { .. } => None,
+        }
+    }
+}
+
+async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::Install { dir } => commands::install(session, &dir).await,
         PluginCommand::Pending { expiring_within } => {
@@ -542,7 +613,14 @@ async fn run_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()>
             operations::disable_all(session, except_core, force, comment.unwrap_or_default()).await
         }
         PluginCommand::Disable { name, force } => commands::disable(session, name, force).await,
-        PluginCommand::Remove { name } => commands::remove(session, name).await,
+        PluginCommand::Remove { name, yes } => {
+            let question = format!(
+                "remove plugin {} and delete its data",
+                output::escape_line(&name)
+            );
+            confirm::confirm(&question, yes)?;
+            commands::remove(session, name).await
+        }
         PluginCommand::Invoke {
             name,
             command,

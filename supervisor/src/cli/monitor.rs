@@ -13,6 +13,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::widgets::{Block, Borders, Row, Table as TuiTable};
 
 use super::client::Admin;
+use super::columns;
 use super::commands::{emit, Session};
 use super::output::{format_bytes, Table};
 use super::OutputFormat;
@@ -189,33 +190,25 @@ async fn live(admin: &mut Admin, plugin: &str, interval: Duration) -> Result<()>
         }
         let mut table_rows = rows(&before, &now);
         sort.sort(&mut table_rows, &now);
-        let title = format!(
-            " plexichat monitor: {} plugin(s), every {}, sorted by {} (s: sort, q: quit) ",
-            now.plugins.len(),
-            humantime::format_duration(interval),
-            sort.label()
+        let (title, summary) = (
+            format!("plexichat monitor: {} plugin(s)", now.plugins.len()),
+            [
+                format!("every {}", humantime::format_duration(interval)),
+                format!("sorted by {}", sort.label()),
+                "s: sort, q: quit".to_string(),
+            ],
         );
         term.draw(|frame| {
-            let widths = [
-                Constraint::Min(12),
-                Constraint::Length(11),
-                Constraint::Length(8),
-                Constraint::Length(8),
-                Constraint::Length(6),
-                Constraint::Length(8),
-                Constraint::Length(10),
-                Constraint::Length(6),
-                Constraint::Length(9),
-                Constraint::Length(8),
-                Constraint::Length(8),
-                Constraint::Length(9),
-                Constraint::Length(7),
-            ];
-            let header = Row::new(HEADERS).style(Style::default().add_modifier(Modifier::BOLD));
-            let table = TuiTable::new(table_rows.into_iter().map(Row::new), widths)
-                .header(header)
-                .block(Block::default().borders(Borders::ALL).title(title));
-            frame.render_widget(table, frame.area());
+            let area = frame.area();
+            let inner = area.width.saturating_sub(2);
+            let view = LiveTable::new(table_rows, inner);
+            let mut block = Block::default()
+                .borders(Borders::ALL)
+                .title(title_within(&title, &summary, inner));
+            if view.fit.hidden > 0 {
+                block = block.title_bottom(hidden_note(view.fit.hidden, inner));
+            }
+            frame.render_widget(view.widget().block(block), area);
         })?;
         if event::poll(Duration::from_millis(100))? {
             if let Event::Key(key) = event::read()? {
@@ -230,6 +223,79 @@ async fn live(admin: &mut Admin, plugin: &str, interval: Duration) -> Result<()>
                 }
             }
         }
+    }
+}
+
+/// Column indexes from most to least important: on a narrow terminal the view drops
+/// columns from the end of this list rather than cut a figure.
+const PRIORITY: [usize; 13] = [0, 1, 3, 4, 6, 2, 7, 12, 10, 11, 8, 9, 5];
+
+/// Space between columns (ratatui's default).
+const SPACING: u16 = 1;
+
+/// The live table's rows fitted to the terminal's width.
+struct LiveTable {
+    rows: Vec<[String; 13]>,
+    fit: columns::Fit,
+}
+
+impl LiveTable {
+    fn new(rows: Vec<[String; 13]>, width: u16) -> Self {
+        let natural: Vec<u16> = (0..HEADERS.len())
+            .map(|c| {
+                rows.iter()
+                    .map(|r| columns::cells(&r[c]))
+                    .chain([columns::cells(HEADERS[c])])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let fit = columns::fit(&natural, &PRIORITY, width, SPACING);
+        Self { rows, fit }
+    }
+
+    /// Only the shown columns; text wider than its column (a plugin name on a very
+    /// narrow terminal) ends in a visible `…` instead of being silently cut.
+    fn cells(&self, row: &[String; 13]) -> Vec<String> {
+        self.fit
+            .shown
+            .iter()
+            .zip(&self.fit.widths)
+            .map(|(&c, &w)| columns::abbreviate(&row[c], w))
+            .collect()
+    }
+
+    fn widget(&self) -> TuiTable<'static> {
+        let header: Vec<String> = self.cells(&HEADERS.map(String::from));
+        let header = Row::new(header).style(Style::default().add_modifier(Modifier::BOLD));
+        let rows: Vec<Row> = self.rows.iter().map(|r| Row::new(self.cells(r))).collect();
+        let widths = self.fit.widths.iter().map(|&w| Constraint::Length(w));
+        TuiTable::new(rows, widths)
+            .header(header)
+            .column_spacing(SPACING)
+    }
+}
+
+/// The title with as many of the `extra` parts as fit in `width`, whole or not at all.
+fn title_within(head: &str, extra: &[String], width: u16) -> String {
+    let mut title = format!(" {head} ");
+    for part in extra {
+        let longer = format!("{}, {part} ", title.trim_end());
+        if columns::cells(&longer) > width {
+            break;
+        }
+        title = longer;
+    }
+    columns::abbreviate(&title, width)
+}
+
+/// The footer saying columns are missing, shortened to fit.
+fn hidden_note(hidden: usize, width: u16) -> String {
+    let long = format!(" {hidden} column(s) hidden: widen the terminal ");
+    if columns::cells(&long) <= width {
+        long
+    } else {
+        columns::abbreviate(&format!(" {hidden} hidden "), width)
     }
 }
 
