@@ -117,6 +117,15 @@ fn install_is_repeatable_keeps_edits_and_uninstall_removes_only_its_files() {
     let config = d.join("etc/plexichat/supervisor.toml");
     let seccomp = d.join("etc/plexichat/policies/seccomp/default.json");
     assert!(seccomp.is_file(), "the seccomp policy is installed");
+    for generated in [
+        "usr/local/share/bash-completion/completions/plexichat",
+        "usr/local/share/zsh/site-functions/_plexichat",
+        "usr/local/share/fish/vendor_completions.d/plexichat.fish",
+        "usr/local/share/man/man1/plexichat.1",
+    ] {
+        let len = std::fs::metadata(d.join(generated)).map_or(0, |m| m.len());
+        assert!(len > 0, "{generated} is not installed");
+    }
     for b in ["plexichat-supervisor", "plexichat"] {
         let installed = std::fs::metadata(d.join("usr/local/bin").join(b))
             .unwrap()
@@ -162,6 +171,8 @@ fn install_is_repeatable_keeps_edits_and_uninstall_removes_only_its_files() {
         "etc/plexichat/policies/seccomp/default.json",
         "etc/plexichat/policies/permissions.toml",
         "usr/local/share/plexichat/installed-files",
+        "usr/local/share/bash-completion/completions/plexichat",
+        "usr/local/share/man/man1/plexichat.1",
     ] {
         assert!(!d.join(gone).exists(), "uninstall left {gone}");
     }
