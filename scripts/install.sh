@@ -33,6 +33,9 @@ die() {
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# Manifest $1's line for exactly path $2 (paths hold dots: no regex).
+listed_line() { awk -v p="$2" '$3 == p' "$1"; }
+
 # One line per file install wrote: "<sha256> <kind> <path without DESTDIR>".
 record() { printf '%s %s %s\n' "$(sha "$DESTDIR$2")" "$1" "$2" >>"$NEW_MANIFEST"; }
 
@@ -53,7 +56,7 @@ put_config() {
     echo "install: kept $dst (edited); the shipped version is $dst.dist:"
     diff -u --label "$dst" --label "$dst.dist" "$target" "$target.dist" | sed 's/^/    /' || true
     # The kept file stays ours to remove only if it is still what we once shipped.
-    grep -E " config $dst\$" "$OLD_MANIFEST" >>"$NEW_MANIFEST" 2>/dev/null || true
+    listed_line "$OLD_MANIFEST" "$dst" | awk '$2 == "config"' >>"$NEW_MANIFEST"
     return
   fi
   install -D -m "$mode" "$src" "$target"
@@ -122,7 +125,7 @@ remove_listed() {
   local listed=$1 keep=${2:-/dev/null} hash kind path
   while read -r hash kind path; do
     [ -n "$path" ] || continue
-    grep -qE " $path\$" "$keep" && continue
+    [ -n "$(listed_line "$keep" "$path")" ] && continue
     local target=$DESTDIR$path
     [ -e "$target" ] || continue
     if [ "$kind" = config ] && [ "$(sha "$target")" != "$hash" ]; then

@@ -4,8 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -137,27 +136,10 @@ fn remove_and_restore_refuse_without_yes_when_stdin_is_not_a_terminal() {
 /// Runs the CLI on a pseudo-terminal, answers `answer` once it asks `[y/N]`;
 /// returns what it printed and whether it succeeded.
 fn on_terminal(d: &Daemon, args: &[&str], answer: &str) -> (String, bool) {
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-    let mut child = Command::new(bin("plexichat"))
-        .args(args)
-        .env("PLEXICHAT_SOCKET", &d.socket)
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
-        .spawn()
-        .unwrap();
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    // SAFETY: fcntl on a descriptor we own, setting O_NONBLOCK.
-    unsafe {
-        let fd = master.as_raw_fd();
-        libc::fcntl(
-            fd,
-            libc::F_SETFL,
-            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
-        );
-    }
+    let OnTerminal {
+        mut child,
+        mut master,
+    } = d.cli_on_terminal(args, 140);
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let mut answered = false;

@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,34 +129,13 @@ fn run_tui(d: &Daemon, want: &str) -> String {
 
 /// [`run_tui`] on a terminal `cols` columns wide.
 fn run_tui_cols(d: &Daemon, want: &str, cols: u16) -> String {
-    let winsize = nix::pty::Winsize {
-        ws_row: 30,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    let pty = nix::pty::openpty(Some(&winsize), None).unwrap();
-    let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
-    let mut child = Command::new(bin("plexichat"))
-        .args(["monitor", "plugins", "--real-time", "--interval", "300ms"])
-        .env("PLEXICHAT_SOCKET", &d.socket)
-        .env("TERM", "xterm-256color")
-        .stdin(slave(&pty.slave))
-        .stdout(slave(&pty.slave))
-        .stderr(slave(&pty.slave))
-        .spawn()
-        .unwrap();
-    drop(pty.slave);
-    let mut master = std::fs::File::from(pty.master);
-    // SAFETY: fcntl on a descriptor we own, setting O_NONBLOCK.
-    unsafe {
-        let fd = master.as_raw_fd();
-        libc::fcntl(
-            fd,
-            libc::F_SETFL,
-            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
-        );
-    }
+    let OnTerminal {
+        mut child,
+        mut master,
+    } = d.cli_on_terminal(
+        &["monitor", "plugins", "--real-time", "--interval", "300ms"],
+        cols,
+    );
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut buf = [0u8; 65536];

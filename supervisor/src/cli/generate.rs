@@ -29,8 +29,12 @@ impl Shell {
 
 /// The completion script for `shell` on stdout.
 pub fn completions(shell: Shell) -> Result<()> {
-    // Rendered in memory: the generators panic on a write error, and stdout may be
-    // a closed pipe, which `emit` reports properly.
+    emit(&completion(shell)?)
+}
+
+/// Rendered in memory: the generators panic on a write error, and stdout may be a
+/// closed pipe, which `emit` reports properly.
+fn completion(shell: Shell) -> Result<String> {
     let mut out = Vec::new();
     clap_complete::generate(
         shell.generator(),
@@ -38,7 +42,7 @@ pub fn completions(shell: Shell) -> Result<()> {
         "plexichat",
         &mut out,
     );
-    emit(&String::from_utf8(out)?)
+    Ok(String::from_utf8(out)?)
 }
 
 /// The man page, plexichat(1), on stdout; with `dir`, it and one page per
@@ -65,27 +69,18 @@ pub fn manpage(dir: Option<&Path>) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn completion(shell: Shell) -> String {
-        let mut out = Vec::new();
-        clap_complete::generate(
-            shell.generator(),
-            &mut Cli::command(),
-            "plexichat",
-            &mut out,
-        );
-        String::from_utf8(out).unwrap()
-    }
-
     #[test]
     fn completions_know_the_subcommands_and_flags() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-            let script = completion(shell);
+            let script = completion(shell).unwrap();
             for word in ["plugin", "remove", "yes", "real-time", "exclude-plugins"] {
                 assert!(script.contains(word), "{shell:?} lacks {word}");
             }
         }
-        assert!(completion(Shell::Bash).contains("complete -F"));
-        assert!(completion(Shell::Zsh).starts_with("#compdef plexichat"));
+        assert!(completion(Shell::Bash).unwrap().contains("complete -F"));
+        assert!(completion(Shell::Zsh)
+            .unwrap()
+            .starts_with("#compdef plexichat"));
     }
 
     #[test]

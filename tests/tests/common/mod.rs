@@ -248,7 +248,48 @@ impl From<Output> for Cli {
     }
 }
 
+/// The CLI running on a pseudo-terminal: the child, and the terminal's master side
+/// (non-blocking) to read what it drew and type into it.
+pub struct OnTerminal {
+    pub child: Child,
+    pub master: std::fs::File,
+}
+
 impl Daemon {
+    /// Runs the CLI with `args` on a pseudo-terminal `cols` columns wide.
+    pub fn cli_on_terminal(&self, args: &[&str], cols: u16) -> OnTerminal {
+        use std::os::fd::{AsRawFd, OwnedFd};
+        let winsize = nix::pty::Winsize {
+            ws_row: 30,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&winsize), None).expect("openpty");
+        let slave = |fd: &OwnedFd| Stdio::from(fd.try_clone().expect("dup the pty"));
+        let child = Command::new(bin("plexichat"))
+            .args(args)
+            .env("PLEXICHAT_SOCKET", &self.socket)
+            .env("TERM", "xterm-256color")
+            .stdin(slave(&pty.slave))
+            .stdout(slave(&pty.slave))
+            .stderr(slave(&pty.slave))
+            .spawn()
+            .expect("spawn the CLI");
+        drop(pty.slave);
+        let master = std::fs::File::from(pty.master);
+        // SAFETY: fcntl on a descriptor we own, setting O_NONBLOCK.
+        unsafe {
+            let fd = master.as_raw_fd();
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
+        }
+        OnTerminal { child, master }
+    }
+
     pub fn start() -> Daemon {
         Daemon::start_with(Settings::default())
     }
