@@ -229,8 +229,10 @@ fn twenty_thousand_connections_without_a_role_leave_root_answered_within_a_secon
     while !reports.is_finished() {
         during.push(timed_plugin_list(&d));
         most_fds = most_fds.max(daemon_fds(&d));
-        std::thread::sleep(Duration::from_millis(50));
+        // Dense sampling: a fast machine finishes the flood in a few hundred ms.
+        std::thread::sleep(Duration::from_millis(5));
     }
+    let sampled_during_flood = during.len();
     let reports = reports.join().expect("reports");
     // With all of them still open on the clients' side:
     for _ in 0..5 {
@@ -247,14 +249,16 @@ fn twenty_thousand_connections_without_a_role_leave_root_answered_within_a_secon
     let worst = during.iter().max().copied().unwrap_or_default();
     println!(
         "plugin list: quiet worst {quiet_max:?}; during and after {FLOOD} no-role connections: \
-         {} samples, worst {worst:?}; daemon fds at most {most_fds}; clients: {reports:?} (made, left open)",
+         {} samples ({sampled_during_flood} while flooding), worst {worst:?}; daemon fds at most \
+         {most_fds}; clients: {reports:?} (made, left open)",
         during.len()
     );
     let made: u32 = reports.iter().map(|r| r.0).sum();
     let left_open: u32 = reports.iter().map(|r| r.1).sum();
     assert_eq!(made, FLOOD, "every connection was accepted");
     assert_eq!(left_open, 0, "connections the supervisor kept open");
-    assert!(during.len() >= 10, "sampled throughout");
+    // The figure is only meaningful if root was asked while the flood ran.
+    assert!(sampled_during_flood >= 2, "sampled while flooding");
     assert!(worst <= Duration::from_secs(1), "root waited {worst:?}");
     assert!(most_fds < 200, "the daemon held {most_fds} fds");
 
