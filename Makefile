@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 # install: which build's binaries (release; the VM test installs the debug build).
 PROFILE ?= release
 
-.PHONY: all build run test lint fmt install uninstall clean bench bench-spawn bench-broker release
+.PHONY: all build run test lint python-stubs fmt install uninstall clean bench bench-spawn bench-broker release
 
 all: build
 
@@ -45,6 +45,12 @@ bench-broker: release
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cd python && ruff check . && ruff format --check . && mypy
+
+## Regenerate the Python client's stubs after a change to admin.proto (a test fails
+## while they are stale).
+python-stubs:
+	./scripts/python-stubs.sh
 
 fmt:
 	$(CARGO) fmt --all

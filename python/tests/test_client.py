@@ -1,0 +1,237 @@
+"""The client package against a real supervisor: install by upload, dual approval,
+enable, invoke with a deadline, events both ways, host actions, notifications, audit.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from plexichat_supervisor import (
+    Client,
+    HostActionRefused,
+    HostActions,
+    PackageError,
+    Stream,
+    SupervisorError,
+    pb,
+)
+
+SecondAdmin = Callable[[Callable[[Client], Any]], Any]
+
+
+def collect(stream: Stream[Any], into: queue.Queue[Any]) -> threading.Thread:
+    """Drains a server stream into a queue on a thread, until cancelled."""
+
+    def run() -> None:
+        for message in stream:
+            into.put(message)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def wait_for(
+    q: queue.Queue[Any], match: Callable[[Any], bool], what: str, timeout: float = 15
+) -> Any:
+    end = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < end:
+        try:
+            item = q.get(timeout=max(0.01, end - time.monotonic()))
+        except queue.Empty:
+            break
+        if match(item):
+            return item
+        seen.append(item)
+    pytest.fail(f"no {what} within {timeout}s; saw {seen}")
+
+
+def statuses(detail: pb.PluginDetail) -> dict[str, str]:
+    return {p.permission: p.status for p in detail.permissions}
+
+
+def approve_all(c: Client, name: str) -> list[pb.PermissionRecord]:
+    return c.approve(name, comment="second approver")
+
+
+def test_whoami_names_the_admin_role(client: Client) -> None:
+    me = client.whoami()
+    assert me.role == "admin", me
+
+
+def test_hello_installs_by_upload_runs_answers_and_greets(client: Client, packages: Path) -> None:
+    summary = client.install(packages / "hello")
+    assert summary.name == "hello"
+    assert statuses(client.show_plugin("hello")) == {"database_read": "pending"}
+    # Enabling before the decision is refused and names what is missing.
+    with pytest.raises(SupervisorError) as refused:
+        client.enable("hello")
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "database_read" in refused.value.details
+
+    decided = client.approve("hello", comment="reads messages only")
+    assert [(r.permission, r.status) for r in decided] == [("database_read", "granted")]
+    client.enable("hello")
+    client.wait_running("hello")
+
+    assert client.invoke("hello", "greet", "Ada", deadline=5) == b"Hello, Ada!"
+
+    greeted: queue.Queue[pb.PluginEvent] = queue.Queue()
+    with client.watch_events(["plugin.hello.*"]) as events:
+        collect(events, greeted)
+        # The watch is registered by its first message or a moment after opening.
+        time.sleep(0.5)
+        published = client.publish("chat.message", json.dumps({"text": "hi"}))
+        assert "hello" in published.delivered_to
+        event = wait_for(greeted, lambda e: e.topic == "plugin.hello.greeted", "greeted event")
+    assert event.plugin == "hello"
+    assert json.loads(event.payload)["reply_to"] == published.id
+
+    client.disable("hello")
+    assert client.show_plugin("hello").summary.pid == 0
+
+
+def test_a_package_the_daemon_would_refuse_is_refused_before_sending(
+    client: Client, tmp_path: Path, packages: Path
+) -> None:
+    pkg = tmp_path / "linked"
+    pkg.mkdir()
+    (pkg / "plugin.toml").write_text('name = "linked"\nversion = "1.0.0"\nentry = "x"\n')
+    os.symlink("/etc/passwd", pkg / "x")
+    with pytest.raises(PackageError, match="`x` is not a regular file"):
+        client.install(pkg)
+
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "plugin.toml").write_text('name = "Bad Name"\nversion = "1"\nentry = "x"\n')
+    (bad / "x").write_bytes(b"#!/bin/sh\n")
+    with pytest.raises(SupervisorError) as err:
+        client.install(bad)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "name" in err.value.details
+    assert "Bad Name" not in [p.name for p in client.list_plugins()]
+
+
+def test_invoke_deadline_is_enforced_by_the_supervisor(client: Client, packages: Path) -> None:
+    client.install(packages / "echo")
+    client.enable("echo")
+    client.wait_running("echo")
+    assert client.invoke("echo", "echo", b"ping", deadline=5) == b"ping"
+    started = time.monotonic()
+    with pytest.raises(SupervisorError) as err:
+        client.invoke("echo", "freeze", deadline=1)
+    took = time.monotonic() - started
+    assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED, err.value
+    assert took < 1 + 2, f"answered after {took:.2f}s"
+    with pytest.raises(SupervisorError) as missing:
+        client.invoke("nosuchplugin", "greet")
+    assert missing.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "nosuchplugin" in missing.value.details
+    client.disable("echo", force=True)
+
+
+def test_dual_approval_then_host_actions_served_from_python(
+    client: Client, packages: Path, second_admin: SecondAdmin
+) -> None:
+    notes: queue.Queue[pb.Notification] = queue.Queue()
+    with client.notifications() as stream:
+        collect(stream, notes)
+        time.sleep(0.5)
+        client.install(packages / "moderator")
+        wait_for(
+            notes,
+            lambda n: n.plugin == "moderator" and n.kind == "approval_required",
+            "approval_required notification",
+        )
+
+    # user_management is critical: one admin's approval leaves it pending.
+    client.approve("moderator", comment="first approver")
+    detail = client.show_plugin("moderator")
+    assert statuses(detail) == {"sensitive_events": "granted", "user_management": "pending"}
+    pending = next(p for p in detail.permissions if p.permission == "user_management")
+    assert pending.required_approvals == 2 and len(pending.approvers) == 1
+    # The same admin approving again does not count twice.
+    with pytest.raises(SupervisorError):
+        client.approve("moderator", ["user_management"], comment="again")
+    second = second_admin(functools.partial(approve_all, name="moderator"))
+    assert [(r.permission, r.status) for r in second] == [("user_management", "granted")]
+
+    calls: queue.Queue[pb.HostActionCall] = queue.Queue()
+    actions = HostActions(client)
+
+    @actions.on("user_management", "ban_user")
+    def ban(call: pb.HostActionCall) -> str:
+        calls.put(call)
+        user = call.payload.decode()
+        if user == "admin":
+            raise HostActionRefused("admins cannot be banned")
+        return f"banned {user}"
+
+    server = actions.start()
+    try:
+        client.enable("moderator")
+        client.wait_running("moderator")
+        time.sleep(0.5)
+        client.publish("chat.private.mallory", "buy cheap pills")
+        call = wait_for(calls, lambda c: True, "host action call")
+        assert (call.plugin, call.permission, call.target, call.payload) == (
+            "moderator",
+            "user_management",
+            "ban_user",
+            b"mallory",
+        )
+        client.publish("chat.private.admin", "buy cheap pills")
+        wait_for(calls, lambda c: c.payload == b"admin", "the refused call")
+        wait_until_audited(client, "moderator", "broker.host_action", 2)
+    finally:
+        actions.stop()
+        server.join(timeout=10)
+    assert not server.is_alive()
+    records = [r for r in client.audit(plugin="moderator") if r.action == "broker.host_action"]
+    # The ban went through; the refusal of the staff account came back as a failure.
+    assert sorted(r.outcome for r in records) == ["failed", "ok"], records
+    client.disable("moderator")
+
+
+def wait_until_audited(client: Client, plugin: str, action: str, count: int) -> None:
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        if sum(1 for r in client.audit(plugin=plugin) if r.action == action) >= count:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"fewer than {count} {action} records for {plugin}")
+
+
+def test_denied_plugin_cannot_be_enabled(client: Client, packages: Path) -> None:
+    client.install(packages / "weather")
+    decided = client.deny("weather", comment="no outbound network")
+    assert [(r.permission, r.status) for r in decided] == [("network_outbound", "denied")]
+    with pytest.raises(SupervisorError) as err:
+        client.enable("weather")
+    assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    client.remove("weather")
+    assert "weather" not in [p.name for p in client.list_plugins()]
+
+
+def test_audit_pages_cover_every_record_once(client: Client) -> None:
+    whole = client.stub.QueryAudit(pb.AuditQuery(limit=1000), timeout=20).records
+    assert len(whole) > 12, "the earlier tests left fewer records than three pages"
+    pages = list(client.audit_pages(page_size=5))
+    assert len(pages) >= 3 and all(len(p) <= 5 for p in pages)
+    paged = [r.id for r in client.audit(page_size=5)]
+    # Records written while paging (e.g. by a plugin) may appear in `paged` only.
+    assert len(paged) == len(set(paged)), "a record came twice"
+    assert paged == sorted(paged, reverse=True)
+    assert {r.id for r in whole} <= set(paged)
