@@ -40,13 +40,14 @@ def packages() -> Path:
     return Path(_env("PLEXICHAT_TEST_PACKAGES"))
 
 
-def _as_uid(uid: int, socket: str, fn: Callable[[Client], Any], out: Any) -> None:
+def _as_uid(
+    uid: int, socket: str, on_behalf_of: str | None, fn: Callable[[Client], Any], out: Any
+) -> None:
     # Runs in a fresh interpreter started by root. The client is made (and grpc's
     # modules imported) as root, since the interpreter's files are root's; the
     # channel connects at the first call, after the switch, so SO_PEERCRED says `uid`.
     try:
-        with Client(socket, timeout=20) as c:
-            c.socket_path.stat()
+        with Client(socket, timeout=20, on_behalf_of=on_behalf_of) as c:
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
@@ -55,16 +56,13 @@ def _as_uid(uid: int, socket: str, fn: Callable[[Client], Any], out: Any) -> Non
         out.put(("err", err))
 
 
-@pytest.fixture
-def second_admin() -> Callable[[Callable[[Client], T]], T]:
-    """Runs `fn(client)` connected as the second admin uid (a second approver)."""
-    uid = int(_env("PLEXICHAT_TEST_SECOND_ADMIN"))
+def _runner(uid: int, on_behalf_of: str | None = None) -> Callable[[Callable[[Client], T]], T]:
     socket = _env("PLEXICHAT_SOCKET")
 
     def run(fn: Callable[[Client], T]) -> T:
         ctx = multiprocessing.get_context("spawn")
         out = ctx.Queue()
-        proc = ctx.Process(target=_as_uid, args=(uid, socket, fn, out))
+        proc = ctx.Process(target=_as_uid, args=(uid, socket, on_behalf_of, fn, out))
         proc.start()
         kind, value = out.get(timeout=60)
         proc.join(timeout=10)
@@ -74,3 +72,16 @@ def second_admin() -> Callable[[Callable[[Client], T]], T]:
         return result
 
     return run
+
+
+@pytest.fixture
+def second_admin() -> Callable[[Callable[[Client], T]], T]:
+    """Runs `fn(client)` connected as the second admin uid (a second approver)."""
+    return _runner(int(_env("PLEXICHAT_TEST_SECOND_ADMIN")))
+
+
+@pytest.fixture
+def server_for() -> Callable[[str | None], Callable[[Callable[[Client], T]], T]]:
+    """`server_for(name)(fn)`: `fn(client)` as the server-role uid acting for `name`."""
+    uid = int(_env("PLEXICHAT_TEST_SERVER_UID"))
+    return lambda on_behalf_of: _runner(uid, on_behalf_of)

@@ -66,9 +66,33 @@ def approve_all(c: Client, name: str) -> list[pb.PermissionRecord]:
     return c.approve(name, comment="second approver")
 
 
+def whoami(c: Client) -> pb.WhoAmIResponse:
+    return c.whoami()
+
+
+def approve_weather(c: Client) -> list[pb.PermissionRecord]:
+    return c.approve("weather", comment="through the admin panel")
+
+
 def test_whoami_names_the_admin_role(client: Client) -> None:
     me = client.whoami()
     assert me.role == "admin", me
+
+
+def test_the_server_role_changes_state_only_on_behalf_of_an_admin(
+    client: Client, packages: Path, server_for: Callable[[str | None], SecondAdmin]
+) -> None:
+    me = server_for("alice")(whoami)
+    assert (me.role, me.on_behalf_of) == ("server", "alice")
+    client.install(packages / "weather")
+    with pytest.raises(SupervisorError) as refused:
+        server_for(None)(approve_weather)
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "on behalf of" in refused.value.details
+    decided = server_for("alice")(approve_weather)
+    assert [(r.permission, r.status) for r in decided] == [("network_outbound", "granted")]
+    assert any("alice" in a for a in decided[0].approvers), decided
+    client.remove("weather")
 
 
 def test_hello_installs_by_upload_runs_answers_and_greets(client: Client, packages: Path) -> None:

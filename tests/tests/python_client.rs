@@ -10,6 +10,8 @@ use common::*;
 
 /// A uid the tests' second admin runs as (a second approver of critical permissions).
 const SECOND_ADMIN: u32 = 65534;
+/// The PlexiChat server's uid in these tests (the `server` role).
+const SERVER: u32 = 65533;
 
 fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../python")
@@ -27,6 +29,7 @@ fn python(d: &Daemon) -> Command {
 fn daemon() -> Daemon {
     Daemon::start_with(Settings {
         admin_uids: vec![0, SECOND_ADMIN],
+        server_uids: vec![SERVER],
         // The second admin is not root: it must reach the socket.
         socket_mode: "0666",
         ..Settings::default()
@@ -67,6 +70,7 @@ fn the_python_client_drives_the_daemon_through_its_whole_api() {
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .env("PLEXICHAT_TEST_PACKAGES", d.dir.path().join("packages"))
         .env("PLEXICHAT_TEST_SECOND_ADMIN", SECOND_ADMIN.to_string())
+        .env("PLEXICHAT_TEST_SERVER_UID", SERVER.to_string())
         .output()
         .expect("run pytest");
     println!("{}", report("pytest", &out));
@@ -102,7 +106,8 @@ fn the_example_server_forwards_chat_serves_bans_and_prints_notifications() {
         d.cli(&["plugin", "install", pkg.to_str().expect("utf-8")])
             .ok();
     }
-    d.cli(&["plugin", "approve", "hello", "--comment", "ok"]).ok();
+    d.cli(&["plugin", "approve", "hello", "--comment", "ok"])
+        .ok();
     d.cli(&["plugin", "approve", "moderator", "--comment", "ok"])
         .ok();
     d.cli_as(
