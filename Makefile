@@ -22,6 +22,7 @@ run: build
 ## (make install, systemd as PID 1) in a second VM.
 test: build
 	$(CARGO) test --workspace
+	cd plugin-sdk-python && python3 -m pytest -q -p no:cacheprovider
 	./scripts/vm-test.sh
 	./scripts/vm-service-test.sh
 
@@ -46,11 +47,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd python && ruff check . && ruff format --check . && mypy
+	cd plugin-sdk-python && ruff check . && ruff format --check . && mypy
 
-## Regenerate the Python client's stubs after a change to admin.proto (a test fails
-## while they are stale).
+## Regenerate the Python client's and plugin SDK's stubs after a change to the protos
+## (a test fails while they are stale).
 python-stubs:
 	./scripts/python-stubs.sh
+	./scripts/python-plugin-stubs.sh
 
 fmt:
 	$(CARGO) fmt --all
