@@ -53,7 +53,6 @@ lint:
 ## (a test fails while they are stale).
 python-stubs:
 	./scripts/python-stubs.sh
-	./scripts/python-plugin-stubs.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Regenerates the Python client's gRPC stubs from broker-proto/proto/admin.proto with
-# grpcio-tools. `--check DIR` writes them to DIR instead, for the staleness test.
+# Regenerates the Python stubs from broker-proto/proto with grpcio-tools' protoc:
+# the admin client's (python/, grpcio) from admin.proto and the plugin SDK's
+# (plugin-sdk-python/, grpclib) from broker.proto. `--check DIR` writes both under
+# DIR instead, for the staleness test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=python/src
+client_out=python/src
+sdk_out=plugin-sdk-python/src
 if [ "${1:-}" = "--check" ]; then
-  out=$2
+  client_out=$2
+  sdk_out=$2
 fi
-pkg=plexichat_supervisor/_proto
-mkdir -p "$out/$pkg"
+
 # The virtual include path makes the generated modules import each other as
-# `plexichat_supervisor._proto.x` instead of a top-level `x`.
-python3 -m grpc_tools.protoc \
-  -I "$pkg=broker-proto/proto" \
-  --python_out="$out" --pyi_out="$out" --grpc_python_out="$out" \
-  "$pkg/admin.proto"
+# `<package>._proto.x` instead of a top-level `x`.
+generate() { # out package proto plugin-flags...
+  local out=$1 pkg=$2/_proto proto=$3
+  shift 3
+  mkdir -p "$out/$pkg"
+  python3 -m grpc_tools.protoc -I "$pkg=broker-proto/proto" \
+    --python_out="$out" --pyi_out="$out" "$@" "$pkg/$proto"
+}
+
+generate "$client_out" plexichat_supervisor admin.proto --grpc_python_out="$client_out"
+generate "$sdk_out" plexichat_plugin broker.proto \
+  --plugin=protoc-gen-grpclib_python="$(command -v protoc-gen-grpclib_python)" \
+  --grpclib_python_out="$sdk_out"

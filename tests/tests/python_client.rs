@@ -77,40 +77,47 @@ fn the_python_client_drives_the_daemon_through_its_whole_api() {
     assert!(out.status.success(), "pytest failed");
 }
 
-/// Regenerates stubs with `script --check DIR` and compares them with the checked-in
-/// ones under `shipped` (relative to the repository).
-fn assert_stubs_current(script: &str, package: &str, shipped: &str, files: &[&str]) {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(repo.join(script))
-        .args(["--check".as_ref(), dir.path().as_os_str()])
-        .output()
-        .expect("run the stub generator");
-    assert!(out.status.success(), "{}", report(script, &out));
-    for file in files {
-        let fresh = std::fs::read(dir.path().join(package).join(file)).expect("generated stub");
-        let checked_in = std::fs::read(repo.join(shipped).join(file)).expect("checked-in stub");
-        assert!(
-            fresh == checked_in,
-            "{shipped}/{file} is stale: run {script}"
-        );
-    }
-}
-
 #[test]
 fn the_checked_in_python_stubs_match_the_protos() {
-    assert_stubs_current(
-        "scripts/python-stubs.sh",
-        "plexichat_supervisor/_proto",
-        "python/src/plexichat_supervisor/_proto",
-        &["admin_pb2.py", "admin_pb2.pyi", "admin_pb2_grpc.py"],
-    );
-    assert_stubs_current(
-        "scripts/python-plugin-stubs.sh",
-        "plexichat_plugin/_proto",
-        "plugin-sdk-python/src/plexichat_plugin/_proto",
-        &["broker_pb2.py", "broker_pb2.pyi", "broker_grpc.py"],
-    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(repo.join("scripts/python-stubs.sh"))
+        .args(["--check".as_ref(), dir.path().as_os_str()])
+        .output()
+        .expect("run python-stubs.sh");
+    assert!(out.status.success(), "{}", report("python-stubs.sh", &out));
+    let stubs = [
+        ("python/src", "plexichat_supervisor/_proto", "admin_pb2.py"),
+        ("python/src", "plexichat_supervisor/_proto", "admin_pb2.pyi"),
+        (
+            "python/src",
+            "plexichat_supervisor/_proto",
+            "admin_pb2_grpc.py",
+        ),
+        (
+            "plugin-sdk-python/src",
+            "plexichat_plugin/_proto",
+            "broker_pb2.py",
+        ),
+        (
+            "plugin-sdk-python/src",
+            "plexichat_plugin/_proto",
+            "broker_pb2.pyi",
+        ),
+        (
+            "plugin-sdk-python/src",
+            "plexichat_plugin/_proto",
+            "broker_grpc.py",
+        ),
+    ];
+    for (src, package, file) in stubs {
+        let fresh = std::fs::read(dir.path().join(package).join(file)).expect("generated stub");
+        let checked_in = std::fs::read(repo.join(src).join(package).join(file)).expect("stub");
+        assert!(
+            fresh == checked_in,
+            "{src}/{package}/{file} is stale: run scripts/python-stubs.sh"
+        );
+    }
 }
 
 #[test]
