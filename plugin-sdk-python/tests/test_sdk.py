@@ -19,6 +19,7 @@ from .fake_broker import FakeBroker, Running
 
 SDK = Path(__file__).resolve().parent.parent
 HELLO = SDK / "examples" / "hello" / "main.py"
+PROBE = SDK / "tests" / "plugins" / "probe.py"
 
 
 def start_plugin(running: Running, script: Path) -> subprocess.Popen[bytes]:
@@ -27,6 +28,9 @@ def start_plugin(running: Running, script: Path) -> subprocess.Popen[bytes]:
         "PLEXICHAT_BROKER_FD": str(sock.fileno()),
         "PYTHONPATH": str(SDK / "src"),
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # As in the sandbox: no native extension modules, only CPython itself.
+        "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python",
+        "MULTIDICT_NO_EXTENSIONS": "1",
     }
     proc = subprocess.Popen(
         [sys.executable, str(script)],
@@ -83,6 +87,23 @@ def test_events_are_handled_and_emitted_under_the_plugin_namespace(
     assert json.loads(emitted.payload) == {"reply_to": "e1", "text": "Hello from hello!"}
     log = broker.wait("Log")
     assert log.level == pb.LOG_LEVEL_INFO and "e1" in log.message
+
+
+def test_the_sdk_runs_on_pure_python_protobuf_and_multidict(tmp_path: Path) -> None:
+    broker = FakeBroker({}, rows=[])
+    proc = start_plugin(Running(broker, tmp_path / "broker.sock"), PROBE)
+    try:
+        broker.wait("Session")
+        reply = invoke(broker, "native-modules")
+        assert reply.ok, reply.error
+        # protobuf's check imports its upb module if present, but the pure-Python
+        # implementation runs; multidict's C extension is not loaded at all.
+        report = reply.output.decode()
+        assert report.startswith("protobuf=python "), report
+        assert "multidict" not in report, report
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 def test_pings_are_answered_and_shutdown_ends_the_process(
