@@ -20,7 +20,14 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from plexichat_supervisor import Client, HostActionRefused, HostActions, Stream, pb
+from plexichat_supervisor import (
+    Client,
+    HostActionRefused,
+    HostActions,
+    Stream,
+    SupervisorError,
+    pb,
+)
 
 T = TypeVar("T")
 
@@ -32,10 +39,20 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def print_stream(stream: Stream[T], show: Callable[[T], str]) -> threading.Thread:
+def print_stream(
+    open_stream: Callable[[], Stream[T]], show: Callable[[T], str], stop: threading.Event
+) -> threading.Thread:
+    """Prints each message; reopens the stream when the supervisor restarts."""
+
     def run() -> None:
-        for message in stream:
-            say(show(message))
+        while not stop.is_set():
+            try:
+                with open_stream() as stream:
+                    for message in stream:
+                        say(show(message))
+            except SupervisorError as err:
+                say(f"stream lost ({err.code.name}); reopening")
+            stop.wait(1.0)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -94,10 +111,9 @@ def main() -> int:
     with Client(args.socket) as client:
         me = client.whoami()
         say(f"connected as {me.identity} ({me.role})")
-        events = client.watch_events()
-        notes = client.notifications()
-        print_stream(events, show_event)
-        print_stream(notes, show_notification)
+        stop = threading.Event()
+        print_stream(client.watch_events, show_event, stop)
+        print_stream(client.notifications, show_notification, stop)
         actions = moderation(client)
         server = actions.start()
         for line in sys.stdin:
@@ -106,12 +122,15 @@ def main() -> int:
                 say(f"skipped: {line.strip()!r} (use `#room user: text` or `@to user: text`)")
                 continue
             topic, payload = parsed
-            sent = client.publish(topic, payload)
+            try:
+                sent = client.publish(topic, payload)
+            except SupervisorError as err:
+                say(f"could not publish {topic}: {err}")
+                continue
             say(f"published {topic} to {', '.join(sent.delivered_to) or 'nobody'}")
         time.sleep(args.linger)
+        stop.set()
         actions.stop()
-        events.cancel()
-        notes.cancel()
         server.join(timeout=5)
     return 0
 

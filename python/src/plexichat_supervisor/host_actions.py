@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,6 +19,10 @@ from .client import Client
 from .errors import HostActionRefused, SupervisorError
 
 log = logging.getLogger(__name__)
+
+# Reconnection backoff of serve_forever: a restarting supervisor is back in seconds.
+BACKOFF_INITIAL_SECONDS = 0.2
+BACKOFF_MAX_SECONDS = 5.0
 
 Handler = Callable[[pb.HostActionCall], bytes | str | None]
 """Performs the action; returns the result for the plugin. Raise HostActionRefused
@@ -92,7 +97,6 @@ class HostActions:
         Raises SupervisorError if the supervisor ends the stream (e.g. a newer
         server connection replaced this one, or the caller lacks the server role).
         """
-        self._stopping.clear()
         stub = self._client.stub
         self._call = stub.ServeHostActions(self._requests(), metadata=self._client._metadata)
         with ThreadPoolExecutor(self._workers, thread_name_prefix="host-action") as pool:
@@ -105,13 +109,40 @@ class HostActions:
             finally:
                 self._results.put(_STOP)
 
-    def start(self) -> threading.Thread:
-        """Serves on a daemon thread; returns it."""
-        thread = threading.Thread(target=self.serve, name="host-actions", daemon=True)
+    def serve_forever(self) -> None:
+        """Serves until `stop()`, reconnecting when the supervisor goes away (a
+        restart, an upgrade) with a backoff from 0.2 s to 5 s; blocks.
+
+        Calls made while no server was connected were answered UNAVAILABLE to the
+        plugin by the supervisor; nothing is replayed.
+        """
+        backoff = BACKOFF_INITIAL_SECONDS
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                self.serve()
+                return
+            except SupervisorError as err:
+                if self._stopping.is_set():
+                    return
+                if time.monotonic() - started > BACKOFF_MAX_SECONDS:
+                    backoff = BACKOFF_INITIAL_SECONDS
+                log.warning("host actions stream ended (%s); reconnecting in %.1fs", err, backoff)
+            self._results = queue.Queue()
+            if self._stopping.wait(backoff):
+                return
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    def start(self, *, reconnect: bool = True) -> threading.Thread:
+        """Serves on a daemon thread (`serve_forever`, or `serve` without
+        `reconnect`); returns it."""
+        target = self.serve_forever if reconnect else self.serve
+        thread = threading.Thread(target=target, name="host-actions", daemon=True)
         thread.start()
         return thread
 
     def stop(self) -> None:
+        """Ends serving for good (a stopped HostActions does not start again)."""
         self._stopping.set()
         if self._call is not None:
             self._call.cancel()
