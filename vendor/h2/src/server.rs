@@ -1701,14 +1701,20 @@ impl proto::Peer for Peer {
         // A request translated from HTTP/1 must not include the :authority
         // header
         if let Some(authority) = pseudo.authority {
-            let maybe_authority = uri::Authority::from_maybe_shared(authority.clone().into_inner());
-            parts.authority = Some(maybe_authority.or_else(|why| {
-                malformed!(
-                    "malformed headers: malformed authority ({:?}): {}",
+            // PlexiChat patch (see vendor/h2/PATCHED.md): grpc-core sends the
+            // percent-encoded Unix socket path as :authority (`tmp%2Fx.sock`), which
+            // `Authority` rejects. Upstream resets the stream with PROTOCOL_ERROR;
+            // here an unparsable :authority is treated as absent (the request URI is
+            // then path-only, as for an HTTP/1 origin-form request), so stock gRPC
+            // clients work over Unix sockets. hyperium/h2#487, grpc/grpc#38142.
+            match uri::Authority::from_maybe_shared(authority.clone().into_inner()) {
+                Ok(authority) => parts.authority = Some(authority),
+                Err(why) => tracing::debug!(
+                    "ignoring malformed :authority ({:?}): {}",
                     authority,
                     why,
-                )
-            })?);
+                ),
+            }
         }
 
         // A :scheme is required, except CONNECT.
