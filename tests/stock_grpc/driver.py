@@ -10,7 +10,10 @@ stdout ({"id": N, ...}); a Watch started by "watch" prints {"watch": SERVICE,
 "status": NAME} for every update. Errors are {"id": N, "code": "PERMISSION_DENIED",
 "details": "..."}.
 
-    driver.py SOCKET [--uid UID]   (--uid: drop to UID before connecting)
+    driver.py SOCKET [--uid UID] [--authority A]
+      --uid: drop to UID before connecting
+      --authority: send A as :authority (what grpc-java or an older grpcurl send),
+        the one option this driver ever sets, and only when asked to
 """
 
 import argparse
@@ -46,9 +49,10 @@ def status_name(status):
 
 
 class Driver:
-    def __init__(self, socket):
-        # Default options on purpose: no grpc.default_authority.
-        self.channel = grpc.insecure_channel("unix://" + socket)
+    def __init__(self, socket, authority=None):
+        # Default options on purpose: no grpc.default_authority unless asked.
+        options = [] if authority is None else [("grpc.default_authority", authority)]
+        self.channel = grpc.insecure_channel("unix://" + socket, options=options)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.pool = None
 
@@ -125,11 +129,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("socket")
     ap.add_argument("--uid", type=int)
+    ap.add_argument("--authority")
     args = ap.parse_args()
     # grpc imports parts of itself lazily, from under /root here: everything is loaded
     # before the uid drops. The channel connects at its first call, as the new uid
     # (SO_PEERCRED is taken at connect).
-    driver = Driver(args.socket)
+    driver = Driver(args.socket, args.authority)
     if args.uid is not None:
         os.setgroups([])
         os.setgid(args.uid)

@@ -35,11 +35,19 @@ struct Py {
 
 impl Py {
     fn start(socket: &std::path::Path, uid: Option<u32>) -> Py {
+        Py::start_with(socket, uid, None)
+    }
+
+    /// `authority`: what the channel sends as :authority instead of grpcio's default.
+    fn start_with(socket: &std::path::Path, uid: Option<u32>, authority: Option<&str>) -> Py {
         let driver = concat!(env!("CARGO_MANIFEST_DIR"), "/stock_grpc/driver.py");
         let mut cmd = Command::new("python3");
         cmd.arg(driver).arg(socket);
         if let Some(uid) = uid {
             cmd.arg("--uid").arg(uid.to_string());
+        }
+        if let Some(authority) = authority {
+            cmd.arg("--authority").arg(authority);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -181,6 +189,18 @@ fn a_stock_client_with_default_options_calls_the_api_reflects_and_sees_safe_mode
         d.log().contains("ignoring malformed :authority"),
         "the stock client sent a well-formed :authority; is this still grpcio's default?"
     );
+    // What grpc-java and grpcurl before 1.8.10 send (the path itself), an empty one,
+    // and the usual workaround: all answered alike.
+    let path = d.socket.to_str().expect("utf-8 path");
+    for authority in [path, "", "localhost"] {
+        let mut other = Py::start_with(&d.socket, None, Some(authority));
+        let me = other.call("WhoAmI", json!({}));
+        assert!(
+            me.get("response").is_some(),
+            "authority {authority:?}: {me}"
+        );
+        assert_eq!(other.check(""), "SERVING", "authority {authority:?}");
+    }
 
     // Reflection: both versions list what the socket serves, and nothing else.
     let expected = [
