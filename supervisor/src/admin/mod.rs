@@ -1,5 +1,5 @@
-//! The admin API on the supervisor's Unix socket: who may connect (`gate`, `conn`),
-//! who may call what (`auth`), what it answers (`service`), and binding the socket.
+//! The admin API on the supervisor's Unix socket: who may connect (`gate`, `conn`), who
+//! may call what (`auth`), what it answers (`service`, `health`, `reflection`), binding.
 
 mod activity;
 mod audit_page;
