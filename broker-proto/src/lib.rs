@@ -17,6 +17,11 @@ pub const MAX_AUDIT_PAGE_RECORDS: u32 = 5000;
 /// Metadata header a server-role caller sets to act for an end-user admin.
 pub const ON_BEHALF_OF_HEADER: &str = "x-plexichat-on-behalf-of";
 
+/// Both protos as a `FileDescriptorSet`, comments included (protoc's source info):
+/// for reflection, the contract tests and the reference page.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/plexichat_descriptor.bin"));
+
 pub mod broker {
     pub mod v1 {
         tonic::include_proto!("plexichat.broker.v1");

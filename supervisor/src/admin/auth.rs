@@ -144,6 +144,26 @@ pub fn authorize<T>(
     Ok(actor)
 }
 
+/// The gate in front of the standard services (health, reflection): any role may
+/// call them, as it may read; a caller without one is refused and audited as for
+/// any other admin RPC. `service` names what was refused in the record.
+pub fn read_gate(
+    shared: std::sync::Arc<crate::context::Shared>,
+    service: &'static str,
+) -> impl tonic::service::Interceptor + Clone {
+    move |req: Request<()>| {
+        authorize(
+            &shared.live.load().access,
+            &shared.store,
+            &shared.audit,
+            &req,
+            service,
+            Need::Read,
+        )?;
+        Ok(req)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! The admin API on the supervisor's Unix socket: who may connect (`gate`, `conn`),
-//! who may call what (`auth`), what it answers (`service`), and binding the socket.
+//! The admin API on the supervisor's Unix socket: who may connect (`gate`, `conn`), who
+//! may call what (`auth`), what it answers (`service`, `health`, `reflection`), binding.
 
 mod activity;
 mod audit_page;
@@ -7,7 +7,9 @@ mod auth;
 mod conn;
 mod convert;
 mod gate;
+mod health;
 mod operations;
+mod reflection;
 mod refusal;
 mod reload;
 mod service;
@@ -22,6 +24,9 @@ use broker_proto::MAX_ADMIN_MESSAGE_BYTES;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::HealthService;
 
 pub use auth::{allowed, role_of, Need};
 pub use service::AdminService;
@@ -57,6 +62,7 @@ pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> std::io::Result<Unix
 
 /// Serves the admin API until `shutdown`: connections pass the accept-time gate
 /// (role, caps) first, and each call is tracked so idle connections can be closed.
+/// Beside it: `grpc.health.v1` and server reflection, for any role.
 pub async fn serve(
     listener: UnixListener,
     service: AdminService,
@@ -65,13 +71,35 @@ pub async fn serve(
     let shared = Arc::clone(&service.shared);
     let gate = gate::Gate::new(Arc::clone(&shared.live));
     let (admitted, incoming) = tokio::sync::mpsc::unbounded_channel();
-    let accepting = tokio::spawn(gate::accept_loop(listener, gate, shared, admitted));
+    let accepting = tokio::spawn(gate::accept_loop(
+        listener,
+        gate,
+        Arc::clone(&shared),
+        admitted,
+    ));
     let server = AdminServer::new(service)
         .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+    let health = health::start(Arc::clone(&shared)).await;
+    let (reflection_v1, reflection_v1alpha) = match reflection::services() {
+        Ok((v1, v1alpha)) => (Some(v1), Some(v1alpha)),
+        Err(e) => {
+            tracing::error!(error = %e, "server reflection is not served");
+            (None, None)
+        }
+    };
     let served = tonic::transport::Server::builder()
         .layer(activity::TrackCalls)
         .add_service(server)
+        .add_service(gated(
+            &shared,
+            HealthServer::new(HealthService::from_health_reporter(health.reporter.clone())),
+            "grpc.health.v1.Health",
+        ))
+        .add_optional_service(reflection_v1.map(|s| gated(&shared, s, "grpc.reflection.v1")))
+        .add_optional_service(
+            reflection_v1alpha.map(|s| gated(&shared, s, "grpc.reflection.v1alpha")),
+        )
         .serve_with_incoming_shutdown(
             UnboundedReceiverStream::new(incoming).map(Ok::<_, std::io::Error>),
             shutdown,
@@ -80,6 +108,15 @@ pub async fn serve(
     // The stream is gone, so the accept loop stops (writing its last refusals).
     let _ = accepting.await;
     served
+}
+
+/// `service` behind the role check every admin RPC has (any role may call it).
+fn gated<S>(
+    shared: &Arc<crate::context::Shared>,
+    service: S,
+    name: &'static str,
+) -> InterceptedService<S, impl tonic::service::Interceptor + Clone> {
+    InterceptedService::new(service, auth::read_gate(Arc::clone(shared), name))
 }
 
 pub fn service(

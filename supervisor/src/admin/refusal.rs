@@ -85,14 +85,14 @@ fn percent_encode(message: &str) -> String {
     out
 }
 
-/// A trailers-only gRPC response on `stream`, then a GOAWAY after it.
+/// A trailers-only gRPC response on `stream`, then a GOAWAY after it (the server's
+/// SETTINGS went first, see [`answer`]).
 fn response(stream: u32, answer: &Answer) -> Vec<u8> {
     let mut block = vec![0x88]; // :status 200 (static table entry 8)
     hpack_literal(&mut block, "content-type", "application/grpc");
     hpack_literal(&mut block, "grpc-status", &answer.grpc_status.to_string());
     hpack_literal(&mut block, "grpc-message", &percent_encode(&answer.message));
-    let mut out = frame(SETTINGS, 0, 0, &[]);
-    out.extend(frame(SETTINGS, 0x1, 0, &[])); // ACK of the client's settings
+    let mut out = frame(SETTINGS, 0x1, 0, &[]); // ACK of the client's settings
     out.extend(frame(HEADERS, 0x5, stream, &block)); // END_STREAM | END_HEADERS
     out.extend(goaway(stream, &answer.message));
     out
@@ -123,6 +123,11 @@ pub async fn answer(mut stream: UnixStream, answer: Answer) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let exchange = async {
+        // The server's preface at once: grpc-core sends no call before it has the
+        // server's SETTINGS (tonic's client does not wait for them).
+        if stream.write_all(&frame(SETTINGS, 0, 0, &[])).await.is_err() {
+            return;
+        }
         while buf.len() < MAX_READ {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,

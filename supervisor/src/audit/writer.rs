@@ -169,6 +169,17 @@ struct Health {
     /// Advanced on every turn of the thread's loop, a failed commit's retry included.
     beat: Heartbeat,
     backlog: Backlog,
+    /// `failing` for those who wait for it to change (the admin socket's health).
+    changes: Changes,
+}
+
+/// A watch channel of the failing flag; sent only by the writer thread.
+struct Changes(tokio::sync::watch::Sender<bool>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(tokio::sync::watch::Sender::new(false))
+    }
 }
 
 impl Health {
@@ -188,12 +199,14 @@ impl Health {
         }
         if !self.failing.swap(true, Ordering::AcqRel) {
             tracing::error!(reason, "audit records cannot be committed: refusing every call that needs one until they can");
+            self.changes.0.send_replace(true);
         }
     }
 
     fn recover(&self) {
         if self.failing.swap(false, Ordering::AcqRel) {
             tracing::warn!("audit records are being committed again: calls are accepted");
+            self.changes.0.send_replace(false);
         }
     }
 
@@ -302,6 +315,11 @@ impl AuditWriter {
             .failing
             .load(Ordering::Acquire)
             .then(|| self.health.unavailable().reason)
+    }
+
+    /// Whether commits are failing (`true`), seeing each change as it happens.
+    pub fn watch_failing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.health.changes.0.subscribe()
     }
 
     /// Queues `entry` (within the caps of `bounded`) and returns at once (a call that
@@ -618,6 +636,22 @@ mod tests {
         assert!(config.detail["reason"]
             .as_str()
             .is_some_and(|r| r.contains("disk is full")));
+    }
+
+    #[tokio::test]
+    async fn watchers_see_the_gate_close_and_open_again() {
+        let (commit, full, _) = flaky();
+        let w = AuditWriter::start(commit).expect("thread");
+        let mut failing = w.watch_failing();
+        assert!(!*failing.borrow_and_update());
+        full.store(true, Ordering::SeqCst);
+        let _ = w.record_durable(entry(Outcome::Denied)).await;
+        failing.changed().await.expect("writer alive");
+        assert!(*failing.borrow_and_update(), "closed");
+        full.store(false, Ordering::SeqCst);
+        assert!(w.flush().await);
+        failing.changed().await.expect("writer alive");
+        assert!(!*failing.borrow_and_update(), "open again");
     }
 
     #[tokio::test]
