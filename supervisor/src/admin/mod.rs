@@ -11,6 +11,7 @@ mod operations;
 mod refusal;
 mod reload;
 mod service;
+mod settings;
 mod upload;
 
 use std::os::unix::fs::PermissionsExt;

@@ -622,10 +622,37 @@ fn detail_text(d: &PluginDetail) -> String {
         ("topics", join_or_none(&d.topics)),
     ]);
     format!(
-        "{}\n{}",
+        "{}\n{}\n{}",
         key_values(&pairs),
-        permissions_table(&d.permissions)
+        permissions_table(&d.permissions),
+        commands_table(d)
     )
+}
+
+/// The declared commands, or that any name is passed on when none are declared.
+fn commands_table(d: &PluginDetail) -> String {
+    if !d.commands_declared {
+        return "commands: not declared (any command name is passed to the plugin)\n".into();
+    }
+    if d.commands.is_empty() {
+        return "commands: none (nothing may be invoked)\n".into();
+    }
+    let mut table = Table::new(&["COMMAND", "ARGUMENTS", "DESCRIPTION"]);
+    for c in &d.commands {
+        let args: Vec<String> = c
+            .arguments
+            .iter()
+            .map(|a| {
+                if a.required {
+                    a.name.clone()
+                } else {
+                    format!("[{}]", a.name)
+                }
+            })
+            .collect();
+        table.row([c.name.clone(), join_or_none(&args), or_none(&c.description)]);
+    }
+    table.render()
 }
 
 fn permissions_table(perms: &[PermissionRecord]) -> String {
