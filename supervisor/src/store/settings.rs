@@ -104,3 +104,65 @@ pub fn retain_settings(
     }
     Ok(dropped)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::audit::LogFiles;
+    use crate::manifest::SettingType;
+    use crate::store::{delete_plugin, insert_plugin, PluginRow, PluginState};
+
+    fn setting(key: &str, kind: SettingType) -> Setting {
+        Setting {
+            key: key.into(),
+            kind,
+            default: None,
+            description: String::new(),
+            secret: false,
+            choices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn values_that_no_longer_fit_are_dropped_and_removal_cascades() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
+        let s = Store::open(&dir.path().join("store.db"), logs).unwrap();
+        let row = PluginRow {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            state: PluginState::Disabled,
+            state_reason: String::new(),
+            sha256: "00".into(),
+            manifest: String::new(),
+            install_dir: "/x".into(),
+            core: false,
+            installed_at: 0,
+            uid_offset: 0,
+        };
+        s.write(|tx| {
+            insert_plugin(&tx.sql, &row)?;
+            set_setting(&tx.sql, "p", "n", "42", "root")?;
+            set_setting(&tx.sql, "p", "gone", "x", "root")?;
+            set_setting(&tx.sql, "p", "flag", "true", "root")
+        })
+        .unwrap();
+        let declared = [
+            setting("n", SettingType::Boolean),
+            setting("flag", SettingType::Boolean),
+        ];
+        let dropped = s
+            .write(|tx| retain_settings(&tx.sql, "p", &declared))
+            .unwrap();
+        assert_eq!(dropped, ["gone", "n"]);
+        assert_eq!(
+            s.setting_value("p", "flag").unwrap().as_deref(),
+            Some("true")
+        );
+        assert_eq!(s.setting_value("p", "n").unwrap(), None);
+        s.write(|tx| delete_plugin(&tx.sql, "p")).unwrap();
+        assert!(s.setting_values("p").unwrap().is_empty());
+    }
+}
