@@ -270,7 +270,6 @@ fn only_declared_commands_are_invoked_and_show_lists_them() {
     println!("{shown}");
     assert!(shown.contains("COMMAND") && shown.contains("greet") && shown.contains("[name]"));
     let json = d.plugin_json("tuned");
-    assert_eq!(json["commands_declared"], true);
     let names: Vec<_> = json["commands"]
         .as_array()
         .unwrap()
@@ -312,6 +311,31 @@ fn only_declared_commands_are_invoked_and_show_lists_them() {
         2,
         "{invokes:?}"
     );
+
+    // A manifest that declares no commands: nothing reaches the plugin, though its
+    // binary (hello's, under a name the harness declares nothing for) answers greet.
+    let bare_bin = d.dir.path().join("bare-hello");
+    std::fs::copy(example("hello"), &bare_bin).unwrap();
+    let bare = d.package(
+        "bare",
+        "name = \"bare\"\nversion = \"1.0.0\"\nentry = \"bare\"\n",
+        &bare_bin,
+        "bare",
+    );
+    d.cli(&["plugin", "install", bare.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "bare"]).ok();
+    d.wait_running("bare");
+    let refused = d.cli(&["plugin", "invoke", "bare", "greet", "Ada"]);
+    assert!(
+        !refused.status.success()
+            && refused
+                .stderr
+                .contains("declares no commands, so `greet` cannot be invoked"),
+        "{}",
+        refused.stderr
+    );
+    let shown = d.cli(&["plugin", "show", "bare"]).ok().stdout.clone();
+    assert!(shown.contains("commands: none declared"), "{shown}");
 
     // A viewer reads settings but may not change them.
     d.cli_as(65534, &["plugin", "config", "show", "tuned"]).ok();

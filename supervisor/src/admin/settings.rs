@@ -61,12 +61,9 @@ pub(super) fn command(c: &Command) -> DeclaredCommand {
     }
 }
 
-/// `(commands, commands_declared)` of `PluginDetail`.
-pub(super) fn commands(declared: Option<&Declared>) -> (Vec<DeclaredCommand>, bool) {
-    match declared.and_then(|d| d.commands.as_ref()) {
-        Some(list) => (list.iter().map(command).collect(), true),
-        None => (Vec::new(), false),
-    }
+/// The declared commands of `PluginDetail` (none when the manifest no longer parses).
+pub(super) fn commands(declared: Option<&Declared>) -> Vec<DeclaredCommand> {
+    declared.map_or_else(Vec::new, |d| d.commands.iter().map(command).collect())
 }
 
 /// The text an audit record keeps for a value: the value, or only whether a secret
@@ -270,7 +267,9 @@ impl AdminService {
         )
         .await?;
         Err(match refusal {
-            CommandRefusal::Undeclared { .. } | CommandRefusal::MissingArguments { .. } => {
+            CommandRefusal::Undeclared { .. }
+            | CommandRefusal::NoneDeclared { .. }
+            | CommandRefusal::MissingArguments { .. } => {
                 Status::invalid_argument(refusal.to_string())
             }
         })

@@ -629,13 +629,10 @@ fn detail_text(d: &PluginDetail) -> String {
     )
 }
 
-/// The declared commands, or that any name is passed on when none are declared.
+/// The declared commands: the only ones `plugin invoke` can run.
 fn commands_table(d: &PluginDetail) -> String {
-    if !d.commands_declared {
-        return "commands: not declared (any command name is passed to the plugin)\n".into();
-    }
     if d.commands.is_empty() {
-        return "commands: none (nothing may be invoked)\n".into();
+        return "commands: none declared (nothing can be invoked)\n".into();
     }
     let mut table = Table::new(&["COMMAND", "ARGUMENTS", "DESCRIPTION"]);
     for c in &d.commands {

@@ -140,9 +140,8 @@ pub struct Command {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Declared {
     pub settings: Vec<Setting>,
-    /// `None`: the manifest has no `commands` at all, and any command name reaches
-    /// the plugin (manifests from before declarations). `Some`: only these.
-    pub commands: Option<Vec<Command>>,
+    /// The only commands InvokeCommand passes on; none when the manifest declares none.
+    pub commands: Vec<Command>,
 }
 
 /// Why an invocation is refused before it reaches the plugin.
@@ -154,6 +153,8 @@ pub enum CommandRefusal {
         command: String,
         declared: String,
     },
+    #[error("plugin `{plugin}` declares no commands, so `{command}` cannot be invoked: its manifest must declare it in [[commands]]")]
+    NoneDeclared { plugin: String, command: String },
     #[error("command `{command}` of plugin `{plugin}` needs argument(s) {missing}: pass the arguments as a JSON object naming them")]
     MissingArguments {
         plugin: String,
@@ -175,19 +176,19 @@ impl Declared {
         command: &str,
         args: &[u8],
     ) -> Result<(), CommandRefusal> {
-        let Some(commands) = &self.commands else {
-            return Ok(());
-        };
-        let Some(declared) = commands.iter().find(|c| c.name == command) else {
-            let names: Vec<&str> = commands.iter().map(|c| c.name.as_str()).collect();
+        let command_shown = || crate::audit::short(command).into_owned();
+        if self.commands.is_empty() {
+            return Err(CommandRefusal::NoneDeclared {
+                plugin: plugin.to_string(),
+                command: command_shown(),
+            });
+        }
+        let Some(declared) = self.commands.iter().find(|c| c.name == command) else {
+            let names: Vec<&str> = self.commands.iter().map(|c| c.name.as_str()).collect();
             return Err(CommandRefusal::Undeclared {
                 plugin: plugin.to_string(),
-                command: crate::audit::short(command).into_owned(),
-                declared: if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                },
+                command: command_shown(),
+                declared: names.join(", "),
             });
         };
         let Ok(serde_json::Value::Object(named)) = serde_json::from_slice(args) else {
@@ -436,11 +437,7 @@ fn parse_arguments(field: &str, raw: Vec<RawArgument>, err: &mut Err<'_>) -> Vec
     out
 }
 
-pub(super) fn parse_commands(
-    raw: Option<Vec<RawCommand>>,
-    err: &mut Err<'_>,
-) -> Option<Vec<Command>> {
-    let raw = raw?;
+pub(super) fn parse_commands(raw: Vec<RawCommand>, err: &mut Err<'_>) -> Vec<Command> {
     if raw.len() > MAX_COMMANDS {
         err(
             "commands".into(),
@@ -466,7 +463,7 @@ pub(super) fn parse_commands(
             arguments,
         });
     }
-    Some(out)
+    out
 }
 
 #[cfg(test)]

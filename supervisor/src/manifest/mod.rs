@@ -208,7 +208,8 @@ struct RawManifest {
     permissions: Vec<RawPermission>,
     #[serde(default)]
     settings: Vec<declared::RawSetting>,
-    commands: Option<Vec<declared::RawCommand>>,
+    #[serde(default)]
+    commands: Vec<declared::RawCommand>,
 }
 
 #[derive(Deserialize)]
