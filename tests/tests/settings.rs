@@ -184,7 +184,8 @@ fn declared_settings_reach_the_plugin_and_secrets_stay_hidden() {
         .find(|s| s["key"] == "api_token")
         .unwrap()
         .clone();
-    assert_eq!(token["is_set"], true);
+    // snake_case today; lowerCamelCase if the output becomes canonical protobuf JSON.
+    assert!(token["is_set"] == true || token["isSet"] == true, "{token}");
     assert!(token["value"].is_null(), "{token}");
     assert!(!json.to_string().contains(SECRET));
     let got = config(&d, &["get", "tuned", "api_token"])
@@ -226,6 +227,17 @@ fn declared_settings_reach_the_plugin_and_secrets_stay_hidden() {
     assert_eq!(plugin_sees(&d, "limit"), "5");
     config(&d, &["set", "tuned", "limit", "9"]).ok();
     config(&d, &["set", "tuned", "mode", "fast"]).ok();
+
+    // A restore brings back the values of its backup, with the plugin.
+    let id = d.cli(&["--output", "json", "backup", "create"]).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    config(&d, &["set", "tuned", "limit", "11"]).ok();
+    d.cli(&["restore", "--yes", "--backup-id", &id]).ok();
+    d.wait_running("tuned");
+    assert_eq!(plugin_sees(&d, "limit"), "9", "the backup's value");
+    assert_eq!(plugin_sees(&d, "api_token"), SECRET);
 
     // An update drops the values that no longer fit or whose key is gone.
     let v2 = package(&d, "v2", &manifest("1.0.1", SETTINGS_V2));
