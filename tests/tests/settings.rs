@@ -165,7 +165,19 @@ fn declared_settings_reach_the_plugin_and_secrets_stay_hidden() {
     assert_eq!(plugin_sees(&d, "scratch"), "1");
 
     // A secret: the plugin reads it, nobody else sees it.
-    config(&d, &["set", "tuned", "api_token", SECRET]).ok();
+    // Through stdin, as an operator keeps a secret out of the process list.
+    let mut set = std::process::Command::new(bin("plexichat"))
+        .env("PLEXICHAT_SOCKET", &d.socket)
+        .args(["plugin", "config", "set", "tuned", "api_token", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(set.stdin.take().unwrap(), "{SECRET}").unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
     assert_eq!(plugin_sees(&d, "api_token"), SECRET);
     let shown = config(&d, &["show", "tuned"]).ok().stdout.clone();
     println!("{shown}");

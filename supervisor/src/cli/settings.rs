@@ -1,7 +1,7 @@
 //! `plexichat plugin config show|get|set|unset`: a plugin's declared settings, as a
 //! table or JSON; a secret's value is never printed, only whether it is set.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use broker_proto::admin::v1::{
     GetPluginSettingsRequest, PluginSetting, PluginSettings, SetPluginSettingRequest, SettingType,
     UnsetPluginSettingRequest,
@@ -35,7 +35,12 @@ pub(super) enum PluginConfigCommand {
         /// A key the plugin declares in its [[settings]]
         key: String,
         /// The new value as text, e.g. 42, 0.5, true, or one of an enum's choices
-        value: String,
+        #[arg(required_unless_present = "stdin")]
+        value: Option<String>,
+        /// Read the value from stdin instead (one trailing newline dropped), so a
+        /// secret stays out of the shell history and the process list
+        #[arg(long, conflicts_with = "value")]
+        stdin: bool,
     },
     /// Remove the operator's value: the plugin sees the declared default again
     Unset {
@@ -61,7 +66,16 @@ pub(super) async fn run(session: &Session, cmd: PluginConfigCommand) -> Result<(
     match cmd {
         PluginConfigCommand::Show { name } => show(session, name).await,
         PluginConfigCommand::Get { name, key } => get(session, name, key).await,
-        PluginConfigCommand::Set { name, key, value } => {
+        PluginConfigCommand::Set {
+            name,
+            key,
+            value,
+            stdin,
+        } => {
+            let value = match value {
+                Some(v) if !stdin => v,
+                _ => value_from_stdin()?,
+            };
             let request = SetPluginSettingRequest { name, key, value };
             let resp = session
                 .connect()
@@ -83,6 +97,26 @@ pub(super) async fn run(session: &Session, cmd: PluginConfigCommand) -> Result<(
         }
     }
 }
+
+/// The value piped in, without the newline `echo` or a here-string adds.
+fn value_from_stdin() -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(MAX_STDIN_BYTES)
+        .read_to_string(&mut text)
+        .context("reading the value from stdin (it must be UTF-8 text)")?;
+    if text.len() as u64 >= MAX_STDIN_BYTES {
+        bail!("the value on stdin is larger than the supervisor accepts (16 KiB)");
+    }
+    let trimmed = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t));
+    Ok(trimmed.unwrap_or(&text).to_string())
+}
+
+/// One byte more than a setting value may have (16 KiB), so a longer one is seen.
+const MAX_STDIN_BYTES: u64 = 16 * 1024 + 2;
 
 async fn fetch(session: &Session, name: String) -> Result<PluginSettings> {
     Ok(session
