@@ -113,7 +113,8 @@ impl Daemon {
         std::fs::create_dir_all(&dir)?;
         std::fs::write(
             dir.join("plugin.toml"),
-            format!("name = \"{name}\"\nversion = \"1.0.0\"\nentry = \"{name}\"\n[resources]\ncpu = 1.0\nmemory = \"128MiB\"\npids = 32\n"),
+            // bench_broker invokes `bench-calls` of the echo plugin; nothing else is invoked.
+            format!("name = \"{name}\"\nversion = \"1.0.0\"\nentry = \"{name}\"\n[resources]\ncpu = 1.0\nmemory = \"128MiB\"\npids = 32\n[[commands]]\nname = \"bench-calls\"\n"),
         )?;
         std::fs::copy(binary, dir.join(name))?;
         Ok(dir)

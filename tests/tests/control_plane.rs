@@ -85,8 +85,13 @@ async fn a_plugin_goes_from_directory_to_answering_and_back() {
             timeout_ms: 5000,
         })
         .await
-        .expect_err("unknown command is an error");
-    assert_eq!(unknown.code(), tonic::Code::Aborted, "{unknown:?}");
+        .expect_err("an undeclared command is refused");
+    // Refused by the supervisor against hello's [[commands]], before the plugin.
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument, "{unknown:?}");
+    assert!(
+        unknown.message().contains("greet, has-permission, config"),
+        "{unknown:?}"
+    );
 
     let mut events = admin
         .watch_events(WatchEventsRequest {

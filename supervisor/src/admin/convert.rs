@@ -57,6 +57,7 @@ pub fn detail(
 ) -> PluginDetail {
     let manifest = Manifest::parse(&row.manifest, catalog).ok();
     let now = now_ms();
+    let commands = super::settings::commands(manifest.as_ref().map(|m| &m.declared));
     PluginDetail {
         summary: Some(summary(row, status)),
         description: manifest
@@ -79,6 +80,7 @@ pub fn detail(
         }),
         topics: manifest.map(|m| m.topics).unwrap_or_default(),
         last_exit: status.last_exit.clone(),
+        commands,
     }
 }
 

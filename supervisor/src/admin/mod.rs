@@ -13,6 +13,7 @@ mod reflection;
 mod refusal;
 mod reload;
 mod service;
+mod settings;
 mod upload;
 
 use std::os::unix::fs::PermissionsExt;

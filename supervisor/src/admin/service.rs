@@ -394,6 +394,27 @@ impl Admin for AdminService {
         self.op_acknowledge_alert(request)
     }
 
+    async fn get_plugin_settings(
+        &self,
+        request: Request<GetPluginSettingsRequest>,
+    ) -> Result<Response<PluginSettings>, Status> {
+        self.op_get_settings(request).await
+    }
+
+    async fn set_plugin_setting(
+        &self,
+        request: Request<SetPluginSettingRequest>,
+    ) -> Result<Response<PluginSetting>, Status> {
+        self.op_set_setting(request).await
+    }
+
+    async fn unset_plugin_setting(
+        &self,
+        request: Request<UnsetPluginSettingRequest>,
+    ) -> Result<Response<PluginSetting>, Status> {
+        self.op_unset_setting(request).await
+    }
+
     async fn disable_plugin(
         &self,
         request: Request<DisablePluginRequest>,
@@ -527,6 +548,8 @@ impl Admin for AdminService {
             .ok_or_else(|| {
                 Status::unavailable(format!("plugin `{}` is not running", req.plugin))
             })?;
+        self.check_declared(&actor, &session, &req.command, &req.args)
+            .await?;
         let started = Instant::now();
         let result = session.invoke(&req.command, req.args, timeout).await;
         let elapsed_us = started.elapsed().as_micros() as u64;

@@ -61,8 +61,12 @@ pub fn serve_connection(conn: UnixStream, service: BrokerService) -> JoinHandle<
     })
 }
 
-pub fn shared_session(plugin: crate::manifest::PluginName, version: String) -> Arc<Session> {
-    Arc::new(Session::new(plugin, version))
+pub fn shared_session(
+    plugin: crate::manifest::PluginName,
+    version: String,
+    declared: crate::manifest::Declared,
+) -> Arc<Session> {
+    Arc::new(Session::new(plugin, version, Arc::new(declared)))
 }
 
 /// Who may receive an event on `topic`: any subscriber, or for a topic the policy

@@ -75,6 +75,18 @@ fn internal(e: impl std::fmt::Display) -> Status {
 }
 
 impl BrokerService {
+    /// What GetConfig answers for `key`: a declared setting's stored value, else its
+    /// default; any other key from the plugin's own config.
+    fn config_value(&self, key: &str) -> Result<Option<String>, store::StoreError> {
+        let store = &self.shared.store;
+        match self.session.declared.setting(key) {
+            Some(setting) => Ok(store
+                .setting_value(self.name(), key)?
+                .or_else(|| setting.default.clone())),
+            None => store.config_get(self.name(), key),
+        }
+    }
+
     /// Handshake done and within this plugin's rate for `service`; a refusal is
     /// RESOURCE_EXHAUSTED, audited once a second per service with the count, and
     /// answered after [`super::REFUSAL_DELAY`].
@@ -676,11 +688,7 @@ impl Broker for BrokerService {
             serde_json::json!({ "key": key.clone() }),
             async {
                 validate_config_key(&key).map_err(Status::invalid_argument)?;
-                let value = self
-                    .shared
-                    .store
-                    .config_get(self.name(), &key)
-                    .map_err(internal)?;
+                let value = self.config_value(&key).map_err(internal)?;
                 Ok(Response::new(GetConfigResponse {
                     found: value.is_some(),
                     value: value.unwrap_or_default(),
@@ -701,6 +709,14 @@ impl Broker for BrokerService {
             serde_json::json!({ "key": req.key.clone(), "bytes": req.value.len() }),
             async {
                 validate_config_key(&req.key).map_err(Status::invalid_argument)?;
+                if self.session.declared.setting(&req.key).is_some() {
+                    return Err(Status::permission_denied(format!(
+                        "`{}` is a declared setting: the operator sets it (plexichat plugin config set {} {})",
+                        req.key,
+                        self.name(),
+                        req.key
+                    )));
+                }
                 if req.value.len() > MAX_CONFIG_VALUE_BYTES {
                     return Err(Status::invalid_argument(format!(
                         "config values are at most {MAX_CONFIG_VALUE_BYTES} bytes"

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::budget::Charge;
 use super::subscriptions::{Subscriptions, TooMany};
-use crate::manifest::PluginName;
+use crate::manifest::{Declared, PluginName};
 
 /// Host messages queued per plugin before publishers see RESOURCE_EXHAUSTED.
 pub const OUTBOUND_QUEUE: usize = 256;
@@ -48,6 +48,8 @@ type ReplySlot = oneshot::Sender<Result<Vec<u8>, String>>;
 pub struct Session {
     pub plugin: PluginName,
     pub version: String,
+    /// The running version's declared settings and commands.
+    pub declared: Arc<Declared>,
     handshaken: AtomicBool,
     closed: AtomicBool,
     /// Flips to true once the plugin has opened its session stream: it is ready.
@@ -61,10 +63,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(plugin: PluginName, version: String) -> Session {
+    pub fn new(plugin: PluginName, version: String, declared: Arc<Declared>) -> Session {
         Session {
             plugin,
             version,
+            declared,
             handshaken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             ready: watch::channel(false).0,

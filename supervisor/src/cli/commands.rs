@@ -622,10 +622,34 @@ fn detail_text(d: &PluginDetail) -> String {
         ("topics", join_or_none(&d.topics)),
     ]);
     format!(
-        "{}\n{}",
+        "{}\n{}\n{}",
         key_values(&pairs),
-        permissions_table(&d.permissions)
+        permissions_table(&d.permissions),
+        commands_table(d)
     )
+}
+
+/// The declared commands: the only ones `plugin invoke` can run.
+fn commands_table(d: &PluginDetail) -> String {
+    if d.commands.is_empty() {
+        return "commands: none declared (nothing can be invoked)\n".into();
+    }
+    let mut table = Table::new(&["COMMAND", "ARGUMENTS", "DESCRIPTION"]);
+    for c in &d.commands {
+        let args: Vec<String> = c
+            .arguments
+            .iter()
+            .map(|a| {
+                if a.required {
+                    a.name.clone()
+                } else {
+                    format!("[{}]", a.name)
+                }
+            })
+            .collect();
+        table.row([c.name.clone(), join_or_none(&args), or_none(&c.description)]);
+    }
+    table.render()
 }
 
 fn permissions_table(perms: &[PermissionRecord]) -> String {

@@ -12,6 +12,7 @@ mod operations;
 mod output;
 mod parse;
 mod security;
+mod settings;
 mod suggest;
 mod upload;
 
@@ -338,6 +339,9 @@ enum PluginCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// See and change a plugin's declared settings (its manifest's [[settings]])
+    #[command(subcommand)]
+    Config(settings::PluginConfigCommand),
     /// Run a command a plugin provides and print its output
     Invoke {
         /// Plugin name
@@ -560,6 +564,7 @@ impl PluginCommand {
             | PluginCommand::Disable { name, .. }
             | PluginCommand::Remove { name, .. }
             | PluginCommand::Invoke { name, .. } => Some(name),
+            PluginCommand::Config(cmd) => Some(cmd.plugin_name()),
             PluginCommand::Approve(args) => Some(&args.decision.name),
             PluginCommand::Deny(args) => Some(&args.name),
             PluginCommand::RevokePermission { name, .. } => name.as_deref(),
@@ -621,6 +626,7 @@ async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Resul
             confirm::confirm(&question, yes)?;
             commands::remove(session, name).await
         }
+        PluginCommand::Config(cmd) => settings::run(session, cmd).await,
         PluginCommand::Invoke {
             name,
             command,

@@ -172,6 +172,7 @@ pub fn update(
             ..previous.clone()
         };
         store::set_version(&tx.sql, &row)?;
+        let settings_reset = store::retain_settings(&tx.sql, name, &manifest.declared.settings)?;
         tx.audit(
             AuditEntry::new(actor, "plugin.update", Outcome::Ok)
                 .plugin(name)
@@ -181,6 +182,7 @@ pub fn update(
                     "source": source, "uploaded": true,
                     "carried_over": carried_over, "to_review": to_review, "dropped": dropped,
                     "state": row.state.as_str(),
+                    "settings_reset": settings_reset,
                 })),
         );
         Ok::<_, InstallError>(Updated {

@@ -8,6 +8,11 @@ use serde::Deserialize;
 
 use crate::catalog::{validate_scope_entry, Catalog, Permission};
 
+mod declared;
+pub use declared::{
+    Argument, Command, CommandRefusal, Declared, Setting, SettingType, MAX_VALUE_BYTES,
+};
+
 pub const MANIFEST_FILE: &str = "plugin.toml";
 const MAX_MANIFEST_BYTES: u64 = 64 * 1024;
 
@@ -158,6 +163,8 @@ pub struct Manifest {
     pub resources: Resources,
     pub topics: Vec<String>,
     pub permissions: Vec<PermissionRequest>,
+    /// `[[settings]]` and `[[commands]]`.
+    pub declared: Declared,
 }
 
 /// Every problem found in a manifest, each naming its field.
@@ -199,6 +206,10 @@ struct RawManifest {
     events: Option<RawEvents>,
     #[serde(default)]
     permissions: Vec<RawPermission>,
+    #[serde(default)]
+    settings: Vec<declared::RawSetting>,
+    #[serde(default)]
+    commands: Vec<declared::RawCommand>,
 }
 
 #[derive(Deserialize)]
@@ -312,6 +323,10 @@ impl Manifest {
                 scope: p.scope,
             });
         }
+        let declared = Declared {
+            settings: declared::parse_settings(raw.settings, &mut err),
+            commands: declared::parse_commands(raw.commands, &mut err),
+        };
         match (name, version, entry) {
             (Some(name), Some(version), Some(entry)) if errors.is_empty() => Ok(Manifest {
                 name,
@@ -323,6 +338,7 @@ impl Manifest {
                 resources,
                 topics,
                 permissions,
+                declared,
             }),
             _ => Err(ManifestError(errors)),
         }

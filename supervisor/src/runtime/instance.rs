@@ -192,7 +192,8 @@ async fn launch_and_supervise(
     }
     let drains = output::drain(spawned.stdout, spawned.stderr, Arc::clone(&log));
     let name = manifest.name.clone();
-    let session = broker::shared_session(name.clone(), row.version.clone());
+    let session =
+        broker::shared_session(name.clone(), row.version.clone(), manifest.declared.clone());
     let server = match tokio_stream_conn(spawned.broker) {
         Ok(conn) => broker::serve_connection(
             conn,

@@ -4,12 +4,14 @@
 
 mod ops;
 mod schema;
+mod settings;
 
 pub use ops::{
     acknowledge_alert, alert, bump_alert, delete_backup, disable_enabled, insert_alert,
     insert_backup, migrate_copy, open_alert, read_safe_mode, set_safe_mode, AlertRow, BackupRow,
     SafeMode,
 };
+pub use settings::{retain_settings, set_setting, setting_values, unset_setting, SettingValue};
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -119,6 +119,16 @@ impl Store {
                     )
                     .map_err(StoreError::from)?;
             }
+            // Setting values go with their plugins (the delete above cascaded to
+            // them); a backup taken before the table existed has none.
+            if has_table(&tx.sql, "restore_source", "plugin_settings")? {
+                tx.sql
+                    .execute(
+                        "INSERT INTO main.plugin_settings SELECT * FROM restore_source.plugin_settings",
+                        [],
+                    )
+                    .map_err(StoreError::from)?;
+            }
             f(tx)
         });
         if let Ok(conn) = self.conn.lock() {
@@ -340,6 +350,15 @@ pub fn acknowledge_alert(c: &Connection, id: i64, by: &str) -> Result<bool, Stor
         params![id, now_ms(), by],
     )?;
     Ok(n == 1)
+}
+
+fn has_table(c: &Connection, schema: &str, table: &str) -> Result<bool, StoreError> {
+    let n: i64 = c.query_row(
+        &format!("SELECT count(*) FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?1"),
+        params![table],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
 }
 
 #[cfg(test)]

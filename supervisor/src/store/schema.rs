@@ -139,6 +139,18 @@ CREATE TABLE alerts (
 );
 CREATE INDEX alerts_open ON alerts (plugin) WHERE acknowledged_at IS NULL;
 "#,
+    // Values the operator set for a plugin's declared [[settings]] (manifest::Declared);
+    // the plugin's own config keys stay in plugin_config.
+    r#"
+CREATE TABLE plugin_settings (
+    plugin      TEXT NOT NULL REFERENCES plugins(name) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    updated_by  TEXT NOT NULL,
+    PRIMARY KEY (plugin, key)
+);
+"#,
 ];
 
 /// Applies the pending migrations with foreign keys off (a table rebuild must not

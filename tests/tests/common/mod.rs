@@ -3,6 +3,8 @@
 //! real Unix socket, and plugin packages built from real SDK binaries.
 #![allow(dead_code)]
 
+pub mod declared;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -468,10 +470,13 @@ impl Daemon {
         AdminClient::new(channel)
     }
 
-    /// Writes a plugin package: `plugin.toml` plus `binary` copied as `entry`.
+    /// Writes a plugin package: `plugin.toml` plus `binary` copied as `entry`. A
+    /// manifest that declares no commands gets the ones `binary` answers
+    /// (`declared::answered_by`), as a real plugin's manifest would declare them.
     pub fn package(&self, dir_name: &str, manifest: &str, binary: &Path, entry: &str) -> PathBuf {
         let dir = self.dir.path().join("packages").join(dir_name);
         std::fs::create_dir_all(&dir).expect("package dir");
+        let manifest = declared::with_commands(manifest, binary);
         std::fs::write(dir.join("plugin.toml"), manifest).expect("manifest");
         std::fs::copy(binary, dir.join(entry)).expect("copy plugin binary");
         dir
