@@ -123,8 +123,49 @@ def test_hello_installs_by_upload_runs_answers_and_greets(client: Client, packag
     assert event.plugin == "hello"
     assert json.loads(event.payload)["reply_to"] == published.id
 
+    # Declared commands are listed; an undeclared one never reaches the plugin.
+    assert "greet" in [c.name for c in client.show_plugin("hello").commands]
+    with pytest.raises(SupervisorError) as undeclared:
+        client.invoke("hello", "shout")
+    assert undeclared.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "greet" in undeclared.value.details
+
     client.disable("hello")
     assert client.show_plugin("hello").summary.pid == 0
+
+
+def test_declared_settings_render_set_reach_the_plugin_and_keep_secrets(
+    client: Client, packages: Path
+) -> None:
+    # The hello package of these tests declares greeting, max_greetings and api_token.
+    if "hello" not in [p.name for p in client.list_plugins()]:
+        client.install(packages / "hello")
+        client.approve("hello", comment="reads messages only")
+    client.enable("hello")
+    client.wait_running("hello")
+    form = {s.key: s for s in client.settings("hello").settings}
+    assert list(form) == ["greeting", "max_greetings", "api_token"]
+    assert form["greeting"].default_value == "Hello" and not form["greeting"].is_set
+    assert client.invoke("hello", "config", "greeting") == b"Hello"
+
+    client.set_setting("hello", "greeting", "Hi")
+    assert client.invoke("hello", "config", "greeting") == b"Hi"
+    with pytest.raises(SupervisorError) as bad:
+        client.set_setting("hello", "max_greetings", "many")
+    assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "max_greetings" in bad.value.details and "integer" in bad.value.details
+    assert not client.settings("hello").settings[1].is_set
+
+    secret = "s3cr3t-token-value"
+    client.set_setting("hello", "api_token", secret)
+    shown = client.settings("hello").settings[2]
+    assert shown.is_set and not shown.HasField("value")
+    assert client.invoke("hello", "config", "api_token") == secret.encode()
+    assert not [r for r in client.audit(plugin="hello") if secret in str(r)]
+
+    client.unset_setting("hello", "greeting")
+    assert client.invoke("hello", "config", "greeting") == b"Hello"
+    client.disable("hello")
 
 
 def test_a_package_the_daemon_would_refuse_is_refused_before_sending(

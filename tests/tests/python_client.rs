@@ -57,7 +57,17 @@ fn report(what: &str, out: &Output) -> String {
 #[test]
 fn the_python_client_drives_the_daemon_through_its_whole_api() {
     let d = daemon();
-    for name in ["hello", "moderator", "weather"] {
+    let hello = example_package(&d, "hello");
+    // Settings for the client's settings test: a default, a typed one, a secret.
+    let mut manifest = std::fs::read_to_string(hello.join("plugin.toml")).expect("manifest");
+    manifest.push_str(
+        "\n[[settings]]\nkey = \"greeting\"\ntype = \"string\"\ndefault = \"Hello\"\n\
+         description = \"How to greet\"\n\n[[settings]]\nkey = \"max_greetings\"\n\
+         type = \"integer\"\ndefault = 3\n\n[[settings]]\nkey = \"api_token\"\n\
+         type = \"string\"\nsecret = true\n",
+    );
+    std::fs::write(hello.join("plugin.toml"), manifest).expect("manifest with settings");
+    for name in ["moderator", "weather"] {
         example_package(&d, name);
     }
     d.package(

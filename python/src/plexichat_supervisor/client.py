@@ -214,6 +214,25 @@ class Client:
                 )
             time.sleep(0.1)
 
+    # Declared settings (manifest [[settings]]): what an admin panel renders as a form.
+
+    def settings(self, name: str) -> pb.PluginSettings:
+        """The plugin's declared settings in manifest order: key, type, choices,
+        description, default, whether a value is set and (never for a secret) it."""
+        request = pb.GetPluginSettingsRequest(name=name)
+        return self._call("GetPluginSettings", request, pb.PluginSettings)
+
+    def set_setting(self, name: str, key: str, value: str) -> pb.PluginSetting:
+        """Sets one declared setting (checked against its type; INVALID_ARGUMENT and
+        nothing changed when it does not fit). The plugin sees it at its next read."""
+        request = pb.SetPluginSettingRequest(name=name, key=key, value=value)
+        return self._call("SetPluginSetting", request, pb.PluginSetting)
+
+    def unset_setting(self, name: str, key: str) -> pb.PluginSetting:
+        """Removes the operator's value: the plugin sees the declared default again."""
+        request = pb.UnsetPluginSettingRequest(name=name, key=key)
+        return self._call("UnsetPluginSetting", request, pb.PluginSetting)
+
     # The data plane: events, commands, notifications.
 
     def publish(self, topic: str, payload: bytes | str = b"") -> pb.PublishEventResponse:

@@ -18,12 +18,27 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTRY_KIND_UNSPECIFIED: _ClassVar[EntryKind]
     ENTRY_KIND_DIRECTORY: _ClassVar[EntryKind]
     ENTRY_KIND_FILE: _ClassVar[EntryKind]
+
+class SettingType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SETTING_TYPE_UNSPECIFIED: _ClassVar[SettingType]
+    SETTING_TYPE_STRING: _ClassVar[SettingType]
+    SETTING_TYPE_INTEGER: _ClassVar[SettingType]
+    SETTING_TYPE_NUMBER: _ClassVar[SettingType]
+    SETTING_TYPE_BOOLEAN: _ClassVar[SettingType]
+    SETTING_TYPE_ENUM: _ClassVar[SettingType]
 UPLOAD_INTENT_UNSPECIFIED: UploadIntent
 UPLOAD_INTENT_INSTALL: UploadIntent
 UPLOAD_INTENT_UPDATE: UploadIntent
 ENTRY_KIND_UNSPECIFIED: EntryKind
 ENTRY_KIND_DIRECTORY: EntryKind
 ENTRY_KIND_FILE: EntryKind
+SETTING_TYPE_UNSPECIFIED: SettingType
+SETTING_TYPE_STRING: SettingType
+SETTING_TYPE_INTEGER: SettingType
+SETTING_TYPE_NUMBER: SettingType
+SETTING_TYPE_BOOLEAN: SettingType
+SETTING_TYPE_ENUM: SettingType
 
 class WhoAmIRequest(_message.Message):
     __slots__ = ()
@@ -136,7 +151,7 @@ class Resources(_message.Message):
     def __init__(self, cpu: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ...) -> None: ...
 
 class PluginDetail(_message.Message):
-    __slots__ = ("summary", "description", "author", "entry", "permissions", "resources", "topics", "last_exit")
+    __slots__ = ("summary", "description", "author", "entry", "permissions", "resources", "topics", "last_exit", "commands")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +160,7 @@ class PluginDetail(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     LAST_EXIT_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
     summary: PluginSummary
     description: str
     author: str
@@ -153,7 +169,8 @@ class PluginDetail(_message.Message):
     resources: Resources
     topics: _containers.RepeatedScalarFieldContainer[str]
     last_exit: str
-    def __init__(self, summary: _Optional[_Union[PluginSummary, _Mapping]] = ..., description: _Optional[str] = ..., author: _Optional[str] = ..., entry: _Optional[str] = ..., permissions: _Optional[_Iterable[_Union[PermissionRecord, _Mapping]]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ..., last_exit: _Optional[str] = ...) -> None: ...
+    commands: _containers.RepeatedCompositeFieldContainer[DeclaredCommand]
+    def __init__(self, summary: _Optional[_Union[PluginSummary, _Mapping]] = ..., description: _Optional[str] = ..., author: _Optional[str] = ..., entry: _Optional[str] = ..., permissions: _Optional[_Iterable[_Union[PermissionRecord, _Mapping]]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ..., last_exit: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[DeclaredCommand, _Mapping]]] = ...) -> None: ...
 
 class ListPendingRequest(_message.Message):
     __slots__ = ("expiring_within_secs",)
@@ -936,3 +953,79 @@ class UploadPluginResponse(_message.Message):
     summary: PluginSummary
     update: UpdatePluginResponse
     def __init__(self, summary: _Optional[_Union[PluginSummary, _Mapping]] = ..., update: _Optional[_Union[UpdatePluginResponse, _Mapping]] = ...) -> None: ...
+
+class GetPluginSettingsRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class PluginSettings(_message.Message):
+    __slots__ = ("plugin", "settings")
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    plugin: str
+    settings: _containers.RepeatedCompositeFieldContainer[PluginSetting]
+    def __init__(self, plugin: _Optional[str] = ..., settings: _Optional[_Iterable[_Union[PluginSetting, _Mapping]]] = ...) -> None: ...
+
+class PluginSetting(_message.Message):
+    __slots__ = ("key", "type", "description", "secret", "choices", "default_value", "is_set", "value", "updated_at_ms", "updated_by")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    IS_SET_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    type: SettingType
+    description: str
+    secret: bool
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    default_value: str
+    is_set: bool
+    value: str
+    updated_at_ms: int
+    updated_by: str
+    def __init__(self, key: _Optional[str] = ..., type: _Optional[_Union[SettingType, str]] = ..., description: _Optional[str] = ..., secret: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ..., default_value: _Optional[str] = ..., is_set: _Optional[bool] = ..., value: _Optional[str] = ..., updated_at_ms: _Optional[int] = ..., updated_by: _Optional[str] = ...) -> None: ...
+
+class SetPluginSettingRequest(_message.Message):
+    __slots__ = ("name", "key", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    key: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class UnsetPluginSettingRequest(_message.Message):
+    __slots__ = ("name", "key")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    key: str
+    def __init__(self, name: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class DeclaredCommand(_message.Message):
+    __slots__ = ("name", "description", "arguments")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    arguments: _containers.RepeatedCompositeFieldContainer[CommandArgument]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments: _Optional[_Iterable[_Union[CommandArgument, _Mapping]]] = ...) -> None: ...
+
+class CommandArgument(_message.Message):
+    __slots__ = ("name", "description", "required")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    required: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...

@@ -204,6 +204,21 @@ class AdminStub:
                 request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PackageChunk.SerializeToString,
                 response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.UploadPluginResponse.FromString,
                 _registered_method=True)
+        self.GetPluginSettings = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/GetPluginSettings',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.GetPluginSettingsRequest.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSettings.FromString,
+                _registered_method=True)
+        self.SetPluginSetting = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/SetPluginSetting',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.SetPluginSettingRequest.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.FromString,
+                _registered_method=True)
+        self.UnsetPluginSetting = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/UnsetPluginSetting',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.UnsetPluginSettingRequest.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -443,6 +458,41 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPluginSettings(self, request, context):
+        """---- Declared settings (manifest [[settings]]) ----
+        A plugin's declared settings with their current values, in manifest order:
+        enough to render a settings form. Any role (a secret's value is never returned).
+        NOT_FOUND: no such plugin. PERMISSION_DENIED: the caller has no role.
+        FAILED_PRECONDITION: the stored manifest no longer parses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPluginSetting(self, request, context):
+        """Sets one declared setting; the plugin sees it at its next GetConfig (nothing is
+        restarted). Admin, or the server role acting for a named user. Audited as
+        `plugin.setting_set` (a secret's value is never in the record).
+        INVALID_ARGUMENT: the value does not fit the setting's type (the message names
+        the key and the expected type); nothing is changed. NOT_FOUND: no such plugin, or
+        the key is not declared (the message lists the declared keys).
+        PERMISSION_DENIED: the role may not change anything. UNAVAILABLE: the store or
+        the audit trail cannot be written; nothing is changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnsetPluginSetting(self, request, context):
+        """Removes the operator's value: the plugin sees the declared default again (or no
+        value when there is none). Same roles, audit (`plugin.setting_unset`) and codes
+        as SetPluginSetting; unsetting a key that has no value succeeds and changes
+        nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -615,6 +665,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.UploadPlugin,
                     request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PackageChunk.FromString,
                     response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.UploadPluginResponse.SerializeToString,
+            ),
+            'GetPluginSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPluginSettings,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.GetPluginSettingsRequest.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSettings.SerializeToString,
+            ),
+            'SetPluginSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPluginSetting,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.SetPluginSettingRequest.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.SerializeToString,
+            ),
+            'UnsetPluginSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnsetPluginSetting,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.UnsetPluginSettingRequest.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1535,6 +1600,87 @@ class Admin:
             '/plexichat.admin.v1.Admin/UploadPlugin',
             plexichat__supervisor_dot___proto_dot_admin__pb2.PackageChunk.SerializeToString,
             plexichat__supervisor_dot___proto_dot_admin__pb2.UploadPluginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPluginSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/GetPluginSettings',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.GetPluginSettingsRequest.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPluginSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/SetPluginSetting',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.SetPluginSettingRequest.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnsetPluginSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/UnsetPluginSetting',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.UnsetPluginSettingRequest.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.FromString,
             options,
             channel_credentials,
             insecure,
