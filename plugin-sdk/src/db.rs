@@ -10,10 +10,15 @@ use crate::SdkError;
 /// One SQLite value, as a parameter or in a result row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
+    /// SQL `NULL`.
     Null,
+    /// A 64-bit signed integer.
     Integer(i64),
+    /// A 64-bit float.
     Real(f64),
+    /// UTF-8 text.
     Text(String),
+    /// Raw bytes.
     Blob(Vec<u8>),
 }
 
@@ -75,8 +80,11 @@ impl From<pb::SqlValue> for SqlValue {
 /// What a statement returned: its columns and rows, or how many rows it changed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct QueryResult {
+    /// Column names of a SELECT, in order; empty for a write.
     pub columns: Vec<String>,
+    /// The rows of a SELECT, each with one value per column.
     pub rows: Vec<Vec<SqlValue>>,
+    /// Rows an INSERT, UPDATE or DELETE changed; 0 for a SELECT.
     pub rows_affected: u64,
 }
 
@@ -113,6 +121,15 @@ impl Db {
     }
 
     /// Runs one statement with `params` bound in order.
+    ///
+    /// # Errors
+    /// [`ErrorCode::PermissionDenied`](crate::ErrorCode::PermissionDenied) when a table the
+    /// statement touches is not granted (the message names it) or the statement is refused
+    /// (ATTACH, PRAGMA, schema changes...); [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument)
+    /// for SQL that does not parse or more than one statement;
+    /// [`ErrorCode::DeadlineExceeded`](crate::ErrorCode::DeadlineExceeded) when it runs too long;
+    /// [`ErrorCode::ResourceExhausted`](crate::ErrorCode::ResourceExhausted) over the row or byte
+    /// limit; [`ErrorCode::Unavailable`](crate::ErrorCode::Unavailable) with no application database.
     pub async fn query(
         &self,
         sql: &str,
@@ -125,7 +142,8 @@ impl Db {
                 sql: sql.to_string(),
                 params: params.into_iter().map(Into::into).collect(),
             })
-            .await?
+            .await
+            .map_err(crate::error::from_status)?
             .into_inner();
         Ok(QueryResult {
             columns: reply.columns,
@@ -139,6 +157,9 @@ impl Db {
     }
 
     /// Runs an INSERT, UPDATE or DELETE; returns the number of rows changed.
+    ///
+    /// # Errors
+    /// As [`query`](Self::query).
     pub async fn execute(
         &self,
         sql: &str,

@@ -80,6 +80,9 @@
 //! - Outside the supervisor there is no fd 3, and connecting fails with
 //!   [`SdkError::NoBrokerFd`].
 
+#![deny(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
+
 mod commands;
 mod connection;
 mod context;
@@ -90,6 +93,7 @@ mod files;
 mod host;
 mod http;
 mod plugin;
+pub mod testing;
 
 #[cfg(test)]
 mod roundtrip_tests;
@@ -100,7 +104,7 @@ pub use context::{
     Grant, LogLevel, PluginContext, PLUGIN_NAME_ENV, PLUGIN_VERSION_ENV, SDK_VERSION,
 };
 pub use db::{Db, QueryResult, SqlValue};
-pub use error::SdkError;
+pub use error::{ErrorCode, SdkError};
 pub use event::{topic_matches, Event, Events};
 pub use files::{DirEntry, FileKind, FileStat, Files, FILE_CHUNK_BYTES};
 pub use host::Host;
