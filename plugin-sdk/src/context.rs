@@ -34,13 +34,12 @@ pub struct Grant {
     pub expires_at_ms: i64,
 }
 
-impl From<pb::Grant> for Grant {
-    fn from(g: pb::Grant) -> Grant {
-        Grant {
-            permission: g.permission,
-            scope: g.scope,
-            expires_at_ms: g.expires_at_ms,
-        }
+/// A handshake grant as the SDK's type (a function, so no broker-proto type is public).
+fn grant_from_pb(g: pb::Grant) -> Grant {
+    Grant {
+        permission: g.permission,
+        scope: g.scope,
+        expires_at_ms: g.expires_at_ms,
     }
 }
 
@@ -59,9 +58,9 @@ pub enum LogLevel {
     Error,
 }
 
-impl From<LogLevel> for pb::LogLevel {
-    fn from(level: LogLevel) -> pb::LogLevel {
-        match level {
+impl LogLevel {
+    fn to_pb(self) -> pb::LogLevel {
+        match self {
             LogLevel::Trace => pb::LogLevel::Trace,
             LogLevel::Debug => pb::LogLevel::Debug,
             LogLevel::Info => pb::LogLevel::Info,
@@ -137,10 +136,9 @@ impl PluginContext {
         PluginContext::connect_stream_limited(stream, max_in_flight).await
     }
 
-    /// Connects over an already-open stream instead of the inherited fd. For tests
-    /// that run a broker in-process; plugins use [`PluginContext::connect`].
-    #[doc(hidden)]
-    pub async fn connect_stream(stream: UnixStream) -> Result<PluginContext, SdkError> {
+    /// Connects over an already-open stream instead of the inherited fd: the
+    /// [`testing`](crate::testing) broker's socketpair; plugins use [`PluginContext::connect`].
+    pub(crate) async fn connect_stream(stream: UnixStream) -> Result<PluginContext, SdkError> {
         PluginContext::connect_stream_limited(stream, connection::DEFAULT_MAX_IN_FLIGHT).await
     }
 
@@ -203,7 +201,7 @@ impl PluginContext {
                 plugin_name: or_requested(response.plugin_name, request.plugin_name),
                 plugin_version: or_requested(response.plugin_version, request.plugin_version),
                 protocol_version: response.protocol_version,
-                grants: response.grants.into_iter().map(Grant::from).collect(),
+                grants: response.grants.into_iter().map(grant_from_pb).collect(),
                 emit_prefix: response.emit_prefix,
                 max_message_bytes,
                 session_opened: AtomicBool::new(false),
@@ -380,7 +378,7 @@ impl PluginContext {
     ) -> Result<(), SdkError> {
         self.client()
             .log(pb::LogRequest {
-                level: pb::LogLevel::from(level).into(),
+                level: i32::from(level.to_pb()),
                 message: message.to_string(),
                 fields: fields
                     .iter()

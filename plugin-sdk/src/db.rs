@@ -52,9 +52,10 @@ impl From<Vec<u8>> for SqlValue {
     }
 }
 
-impl From<SqlValue> for pb::SqlValue {
-    fn from(v: SqlValue) -> Self {
-        let kind = match v {
+impl SqlValue {
+    /// The wire form (a method, so no broker-proto type is in the public API).
+    pub(crate) fn into_pb(self) -> pb::SqlValue {
+        let kind = match self {
             SqlValue::Null => Kind::Null(true),
             SqlValue::Integer(i) => Kind::Integer(i),
             SqlValue::Real(r) => Kind::Real(r),
@@ -63,10 +64,9 @@ impl From<SqlValue> for pb::SqlValue {
         };
         pb::SqlValue { kind: Some(kind) }
     }
-}
 
-impl From<pb::SqlValue> for SqlValue {
-    fn from(v: pb::SqlValue) -> Self {
+    /// From the wire form.
+    pub(crate) fn from_pb(v: pb::SqlValue) -> SqlValue {
         match v.kind {
             None | Some(Kind::Null(_)) => SqlValue::Null,
             Some(Kind::Integer(i)) => SqlValue::Integer(i),
@@ -140,7 +140,7 @@ impl Db {
             .clone()
             .query(pb::QueryRequest {
                 sql: sql.to_string(),
-                params: params.into_iter().map(Into::into).collect(),
+                params: params.into_iter().map(SqlValue::into_pb).collect(),
             })
             .await
             .map_err(crate::error::from_status)?
@@ -150,7 +150,7 @@ impl Db {
             rows: reply
                 .rows
                 .into_iter()
-                .map(|r| r.values.into_iter().map(Into::into).collect())
+                .map(|r| r.values.into_iter().map(SqlValue::from_pb).collect())
                 .collect(),
             rows_affected: reply.rows_affected,
         })

@@ -37,8 +37,9 @@ impl Event {
     }
 }
 
-impl From<pb::Event> for Event {
-    fn from(e: pb::Event) -> Event {
+impl Event {
+    /// From the wire form (a function, so no broker-proto type is in the public API).
+    pub(crate) fn from_pb(e: pb::Event) -> Event {
         Event {
             id: e.id,
             topic: e.topic,

@@ -260,7 +260,7 @@ impl Plugin {
             while tasks.try_join_next().is_some() {}
             match message {
                 Ok(Some(pb::HostMessage { kind: Some(kind) })) => match kind {
-                    Kind::Event(event) => dispatcher.event(event.into(), &mut tasks),
+                    Kind::Event(event) => dispatcher.event(Event::from_pb(event), &mut tasks),
                     Kind::Invoke(invocation) => dispatcher.invoke(invocation, &mut tasks),
                     Kind::Ping(ping) => dispatcher.ping(ping.id, &mut tasks),
                     Kind::Shutdown(shutdown) => break Ending::Shutdown(shutdown),

@@ -640,7 +640,7 @@ impl Broker for FakeBroker {
             .iter()
             .find(|(fragment, _)| req.sql.contains(fragment.as_str()))
             .map(|(_, answer)| answer.clone());
-        let params: Vec<SqlValue> = req.params.into_iter().map(SqlValue::from).collect();
+        let params: Vec<SqlValue> = req.params.into_iter().map(SqlValue::from_pb).collect();
         let answer = match scripted {
             Some(answer) => answer.map_err(status)?,
             None if statement.writes => QueryResult {
@@ -661,7 +661,7 @@ impl Broker for FakeBroker {
                 .rows
                 .into_iter()
                 .map(|row| pb::SqlRow {
-                    values: row.into_iter().map(pb::SqlValue::from).collect(),
+                    values: row.into_iter().map(SqlValue::into_pb).collect(),
                 })
                 .collect(),
             rows_affected: answer.rows_affected,
