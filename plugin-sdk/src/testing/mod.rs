@@ -42,6 +42,8 @@
 
 mod fake;
 mod policy;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
