@@ -78,7 +78,10 @@
 //! - The broker fd can be taken once per process. Use [`PluginContext::connect`] and
 //!   [`Plugin::run_with`] if you need the context before registering handlers.
 //! - Outside the supervisor there is no fd 3, and connecting fails with
-//!   [`SdkError::NoBrokerFd`].
+//!   [`SdkError::NoBrokerFd`]. To run handlers in tests, use [`testing::TestBroker`]:
+//!   an in-process fake broker with scripted grants, files, rows and HTTP answers.
+//! - A broker refusal is [`SdkError::Broker`] with an [`ErrorCode`] (the SDK's own
+//!   enum of gRPC's codes): match [`SdkError::code`] or the `is_*` helpers.
 
 #![deny(missing_docs)]
 #![warn(clippy::missing_errors_doc)]
