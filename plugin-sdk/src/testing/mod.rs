@@ -9,7 +9,7 @@
 //! events on sensitive topics (`user.*`, `moderation.*`, `chat.private.*`) need a
 //! `sensitive_events` grant. What it does not do: run SQL (a `SELECT` answers the rows
 //! you scripted, writes are recorded), resolve hosts, enforce quotas or rate limits.
-//! It needs no network, no root and no extra crates: it ships in the SDK itself.
+//! It needs no network and no root; it ships in the SDK itself (adding only `tokio-stream`).
 //!
 //! ```
 //! use plexichat_plugin_sdk::testing::TestBroker;
