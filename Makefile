@@ -17,12 +17,14 @@ build:
 run: build
 	./scripts/demo.sh
 
-## Every test: unit tests beside the code, the end-to-end suites in tests/, the
+## Every test: unit tests beside the code, the end-to-end suites in tests/, the SDK's
+## docs built warning-free (every public item is documented), the
 ## cgroup v2 suite inside a VM with a pure cgroup v2 hierarchy, and the service path
 ## (make install, systemd as PID 1) in a second VM.
 test: build
 	$(CARGO) test --workspace
 	cd plugin-sdk-python && python3 -m pytest -q -p no:cacheprovider
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p plexichat-plugin-sdk --no-deps
 	./scripts/vm-test.sh
 	./scripts/vm-service-test.sh
 

@@ -206,10 +206,11 @@ pub(crate) async fn channel_over(stream: UnixStream) -> Result<Channel, SdkError
         }
     });
     // The authority is never resolved; it only fills the HTTP/2 `:authority` header.
-    Ok(Endpoint::from_static("http://plexichat.broker")
+    Endpoint::from_static("http://plexichat.broker")
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
         .connect_with_connector(connector)
-        .await?)
+        .await
+        .map_err(crate::error::from_transport)
 }
 
 #[cfg(test)]

@@ -34,29 +34,33 @@ pub struct Grant {
     pub expires_at_ms: i64,
 }
 
-impl From<pb::Grant> for Grant {
-    fn from(g: pb::Grant) -> Grant {
-        Grant {
-            permission: g.permission,
-            scope: g.scope,
-            expires_at_ms: g.expires_at_ms,
-        }
+/// A handshake grant as the SDK's type (a function, so no broker-proto type is public).
+fn grant_from_pb(g: pb::Grant) -> Grant {
+    Grant {
+        permission: g.permission,
+        scope: g.scope,
+        expires_at_ms: g.expires_at_ms,
     }
 }
 
 /// Severity of a line sent with [`PluginContext::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LogLevel {
+    /// Very detailed tracing, usually filtered out.
     Trace,
+    /// Diagnostics for the plugin's author.
     Debug,
+    /// Normal operation worth recording.
     Info,
+    /// Something unexpected the plugin recovered from.
     Warn,
+    /// A failure the operator should look at.
     Error,
 }
 
-impl From<LogLevel> for pb::LogLevel {
-    fn from(level: LogLevel) -> pb::LogLevel {
-        match level {
+impl LogLevel {
+    fn to_pb(self) -> pb::LogLevel {
+        match self {
             LogLevel::Trace => pb::LogLevel::Trace,
             LogLevel::Debug => pb::LogLevel::Debug,
             LogLevel::Info => pb::LogLevel::Info,
@@ -111,6 +115,12 @@ impl PluginContext {
     /// [`SdkError::AlreadyConnected`]; share the context by cloning it instead.
     ///
     /// Must be called from inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`SdkError::NoBrokerFd`] outside the supervisor (no inherited fd 3);
+    /// [`SdkError::AlreadyConnected`] on a second call; [`SdkError::HandshakeRejected`] when
+    /// the supervisor refuses this plugin; [`SdkError::ProtocolMismatch`]; [`SdkError::Io`]
+    /// outside a Tokio runtime; [`SdkError::Transport`] if the connection fails.
     pub async fn connect() -> Result<PluginContext, SdkError> {
         PluginContext::connect_limited(connection::DEFAULT_MAX_IN_FLIGHT).await
     }
@@ -118,15 +128,17 @@ impl PluginContext {
     /// [`connect`](Self::connect) keeping at most `max_in_flight` broker calls in
     /// flight (at least 1): calls beyond it wait in the plugin for a free slot. The
     /// default is [`DEFAULT_MAX_IN_FLIGHT`](crate::DEFAULT_MAX_IN_FLIGHT).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
     pub async fn connect_limited(max_in_flight: usize) -> Result<PluginContext, SdkError> {
         let stream = connection::take_inherited_stream()?;
         PluginContext::connect_stream_limited(stream, max_in_flight).await
     }
 
-    /// Connects over an already-open stream instead of the inherited fd. For tests
-    /// that run a broker in-process; plugins use [`PluginContext::connect`].
-    #[doc(hidden)]
-    pub async fn connect_stream(stream: UnixStream) -> Result<PluginContext, SdkError> {
+    /// Connects over an already-open stream instead of the inherited fd: the
+    /// [`testing`](crate::testing) broker's socketpair; plugins use [`PluginContext::connect`].
+    pub(crate) async fn connect_stream(stream: UnixStream) -> Result<PluginContext, SdkError> {
         PluginContext::connect_stream_limited(stream, connection::DEFAULT_MAX_IN_FLIGHT).await
     }
 
@@ -155,9 +167,9 @@ impl PluginContext {
             .await
             .map_err(|status| {
                 if is_connection_failure(&status) {
-                    SdkError::Status(status)
+                    crate::error::from_status(status)
                 } else {
-                    SdkError::HandshakeRejected(status)
+                    crate::error::handshake_rejected(status)
                 }
             })?
             .into_inner();
@@ -189,7 +201,7 @@ impl PluginContext {
                 plugin_name: or_requested(response.plugin_name, request.plugin_name),
                 plugin_version: or_requested(response.plugin_version, request.plugin_version),
                 protocol_version: response.protocol_version,
-                grants: response.grants.into_iter().map(Grant::from).collect(),
+                grants: response.grants.into_iter().map(grant_from_pb).collect(),
                 emit_prefix: response.emit_prefix,
                 max_message_bytes,
                 session_opened: AtomicBool::new(false),
@@ -238,7 +250,9 @@ impl PluginContext {
     /// limit hold no copies (600 queued 1 MB emits would otherwise hold 600 MB).
     async fn client_with_slot(&self) -> Result<BrokerClient<connection::Limited>, SdkError> {
         let mut service = self.inner.limited.clone();
-        tower::ServiceExt::ready(&mut service).await?;
+        tower::ServiceExt::ready(&mut service)
+            .await
+            .map_err(crate::error::from_transport)?;
         Ok(limited_client(service, self.inner.max_message_bytes))
     }
 
@@ -280,12 +294,19 @@ impl PluginContext {
     }
 
     /// Whether the plugin currently holds `permission` (any scope).
+    ///
+    /// # Errors
+    /// Only when the broker cannot answer ([`SdkError::Broker`]) or is gone; a missing
+    /// permission is `Ok(false)`.
     pub async fn has_permission(&self, permission: &str) -> Result<bool, SdkError> {
         self.has_permission_for(permission, "").await
     }
 
     /// Whether the plugin currently holds `permission` with a scope covering `scope`
     /// (a table, path, `host:port`... depending on the permission).
+    ///
+    /// # Errors
+    /// As [`has_permission`](Self::has_permission).
     pub async fn has_permission_for(
         &self,
         permission: &str,
@@ -297,39 +318,58 @@ impl PluginContext {
                 permission: permission.to_string(),
                 scope: scope.to_string(),
             })
-            .await?;
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(response.into_inner().granted)
     }
 
     /// Reads one of the plugin's config values; `None` when the key is unset.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument) for a malformed key;
+    /// [`ErrorCode::Unavailable`](crate::ErrorCode::Unavailable) when the config store cannot be read.
     pub async fn config_get(&self, key: &str) -> Result<Option<String>, SdkError> {
         let response = self
             .client()
             .get_config(pb::GetConfigRequest {
                 key: key.to_string(),
             })
-            .await?
+            .await
+            .map_err(crate::error::from_status)?
             .into_inner();
         Ok(response.found.then_some(response.value))
     }
 
     /// Stores one of the plugin's config values.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument) for a malformed key or
+    /// a value the setting's declared type refuses;
+    /// [`ErrorCode::ResourceExhausted`](crate::ErrorCode::ResourceExhausted) over the size limits.
     pub async fn config_set(&self, key: &str, value: &str) -> Result<(), SdkError> {
         self.client()
             .set_config(pb::SetConfigRequest {
                 key: key.to_string(),
                 value: value.to_string(),
             })
-            .await?;
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(())
     }
 
     /// Writes a line to the plugin's supervisor-side log.
+    ///
+    /// # Errors
+    /// [`ErrorCode::ResourceExhausted`](crate::ErrorCode::ResourceExhausted) when the plugin logs
+    /// faster than its rate limit; [`SdkError::Transport`] if the supervisor went away.
     pub async fn log(&self, level: LogLevel, message: &str) -> Result<(), SdkError> {
         self.log_with_fields(level, message, &[]).await
     }
 
     /// Writes a line with structured `key = value` fields to the supervisor-side log.
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
     pub async fn log_with_fields(
         &self,
         level: LogLevel,
@@ -338,39 +378,57 @@ impl PluginContext {
     ) -> Result<(), SdkError> {
         self.client()
             .log(pb::LogRequest {
-                level: pb::LogLevel::from(level).into(),
+                level: i32::from(level.to_pb()),
                 message: message.to_string(),
                 fields: fields
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             })
-            .await?;
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(())
     }
 
     /// [`log`](Self::log) at [`LogLevel::Debug`].
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
     pub async fn debug(&self, message: &str) -> Result<(), SdkError> {
         self.log(LogLevel::Debug, message).await
     }
 
     /// [`log`](Self::log) at [`LogLevel::Info`].
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
     pub async fn info(&self, message: &str) -> Result<(), SdkError> {
         self.log(LogLevel::Info, message).await
     }
 
     /// [`log`](Self::log) at [`LogLevel::Warn`].
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
     pub async fn warn(&self, message: &str) -> Result<(), SdkError> {
         self.log(LogLevel::Warn, message).await
     }
 
     /// [`log`](Self::log) at [`LogLevel::Error`].
+    ///
+    /// # Errors
+    /// As [`log`](Self::log).
     pub async fn error(&self, message: &str) -> Result<(), SdkError> {
         self.log(LogLevel::Error, message).await
     }
 
     /// Publishes an event on topic `<emit prefix><name>` (e.g. `greeted` becomes
     /// `plugin.hello.greeted`) and returns the id the supervisor assigned to it.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument) for a malformed name or a
+    /// payload over the broker's limit; [`ErrorCode::ResourceExhausted`](crate::ErrorCode::ResourceExhausted)
+    /// over the emit rate limit.
     pub async fn emit(&self, name: &str, payload: &[u8]) -> Result<String, SdkError> {
         let response = self
             .client_with_slot()
@@ -379,11 +437,15 @@ impl PluginContext {
                 topic: format!("{}{name}", self.inner.emit_prefix),
                 payload: payload.to_vec().into(),
             })
-            .await?;
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(response.into_inner().id)
     }
 
     /// [`emit`](Self::emit) with `value` encoded as JSON.
+    ///
+    /// # Errors
+    /// [`SdkError::Json`] if `value` cannot be encoded; otherwise as [`emit`](Self::emit).
     pub async fn emit_json<T: Serialize + ?Sized>(
         &self,
         name: &str,
@@ -396,13 +458,19 @@ impl PluginContext {
     /// Subscribes to more topics (exact, or `prefix.*`); returns the topics the
     /// broker now delivers. [`Plugin`](crate::Plugin) subscribes its handlers'
     /// patterns itself, so this is for plugins that manage subscriptions by hand.
+    ///
+    /// # Errors
+    /// [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument) for a malformed pattern;
+    /// [`ErrorCode::PermissionDenied`](crate::ErrorCode::PermissionDenied) for a pattern entirely
+    /// inside a sensitive topic without a `sensitive_events` grant covering it.
     pub async fn subscribe(&self, topics: &[&str]) -> Result<Vec<String>, SdkError> {
         let response = self
             .client()
             .subscribe(pb::SubscribeRequest {
                 topics: topics.iter().map(|t| t.to_string()).collect(),
             })
-            .await?;
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(response.into_inner().topics)
     }
 
@@ -417,12 +485,18 @@ impl PluginContext {
             .control
             .clone()
             .session(pb::SessionRequest {})
-            .await?
+            .await
+            .map_err(crate::error::from_status)?
             .into_inner())
     }
 
     pub(crate) async fn reply(&self, reply: pb::CommandReply) -> Result<(), SdkError> {
-        self.inner.control.clone().reply(reply).await?;
+        self.inner
+            .control
+            .clone()
+            .reply(reply)
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(())
     }
 
@@ -431,7 +505,8 @@ impl PluginContext {
             .control
             .clone()
             .pong(pb::PongRequest { id })
-            .await?;
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(())
     }
 }

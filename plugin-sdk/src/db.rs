@@ -10,10 +10,15 @@ use crate::SdkError;
 /// One SQLite value, as a parameter or in a result row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
+    /// SQL `NULL`.
     Null,
+    /// A 64-bit signed integer.
     Integer(i64),
+    /// A 64-bit float.
     Real(f64),
+    /// UTF-8 text.
     Text(String),
+    /// Raw bytes.
     Blob(Vec<u8>),
 }
 
@@ -47,9 +52,10 @@ impl From<Vec<u8>> for SqlValue {
     }
 }
 
-impl From<SqlValue> for pb::SqlValue {
-    fn from(v: SqlValue) -> Self {
-        let kind = match v {
+impl SqlValue {
+    /// The wire form (a method, so no broker-proto type is in the public API).
+    pub(crate) fn into_pb(self) -> pb::SqlValue {
+        let kind = match self {
             SqlValue::Null => Kind::Null(true),
             SqlValue::Integer(i) => Kind::Integer(i),
             SqlValue::Real(r) => Kind::Real(r),
@@ -58,10 +64,9 @@ impl From<SqlValue> for pb::SqlValue {
         };
         pb::SqlValue { kind: Some(kind) }
     }
-}
 
-impl From<pb::SqlValue> for SqlValue {
-    fn from(v: pb::SqlValue) -> Self {
+    /// From the wire form.
+    pub(crate) fn from_pb(v: pb::SqlValue) -> SqlValue {
         match v.kind {
             None | Some(Kind::Null(_)) => SqlValue::Null,
             Some(Kind::Integer(i)) => SqlValue::Integer(i),
@@ -75,8 +80,11 @@ impl From<pb::SqlValue> for SqlValue {
 /// What a statement returned: its columns and rows, or how many rows it changed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct QueryResult {
+    /// Column names of a SELECT, in order; empty for a write.
     pub columns: Vec<String>,
+    /// The rows of a SELECT, each with one value per column.
     pub rows: Vec<Vec<SqlValue>>,
+    /// Rows an INSERT, UPDATE or DELETE changed; 0 for a SELECT.
     pub rows_affected: u64,
 }
 
@@ -113,6 +121,15 @@ impl Db {
     }
 
     /// Runs one statement with `params` bound in order.
+    ///
+    /// # Errors
+    /// [`ErrorCode::PermissionDenied`](crate::ErrorCode::PermissionDenied) when a table the
+    /// statement touches is not granted (the message names it) or the statement is refused
+    /// (ATTACH, PRAGMA, schema changes...); [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument)
+    /// for SQL that does not parse or more than one statement;
+    /// [`ErrorCode::DeadlineExceeded`](crate::ErrorCode::DeadlineExceeded) when it runs too long;
+    /// [`ErrorCode::ResourceExhausted`](crate::ErrorCode::ResourceExhausted) over the row or byte
+    /// limit; [`ErrorCode::Unavailable`](crate::ErrorCode::Unavailable) with no application database.
     pub async fn query(
         &self,
         sql: &str,
@@ -123,22 +140,26 @@ impl Db {
             .clone()
             .query(pb::QueryRequest {
                 sql: sql.to_string(),
-                params: params.into_iter().map(Into::into).collect(),
+                params: params.into_iter().map(SqlValue::into_pb).collect(),
             })
-            .await?
+            .await
+            .map_err(crate::error::from_status)?
             .into_inner();
         Ok(QueryResult {
             columns: reply.columns,
             rows: reply
                 .rows
                 .into_iter()
-                .map(|r| r.values.into_iter().map(Into::into).collect())
+                .map(|r| r.values.into_iter().map(SqlValue::from_pb).collect())
                 .collect(),
             rows_affected: reply.rows_affected,
         })
     }
 
     /// Runs an INSERT, UPDATE or DELETE; returns the number of rows changed.
+    ///
+    /// # Errors
+    /// As [`query`](Self::query).
     pub async fn execute(
         &self,
         sql: &str,

@@ -12,7 +12,9 @@ use crate::SdkError;
 pub struct Event {
     /// Unique id assigned by the supervisor; use it to correlate replies.
     pub id: String,
+    /// The topic it was published on, e.g. `chat.message`.
     pub topic: String,
+    /// The payload as published (often JSON; see [`Event::json`]).
     pub payload: Vec<u8>,
     /// `"server"` for events from the PlexiChat server, else `"plugin:<name>"`.
     pub source: String,
@@ -22,6 +24,9 @@ pub struct Event {
 
 impl Event {
     /// Decodes the payload as JSON.
+    ///
+    /// # Errors
+    /// [`SdkError::Json`] when the payload is not JSON of type `T`.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, SdkError> {
         Ok(serde_json::from_slice(&self.payload)?)
     }
@@ -32,8 +37,9 @@ impl Event {
     }
 }
 
-impl From<pb::Event> for Event {
-    fn from(e: pb::Event) -> Event {
+impl Event {
+    /// From the wire form (a function, so no broker-proto type is in the public API).
+    pub(crate) fn from_pb(e: pb::Event) -> Event {
         Event {
             id: e.id,
             topic: e.topic,
@@ -181,11 +187,17 @@ impl Events {
     }
 
     /// Publishes `payload` on `plugin.<name>.<name>`; returns the event id.
+    ///
+    /// # Errors
+    /// As [`PluginContext::emit`](crate::PluginContext::emit).
     pub async fn emit(&self, name: &str, payload: &[u8]) -> Result<String, crate::SdkError> {
         self.ctx.emit(name, payload).await
     }
 
     /// [`emit`](Self::emit) with `value` encoded as JSON.
+    ///
+    /// # Errors
+    /// As [`PluginContext::emit_json`](crate::PluginContext::emit_json).
     pub async fn emit_json<T: serde::Serialize + ?Sized>(
         &self,
         name: &str,
@@ -195,6 +207,9 @@ impl Events {
     }
 
     /// Adds subscriptions (exact topics or `prefix.*`); returns all the broker delivers.
+    ///
+    /// # Errors
+    /// As [`PluginContext::subscribe`](crate::PluginContext::subscribe).
     pub async fn subscribe(&self, topics: &[&str]) -> Result<Vec<String>, crate::SdkError> {
         self.ctx.subscribe(topics).await
     }

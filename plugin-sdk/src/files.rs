@@ -12,7 +12,9 @@ pub const FILE_CHUNK_BYTES: usize = 512 * 1024;
 /// What a path is, as reported by [`Files::stat`] and [`Files::list`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
     /// Anything else: symlinks (never followed), sockets, devices...
     Other,
@@ -31,7 +33,9 @@ impl FileKind {
 /// One entry of [`Files::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
+    /// The entry's name within the directory (no `/`).
     pub name: String,
+    /// What it is.
     pub kind: FileKind,
     /// Size in bytes (of the entry itself; a symlink is not followed).
     pub size: u64,
@@ -40,7 +44,9 @@ pub struct DirEntry {
 /// Answer of [`Files::stat`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileStat {
+    /// What the path is.
     pub kind: FileKind,
+    /// Size in bytes.
     pub size: u64,
     /// Last modification, Unix milliseconds.
     pub modified_ms: i64,
@@ -53,7 +59,7 @@ pub struct FileStat {
 /// `/data` and everything under it is the plugin's data directory, always allowed and
 /// subject to a byte quota; any other path needs a live `file_read` grant (read, list,
 /// stat) or `file_write` grant (write, append, remove, mkdir) covering it. Symlinks are
-/// never followed. A refusal is an [`SdkError::Status`]: test it with
+/// never followed. A refusal is an [`SdkError::Broker`]: test it with
 /// [`SdkError::is_permission_denied`], [`SdkError::is_invalid_argument`] or
 /// [`SdkError::is_resource_exhausted`] (quota).
 #[derive(Clone)]
@@ -67,6 +73,12 @@ impl Files {
     }
 
     /// Reads the whole file, chunk by chunk (each call moves at most 512 KiB).
+    ///
+    /// # Errors
+    /// [`ErrorCode::PermissionDenied`](crate::ErrorCode::PermissionDenied) outside `/data` without a
+    /// covering `file_read` grant, or for a symlink; [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument)
+    /// for a path that is not absolute and normalised; [`ErrorCode::NotFound`](crate::ErrorCode::NotFound)
+    /// when it does not exist.
     pub async fn read(&self, path: &str) -> Result<Vec<u8>, SdkError> {
         let mut out = Vec::new();
         loop {
@@ -81,6 +93,9 @@ impl Files {
 
     /// Reads at most `max_bytes` (capped to 512 KiB; 0 means the cap) from `offset`.
     /// Returns the bytes and whether they reach the end of the file.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
     pub async fn read_at(
         &self,
         path: &str,
@@ -102,12 +117,22 @@ impl Files {
             offset,
             max_bytes,
         };
-        Ok(self.client.clone().read_file(request).await?.into_inner())
+        Ok(self
+            .client
+            .clone()
+            .read_file(request)
+            .await
+            .map_err(crate::error::from_status)?
+            .into_inner())
     }
 
     /// Replaces the file with `data` (created if missing). Up to 512 KiB the
     /// replacement is atomic; larger data is written as a first chunk then appended,
     /// so readers may see it partially written. Returns the new size.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read), with `file_write` for paths outside `/data`; also
+    /// [`ErrorCode::ResourceExhausted`](crate::ErrorCode::ResourceExhausted) over the `/data` quota.
     pub async fn write(&self, path: &str, data: &[u8]) -> Result<u64, SdkError> {
         let mut chunks = data.chunks(FILE_CHUNK_BYTES);
         let first = chunks.next().unwrap_or_default();
@@ -120,6 +145,9 @@ impl Files {
 
     /// Appends `data` to the file (created if missing), in chunks of at most 512 KiB.
     /// Returns the new size.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
     pub async fn append(&self, path: &str, data: &[u8]) -> Result<u64, SdkError> {
         let mut size = 0;
         for chunk in data.chunks(FILE_CHUNK_BYTES) {
@@ -141,17 +169,27 @@ impl Files {
             .client
             .clone()
             .write_file(request)
-            .await?
+            .await
+            .map_err(crate::error::from_status)?
             .into_inner()
             .size)
     }
 
     /// The entries of a directory, sorted by name.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
     pub async fn list(&self, path: &str) -> Result<Vec<DirEntry>, SdkError> {
         let request = pb::ListDirRequest {
             path: path.to_string(),
         };
-        let response = self.client.clone().list_dir(request).await?.into_inner();
+        let response = self
+            .client
+            .clone()
+            .list_dir(request)
+            .await
+            .map_err(crate::error::from_status)?
+            .into_inner();
         Ok(response
             .entries
             .into_iter()
@@ -164,11 +202,20 @@ impl Files {
     }
 
     /// What `path` is, its size and modification time.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
     pub async fn stat(&self, path: &str) -> Result<FileStat, SdkError> {
         let request = pb::StatRequest {
             path: path.to_string(),
         };
-        let response = self.client.clone().stat_path(request).await?.into_inner();
+        let response = self
+            .client
+            .clone()
+            .stat_path(request)
+            .await
+            .map_err(crate::error::from_status)?
+            .into_inner();
         Ok(FileStat {
             kind: FileKind::parse(&response.kind),
             size: response.size,
@@ -177,20 +224,35 @@ impl Files {
     }
 
     /// Removes a file or an empty directory (a symlink itself, never its target).
+    ///
+    /// # Errors
+    /// As [`write`](Self::write); also an error for a directory that is not empty.
     pub async fn remove(&self, path: &str) -> Result<(), SdkError> {
         let request = pb::RemoveRequest {
             path: path.to_string(),
         };
-        self.client.clone().remove_path(request).await?;
+        self.client
+            .clone()
+            .remove_path(request)
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(())
     }
 
     /// Creates a directory; its parent must exist.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write); [`ErrorCode::AlreadyExists`](crate::ErrorCode::AlreadyExists) when
+    /// the path exists, [`ErrorCode::NotFound`](crate::ErrorCode::NotFound) when the parent does not.
     pub async fn mkdir(&self, path: &str) -> Result<(), SdkError> {
         let request = pb::MakeDirRequest {
             path: path.to_string(),
         };
-        self.client.clone().make_dir(request).await?;
+        self.client
+            .clone()
+            .make_dir(request)
+            .await
+            .map_err(crate::error::from_status)?;
         Ok(())
     }
 }

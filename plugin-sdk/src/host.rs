@@ -42,6 +42,9 @@ impl Host {
 
     /// Asks the server to perform the action `target` names (no further action) under
     /// `permission`; the grant's scope must hold `target`. Returns the server's result.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
     pub async fn act(
         &self,
         permission: &str,
@@ -54,6 +57,13 @@ impl Host {
     /// Asks the server to perform `action` on `target` under `permission`; the grant's
     /// scope must hold `target:action` (or just `target` when `action` is empty).
     /// Returns the server's result.
+    ///
+    /// # Errors
+    /// [`ErrorCode::PermissionDenied`](crate::ErrorCode::PermissionDenied) when the grant does not
+    /// cover the action (nothing reaches the server); [`ErrorCode::InvalidArgument`](crate::ErrorCode::InvalidArgument)
+    /// for an unknown permission or a malformed target; [`ErrorCode::Unavailable`](crate::ErrorCode::Unavailable)
+    /// with no PlexiChat server connected; [`ErrorCode::DeadlineExceeded`](crate::ErrorCode::DeadlineExceeded)
+    /// when the server does not answer in time; the server's own refusal with its code.
     pub async fn call(
         &self,
         permission: &str,
@@ -70,7 +80,8 @@ impl Host {
                 action: action.to_string(),
                 payload: payload.to_vec(),
             })
-            .await?
+            .await
+            .map_err(crate::error::from_status)?
             .into_inner()
             .result)
     }

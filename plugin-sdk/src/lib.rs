@@ -78,7 +78,13 @@
 //! - The broker fd can be taken once per process. Use [`PluginContext::connect`] and
 //!   [`Plugin::run_with`] if you need the context before registering handlers.
 //! - Outside the supervisor there is no fd 3, and connecting fails with
-//!   [`SdkError::NoBrokerFd`].
+//!   [`SdkError::NoBrokerFd`]. To run handlers in tests, use [`testing::TestBroker`]:
+//!   an in-process fake broker with scripted grants, files, rows and HTTP answers.
+//! - A broker refusal is [`SdkError::Broker`] with an [`ErrorCode`] (the SDK's own
+//!   enum of gRPC's codes): match [`SdkError::code`] or the `is_*` helpers.
+
+#![deny(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 mod commands;
 mod connection;
@@ -90,6 +96,7 @@ mod files;
 mod host;
 mod http;
 mod plugin;
+pub mod testing;
 
 #[cfg(test)]
 mod roundtrip_tests;
@@ -100,7 +107,7 @@ pub use context::{
     Grant, LogLevel, PluginContext, PLUGIN_NAME_ENV, PLUGIN_VERSION_ENV, SDK_VERSION,
 };
 pub use db::{Db, QueryResult, SqlValue};
-pub use error::SdkError;
+pub use error::{ErrorCode, SdkError};
 pub use event::{topic_matches, Event, Events};
 pub use files::{DirEntry, FileKind, FileStat, Files, FILE_CHUNK_BYTES};
 pub use host::Host;

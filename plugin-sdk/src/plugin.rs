@@ -28,10 +28,27 @@ type ShutdownHook = Box<dyn FnOnce(PluginContext) -> BoxFuture<Result<(), String
 /// failed `Reply` call that would leave the invoker waiting for its deadline.
 const REPLY_OVERHEAD_BYTES: usize = 1024;
 
+/// What the dispatch loop tells the in-process [`testing`](crate::testing) broker, so
+/// a test can wait until an event's handlers have finished.
+pub(crate) enum HandlerReport {
+    /// Event `event_id` started this many handlers (possibly none).
+    Dispatched { event_id: String, handlers: usize },
+    /// One of its handlers ended.
+    Finished {
+        event_id: String,
+        outcome: Result<(), String>,
+    },
+}
+
+pub(crate) type Observer = tokio::sync::mpsc::UnboundedSender<HandlerReport>;
+
 /// What an event or shutdown handler may return: `()`, or a `Result` whose error is
 /// logged to the supervisor.
 pub trait HandlerOutcome: Send + 'static {
     /// The outcome as `Err(message)` on failure.
+    ///
+    /// # Errors
+    /// `Err(message)` when the handler failed.
     fn into_outcome(self) -> Result<(), String>;
 }
 
@@ -59,6 +76,8 @@ pub struct Plugin {
     max_in_flight: usize,
     /// Registration mistakes, reported by `run` so builder calls stay chainable.
     problems: Vec<String>,
+    /// Told about event handlers' ends; only the testing harness sets it.
+    observer: Option<Observer>,
 }
 
 impl Default for Plugin {
@@ -91,7 +110,14 @@ impl Plugin {
             shutdown: None,
             max_in_flight: crate::DEFAULT_MAX_IN_FLIGHT,
             problems: Vec::new(),
+            observer: None,
         }
+    }
+
+    /// Reports event handlers' ends to `observer` (the testing harness).
+    pub(crate) fn observed(mut self, observer: Observer) -> Plugin {
+        self.observer = Some(observer);
+        self
     }
 
     /// Keeps at most `n` broker calls in flight (at least 1; default
@@ -181,6 +207,11 @@ impl Plugin {
     /// Connects to the supervisor over the inherited fd, handshakes, subscribes the
     /// event patterns and serves the session until the supervisor asks for shutdown
     /// (returns `Ok` after the shutdown hook) or goes away (returns `Ok`).
+    ///
+    /// # Errors
+    /// [`SdkError::InvalidPlugin`] for a bad registration (before connecting); what
+    /// [`PluginContext::connect`] returns; a broker refusal of a subscription; an error status
+    /// the supervisor ends the session with.
     pub async fn run(self) -> Result<(), SdkError> {
         // Checked before connecting so a broken plugin fails without consuming the fd.
         self.check()?;
@@ -190,6 +221,10 @@ impl Plugin {
 
     /// [`run`](Plugin::run) on a context you already connected, e.g. to read config
     /// before deciding which handlers to register.
+    ///
+    /// # Errors
+    /// As [`run`](Plugin::run), except the connect errors; [`SdkError::SessionAlreadyOpen`]
+    /// if this context already served a session.
     pub async fn run_with(self, ctx: PluginContext) -> Result<(), SdkError> {
         self.check()?;
         let Plugin {
@@ -198,6 +233,7 @@ impl Plugin {
             shutdown,
             max_in_flight: _,
             problems: _,
+            observer,
         } = self;
 
         let mut patterns: Vec<&str> = Vec::new();
@@ -215,6 +251,7 @@ impl Plugin {
             ctx: ctx.clone(),
             commands,
             events,
+            observer,
         };
         let mut tasks = JoinSet::new();
         let ending = loop {
@@ -223,7 +260,7 @@ impl Plugin {
             while tasks.try_join_next().is_some() {}
             match message {
                 Ok(Some(pb::HostMessage { kind: Some(kind) })) => match kind {
-                    Kind::Event(event) => dispatcher.event(event.into(), &mut tasks),
+                    Kind::Event(event) => dispatcher.event(Event::from_pb(event), &mut tasks),
                     Kind::Invoke(invocation) => dispatcher.invoke(invocation, &mut tasks),
                     Kind::Ping(ping) => dispatcher.ping(ping.id, &mut tasks),
                     Kind::Shutdown(shutdown) => break Ending::Shutdown(shutdown),
@@ -268,7 +305,7 @@ impl Plugin {
                 diagnostic(&format!("broker connection lost: {}", status.message()));
                 Ok(())
             }
-            Ending::Failed(status) => Err(SdkError::Status(status)),
+            Ending::Failed(status) => Err(crate::error::from_status(status)),
         }
     }
 
@@ -291,18 +328,32 @@ struct Dispatcher {
     ctx: PluginContext,
     commands: HashMap<String, CommandHandler>,
     events: Vec<(String, EventHandler)>,
+    observer: Option<Observer>,
 }
 
 impl Dispatcher {
     fn event(&self, event: Event, tasks: &mut JoinSet<()>) {
+        if let Some(observer) = &self.observer {
+            let handlers = self
+                .events
+                .iter()
+                .filter(|(pattern, _)| topic_matches(pattern, &event.topic))
+                .count();
+            let _ = observer.send(HandlerReport::Dispatched {
+                event_id: event.id.clone(),
+                handlers,
+            });
+        }
         for (pattern, handler) in self.events.iter() {
             if !topic_matches(pattern, &event.topic) {
                 continue;
             }
+            let observer = self.observer.clone();
             let ctx = self.ctx.clone();
             let handler = handler.clone();
             let event = event.clone();
             let topic = event.topic.clone();
+            let event_id = event.id.clone();
             tasks.spawn(async move {
                 // The handler is called inside the isolated task, so even a panic in
                 // the closure itself (before its future exists) is contained.
@@ -310,12 +361,22 @@ impl Dispatcher {
                     let ctx = ctx.clone();
                     async move { handler(ctx, event).await }
                 });
+                let id = event_id;
                 let problem = match run.await {
-                    Ok(Ok(())) => return,
-                    Ok(Err(e)) => format!("handler for event `{topic}` failed: {e}"),
-                    Err(e) => format!("handler for event `{topic}` {}", join_failure(&e)),
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("handler for event `{topic}` failed: {e}")),
+                    Err(e) => Some(format!("handler for event `{topic}` {}", join_failure(&e))),
                 };
-                report(&ctx, &problem).await;
+                if let Some(problem) = &problem {
+                    report(&ctx, problem).await;
+                }
+                if let Some(observer) = observer {
+                    let outcome = problem.map_or(Ok(()), Err);
+                    let _ = observer.send(HandlerReport::Finished {
+                        event_id: id,
+                        outcome,
+                    });
+                }
             });
         }
     }

@@ -1,353 +1,39 @@
-//! In-process round trips: a fake broker served over `UnixStream::pair()` drives the
-//! real connect, handshake and dispatch code, standing in for the supervisor.
+//! In-process round trips: the `testing` module's fake broker, served over
+//! `UnixStream::pair()`, drives the real connect, handshake and dispatch code.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use broker_proto::broker::v1 as pb;
-use broker_proto::broker::v1::broker_server::{Broker, BrokerServer};
 use broker_proto::BROKER_PROTOCOL_VERSIONS;
 use pb::host_message::Kind;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::Status;
 
-use crate::{Event, LogLevel, Plugin, PluginContext, SdkError, SDK_VERSION};
+use crate::testing::{serve, Seen, Shared, State};
+use crate::{ErrorCode, Event, Grant, LogLevel, Plugin, PluginContext, SdkError, SDK_VERSION};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Everything the fake broker was asked, in arrival order.
-#[derive(Debug)]
-enum Seen {
-    Handshake(pb::HandshakeRequest),
-    Subscribe(Vec<String>),
-    SessionOpened,
-    Reply(pb::CommandReply),
-    Pong(u64),
-    Emit(pb::EmitEventRequest),
-    Log(pb::LogRequest),
-}
-
 type HostTx = mpsc::Sender<Result<pb::HostMessage, Status>>;
-type HostRx = mpsc::Receiver<Result<pb::HostMessage, Status>>;
 
-struct FakeBroker {
-    handshake: Result<pb::HandshakeResponse, Status>,
-    seen: mpsc::UnboundedSender<Seen>,
-    session: Mutex<Option<HostRx>>,
-    config: Mutex<HashMap<String, String>>,
-    /// In-memory `/data` files, enough to exercise the SDK's chunking.
-    files: Mutex<HashMap<String, Vec<u8>>>,
-}
-
-impl FakeBroker {
-    fn record(&self, seen: Seen) {
-        // The test may have stopped listening; that is not the broker's problem.
-        let _ = self.seen.send(seen);
-    }
-}
-
-#[tonic::async_trait]
-impl Broker for FakeBroker {
-    async fn handshake(
-        &self,
-        request: Request<pb::HandshakeRequest>,
-    ) -> Result<Response<pb::HandshakeResponse>, Status> {
-        self.record(Seen::Handshake(request.into_inner()));
-        self.handshake.clone().map(Response::new)
-    }
-
-    type SessionStream = ReceiverStream<Result<pb::HostMessage, Status>>;
-
-    async fn session(
-        &self,
-        _request: Request<pb::SessionRequest>,
-    ) -> Result<Response<Self::SessionStream>, Status> {
-        let rx = self
-            .session
-            .lock()
-            .expect("session lock")
-            .take()
-            .ok_or_else(|| Status::failed_precondition("session already open"))?;
-        self.record(Seen::SessionOpened);
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
-
-    async fn reply(
-        &self,
-        request: Request<pb::CommandReply>,
-    ) -> Result<Response<pb::ReplyAck>, Status> {
-        self.record(Seen::Reply(request.into_inner()));
-        Ok(Response::new(pb::ReplyAck {}))
-    }
-
-    async fn pong(
-        &self,
-        request: Request<pb::PongRequest>,
-    ) -> Result<Response<pb::PongAck>, Status> {
-        self.record(Seen::Pong(request.into_inner().id));
-        Ok(Response::new(pb::PongAck {}))
-    }
-
-    async fn subscribe(
-        &self,
-        request: Request<pb::SubscribeRequest>,
-    ) -> Result<Response<pb::SubscribeResponse>, Status> {
-        let topics = request.into_inner().topics;
-        self.record(Seen::Subscribe(topics.clone()));
-        Ok(Response::new(pb::SubscribeResponse { topics }))
-    }
-
-    async fn emit_event(
-        &self,
-        request: Request<pb::EmitEventRequest>,
-    ) -> Result<Response<pb::EmitEventResponse>, Status> {
-        let request = request.into_inner();
-        let id = format!("ev-{}", request.topic);
-        self.record(Seen::Emit(request));
-        Ok(Response::new(pb::EmitEventResponse { id }))
-    }
-
-    async fn get_config(
-        &self,
-        request: Request<pb::GetConfigRequest>,
-    ) -> Result<Response<pb::GetConfigResponse>, Status> {
-        let key = request.into_inner().key;
-        if key == "secret" {
-            return Err(Status::permission_denied(
-                "config key `secret` is not yours",
-            ));
-        }
-        let value = self.config.lock().expect("config lock").get(&key).cloned();
-        Ok(Response::new(pb::GetConfigResponse {
-            found: value.is_some(),
-            value: value.unwrap_or_default(),
-        }))
-    }
-
-    async fn set_config(
-        &self,
-        request: Request<pb::SetConfigRequest>,
-    ) -> Result<Response<pb::SetConfigResponse>, Status> {
-        let request = request.into_inner();
-        self.config
-            .lock()
-            .expect("config lock")
-            .insert(request.key, request.value);
-        Ok(Response::new(pb::SetConfigResponse {}))
-    }
-
-    async fn log(
-        &self,
-        request: Request<pb::LogRequest>,
-    ) -> Result<Response<pb::LogResponse>, Status> {
-        self.record(Seen::Log(request.into_inner()));
-        Ok(Response::new(pb::LogResponse {}))
-    }
-
-    async fn has_permission(
-        &self,
-        request: Request<pb::HasPermissionRequest>,
-    ) -> Result<Response<pb::HasPermissionResponse>, Status> {
-        let request = request.into_inner();
-        let granted = request.permission == "database_read"
-            && (request.scope.is_empty() || request.scope == "messages");
-        Ok(Response::new(pb::HasPermissionResponse {
-            granted,
+/// The plugin the fake broker believes it talks to; its grants match `accepted_handshake`.
+fn tester() -> State {
+    State {
+        plugin_name: "tester".into(),
+        plugin_version: "1.2.3".into(),
+        grants: vec![Grant {
+            permission: "database_read".into(),
+            scope: vec!["messages".into()],
             expires_at_ms: 0,
-        }))
-    }
-
-    async fn read_file(
-        &self,
-        request: Request<pb::ReadFileRequest>,
-    ) -> Result<Response<pb::ReadFileResponse>, Status> {
-        let r = request.into_inner();
-        fake_data_path(&r.path)?;
-        let files = self.files.lock().expect("files lock");
-        let data = files
-            .get(&r.path)
-            .ok_or_else(|| Status::not_found(r.path.clone()))?;
-        let start = (r.offset as usize).min(data.len());
-        let max = if r.max_bytes == 0 {
-            FAKE_CHUNK
-        } else {
-            (r.max_bytes as usize).min(FAKE_CHUNK)
-        };
-        let end = (start + max).min(data.len());
-        Ok(Response::new(pb::ReadFileResponse {
-            data: data[start..end].to_vec(),
-            eof: end == data.len(),
-            size: data.len() as u64,
-        }))
-    }
-
-    async fn write_file(
-        &self,
-        request: Request<pb::WriteFileRequest>,
-    ) -> Result<Response<pb::WriteFileResponse>, Status> {
-        let r = request.into_inner();
-        fake_data_path(&r.path)?;
-        if r.data.len() > FAKE_CHUNK {
-            return Err(Status::invalid_argument("write too large"));
-        }
-        let mut files = self.files.lock().expect("files lock");
-        let file = files.entry(r.path).or_default();
-        if !r.append {
-            file.clear();
-        }
-        file.extend_from_slice(&r.data);
-        Ok(Response::new(pb::WriteFileResponse {
-            size: file.len() as u64,
-        }))
-    }
-
-    async fn list_dir(
-        &self,
-        request: Request<pb::ListDirRequest>,
-    ) -> Result<Response<pb::ListDirResponse>, Status> {
-        let r = request.into_inner();
-        fake_data_path(&format!("{}/", r.path))?;
-        let prefix = format!("{}/", r.path);
-        let files = self.files.lock().expect("files lock");
-        let mut entries: Vec<pb::DirEntry> = files
-            .iter()
-            .filter_map(|(p, d)| {
-                let name = p.strip_prefix(&prefix)?;
-                Some(pb::DirEntry {
-                    name: name.to_string(),
-                    kind: "file".into(),
-                    size: d.len() as u64,
-                })
-            })
-            .collect();
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Response::new(pb::ListDirResponse { entries }))
-    }
-
-    async fn stat_path(
-        &self,
-        request: Request<pb::StatRequest>,
-    ) -> Result<Response<pb::StatResponse>, Status> {
-        let r = request.into_inner();
-        fake_data_path(&r.path)?;
-        let files = self.files.lock().expect("files lock");
-        let data = files
-            .get(&r.path)
-            .ok_or_else(|| Status::not_found(r.path.clone()))?;
-        Ok(Response::new(pb::StatResponse {
-            kind: "file".into(),
-            size: data.len() as u64,
-            modified_ms: 1,
-        }))
-    }
-
-    async fn remove_path(
-        &self,
-        request: Request<pb::RemoveRequest>,
-    ) -> Result<Response<pb::RemoveResponse>, Status> {
-        let r = request.into_inner();
-        fake_data_path(&r.path)?;
-        self.files.lock().expect("files lock").remove(&r.path);
-        Ok(Response::new(pb::RemoveResponse {}))
-    }
-
-    async fn make_dir(
-        &self,
-        request: Request<pb::MakeDirRequest>,
-    ) -> Result<Response<pb::MakeDirResponse>, Status> {
-        fake_data_path(&request.into_inner().path)?;
-        Ok(Response::new(pb::MakeDirResponse {}))
-    }
-
-    /// Echoes argv as stdout; anything but /bin/echo is not granted.
-    async fn execute(
-        &self,
-        request: Request<pb::ExecuteRequest>,
-    ) -> Result<Response<pb::ExecuteResponse>, Status> {
-        let argv = request.into_inner().argv;
-        if argv.first().map(String::as_str) != Some("/bin/echo") {
-            return Err(Status::permission_denied("execute_commands is not granted"));
-        }
-        Ok(Response::new(pb::ExecuteResponse {
-            exited: true,
-            exit_code: 0,
-            stdout: argv[1..].join(" ").into_bytes(),
-            ..Default::default()
-        }))
-    }
-
-    /// Answers with the method and URL it got; other hosts are not granted.
-    async fn http(
-        &self,
-        request: Request<pb::HttpRequest>,
-    ) -> Result<Response<pb::HttpResponse>, Status> {
-        let req = request.into_inner();
-        if !req.url.starts_with("https://api.example.com/") {
-            return Err(Status::permission_denied(
-                "network_outbound is not granted for `evil.net:443`",
-            ));
-        }
-        Ok(Response::new(pb::HttpResponse {
-            status: 200,
-            headers: req.headers,
-            body: format!("{} {}", req.method, req.url).into_bytes(),
-            url: req.url,
-        }))
-    }
-
-    /// Echoes the action back; `delete_user` is not granted.
-    async fn host_action(
-        &self,
-        request: Request<pb::HostActionRequest>,
-    ) -> Result<Response<pb::HostActionResponse>, Status> {
-        let req = request.into_inner();
-        if req.target == "delete_user" {
-            return Err(Status::permission_denied(
-                "user_management is not granted for `delete_user`",
-            ));
-        }
-        Ok(Response::new(pb::HostActionResponse {
-            result: format!("{} {} {}", req.permission, req.target, req.action).into_bytes(),
-        }))
-    }
-
-    /// Answers one row holding the parameters it was sent; `users` is not granted.
-    async fn query(
-        &self,
-        request: Request<pb::QueryRequest>,
-    ) -> Result<Response<pb::QueryResponse>, Status> {
-        let req = request.into_inner();
-        if req.sql.contains("users") {
-            return Err(Status::permission_denied(
-                "database_read is not granted for table `users`",
-            ));
-        }
-        Ok(Response::new(pb::QueryResponse {
-            columns: (1..=req.params.len()).map(|i| format!("p{i}")).collect(),
-            rows: vec![pb::SqlRow { values: req.params }],
-            rows_affected: 0,
-        }))
+        }],
+        ..State::default()
     }
 }
-
-/// Like the real broker: only `/data/...` without a grant, 512 KiB per call.
-fn fake_data_path(path: &str) -> Result<(), Status> {
-    if path.starts_with("/data/") {
-        Ok(())
-    } else {
-        Err(Status::permission_denied(format!(
-            "file_read is not granted for `{path}`"
-        )))
-    }
-}
-
-const FAKE_CHUNK: usize = 512 * 1024;
 
 fn accepted_handshake() -> pb::HandshakeResponse {
     pb::HandshakeResponse {
@@ -376,40 +62,24 @@ struct Harness {
 
 impl Harness {
     fn start(handshake: Result<pb::HandshakeResponse, Status>) -> Harness {
-        Harness::start_inner(handshake, false)
+        Harness::start_with(tester(), handshake, false)
     }
 
     fn start_proxied(handshake: Result<pb::HandshakeResponse, Status>) -> Harness {
-        Harness::start_inner(handshake, true)
+        Harness::start_with(tester(), handshake, true)
     }
 
-    fn start_inner(handshake: Result<pb::HandshakeResponse, Status>, proxied: bool) -> Harness {
+    fn start_with(
+        state: State,
+        handshake: Result<pb::HandshakeResponse, Status>,
+        proxied: bool,
+    ) -> Harness {
         let (seen_tx, seen) = mpsc::unbounded_channel();
         let (host, host_rx) = mpsc::channel(16);
-        let broker = FakeBroker {
-            handshake,
-            seen: seen_tx,
-            session: Mutex::new(Some(host_rx)),
-            config: Mutex::new(HashMap::new()),
-            files: Mutex::new(HashMap::new()),
-        };
-        let (plugin_end, broker_end, proxy) = if proxied {
-            let (plugin_end, proxy_a) = UnixStream::pair().expect("socketpair");
-            let (mut proxy_b, broker_end) = UnixStream::pair().expect("socketpair");
-            let proxy = tokio::spawn(async move {
-                let mut proxy_a = proxy_a;
-                let _ = tokio::io::copy_bidirectional(&mut proxy_a, &mut proxy_b).await;
-            });
-            (plugin_end, broker_end, Some(proxy))
-        } else {
-            let (plugin_end, broker_end) = UnixStream::pair().expect("socketpair");
-            (plugin_end, broker_end, None)
-        };
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(BrokerServer::new(broker))
-                .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(broker_end))),
-        );
+        let mut shared = Shared::new(state, host_rx);
+        shared.handshake = Some(handshake);
+        shared.seen = Some(seen_tx);
+        let (plugin_end, proxy) = serve(Arc::new(shared), proxied).expect("socketpair");
         Harness {
             plugin_end: Some(plugin_end),
             host: Some(host),
@@ -520,11 +190,11 @@ async fn context_calls_round_trip() {
         ctx.config_get("greeting").await.expect("call").as_deref(),
         Some("hi")
     );
-    let denied = ctx.config_get("secret").await.expect_err("denied");
-    assert!(denied.is_permission_denied(), "{denied}");
+    let refused = ctx.config_set("", "x").await.expect_err("refused");
+    assert!(refused.is_invalid_argument(), "{refused}");
 
     let id = ctx.emit("greeted", b"raw").await.expect("emit");
-    assert_eq!(id, "ev-plugin.tester.greeted");
+    assert!(id.starts_with("emitted-"), "{id}");
     let emitted = h
         .next(|s| match s {
             Seen::Emit(e) => Some(e),
@@ -789,9 +459,9 @@ async fn an_error_status_on_the_session_is_returned() {
 async fn handshake_rejection_is_typed() {
     let mut h = Harness::start(Err(Status::permission_denied("plugin not approved")));
     match h.connect().await {
-        Err(SdkError::HandshakeRejected(status)) => {
-            assert_eq!(status.code(), tonic::Code::PermissionDenied);
-            assert_eq!(status.message(), "plugin not approved");
+        Err(SdkError::HandshakeRejected { code, message }) => {
+            assert_eq!(code, ErrorCode::PermissionDenied);
+            assert_eq!(message, "plugin not approved");
         }
         other => panic!("expected HandshakeRejected, got {other:?}"),
     }
@@ -1002,30 +672,39 @@ async fn files_move_large_contents_in_chunks_and_keep_the_grpc_code() {
     within(files.remove("/data/big")).await.unwrap();
     let err = within(files.read("/etc/passwd")).await.unwrap_err();
     assert!(err.is_permission_denied(), "{err}");
-    assert!(matches!(err, SdkError::Status(_)));
+    assert!(matches!(err, SdkError::Broker { .. }));
 }
 
 #[tokio::test]
 async fn database_values_survive_the_round_trip_and_refusals_keep_their_code() {
+    use crate::testing::TestBroker;
     use crate::SqlValue;
-    let mut h = Harness::start(Ok(accepted_handshake()));
-    let ctx = h.connect().await.expect("handshake accepted");
-    let sent = vec![
+    let values = vec![
         SqlValue::Null,
         SqlValue::Integer(-7),
         SqlValue::Real(1.5),
         SqlValue::Text("x'); DROP TABLE t; --".into()),
         SqlValue::Blob(vec![0, 255]),
     ];
-    let out = ctx
-        .db()
-        .query("SELECT ?1, ?2, ?3, ?4, ?5", sent.clone())
+    let running = TestBroker::new("tester")
+        .grant("database_write", &["t"])
+        .rows("FROM t", &["a", "b", "c", "d", "e"], vec![values.clone()])
+        .start(Plugin::new())
         .await
-        .expect("answered");
-    assert_eq!(out.columns, ["p1", "p2", "p3", "p4", "p5"]);
-    assert_eq!(out.rows, vec![sent]);
-    let err = ctx
-        .db()
+        .expect("started");
+    let db = running.ctx().db();
+    // Decoding: every kind of value comes back as scripted.
+    let out = db.query("SELECT * FROM t", []).await.expect("answered");
+    assert_eq!(out.columns, ["a", "b", "c", "d", "e"]);
+    assert_eq!(out.rows, vec![values.clone()]);
+    // Encoding: every kind of parameter reaches the broker as sent.
+    let n = db
+        .execute("INSERT INTO t VALUES (?1, ?2, ?3, ?4, ?5)", values.clone())
+        .await
+        .expect("written");
+    assert_eq!(n, 1);
+    assert_eq!(running.db_writes()[0].params, values);
+    let err = db
         .query("SELECT * FROM users", [])
         .await
         .expect_err("refused");
@@ -1035,35 +714,73 @@ async fn database_values_survive_the_round_trip_and_refusals_keep_their_code() {
 
 #[tokio::test]
 async fn host_actions_carry_their_target_and_refusals_keep_their_code() {
-    let mut h = Harness::start(Ok(accepted_handshake()));
-    let ctx = h.connect().await.expect("handshake accepted");
-    let out = ctx
-        .host()
+    use crate::testing::TestBroker;
+    let running = TestBroker::new("tester")
+        .grant("user_management", &["ban_user:ban", "warn_user"])
+        .host_answer("user_management", "ban_user", "ban", Ok(b"banned".to_vec()))
+        .host_answer("user_management", "warn_user", "", Ok(b"warned".to_vec()))
+        .start(Plugin::new())
+        .await
+        .expect("started");
+    let host = running.ctx().host();
+    let out = host
         .call("user_management", "ban_user", "ban", b"{}")
         .await
         .expect("answered");
-    assert_eq!(out, b"user_management ban_user ban");
+    assert_eq!(out, b"banned");
     // `act` sends no action: the target alone names what the server does.
-    let out = ctx
-        .host()
+    let out = host
         .act("user_management", "warn_user", b"{}")
         .await
         .expect("answered");
-    assert_eq!(out, b"user_management warn_user ");
-    let err = ctx
-        .host()
-        .call("user_management", "delete_user", "delete", b"{}")
+    assert_eq!(out, b"warned");
+    let calls = running.host_calls();
+    assert_eq!(
+        (
+            calls[1].target.as_str(),
+            calls[1].action.as_str(),
+            calls[1].payload.as_slice()
+        ),
+        ("warn_user", "", b"{}".as_slice())
+    );
+    let err = host
+        .call("user_management", "ban_user", "delete", b"{}")
         .await
         .expect_err("refused");
     assert!(err.is_permission_denied(), "{err}");
+    assert!(
+        err.to_string().contains("action `delete` on `ban_user`"),
+        "{err}"
+    );
+    assert_eq!(
+        running.host_calls().len(),
+        2,
+        "a refused action reaches no server"
+    );
 }
 
 #[tokio::test]
 async fn http_requests_and_refusals_round_trip() {
-    let mut h = Harness::start(Ok(accepted_handshake()));
-    let ctx = h.connect().await.expect("handshake accepted");
-    let out = ctx
-        .http()
+    use crate::testing::TestBroker;
+    use crate::HttpResponse;
+    let answer = HttpResponse {
+        status: 201,
+        headers: vec![("x-answer".into(), "yes".into())],
+        body: b"made".to_vec(),
+        url: "https://api.example.com/x".into(),
+    };
+    let running = TestBroker::new("tester")
+        .grant("network_outbound", &["api.example.com"])
+        .http_answer(
+            Some("POST"),
+            "https://api.example.com/x",
+            Ok(answer.clone()),
+        )
+        .start(Plugin::new())
+        .await
+        .expect("started");
+    let http = running.ctx().http();
+    let out = http
         .request(
             "POST",
             "https://api.example.com/x",
@@ -1072,33 +789,61 @@ async fn http_requests_and_refusals_round_trip() {
         )
         .await
         .expect("answered");
-    assert_eq!(out.status, 200);
-    assert_eq!(out.body, b"POST https://api.example.com/x");
-    assert_eq!(out.headers, [("x-token".to_string(), "t".to_string())]);
-    let err = ctx
-        .http()
-        .get("https://evil.net/")
+    assert_eq!(out, answer);
+    let call = &running.http_calls()[0];
+    assert_eq!(call.headers, [("x-token".to_string(), "t".to_string())]);
+    assert_eq!(call.body, b"{}");
+    // Scripted for POST only: a GET is unmatched, and says so.
+    let err = http
+        .get("https://api.example.com/x")
         .await
-        .expect_err("refused");
+        .expect_err("unscripted");
+    assert!(
+        err.is_unavailable() && err.to_string().contains("GET https://api.example.com/x"),
+        "{err}"
+    );
+    let err = http.get("https://evil.net/").await.expect_err("refused");
     assert!(err.is_permission_denied(), "{err}");
+    assert!(err.to_string().contains("`evil.net:443`"), "{err}");
 }
 
 #[tokio::test]
 async fn commands_round_trip_with_their_exit_status() {
-    let mut h = Harness::start(Ok(accepted_handshake()));
-    let ctx = h.connect().await.expect("handshake accepted");
-    let out = ctx
-        .commands()
+    use crate::testing::TestBroker;
+    use crate::CommandOutput;
+    let running = TestBroker::new("tester")
+        .grant("execute_commands", &["/bin/echo ..."])
+        .command_output(
+            &["/bin/echo", "hi", "there"],
+            Ok(CommandOutput {
+                exit_code: Some(0),
+                stdout: b"hi there".to_vec(),
+                ..CommandOutput::default()
+            }),
+        )
+        .command_output(
+            &["/bin/echo", "killed"],
+            Ok(CommandOutput {
+                signal: Some(9),
+                ..CommandOutput::default()
+            }),
+        )
+        .start(Plugin::new())
+        .await
+        .expect("started");
+    let commands = running.ctx().commands();
+    let out = commands
         .run(&["/bin/echo", "hi", "there"])
         .await
         .expect("ran");
-    assert_eq!(out.exit_code, Some(0));
-    assert_eq!(out.signal, None);
+    assert_eq!((out.exit_code, out.signal), (Some(0), None));
     assert_eq!(out.stdout, b"hi there");
-    let err = ctx
-        .commands()
+    let out = commands.run(&["/bin/echo", "killed"]).await.expect("ran");
+    assert_eq!((out.exit_code, out.signal), (None, Some(9)));
+    let err = commands
         .run(&["/bin/sh", "-c", "id"])
         .await
         .expect_err("refused");
     assert!(err.is_permission_denied(), "{err}");
+    assert!(err.to_string().contains("execute_commands"), "{err}");
 }

@@ -135,7 +135,7 @@ async fn long_path(ctx: PluginContext, args: Vec<u8>) -> Result<String, String> 
     let mut first = Tally::default();
     first.add(&ctx.files().stat(&path).await);
     let message_len = match ctx.files().stat(&path).await {
-        Err(SdkError::Status(s)) => s.message().len(),
+        Err(SdkError::Broker { message, .. }) => message.len(),
         _ => 0,
     };
     let mut next = Tally::default();
