@@ -17,6 +17,16 @@ pub const MAX_AUDIT_PAGE_RECORDS: u32 = 5000;
 /// Metadata header a server-role caller sets to act for an end-user admin.
 pub const ON_BEHALF_OF_HEADER: &str = "x-plexichat-on-behalf-of";
 
+/// Both protos as a `FileDescriptorSet`, comments included (protoc's source info):
+/// for reflection, the contract tests and the reference page.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/plexichat_descriptor.bin"));
+
+/// Well-known types the admin API uses (`google.protobuf.Value`), with their JSON mapping.
+pub use pbjson_types;
+
+pub mod label;
+
 pub mod broker {
     pub mod v1 {
         tonic::include_proto!("plexichat.broker.v1");
@@ -26,5 +36,7 @@ pub mod broker {
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("plexichat.admin.v1");
+        // The canonical protobuf JSON mapping (pbjson): what `--output json` prints.
+        include!(concat!(env!("OUT_DIR"), "/plexichat.admin.v1.serde.rs"));
     }
 }
