@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 # install: which build's binaries (release; the VM test installs the debug build).
 PROFILE ?= release
 
-.PHONY: all build run test lint python-stubs fmt install uninstall clean bench bench-spawn bench-broker release
+.PHONY: all build run test lint python-stubs fmt docs install uninstall clean bench bench-spawn bench-broker release
 
 all: build
 
@@ -58,6 +58,10 @@ python-stubs:
 
 fmt:
 	$(CARGO) fmt --all
+
+## Regenerate docs/api.md from the protos' comments (a test fails when it is stale).
+docs:
+	PLEXICHAT_WRITE_API_DOCS=1 $(CARGO) test -p plexichat-broker-proto --test contract docs_api_md
 
 ## Install the binaries (stripped of debug info), policies, configuration, the unit
 ## generated for PREFIX, sysusers and tmpfiles; safe to repeat: an edited config or

@@ -1,5 +1,6 @@
 //! Generates the tonic/prost code from `proto/` with the protoc shipped in the
-//! `protoc-bin-vendored` crate, so no system protoc is needed.
+//! `protoc-bin-vendored` crate, so no system protoc is needed, and the canonical
+//! protobuf JSON mapping (pbjson) of the admin API.
 
 use std::path::PathBuf;
 
@@ -19,8 +20,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".plexichat.broker.v1.EmitEventRequest.payload")
         .bytes(".plexichat.admin.v1.PluginEvent.payload")
         .bytes(".plexichat.admin.v1.PublishEventRequest.payload")
-        .type_attribute(".plexichat.admin.v1", "#[derive(serde::Serialize)]")
+        // Well-known types with their canonical JSON (Value as any JSON value).
+        .extern_path(".google.protobuf.Value", "::pbjson_types::Value")
         .file_descriptor_set_path(&descriptors)
         .compile_protos(&["proto/broker.proto", "proto/admin.proto"], &["proto"])?;
+    // Serialize/Deserialize following the proto3 JSON mapping: enums by name,
+    // bytes as base64, 64-bit integers as strings, default values left out.
+    pbjson_build::Builder::new()
+        .register_descriptors(&std::fs::read(&descriptors)?)?
+        .preserve_proto_field_names()
+        .btree_map(["."])
+        .build(&[".plexichat.admin.v1"])?;
     Ok(())
 }

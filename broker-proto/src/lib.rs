@@ -22,6 +22,11 @@ pub const ON_BEHALF_OF_HEADER: &str = "x-plexichat-on-behalf-of";
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/plexichat_descriptor.bin"));
 
+/// Well-known types the admin API uses (`google.protobuf.Value`), with their JSON mapping.
+pub use pbjson_types;
+
+pub mod label;
+
 pub mod broker {
     pub mod v1 {
         tonic::include_proto!("plexichat.broker.v1");
@@ -31,5 +36,7 @@ pub mod broker {
 pub mod admin {
     pub mod v1 {
         tonic::include_proto!("plexichat.admin.v1");
+        // The canonical protobuf JSON mapping (pbjson): what `--output json` prints.
+        include!(concat!(env!("OUT_DIR"), "/plexichat.admin.v1.serde.rs"));
     }
 }

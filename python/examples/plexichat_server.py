@@ -26,6 +26,7 @@ from plexichat_supervisor import (
     HostActions,
     Stream,
     SupervisorError,
+    label,
     pb,
 )
 
@@ -51,6 +52,8 @@ def print_stream(
                     for message in stream:
                         say(show(message))
             except SupervisorError as err:
+                if stop.is_set():
+                    return  # the channel closing at exit
                 say(f"stream lost ({err.code.name}); reopening")
             stop.wait(1.0)
 
@@ -64,7 +67,7 @@ def show_event(e: pb.PluginEvent) -> str:
 
 
 def show_notification(n: pb.Notification) -> str:
-    return f"notification {n.kind} {n.plugin}: {n.message}"
+    return f"notification {label(pb.NotificationKind, n.kind)} {n.plugin}: {n.message}"
 
 
 def moderation(client: Client) -> HostActions:
@@ -110,7 +113,7 @@ def main() -> int:
 
     with Client(args.socket) as client:
         me = client.whoami()
-        say(f"connected as {me.identity} ({me.role})")
+        say(f"connected as {me.identity} ({label(pb.Role, me.role)})")
         stop = threading.Event()
         print_stream(client.watch_events, show_event, stop)
         print_stream(client.notifications, show_notification, stop)

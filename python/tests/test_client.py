@@ -24,10 +24,13 @@ from plexichat_supervisor import (
     PackageError,
     Stream,
     SupervisorError,
+    label,
     pb,
 )
 
 SecondAdmin = Callable[[Callable[[Client], Any]], Any]
+PENDING = pb.PERMISSION_STATUS_PENDING
+GRANTED = pb.PERMISSION_STATUS_GRANTED
 
 
 def collect(stream: Stream[Any], into: queue.Queue[Any]) -> threading.Thread:
@@ -58,7 +61,7 @@ def wait_for(
     pytest.fail(f"no {what} within {timeout}s; saw {seen}")
 
 
-def statuses(detail: pb.PluginDetail) -> dict[str, str]:
+def statuses(detail: pb.PluginDetail) -> dict[str, int]:
     return {p.permission: p.status for p in detail.permissions}
 
 
@@ -76,21 +79,26 @@ def approve_weather(c: Client) -> list[pb.PermissionRecord]:
 
 def test_whoami_names_the_admin_role(client: Client) -> None:
     me = client.whoami()
-    assert me.role == "admin", me
+    assert me.role == pb.ROLE_ADMIN, me
+    assert label(pb.Role, me.role) == "admin"
+    assert label(pb.NotificationKind, pb.NOTIFICATION_KIND_APPROVAL_REQUIRED) == (
+        "approval_required"
+    )
+    assert label(pb.Role, 999) == "unknown(999)"
 
 
 def test_the_server_role_changes_state_only_on_behalf_of_an_admin(
     client: Client, packages: Path, server_for: Callable[[str | None], SecondAdmin]
 ) -> None:
     me = server_for("alice")(whoami)
-    assert (me.role, me.on_behalf_of) == ("server", "alice")
+    assert (me.role, me.on_behalf_of) == (pb.ROLE_SERVER, "alice")
     client.install(packages / "weather")
     with pytest.raises(SupervisorError) as refused:
         server_for(None)(approve_weather)
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert "on behalf of" in refused.value.details
     decided = server_for("alice")(approve_weather)
-    assert [(r.permission, r.status) for r in decided] == [("network_outbound", "granted")]
+    assert [(r.permission, r.status) for r in decided] == [("network_outbound", GRANTED)]
     assert any("alice" in a for a in decided[0].approvers), decided
     client.remove("weather")
 
@@ -98,7 +106,7 @@ def test_the_server_role_changes_state_only_on_behalf_of_an_admin(
 def test_hello_installs_by_upload_runs_answers_and_greets(client: Client, packages: Path) -> None:
     summary = client.install(packages / "hello")
     assert summary.name == "hello"
-    assert statuses(client.show_plugin("hello")) == {"database_read": "pending"}
+    assert statuses(client.show_plugin("hello")) == {"database_read": PENDING}
     # Enabling before the decision is refused and names what is missing.
     with pytest.raises(SupervisorError) as refused:
         client.enable("hello")
@@ -106,7 +114,7 @@ def test_hello_installs_by_upload_runs_answers_and_greets(client: Client, packag
     assert "database_read" in refused.value.details
 
     decided = client.approve("hello", comment="reads messages only")
-    assert [(r.permission, r.status) for r in decided] == [("database_read", "granted")]
+    assert [(r.permission, r.status) for r in decided] == [("database_read", GRANTED)]
     client.enable("hello")
     client.wait_running("hello")
 
@@ -217,21 +225,21 @@ def test_dual_approval_then_host_actions_served_from_python(
         client.install(packages / "moderator")
         wait_for(
             notes,
-            lambda n: n.plugin == "moderator" and n.kind == "approval_required",
+            lambda n: n.plugin == "moderator" and n.kind == pb.NOTIFICATION_KIND_APPROVAL_REQUIRED,
             "approval_required notification",
         )
 
     # user_management is critical: one admin's approval leaves it pending.
     client.approve("moderator", comment="first approver")
     detail = client.show_plugin("moderator")
-    assert statuses(detail) == {"sensitive_events": "granted", "user_management": "pending"}
+    assert statuses(detail) == {"sensitive_events": GRANTED, "user_management": PENDING}
     pending = next(p for p in detail.permissions if p.permission == "user_management")
     assert pending.required_approvals == 2 and len(pending.approvers) == 1
     # The same admin approving again does not count twice.
     with pytest.raises(SupervisorError):
         client.approve("moderator", ["user_management"], comment="again")
     second = second_admin(functools.partial(approve_all, name="moderator"))
-    assert [(r.permission, r.status) for r in second] == [("user_management", "granted")]
+    assert [(r.permission, r.status) for r in second] == [("user_management", GRANTED)]
 
     calls: queue.Queue[pb.HostActionCall] = queue.Queue()
     actions = HostActions(client)
@@ -266,7 +274,7 @@ def test_dual_approval_then_host_actions_served_from_python(
     assert not server.is_alive()
     records = [r for r in client.audit(plugin="moderator") if r.action == "broker.host_action"]
     # The ban went through; the refusal of the staff account came back as a failure.
-    assert sorted(r.outcome for r in records) == ["failed", "ok"], records
+    assert sorted(r.outcome for r in records) == [pb.OUTCOME_OK, pb.OUTCOME_FAILED], records
     client.disable("moderator")
 
 
@@ -282,7 +290,9 @@ def wait_until_audited(client: Client, plugin: str, action: str, count: int) -> 
 def test_denied_plugin_cannot_be_enabled(client: Client, packages: Path) -> None:
     client.install(packages / "weather")
     decided = client.deny("weather", comment="no outbound network")
-    assert [(r.permission, r.status) for r in decided] == [("network_outbound", "denied")]
+    assert [(r.permission, r.status) for r in decided] == [
+        ("network_outbound", pb.PERMISSION_STATUS_DENIED)
+    ]
     with pytest.raises(SupervisorError) as err:
         client.enable("weather")
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION

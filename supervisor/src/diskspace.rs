@@ -140,9 +140,11 @@ fn raise(shared: &Shared, low: &LowSpace) -> Result<(), StoreError> {
         );
         Ok::<_, StoreError>(id)
     })?;
-    shared
-        .hub
-        .notify("alert", "", format!("alert {id} ({RULE}): {message}"));
+    shared.hub.notify(
+        broker_proto::admin::v1::NotificationKind::Alert,
+        "",
+        format!("alert {id} ({RULE}): {message}"),
+    );
     Ok(())
 }
 

@@ -93,7 +93,7 @@ fn broker_cpu_usec(d: &Daemon, plugin: &str) -> u64 {
         .expect("plugins")
         .iter()
         .find(|p| p["name"] == plugin)
-        .and_then(|p| p["broker_cpu_usec"].as_u64())
+        .map(|p| int(&p["broker_cpu_usec"]) as u64)
         .unwrap_or(0)
 }
 

@@ -100,8 +100,7 @@ fn a_flooding_plugin_hits_its_limit_while_another_keeps_its_latency() {
         "in aggregate, not one record per refusal: {}",
         records.len()
     );
-    let detail: serde_json::Value =
-        serde_json::from_str(records[0]["detail"].as_str().unwrap()).unwrap();
+    let detail = &records[0]["detail"];
     assert_eq!(detail["service"], "config");
     assert!(d
         .audit(Some("quiet"))

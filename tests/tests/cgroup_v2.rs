@@ -87,8 +87,8 @@ fn invoke(d: &Daemon, cmd: &str, arg: &str) -> Cli {
 }
 
 fn reply(out: &Cli) -> serde_json::Value {
-    let v = out.json();
-    serde_json::from_str(v["output"].as_str().expect("text output")).expect("JSON reply")
+    let text = invoke_output(&out.ok().stdout).expect("text output");
+    serde_json::from_str(&text).expect("JSON reply")
 }
 
 fn audited(d: &Daemon, action: &str) -> bool {

@@ -76,7 +76,7 @@ fn a_running_plugin_is_confined_and_plugin_status_says_so() {
     assert_eq!(p["no_new_privs"], true);
     assert_eq!(p["seccomp_policy"], "default");
     assert_eq!(p["namespaces"].as_array().unwrap().len(), 6);
-    assert_eq!(p["memory_limit"], 64 * 1024 * 1024, "{p}");
+    assert_eq!(int(&p["memory_limit"]), 64 * 1024 * 1024, "{p}");
     assert_eq!(p["pids_limit"], 17, "16 requested + the trampoline: {p}");
     assert_eq!(p["cpu_limit"], 0.25);
     assert_eq!(p["plugin_pid"], plugin);
@@ -118,7 +118,7 @@ fn a_binary_changed_after_install_never_starts() {
     wait_until(
         Duration::from_secs(15),
         "tampered plugin quarantined",
-        || d.plugin_json("hello")["summary"]["state"] == "quarantined",
+        || d.plugin_json("hello")["summary"]["state"] == "PLUGIN_STATE_QUARANTINED",
     );
     let show = d.plugin_json("hello");
     let reason = show["summary"]["state_reason"].as_str().unwrap();
@@ -147,7 +147,7 @@ fn a_host_with_weaker_landlock_than_policy_refuses_plugins_loudly() {
         .ok();
     d.cli(&["plugin", "enable", "hello"]).ok();
     wait_until(Duration::from_secs(10), "plugin refused", || {
-        d.plugin_json("hello")["summary"]["state"] == "quarantined"
+        d.plugin_json("hello")["summary"]["state"] == "PLUGIN_STATE_QUARANTINED"
     });
     let reason = d.plugin_json("hello")["summary"]["state_reason"]
         .as_str()

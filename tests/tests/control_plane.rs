@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use broker_proto::admin::v1::{
-    InvokeCommandRequest, PublishEventRequest, WatchEventsRequest, WatchNotificationsRequest,
+    InvokeCommandRequest, NotificationKind, PublishEventRequest, WatchEventsRequest,
+    WatchNotificationsRequest,
 };
 use common::*;
 
@@ -31,8 +32,8 @@ async fn a_plugin_goes_from_directory_to_answering_and_back() {
         .expect("stream ok")
         .expect("a notification");
     assert_eq!(
-        (note.kind.as_str(), note.plugin.as_str()),
-        ("approval_required", "hello")
+        (note.kind(), note.plugin.as_str()),
+        (NotificationKind::ApprovalRequired, "hello")
     );
 
     let pending = d.cli(&["--output", "json", "plugin", "pending"]).json();
@@ -159,7 +160,7 @@ async fn a_plugin_goes_from_directory_to_answering_and_back() {
         .iter()
         .find(|r| r["action"] == "event.publish")
         .expect("publish audited");
-    assert!(publish["detail"].as_str().unwrap().contains("chat.message"));
+    assert!(publish["detail"].to_string().contains("chat.message"));
     assert!(all
         .iter()
         .all(|r| !r["actor"].as_str().unwrap_or_default().is_empty()));
@@ -296,7 +297,7 @@ fn a_viewer_can_look_but_not_approve_and_the_refusal_is_audited() {
     assert!(out.stderr.contains("permission denied"), "{}", out.stderr);
     assert_eq!(
         d.plugin_json("hello")["permissions"][0]["status"],
-        "pending"
+        "PERMISSION_STATUS_PENDING"
     );
 
     let refused = d
@@ -308,7 +309,7 @@ fn a_viewer_can_look_but_not_approve_and_the_refusal_is_audited() {
         refused["actor"].as_str().unwrap().starts_with("uid=65534"),
         "{refused}"
     );
-    assert!(refused["detail"].as_str().unwrap().contains("approve"));
+    assert!(refused["detail"].to_string().contains("approve"));
     let security =
         std::fs::read_to_string(d.root().join("log/security/plugin_security.log")).unwrap();
     assert!(security.contains("admin.refused"));
@@ -348,7 +349,10 @@ scope = ["api.weather.example:443"]
         "{}",
         out.stderr
     );
-    assert_eq!(d.plugin_json("two")["permissions"][0]["status"], "pending");
+    assert_eq!(
+        d.plugin_json("two")["permissions"][0]["status"],
+        "PERMISSION_STATUS_PENDING"
+    );
 
     d.cli(&[
         "plugin",
@@ -378,7 +382,10 @@ scope = ["api.weather.example:443"]
         out.stderr
     );
     assert!(!out.stderr.contains("database_read"), "{}", out.stderr);
-    assert_eq!(d.plugin_json("two")["summary"]["state"], "disabled");
+    assert_eq!(
+        d.plugin_json("two")["summary"]["state"],
+        "PLUGIN_STATE_DISABLED"
+    );
 }
 
 #[test]
@@ -416,7 +423,7 @@ fn an_expired_grant_turns_false_while_running_and_blocks_enable() {
     });
     assert_eq!(
         d.plugin_json("hello")["permissions"][0]["status"],
-        "expired"
+        "PERMISSION_STATUS_EXPIRED"
     );
 
     d.cli(&["plugin", "disable", "hello"]).ok();
@@ -454,7 +461,7 @@ scope = ["/srv/reports"]
     let pending = d.cli(&["plugin", "pending"]).ok().stdout.clone();
     assert!(pending.contains("1 of 2"), "{pending}");
     let p = &d.plugin_json("writer")["permissions"][0];
-    assert_eq!(p["status"], "pending", "{p}");
+    assert_eq!(p["status"], "PERMISSION_STATUS_PENDING", "{p}");
     let out = d.cli(&["plugin", "enable", "writer"]);
     assert!(
         out.stderr.contains("file_write (pending)"),
@@ -472,7 +479,7 @@ scope = ["/srv/reports"]
     )
     .ok();
     let p = &d.plugin_json("writer")["permissions"][0];
-    assert_eq!(p["status"], "granted", "{p}");
+    assert_eq!(p["status"], "PERMISSION_STATUS_GRANTED", "{p}");
     assert_eq!(p["approvers"].as_array().map(Vec::len), Some(2), "{p}");
     d.cli(&["plugin", "enable", "writer"]).ok();
     let actions = d.audit_actions(Some("writer"));
@@ -529,7 +536,10 @@ fn revoking_a_permission_takes_effect_on_running_plugins_at_once() {
         "revoked at once for the running plugin"
     );
     assert_eq!(holds("two"), "true", "only the named plugin lost it");
-    assert_eq!(d.plugin_json("one")["permissions"][0]["status"], "revoked");
+    assert_eq!(
+        d.plugin_json("one")["permissions"][0]["status"],
+        "PERMISSION_STATUS_REVOKED"
+    );
 
     let both = d.cli(&[
         "plugin",
@@ -558,10 +568,7 @@ fn revoking_a_permission_takes_effect_on_running_plugins_at_once() {
         .filter(|r| r["action"] == "permission.revoke")
         .collect();
     assert_eq!(revokes.len(), 2, "{revokes:?}");
-    assert!(revokes[0]["detail"]
-        .as_str()
-        .unwrap()
-        .contains("incident 42"));
+    assert!(revokes[0]["detail"].to_string().contains("incident 42"));
     // A revoked grant cannot start the plugin again.
     d.cli(&["plugin", "disable", "one"]).ok();
     let out = d.cli(&["plugin", "enable", "one"]);

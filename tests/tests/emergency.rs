@@ -35,10 +35,7 @@ fn install_running(d: &Daemon, name: &str, core: bool, permissions: &str) -> i32
 }
 
 fn state_of(d: &Daemon, name: &str) -> String {
-    d.plugin_json(name)["summary"]["state"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    short(&d.plugin_json(name)["summary"]["state"])
 }
 
 fn wait_gone(pid: i32) {
@@ -128,7 +125,7 @@ fn revoke_all_permissions_takes_effect_on_running_plugins_at_once() {
     assert_eq!(check(), "false", "the running plugin lost it");
     assert_eq!(
         d.plugin_json("reader")["permissions"][0]["status"],
-        "revoked"
+        "PERMISSION_STATUS_REVOKED"
     );
     assert!(d
         .audit_actions(None)
@@ -193,7 +190,7 @@ fn safe_mode_persists_across_restarts_and_no_plugin_starts_while_it_is_on() {
     let off = d
         .cli(&["--output", "json", "emergency", "disable-safe-mode"])
         .json();
-    assert_eq!(off["enabled"], false);
+    assert!(off.get("enabled").is_none(), "false, so absent: {off}");
     assert_eq!(off["plugins"], serde_json::json!(["steady"]));
     d.wait_running("steady");
     let actions = d.audit_actions(None);
@@ -275,8 +272,8 @@ fn enable_verify_security_checks_the_pin_and_the_running_confinement() {
     let report = d
         .cli(&["--output", "json", "emergency", "security-report"])
         .json();
-    assert_eq!(
-        report["integrity_ok"], false,
-        "the report shows the tampering"
+    assert!(
+        report.get("integrity_ok").is_none(),
+        "the report shows the tampering (false, so absent): {report}"
     );
 }

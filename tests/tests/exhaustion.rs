@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use broker_proto::admin::v1::{
-    DisablePluginRequest, EnablePluginRequest, ListPluginsRequest, PluginRef,
+    DisablePluginRequest, EnablePluginRequest, ListPluginsRequest, PluginRef, RuntimePhase,
     SecurityStatusRequest, WatchEventsRequest,
 };
 use common::*;
@@ -95,7 +95,7 @@ fn refused_counts(d: &Daemon, uid: u32, reason: &str) -> u64 {
     d.audit(None)
         .iter()
         .filter(|r| r["action"] == "admin.connection_refused")
-        .filter_map(|r| serde_json::from_str::<serde_json::Value>(r["detail"].as_str()?).ok())
+        .filter_map(|r| r.get("detail").cloned())
         .flat_map(|detail| detail["refused"].as_array().cloned().unwrap_or_default())
         .filter(|e| e["uid"] == uid && e["reason"] == reason)
         .map(|e| e["count"].as_u64().unwrap_or(0))
@@ -408,10 +408,13 @@ async fn phases(admin: &mut Admin) -> (usize, usize, Vec<String>) {
         .expect("list plugins")
         .into_inner()
         .plugins;
-    let running = list.iter().filter(|p| p.runtime == "running").count();
+    let running = list
+        .iter()
+        .filter(|p| p.runtime() == RuntimePhase::Running)
+        .count();
     let stopped: Vec<String> = list
         .iter()
-        .filter(|p| p.runtime == "stopped")
+        .filter(|p| p.runtime() == RuntimePhase::Stopped)
         .map(|p| p.name.clone())
         .collect();
     (list.len(), running, stopped)

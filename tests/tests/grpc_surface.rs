@@ -331,14 +331,20 @@ fn health_and_reflection_need_a_role_checked_at_accept_and_at_each_call() {
         "{me}"
     );
 
-    // No role: refused at accept with PERMISSION_DENIED, as for the admin API.
+    // No role: refused at accept with PERMISSION_DENIED, as for the admin API. A call
+    // that reaches a refused connection after its 250 ms answer window (a loaded
+    // machine) sees the close instead, whose GOAWAY carries the same reason.
     let mut nobody = Py::start(&d.socket, Some(NOBODY));
     for answer in [
         nobody.ask(json!({"op": "check", "service": ""})),
         nobody.ask(json!({"op": "list_services", "version": "v1alpha"})),
         nobody.call("WhoAmI", json!({})),
     ] {
-        assert_eq!(answer["code"], "PERMISSION_DENIED", "{answer}");
+        let goaway = answer["code"] == "UNAVAILABLE"
+            && answer["details"]
+                .as_str()
+                .is_some_and(|m| m.contains("GOAWAY"));
+        assert!(answer["code"] == "PERMISSION_DENIED" || goaway, "{answer}");
         assert!(
             answer["details"]
                 .as_str()

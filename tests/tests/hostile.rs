@@ -86,12 +86,7 @@ fn invoke(d: &Daemon, plugin: &str, command: &str, arg: &str) -> Cli {
 
 /// The plugin's reply text of a successful `invoke --output json`.
 fn reply_text(out: &Cli) -> Result<String, String> {
-    let v: Value = serde_json::from_str(&out.stdout)
-        .map_err(|e| format!("CLI output is not JSON ({e}): {}", out.stdout))?;
-    v["output"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| format!("CLI output has no `output`: {v}"))
+    invoke_output(&out.stdout)
 }
 
 /// Runs one hostile command and parses its JSON verdict; `Err` when there is no reply
@@ -177,11 +172,11 @@ fn denied_syscalls(d: &Daemon) -> BTreeSet<String> {
         .iter()
         .filter(|r| r["action"] == "security.syscall_denied")
         .map(|r| {
-            let detail = r["detail"].as_str().unwrap_or_default();
-            serde_json::from_str::<Value>(detail)
-                .ok()
-                .and_then(|v| v["syscall"].as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("<detail without a syscall: {detail}>"))
+            let detail = &r["detail"];
+            detail["syscall"].as_str().map_or_else(
+                || format!("<detail without a syscall: {detail}>"),
+                str::to_string,
+            )
         })
         .collect()
 }

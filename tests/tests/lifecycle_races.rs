@@ -121,9 +121,9 @@ fn lifetimes(d: &Daemon, after: i64) -> Vec<String> {
     let mut records: Vec<_> = d
         .audit(Some("hello"))
         .into_iter()
-        .filter(|r| r["id"].as_i64().unwrap_or(0) > after && r["outcome"] == "ok")
+        .filter(|r| int(&r["id"]) > after && r["outcome"] == "OUTCOME_OK")
         .collect();
-    records.sort_by_key(|r| r["id"].as_i64());
+    records.sort_by_key(|r| int(&r["id"]));
     records
         .iter()
         .filter_map(|r| r["action"].as_str().map(str::to_string))
@@ -134,7 +134,7 @@ fn lifetimes(d: &Daemon, after: i64) -> Vec<String> {
 fn last_audit_id(d: &Daemon) -> i64 {
     d.audit(None)
         .iter()
-        .filter_map(|r| r["id"].as_i64())
+        .map(|r| int(&r["id"]))
         .max()
         .unwrap_or(0)
 }
@@ -230,8 +230,8 @@ fn parallel_mixed_lifecycle_commands_never_corrupt_the_store() {
         let failed_records = d
             .audit(Some("hello"))
             .iter()
-            .filter(|r| r["id"].as_i64().unwrap_or(0) > since)
-            .filter(|r| r["action"] == "plugin.install" && r["outcome"] == "failed")
+            .filter(|r| int(&r["id"]) > since)
+            .filter(|r| r["action"] == "plugin.install" && r["outcome"] == "OUTCOME_FAILED")
             .count();
         assert_eq!(
             failed_records, lost_installs,

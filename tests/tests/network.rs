@@ -134,16 +134,21 @@ fn requests_go_only_where_the_grant_says_and_never_to_internal_addresses_by_defa
         .into_iter()
         .filter(|r| r["action"] == "broker.http")
         .collect();
-    let ok: Vec<&serde_json::Value> = records.iter().filter(|r| r["outcome"] == "ok").collect();
+    let ok: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["outcome"] == "OUTCOME_OK")
+        .collect();
     assert_eq!(ok.len(), 2, "{records:?}");
-    let detail: serde_json::Value =
-        serde_json::from_str(ok[0]["detail"].as_str().unwrap_or("{}")).unwrap_or_default();
+    let detail: serde_json::Value = ok[0]["detail"].clone();
     assert_eq!(detail["host"], format!("localhost:{port}"), "{detail}");
     assert_eq!(detail["method"], "GET");
     assert_eq!(detail["status"], 200);
     assert_eq!(detail["bytes"], 5);
     assert_eq!(
-        records.iter().filter(|r| r["outcome"] == "denied").count(),
+        records
+            .iter()
+            .filter(|r| r["outcome"] == "OUTCOME_DENIED")
+            .count(),
         4
     );
 }

@@ -78,7 +78,7 @@ fn an_approval_can_narrow_the_scope_but_never_widen_it() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|p| p["status"] == "pending"),
+            .all(|p| p["status"] == "PERMISSION_STATUS_PENDING"),
         "{perms}"
     );
 
@@ -158,7 +158,7 @@ fn request_changes_sends_a_plugin_back_and_blocks_it_until_it_changes() {
         .clone();
     assert!(out.contains("changes_requested"), "{out}");
     let summary = &d.plugin_json("hello")["summary"];
-    assert_eq!(summary["state"], "changes_requested");
+    assert_eq!(summary["state"], "PLUGIN_STATE_CHANGES_REQUESTED");
     assert!(summary["state_reason"]
         .as_str()
         .unwrap()
@@ -241,9 +241,7 @@ fn grants_about_to_expire_are_listed_and_show_their_expiry() {
         .map(|p| p["permission"]["permission"].as_str().unwrap())
         .collect();
     assert_eq!(listed, ["file_read"], "{soon}");
-    let expires = soon["pending"][0]["permission"]["expires_at_ms"]
-        .as_i64()
-        .unwrap();
+    let expires = int(&soon["pending"][0]["permission"]["expires_at_ms"]);
     let in_days = (expires - now_ms()) as f64 / 86_400_000.0;
     assert!((9.9..=10.0).contains(&in_days), "{in_days}");
     let both = d
@@ -392,12 +390,9 @@ fn the_monthly_report_counts_calls_denials_and_incidents_per_plugin() {
         .find(|p| p["plugin"] == "crasher")
         .unwrap()
         .clone();
-    assert!(crasher["incidents"].as_u64().unwrap() >= 1, "{crasher}");
+    assert!(int(&crasher["incidents"]) >= 1, "{crasher}");
     assert!(
-        crasher["incidents_by_kind"]["plugin.crash"]
-            .as_u64()
-            .unwrap()
-            >= 1,
+        int(&crasher["incidents_by_kind"]["plugin.crash"]) >= 1,
         "{crasher}"
     );
     let this_month = {
@@ -420,12 +415,16 @@ fn the_monthly_report_counts_calls_denials_and_incidents_per_plugin() {
         .find(|p| p["plugin"] == "files")
         .unwrap()
         .clone();
-    assert_eq!(files["calls"], 5, "{files}");
-    assert_eq!(files["permission_use"]["file_write"], 1, "{files}");
-    assert_eq!(files["permission_use"]["file_read"], 1, "{files}");
-    assert_eq!(files["denials"], 3, "{files}");
-    assert_eq!(files["denials_by_permission"]["file_read"], 3, "{files}");
-    assert_eq!(files["incidents"], 0, "{files}");
+    assert_eq!(int(&files["calls"]), 5, "{files}");
+    assert_eq!(int(&files["permission_use"]["file_write"]), 1, "{files}");
+    assert_eq!(int(&files["permission_use"]["file_read"]), 1, "{files}");
+    assert_eq!(int(&files["denials"]), 3, "{files}");
+    assert_eq!(
+        int(&files["denials_by_permission"]["file_read"]),
+        3,
+        "{files}"
+    );
+    assert_eq!(int(&files["incidents"]), 0, "{files}");
 
     // Another month has nothing; a malformed month is refused.
     let empty = d
@@ -440,7 +439,10 @@ fn the_monthly_report_counts_calls_denials_and_incidents_per_plugin() {
             "json",
         ])
         .json();
-    assert_eq!(empty["plugins"], serde_json::json!([]), "{empty}");
+    assert!(
+        empty.get("plugins").is_none(),
+        "no plugins, so absent: {empty}"
+    );
     let bad = d.cli(&[
         "audit", "plugins", "--report", "monthly", "--month", "2020-13",
     ]);

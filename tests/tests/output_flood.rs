@@ -86,7 +86,7 @@ fn dropped_records(d: &Daemon) -> Vec<serde_json::Value> {
     d.audit(Some("flooder"))
         .into_iter()
         .filter(|r| r["action"] == "plugin.output_dropped")
-        .map(|r| serde_json::from_str(r["detail"].as_str().unwrap_or("null")).unwrap())
+        .map(|r| r["detail"].clone())
         .collect()
 }
 

@@ -189,7 +189,7 @@ fn the_example_server_forwards_chat_serves_bans_and_prints_notifications() {
     let banned = d
         .audit(Some("moderator"))
         .into_iter()
-        .any(|r| r["action"] == "broker.host_action" && r["outcome"] == "ok");
+        .any(|r| r["action"] == "broker.host_action" && r["outcome"] == "OUTCOME_OK");
     assert!(banned, "the ban was not audited as ok");
 }
 

@@ -32,7 +32,7 @@ fn hup_and_wait(d: &Daemon) -> serde_json::Value {
 }
 
 fn detail(r: &serde_json::Value) -> serde_json::Value {
-    serde_json::from_str(r["detail"].as_str().unwrap_or("null")).unwrap_or_default()
+    r["detail"].clone()
 }
 
 fn keys(v: &serde_json::Value) -> Vec<String> {
@@ -62,7 +62,7 @@ fn sighup_reloads_reopens_the_logs_and_stops_nothing() {
     let rotated = d.root().join("log/system/plugin_system.log.1");
     std::fs::rename(&log, &rotated).expect("rotate");
     let first = hup_and_wait(&d);
-    assert_eq!(first["outcome"], "ok");
+    assert_eq!(first["outcome"], "OUTCOME_OK");
     assert_eq!(detail(&first)["applied"], serde_json::json!([]));
     assert_eq!(detail(&first)["needs_restart"], serde_json::json!([]));
     wait_until(Duration::from_secs(10), "the reopened log", || {
@@ -76,7 +76,7 @@ fn sighup_reloads_reopens_the_logs_and_stops_nothing() {
     let text = std::fs::read_to_string(&d.config).expect("config");
     std::fs::write(&d.config, text.replace("burst = 1000", "burst = 0")).expect("edit");
     let refused = hup_and_wait(&d);
-    assert_eq!(refused["outcome"], "failed");
+    assert_eq!(refused["outcome"], "OUTCOME_FAILED");
     let why = detail(&refused)["error"]
         .as_str()
         .unwrap_or_default()
@@ -87,7 +87,7 @@ fn sighup_reloads_reopens_the_logs_and_stops_nothing() {
     // A valid change to a live key is applied, and says so.
     std::fs::write(&d.config, text.replace("burst = 1000", "burst = 2000")).expect("edit");
     let changed = hup_and_wait(&d);
-    assert_eq!(changed["outcome"], "ok");
+    assert_eq!(changed["outcome"], "OUTCOME_OK");
     assert_eq!(
         detail(&changed)["applied"],
         serde_json::json!(["broker.burst"])
@@ -177,7 +177,10 @@ fn a_reload_applies_roles_rates_and_alert_rules_to_running_plugins() {
     let reply = d
         .cli_as(DEMOTED, &["--output", "json", "config", "reload"])
         .json();
-    assert_eq!(reply["applied"], serde_json::json!([]), "{reply}");
+    assert!(
+        reply.get("applied").is_none(),
+        "nothing, so absent: {reply}"
+    );
     let out = d.cli_as(PROMOTED, &["whoami"]);
     assert!(out.stderr.contains("has no role"), "{}", out.stderr);
     let out = d.cli_as(SERVER, &["--on-behalf-of", "alice", "config", "reload"]);
@@ -220,7 +223,7 @@ fn a_reload_applies_roles_rates_and_alert_rules_to_running_plugins() {
     edit(&d, "threshold = 1000", "threshold = 12");
     edit(&d, "state_dir = \"", "state_dir = \"/nonexistent");
     let record = hup_and_wait(&d);
-    assert_eq!(record["outcome"], "ok", "{record}");
+    assert_eq!(record["outcome"], "OUTCOME_OK", "{record}");
     let applied = keys(&detail(&record)["applied"]);
     let waiting = keys(&detail(&record)["needs_restart"]);
     println!("applied: {applied:?}\nneeds_restart: {waiting:?}");
@@ -261,7 +264,7 @@ fn a_reload_applies_roles_rates_and_alert_rules_to_running_plugins() {
         .cli_as(PROMOTED, &["--output", "json", "config", "reload"])
         .json();
     println!("reload by {PROMOTED}: {reply}");
-    assert_eq!(reply["applied"], serde_json::json!([]), "already in force");
+    assert!(reply.get("applied").is_none(), "already in force: {reply}");
     assert!(keys(&reply["needs_restart"]).contains(&"sandbox.uid_base".to_string()));
     let text = d
         .cli_as(PROMOTED, &["config", "reload"])
@@ -286,7 +289,7 @@ fn a_reload_applies_roles_rates_and_alert_rules_to_running_plugins() {
     });
     let alert = &open_alerts(&d, "noisy")[0];
     println!("alert: {alert}");
-    assert_eq!(alert["threshold"], 12);
+    assert_eq!(int(&alert["threshold"]), 12);
     assert_eq!(d.plugin_pid("noisy"), Some(noisy));
 
     // A bad file over the RPC: refused naming the key, nothing changed.
@@ -303,7 +306,10 @@ fn a_reload_applies_roles_rates_and_alert_rules_to_running_plugins() {
         "{}",
         out.stderr
     );
-    assert_eq!(reloads(&d).last().expect("recorded")["outcome"], "failed");
+    assert_eq!(
+        reloads(&d).last().expect("recorded")["outcome"],
+        "OUTCOME_FAILED"
+    );
     d.cli_as(PROMOTED, &["whoami"]).ok();
     let (ok, _) = burst(&d, 300);
     assert!(ok <= 25, "still at burst 20: {ok}");

@@ -21,7 +21,7 @@ fn crash_times(d: &Daemon, name: &str) -> Vec<i64> {
     d.audit(Some(name))
         .iter()
         .filter(|r| r["action"] == "plugin.crash")
-        .map(|r| r["ts_ms"].as_i64().unwrap_or(0))
+        .map(|r| int(&r["ts_ms"]))
         .collect()
 }
 
@@ -35,13 +35,13 @@ fn a_plugin_crashing_at_start_backs_off_then_is_quarantined() {
     });
     install_enabled(&d, "crasher", &bin("crasher"));
     wait_until(Duration::from_secs(30), "crasher quarantined", || {
-        d.plugin_json("crasher")["summary"]["state"] == "quarantined"
+        d.plugin_json("crasher")["summary"]["state"] == "PLUGIN_STATE_QUARANTINED"
     });
     let show = d.plugin_json("crasher");
     let reason = show["summary"]["state_reason"].as_str().unwrap();
     assert!(reason.contains("crashed 4 times"), "{reason}");
     assert!(reason.contains("exited with status 1"), "{reason}");
-    assert_eq!(show["summary"]["runtime"], "stopped");
+    assert_eq!(show["summary"]["runtime"], "RUNTIME_PHASE_STOPPED");
 
     let t = crash_times(&d, "crasher");
     assert_eq!(t.len(), 4, "{t:?}");
@@ -97,7 +97,7 @@ fn a_plugin_that_never_handshakes_is_killed_at_the_deadline() {
             .as_str()
             .unwrap_or_default()
             .contains("no handshake within 1s")
-            && show["summary"]["runtime"] == "backoff"
+            && show["summary"]["runtime"] == "RUNTIME_PHASE_BACKOFF"
     });
     // The normal twin: a plugin that does handshake under the same deadline runs.
     install_enabled(&d, "echo", &bin("echo_plugin"));
@@ -121,7 +121,10 @@ fn state_survives_a_supervisor_restart_and_enabled_plugins_come_back() {
     let second = d.wait_running("hello");
     assert_ne!(first, second);
     let show = d.plugin_json("hello");
-    assert_eq!(show["permissions"][0]["status"], "granted");
+    assert_eq!(
+        show["permissions"][0]["status"],
+        "PERMISSION_STATUS_GRANTED"
+    );
     let value = d
         .cli(&["plugin", "invoke", "hello", "config", "greeting"])
         .ok()

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use broker_proto::admin::v1::{
-    AuditQuery, DisablePluginRequest, EnablePluginRequest, ListPluginsRequest,
+    AuditQuery, DisablePluginRequest, EnablePluginRequest, ListPluginsRequest, PluginState,
+    RuntimePhase,
 };
 use plexichat_bench::{release_dir, stats, Daemon, Stats};
 
@@ -65,10 +66,10 @@ async fn plugin_spawns(confine: bool, warm: usize, runs: usize) -> Result<Vec<f6
                 .await?
                 .into_inner();
             let p = list.plugins.first().context("plugin listed")?;
-            if p.runtime == "running" {
+            if p.runtime() == RuntimePhase::Running {
                 break;
             }
-            if p.state != "enabled" || t.elapsed() > Duration::from_secs(20) {
+            if p.state() != PluginState::Enabled || t.elapsed() > Duration::from_secs(20) {
                 bail!(
                     "plugin did not start: {p:?}\n{}",
                     std::fs::read_to_string(daemon.root().join("daemon.log"))?
@@ -105,7 +106,7 @@ async fn plugin_spawns(confine: bool, warm: usize, runs: usize) -> Result<Vec<f6
     let samples: Vec<f64> = records
         .iter()
         .filter(|r| r.action == "plugin.start")
-        .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.detail).ok())
+        .filter_map(|r| serde_json::to_value(&r.detail).ok())
         .filter_map(|d| d["spawn_to_ready_us"].as_f64())
         .skip(WARMUP)
         .collect();

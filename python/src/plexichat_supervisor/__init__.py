@@ -8,6 +8,7 @@ from ._proto import admin_pb2 as pb
 from .client import DEFAULT_SOCKET, SOCKET_ENV, Client, resolve_socket
 from .errors import HostActionRefused, PackageError, SupervisorError
 from .host_actions import HostActions
+from .labels import label
 from .streams import Stream
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "PackageError",
     "Stream",
     "SupervisorError",
+    "label",
     "pb",
     "resolve_socket",
 ]

@@ -205,12 +205,13 @@ class Client:
         end = time.monotonic() + timeout
         while True:
             summary = self.show_plugin(name).summary
-            if summary.pid > 0 and summary.runtime == "running":
+            if summary.pid > 0 and summary.runtime == pb.RUNTIME_PHASE_RUNNING:
                 return summary
             if time.monotonic() > end:
                 raise TimeoutError(
-                    f"plugin {name} not running after {timeout}s: state {summary.state}, "
-                    f"runtime {summary.runtime}, {summary.state_reason}"
+                    f"plugin {name} not running after {timeout}s: "
+                    f"state {pb.PluginState.Name(summary.state)}, "
+                    f"runtime {pb.RuntimePhase.Name(summary.runtime)}, {summary.state_reason}"
                 )
             time.sleep(0.1)
 

@@ -2,6 +2,7 @@
 //! at most a page size and cut to fit the admin message limit, with the next cursor.
 
 use broker_proto::admin::v1::{AuditQuery, AuditRecord, AuditResponse};
+use broker_proto::pbjson_types::Value;
 use broker_proto::{MAX_ADMIN_MESSAGE_BYTES, MAX_AUDIT_PAGE_RECORDS};
 use prost::Message;
 use tonic::Status;
@@ -104,7 +105,12 @@ fn framed_len(r: &AuditRecord) -> usize {
 /// A record larger than a whole page (a huge comment in its detail): still listed,
 /// with its detail replaced by a note of its size and its before/after cut.
 fn shrink(r: &mut AuditRecord) {
-    r.detail = serde_json::json!({ "truncated_detail_bytes": r.detail.len() }).to_string();
+    let bytes = r.detail.as_ref().map_or(0, Message::encoded_len);
+    let note = std::collections::HashMap::from([(
+        "truncated_detail_bytes".to_string(),
+        Value::from(bytes as f64),
+    )]);
+    r.detail = Some(Value::from(note));
     for text in [&mut r.before, &mut r.after] {
         let keep = crate::text::prefix(text, SHRUNK_TEXT_BYTES).len();
         text.truncate(keep);
@@ -119,7 +125,7 @@ mod tests {
         AuditRecord {
             id,
             action: "t".into(),
-            detail: "d".repeat(detail_bytes),
+            detail: Some(Value::from("d".repeat(detail_bytes))),
             ..Default::default()
         }
     }
@@ -151,7 +157,8 @@ mod tests {
     fn a_record_larger_than_a_page_is_shrunk_not_lost() {
         let page = fill(newest_first(2, 50_000), 10, 10_000);
         assert_eq!(page.records.len(), 1);
-        assert!(page.records[0].detail.contains("truncated_detail_bytes"));
+        let detail = serde_json::to_string(&page.records[0].detail).unwrap();
+        assert!(detail.contains("truncated_detail_bytes"), "{detail}");
         assert_eq!(page.next_before_id, 2);
     }
 

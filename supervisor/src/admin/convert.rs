@@ -1,8 +1,9 @@
 //! Store rows and runtime status rendered as admin-API messages.
 
 use broker_proto::admin::v1::{
-    Alert, AuditRecord, BackupInfo, HostSecurity, IntegrityCheck, PermissionRecord, PluginDetail,
-    PluginSecurity, PluginSummary, Resources, RevokeResponse, RevokedGrant, SafeModeStatus,
+    self as api, Alert, AuditRecord, BackupInfo, HostSecurity, IntegrityCheck, PermissionRecord,
+    PluginDetail, PluginSecurity, PluginSummary, Resources, RevokeResponse, RevokedGrant,
+    SafeModeStatus,
 };
 
 use crate::context::Shared;
@@ -18,8 +19,8 @@ pub fn summary(row: &PluginRow, status: &Status) -> PluginSummary {
     PluginSummary {
         name: row.name.clone(),
         version: row.version.clone(),
-        state: row.state.as_str().into(),
-        runtime: status.phase.as_str().into(),
+        state: api::PluginState::from(row.state).into(),
+        runtime: api::RuntimePhase::from(status.phase).into(),
         core: row.core,
         sha256: row.sha256.clone(),
         pid: status.pid.unwrap_or(0),
@@ -32,10 +33,10 @@ pub fn summary(row: &PluginRow, status: &Status) -> PluginSummary {
 pub fn permission(catalog: &Catalog, p: &PermissionRow, now: i64) -> PermissionRecord {
     PermissionRecord {
         permission: p.permission.to_string(),
-        risk: catalog.spec(p.permission).risk.as_str().into(),
+        risk: api::Risk::from(catalog.spec(p.permission).risk).into(),
         requested_scope: p.requested_scope.clone(),
         justification: p.justification.clone(),
-        status: p.display_status(now).into(),
+        status: super::enums::permission_status(p, now).into(),
         granted_scope: p.granted_scope.clone(),
         approvers: p.approvers.clone(),
         comment: p.comment.clone().unwrap_or_default(),
@@ -93,11 +94,17 @@ pub fn audit_record(r: AuditRow) -> AuditRecord {
         action: r.action,
         plugin: r.plugin.unwrap_or_default(),
         permission: r.permission.unwrap_or_default(),
-        outcome: r.outcome,
+        outcome: super::enums::outcome(&r.outcome).into(),
         before: r.before.unwrap_or_default(),
         after: r.after.unwrap_or_default(),
-        detail: r.detail.unwrap_or_default(),
+        detail: r.detail.as_deref().map(detail_value),
     }
+}
+
+/// A stored detail (JSON text) as a protobuf Value; text that is not JSON (never
+/// written by this version) stays readable as a string rather than being dropped.
+fn detail_value(text: &str) -> broker_proto::pbjson_types::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| text.to_string().into())
 }
 
 pub fn host_security(shared: &Shared) -> HostSecurity {
@@ -203,7 +210,7 @@ pub fn security(shared: &Shared, row: &PluginRow, status: &Status) -> PluginSecu
     let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
     let mut out = PluginSecurity {
         name: row.name.clone(),
-        runtime: status.phase.as_str().into(),
+        runtime: api::RuntimePhase::from(status.phase).into(),
         uid,
         gid: uid,
         ..PluginSecurity::default()

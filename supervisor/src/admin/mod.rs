@@ -6,6 +6,7 @@ mod audit_page;
 mod auth;
 mod conn;
 mod convert;
+mod enums;
 mod gate;
 mod health;
 mod operations;

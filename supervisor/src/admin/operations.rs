@@ -94,7 +94,7 @@ impl AdminService {
             }
         } else {
             self.shared.hub.notify(
-                "approval_required",
+                broker_proto::admin::v1::NotificationKind::ApprovalRequired,
                 name,
                 format!(
                     "{name} {} asks for more: {} awaiting review",

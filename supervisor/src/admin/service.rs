@@ -163,10 +163,10 @@ impl Admin for AdminService {
             .get::<tonic::transport::server::UdsConnectInfo>()
             .and_then(|i| i.peer_cred);
         Ok(Response::new(WhoAmIResponse {
-            uid: cred.map(|c| c.uid()).unwrap_or_default(),
-            gid: cred.map(|c| c.gid()).unwrap_or_default(),
+            uid: cred.map(|c| c.uid()),
+            gid: cred.map(|c| c.gid()),
             pid: cred.and_then(|c| c.pid()).unwrap_or_default(),
-            role: actor.role.as_str().into(),
+            role: broker_proto::admin::v1::Role::from(actor.role).into(),
             identity: actor.identity,
             on_behalf_of: actor.on_behalf_of.unwrap_or_default(),
         }))

@@ -215,7 +215,7 @@ impl AdminService {
         .map_err(install_status)?;
         let n = installed.manifest.permissions.len();
         self.shared.hub.notify(
-            "approval_required",
+            broker_proto::admin::v1::NotificationKind::ApprovalRequired,
             &name,
             format!(
                 "{name} {} installed with {n} permission request(s) awaiting review",

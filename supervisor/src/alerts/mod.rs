@@ -215,7 +215,7 @@ async fn act(shared: &Shared, runtime: &Runtime, raise: &Raise) -> Result<(), St
     })?;
     tracing::warn!(rule = %rule.name, id, "{message}");
     shared.hub.notify(
-        "alert",
+        broker_proto::admin::v1::NotificationKind::Alert,
         plugin,
         format!("alert {id} ({}): {message}", rule.name),
     );

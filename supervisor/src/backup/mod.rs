@@ -363,7 +363,7 @@ pub async fn restore(
         runtime.boot()?
     };
     shared.hub.notify(
-        "backup_restored",
+        broker_proto::admin::v1::NotificationKind::BackupRestored,
         "",
         format!("store restored from backup {id} by {}", actor.approver()),
     );

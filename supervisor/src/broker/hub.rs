@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use broker_proto::admin::v1::{Notification, PluginEvent};
+use broker_proto::admin::v1::{Notification, NotificationKind, PluginEvent};
 use broker_proto::broker::v1::Event;
 use tokio::sync::{broadcast, mpsc};
 
@@ -401,10 +401,10 @@ impl Hub {
         rx
     }
 
-    pub fn notify(&self, kind: &str, plugin: &str, message: impl Into<String>) {
+    pub fn notify(&self, kind: NotificationKind, plugin: &str, message: impl Into<String>) {
         let _ = self.notifications.send(Notification {
             ts_ms: now_ms(),
-            kind: kind.to_string(),
+            kind: kind.into(),
             plugin: plugin.to_string(),
             message: message.into(),
         });

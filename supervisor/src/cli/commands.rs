@@ -9,11 +9,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use broker_proto::admin::v1::{
     AuditQuery, AuditResponse, DecisionRequest, DecisionResponse, DisablePluginRequest,
     InvokeCommandRequest, ListPendingRequest, ListPendingResponse, ListPluginsRequest,
-    ListPluginsResponse, Notification, PermissionRecord, PluginDetail, PluginEvent, PluginRef,
-    PluginSummary, PublishEventRequest, PublishEventResponse, Resources, RevokeRequest,
-    RevokeResponse, UploadIntent, WatchEventsRequest, WatchNotificationsRequest, WhoAmIRequest,
-    WhoAmIResponse,
+    ListPluginsResponse, Notification, PermissionRecord, PermissionStatus, PluginDetail,
+    PluginEvent, PluginRef, PluginSummary, PublishEventRequest, PublishEventResponse, Resources,
+    RevokeRequest, RevokeResponse, UploadIntent, WatchEventsRequest, WatchNotificationsRequest,
+    WhoAmIRequest, WhoAmIResponse,
 };
+use broker_proto::label::label;
 use serde::Serialize;
 
 use super::client::{self, Admin};
@@ -64,7 +65,7 @@ impl Session {
         table: impl FnOnce(&T) -> String,
     ) -> Result<String> {
         match self.format {
-            OutputFormat::Json => Ok(serde_json::to_string_pretty(message)?),
+            OutputFormat::Json => Ok(super::json::render(message, true)?),
             OutputFormat::Table => Ok(table(message)),
         }
     }
@@ -76,7 +77,7 @@ impl Session {
         line: impl FnOnce(&T) -> String,
     ) -> Result<String> {
         match self.format {
-            OutputFormat::Json => Ok(serde_json::to_string(message)?),
+            OutputFormat::Json => Ok(super::json::render(message, false)?),
             OutputFormat::Table => Ok(line(message)),
         }
     }
@@ -106,7 +107,7 @@ pub async fn install(session: &Session, dir: &Path) -> Result<()> {
     let (mut admin, resp) = super::upload::upload(session, UploadIntent::Install, "", dir).await?;
     let summary = resp.summary.unwrap_or_default();
     if session.format == OutputFormat::Json {
-        return emit(&serde_json::to_string_pretty(&summary)?);
+        return emit(&super::json::render(&summary, true)?);
     }
     // The summary carries no permission count; the detail view does.
     let pending = match admin
@@ -209,7 +210,11 @@ pub(super) fn revoke_text(r: &RevokeResponse) -> String {
     let mut table = Table::new(&["PLUGIN", "PERMISSION", "STATUS"]);
     for g in &r.revoked {
         let p = g.permission.clone().unwrap_or_default();
-        table.row([escape_line(&g.plugin), p.permission, p.status]);
+        table.row([
+            escape_line(&g.plugin),
+            p.permission.clone(),
+            label(p.status()),
+        ]);
     }
     format!("revoked {} grant(s):\n{}", r.revoked.len(), table.render())
 }
@@ -270,26 +275,9 @@ pub async fn invoke(
         .invoke_command(request)
         .await?
         .into_inner();
-    let text = String::from_utf8_lossy(&resp.output);
-    match session.format {
-        OutputFormat::Json => {
-            let json = InvokeJson {
-                output: &text,
-                elapsed_us: resp.elapsed_us,
-            };
-            emit(&serde_json::to_string_pretty(&json)?)
-        }
-        // Plugin output is untrusted: keep its lines, drop its escape sequences.
-        OutputFormat::Table => emit(&escape_text(&text)),
-    }
-}
-
-/// JSON shape of `plugin invoke`: the output as text rather than the
-/// message's byte array, which is what scripts want to read.
-#[derive(Serialize)]
-struct InvokeJson<'a> {
-    output: &'a str,
-    elapsed_us: u64,
+    // Plugin output is untrusted: keep its lines, drop its escape sequences. In JSON
+    // the bytes are base64, as the protobuf mapping has them.
+    emit(&session.render(&resp, |r| escape_text(&String::from_utf8_lossy(&r.output)))?)
 }
 
 pub async fn publish(session: &Session, topic: String, payload: String) -> Result<()> {
@@ -493,9 +481,9 @@ pub(super) fn plugin_dir(dir: &Path) -> Result<String> {
 fn whoami_text(r: &WhoAmIResponse) -> String {
     let mut pairs = vec![
         ("identity", r.identity.clone()),
-        ("role", r.role.clone()),
-        ("uid", r.uid.to_string()),
-        ("gid", r.gid.to_string()),
+        ("role", label(r.role())),
+        ("uid", opt_text(r.uid)),
+        ("gid", opt_text(r.gid)),
         ("pid", r.pid.to_string()),
     ];
     if !r.on_behalf_of.is_empty() {
@@ -508,12 +496,12 @@ fn pending_count(detail: &PluginDetail) -> usize {
     detail
         .permissions
         .iter()
-        .filter(|p| p.status == "pending")
+        .filter(|p| p.status() == PermissionStatus::Pending)
         .count()
 }
 
 fn install_text(s: &PluginSummary, pending: Option<usize>) -> String {
-    let head = format!("installed {} {} ({})", s.name, s.version, s.state);
+    let head = format!("installed {} {} ({})", s.name, s.version, label(s.state()));
     let head = match pending {
         Some(n) => format!("{head}; {n} permission request(s) pending review"),
         None => head,
@@ -544,7 +532,7 @@ fn pending_table(r: &ListPendingResponse) -> String {
             p.plugin.clone(),
             p.plugin_version.clone(),
             perm.permission.clone(),
-            or_none(&perm.risk),
+            label(perm.risk()),
             join_or_none(&perm.requested_scope),
             approvals(&perm),
             or_none(&perm.justification),
@@ -563,7 +551,7 @@ fn expiring_table(r: &ListPendingResponse) -> String {
         table.row([
             p.plugin.clone(),
             perm.permission.clone(),
-            or_none(&perm.risk),
+            label(perm.risk()),
             join_or_none(&perm.granted_scope),
             format_ms(perm.expires_at_ms),
         ]);
@@ -582,8 +570,8 @@ fn plugins_table(r: &ListPluginsResponse) -> String {
         table.row([
             p.name.clone(),
             p.version.clone(),
-            p.state.clone(),
-            or_none(&p.runtime),
+            label(p.state()),
+            label(p.runtime()),
             pid_text(p.pid),
             p.restarts.to_string(),
             yes_no(p.core).to_string(),
@@ -594,19 +582,20 @@ fn plugins_table(r: &ListPluginsResponse) -> String {
 
 fn detail_text(d: &PluginDetail) -> String {
     let s = d.summary.clone().unwrap_or_default();
+    let (state, runtime) = (label(s.state()), label(s.runtime()));
     let mut pairs = vec![
         ("name", s.name),
         ("version", s.version),
         ("description", or_none(&d.description)),
         ("author", or_none(&d.author)),
         ("entry", or_none(&d.entry)),
-        ("state", s.state),
+        ("state", state),
     ];
     if !s.state_reason.is_empty() {
         pairs.push(("state reason", s.state_reason));
     }
     pairs.extend([
-        ("runtime", or_none(&s.runtime)),
+        ("runtime", runtime),
         ("pid", pid_text(s.pid)),
         ("restarts", s.restarts.to_string()),
         ("core", yes_no(s.core).to_string()),
@@ -668,8 +657,8 @@ fn permissions_table(perms: &[PermissionRecord]) -> String {
     for p in perms {
         table.row([
             p.permission.clone(),
-            or_none(&p.risk),
-            p.status.clone(),
+            label(p.risk()),
+            label(p.status()),
             join_or_none(effective_scope(p)),
             format_ms(p.expires_at_ms),
             join_or_none(&p.approvers),
@@ -716,7 +705,7 @@ fn decision_text(verb: &str, name: &str, r: &DecisionResponse) -> String {
     for p in &r.decided {
         table.row([
             p.permission.clone(),
-            p.status.clone(),
+            label(p.status()),
             join_or_none(effective_scope(p)),
             format_ms(p.expires_at_ms),
         ]);
@@ -728,8 +717,8 @@ pub(super) fn state_change_text(verb: &str, s: &PluginSummary) -> String {
     let mut text = format!(
         "{verb} {}: state {}, runtime {}",
         s.name,
-        s.state,
-        or_none(&s.runtime)
+        label(s.state()),
+        label(s.runtime())
     );
     if !s.state_reason.is_empty() {
         text.push_str(&format!(" ({})", s.state_reason));
@@ -766,7 +755,7 @@ fn notification_line(n: &Notification) -> String {
     let text = format!(
         "{} {} {}: {}",
         format_ms_precise(n.ts_ms),
-        n.kind,
+        label(n.kind()),
         or_none(&n.plugin),
         n.message
     );
@@ -794,10 +783,15 @@ pub(super) fn audit_table(r: &AuditResponse) -> String {
             a.action.clone(),
             or_none(&a.plugin),
             or_none(&a.permission),
-            or_none(&a.outcome),
+            label(a.outcome()),
         ]);
     }
     table.render()
+}
+
+/// A value the daemon may leave unset (uid 0 is root, so unset is not 0).
+fn opt_text(value: Option<u32>) -> String {
+    value.map_or_else(|| NONE.to_string(), |v| v.to_string())
 }
 
 fn pid_text(pid: i32) -> String {
@@ -844,12 +838,14 @@ fn approvals(perm: &PermissionRecord) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use broker_proto::admin::v1::{AuditRecord, PendingRequest};
+    use broker_proto::admin::v1::{
+        AuditRecord, Outcome, PendingRequest, PluginState, Risk, RuntimePhase,
+    };
 
-    fn perm(name: &str, status: &str) -> PermissionRecord {
+    fn perm(name: &str, status: PermissionStatus) -> PermissionRecord {
         PermissionRecord {
             permission: name.into(),
-            risk: "high".into(),
+            risk: Risk::High.into(),
             requested_scope: vec!["api.example.org".into(), "cdn.example.org".into()],
             justification: "fetch previews".into(),
             status: status.into(),
@@ -859,7 +855,7 @@ mod tests {
 
     #[test]
     fn pending_table_counts_approvals() {
-        let mut granted_once = perm("net.http", "pending");
+        let mut granted_once = perm("net.http", PermissionStatus::Pending);
         granted_once.approvers = vec!["alice".into()];
         granted_once.required_approvals = 2;
         let resp = ListPendingResponse {
@@ -882,8 +878,8 @@ mod tests {
             plugins: vec![PluginSummary {
                 name: "echo".into(),
                 version: "1.0.0".into(),
-                state: "disabled".into(),
-                runtime: "stopped".into(),
+                state: PluginState::Disabled.into(),
+                runtime: RuntimePhase::Stopped.into(),
                 ..Default::default()
             }],
         };
@@ -903,7 +899,7 @@ mod tests {
         let summary = PluginSummary {
             name: "echo".into(),
             version: "1.0.0".into(),
-            state: "disabled".into(),
+            state: PluginState::Disabled.into(),
             sha256: "ab12".into(),
             ..Default::default()
         };
@@ -915,7 +911,7 @@ mod tests {
 
     #[test]
     fn detail_text_includes_reason_and_permissions() {
-        let mut granted = perm("net.http", "granted");
+        let mut granted = perm("net.http", PermissionStatus::Granted);
         granted.granted_scope = vec!["api.example.org".into()];
         granted.expires_at_ms = 1_801_353_600_000;
         granted.approvers = vec!["alice".into(), "bob".into()];
@@ -923,11 +919,11 @@ mod tests {
         let detail = PluginDetail {
             summary: Some(PluginSummary {
                 name: "echo".into(),
-                state: "quarantined".into(),
+                state: PluginState::Quarantined.into(),
                 state_reason: "crashed 5 times in 5m".into(),
                 ..Default::default()
             }),
-            permissions: vec![granted, perm("fs.read", "pending")],
+            permissions: vec![granted, perm("fs.read", PermissionStatus::Pending)],
             resources: Some(Resources {
                 cpu: 0.5,
                 memory_bytes: 256 << 20,
@@ -957,7 +953,7 @@ mod tests {
 
     #[test]
     fn decision_text_lists_status_and_expiry() {
-        let mut granted = perm("net.http", "granted");
+        let mut granted = perm("net.http", PermissionStatus::Granted);
         granted.expires_at_ms = 1_801_353_600_000;
         let text = decision_text(
             "approved",
@@ -983,7 +979,7 @@ mod tests {
                 action: "approve".into(),
                 plugin: "echo".into(),
                 permission: "net.http".into(),
-                outcome: "ok".into(),
+                outcome: Outcome::Ok.into(),
                 ..Default::default()
             }],
             next_before_id: 0,
@@ -1008,8 +1004,11 @@ mod tests {
         let session = Session::new("/x".into(), None, OutputFormat::Json);
         let json: serde_json::Value =
             serde_json::from_str(&session.render(&resp, audit_table).unwrap()).unwrap();
-        assert_eq!(json["records"][0]["id"], 7);
+        // Canonical protobuf JSON: int64 as a string, defaults left out.
+        assert_eq!(json["records"][0]["id"], "7");
         assert_eq!(json["records"][0]["action"], "install");
+        assert!(json["records"][0].get("outcome").is_none(), "{json}");
+        assert!(json.get("next_before_id").is_none(), "{json}");
     }
 
     #[test]
@@ -1028,6 +1027,8 @@ mod tests {
         let session = Session::new("/x".into(), None, OutputFormat::Json);
         let line = session.render_line(&event, event_line).unwrap();
         assert!(!line.contains('\n') && line.starts_with('{'), "{line}");
+        // Bytes in base64, as the JSON mapping has them.
+        assert!(line.contains(r#""payload":"aGkKdGhlcmU=""#), "{line}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod commands;
 mod confirm;
 mod failure;
 mod generate;
+mod json;
 mod monitor;
 mod operations;
 mod output;

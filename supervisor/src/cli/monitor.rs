@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use broker_proto::admin::v1::{MonitorRequest, MonitorResponse, PluginUsage};
+use broker_proto::label::label;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::crossterm::{execute, terminal};
 use ratatui::layout::Constraint;
@@ -64,8 +65,8 @@ fn rows(before: &MonitorResponse, now: &MonitorResponse) -> Vec<[String; 13]> {
             };
             [
                 p.name.clone(),
-                p.state.clone(),
-                p.runtime.clone(),
+                label(p.state()),
+                label(p.runtime()),
                 if p.pid > 0 {
                     p.pid.to_string()
                 } else {
@@ -103,7 +104,7 @@ pub async fn plugins(
     tokio::time::sleep(interval).await;
     let now = sample(&mut admin, &plugin).await?;
     if session.format() == OutputFormat::Json {
-        return emit(&serde_json::to_string_pretty(&now)?);
+        return emit(&super::json::render(&now, true)?);
     }
     if now.plugins.is_empty() {
         return emit("no plugins installed");

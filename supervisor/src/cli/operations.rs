@@ -13,6 +13,7 @@ use broker_proto::admin::v1::{
     SafeModeStatus, SecurityReportRequest, SecurityReportResponse, SetSafeModeRequest,
     UpdatePluginResponse, UploadIntent,
 };
+use broker_proto::label::label;
 
 use super::commands::{audit_table, emit, revoke_text, state_change_text, top, Session};
 use super::output::{
@@ -39,9 +40,9 @@ fn update_text(r: &UpdatePluginResponse) -> String {
         ("dropped", join_or_none(&r.dropped)),
         (
             "state",
-            format!("{} ({})", s.state, or_none(&s.state_reason)),
+            format!("{} ({})", label(s.state()), or_none(&s.state_reason)),
         ),
-        ("runtime", or_none(&s.runtime)),
+        ("runtime", label(s.runtime())),
     ]));
     if !r.to_review.is_empty() {
         out.push_str(&format!(
@@ -203,8 +204,8 @@ fn report_text(r: &SecurityReportResponse) -> String {
         plugins.row([
             p.name.clone(),
             p.version.clone(),
-            p.state.clone(),
-            p.runtime.clone(),
+            label(p.state()),
+            label(p.runtime()),
             if p.core { "yes" } else { "no" }.to_string(),
             or_none(&p.state_reason),
         ]);

@@ -5,6 +5,7 @@ use anyhow::Result;
 use broker_proto::admin::v1::{
     FdBudget, PluginSecurity, SecurityStatusRequest, SecurityStatusResponse,
 };
+use broker_proto::label::label;
 
 use super::commands::{emit, Session};
 use super::output::{format_bytes, join_or_none, key_values, or_none, Table};
@@ -108,7 +109,7 @@ fn row(p: &PluginSecurity) -> Vec<String> {
     if !p.confined {
         return vec![
             p.name.clone(),
-            p.runtime.clone(),
+            label(p.runtime()),
             "-".into(),
             p.uid.to_string(),
             "-".into(),
@@ -133,7 +134,7 @@ fn row(p: &PluginSecurity) -> Vec<String> {
     };
     vec![
         p.name.clone(),
-        p.runtime.clone(),
+        label(p.runtime()),
         join_or_none(&p.namespaces),
         p.uid.to_string(),
         caps.into(),

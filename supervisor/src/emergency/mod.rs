@@ -78,7 +78,7 @@ pub async fn disable_all(
         .collect();
     stop_concurrently(runtime, &stopping, mode).await;
     shared.hub.notify(
-        "emergency",
+        broker_proto::admin::v1::NotificationKind::Emergency,
         "",
         format!(
             "{} plugin(s) disabled by {}",
@@ -119,7 +119,7 @@ pub fn revoke_all(
         )])
         .map_err(StoreError::from)?;
     shared.hub.notify(
-        "emergency",
+        broker_proto::admin::v1::NotificationKind::Emergency,
         "",
         format!(
             "{} permission(s) revoked by {}",
@@ -171,7 +171,7 @@ pub async fn set_safe_mode(
         Vec::new()
     };
     shared.hub.notify(
-        "safe_mode",
+        broker_proto::admin::v1::NotificationKind::SafeMode,
         "",
         format!("safe mode {} by {}", on_off(enabled), actor.approver()),
     );

@@ -270,7 +270,11 @@ pub async fn request_changes(
         "plugin.request_changes",
     )?;
     runtime.stop(name, StopMode::Graceful).await;
-    shared.hub.notify("changes_requested", name, reason);
+    shared.hub.notify(
+        broker_proto::admin::v1::NotificationKind::ChangesRequested,
+        name,
+        reason,
+    );
     Ok(())
 }
 

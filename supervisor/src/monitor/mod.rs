@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use broker_proto::admin::v1::{MonitorResponse, PluginUsage};
+use broker_proto::admin::v1::{self as api, MonitorResponse, PluginUsage};
 
 pub use histogram::Histogram;
 pub use http::serve_prometheus;
@@ -165,8 +165,8 @@ pub fn usage(
             let counts = shared.counters.get(&row.name);
             let mut u = PluginUsage {
                 name: row.name.clone(),
-                state: row.state.as_str().into(),
-                runtime: status.phase.as_str().into(),
+                state: api::PluginState::from(row.state).into(),
+                runtime: api::RuntimePhase::from(status.phase).into(),
                 pid: status.pid.unwrap_or_default(),
                 calls: counts.by_service,
                 denials: counts.denials,

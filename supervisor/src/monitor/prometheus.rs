@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::{Display, Write as _};
 
-use broker_proto::admin::v1::{MonitorResponse, PluginUsage};
+use broker_proto::admin::v1::{MonitorResponse, PluginUsage, RuntimePhase};
+use broker_proto::label::label;
 
 use super::histogram::Histogram;
 use super::process::ProcessStats;
@@ -197,10 +198,11 @@ fn plugins(t: &mut Text, s: &Scrape) {
         "Always 1; the labels give the plugin's stored state and its runtime phase.",
     );
     for p in &m.plugins {
+        let (state, runtime) = (label(p.state()), label(p.runtime()));
         let labels = [
             ("plugin", p.name.as_str()),
-            ("state", &p.state),
-            ("runtime", &p.runtime),
+            ("state", &state),
+            ("runtime", &runtime),
         ];
         t.sample("plexichat_plugin_info", &labels, 1);
     }
@@ -209,7 +211,7 @@ fn plugins(t: &mut Text, s: &Scrape) {
         "plexichat_plugin_up",
         "gauge",
         "1 while the plugin's process runs.",
-        |p| u8::from(p.runtime == "running").to_string(),
+        |p| u8::from(p.runtime() == RuntimePhase::Running).to_string(),
     );
     t.per_plugin(
         m,
@@ -308,8 +310,8 @@ mod tests {
                 ts_ms: 0,
                 plugins: vec![PluginUsage {
                     name: "echo".into(),
-                    state: "enabled".into(),
-                    runtime: "running".into(),
+                    state: broker_proto::admin::v1::PluginState::Enabled.into(),
+                    runtime: RuntimePhase::Running.into(),
                     cpu_usec: 1_500_000,
                     calls: [("file_read".to_string(), 3)].into_iter().collect(),
                     denials: 1,

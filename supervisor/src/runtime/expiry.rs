@@ -43,9 +43,11 @@ fn record_expired(shared: &Shared, since: i64, now: i64) -> Result<(), crate::st
             plugin.name,
             rfc3339_ms(at)
         );
-        shared
-            .hub
-            .notify("permission_expired", &plugin.name, message);
+        shared.hub.notify(
+            broker_proto::admin::v1::NotificationKind::PermissionExpired,
+            &plugin.name,
+            message,
+        );
         entries.push(
             AuditEntry::new(&system, "permission.expired", Outcome::Ok)
                 .plugin(&plugin.name)

@@ -344,9 +344,11 @@ impl Runtime {
             }));
         // Queued: kept and retried by the writer if the store cannot take it now.
         self.shared.audit.record(entry);
-        self.shared
-            .hub
-            .notify("plugin_start_refused", name, &reason);
+        self.shared.hub.notify(
+            broker_proto::admin::v1::NotificationKind::PluginStartRefused,
+            name,
+            &reason,
+        );
     }
 
     fn record_crash(&self, name: &str, reason: &str, recent: usize) {
@@ -361,7 +363,11 @@ impl Runtime {
             .plugin(name)
             .detail(serde_json::json!({ "reason": reason, "recent_crashes": recent }));
         self.shared.audit.record(entry);
-        self.shared.hub.notify("plugin_crashed", name, reason);
+        self.shared.hub.notify(
+            broker_proto::admin::v1::NotificationKind::PluginCrashed,
+            name,
+            reason,
+        );
     }
 
     fn quarantine(&self, name: &str, reason: &str) {
@@ -387,7 +393,11 @@ impl Runtime {
         if let Err(e) = result {
             tracing::error!(error = %e, "could not record quarantine");
         }
-        self.shared.hub.notify("plugin_quarantined", name, reason);
+        self.shared.hub.notify(
+            broker_proto::admin::v1::NotificationKind::PluginQuarantined,
+            name,
+            reason,
+        );
     }
 }
 

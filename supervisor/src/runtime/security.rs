@@ -153,7 +153,7 @@ fn flush(shared: &Shared, plugin: &str, pending: &mut BTreeMap<String, (u64, Den
         shared.audit.record(entry);
     }
     shared.hub.notify(
-        "seccomp_violation",
+        broker_proto::admin::v1::NotificationKind::SeccompViolation,
         plugin,
         format!("denied syscalls: {}", names.join(", ")),
     );
@@ -201,18 +201,22 @@ fn report(
             "security.oom_kill",
             serde_json::json!({ "kills": now.oom_kills - before.oom_kills, "memory_limit": cg.enforced().memory_bytes, "cgroup": cg.version() }),
         ));
-        shared
-            .hub
-            .notify("oom_kill", plugin, "killed for exceeding its memory limit");
+        shared.hub.notify(
+            broker_proto::admin::v1::NotificationKind::OomKill,
+            plugin,
+            "killed for exceeding its memory limit",
+        );
     }
     if now.pids_max_hits > before.pids_max_hits {
         entries.push(base(
             "security.pids_max",
             serde_json::json!({ "refused_forks": now.pids_max_hits - before.pids_max_hits, "pids_limit": cg.enforced().pids }),
         ));
-        shared
-            .hub
-            .notify("pids_max", plugin, "hit its process limit");
+        shared.hub.notify(
+            broker_proto::admin::v1::NotificationKind::PidsMax,
+            plugin,
+            "hit its process limit",
+        );
     }
     let throttled = now
         .throttled_periods

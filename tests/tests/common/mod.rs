@@ -238,6 +238,59 @@ impl Cli {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("CLI output is not JSON ({e}): {}", self.stdout))
     }
+
+    /// The output decoded as its protobuf message by the canonical JSON mapping
+    /// (pbjson): fails on an unknown field or a value of the wrong form.
+    pub fn message<T: serde::de::DeserializeOwned>(&self) -> T {
+        self.ok();
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "CLI output is not a canonical {} ({e}): {}",
+                std::any::type_name::<T>(),
+                self.stdout
+            )
+        })
+    }
+}
+
+/// The plugin's output in `plugin invoke --output json` (an InvokeCommandResponse,
+/// its bytes in base64) as text.
+pub fn invoke_output(stdout: &str) -> Result<String, String> {
+    let resp: broker_proto::admin::v1::InvokeCommandResponse = serde_json::from_str(stdout)
+        .map_err(|e| format!("not a canonical InvokeCommandResponse ({e}): {stdout}"))?;
+    String::from_utf8(resp.output).map_err(|e| format!("output is not UTF-8: {e}"))
+}
+
+/// A 64-bit integer of canonical protobuf JSON: a decimal string (or a number, as
+/// decoders also accept); 0 when absent (the default value is left out).
+pub fn int(v: &serde_json::Value) -> i64 {
+    match v {
+        serde_json::Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not an integer: {v}")),
+        serde_json::Value::Null => 0,
+        other => other
+            .as_i64()
+            .unwrap_or_else(|| panic!("not an integer: {other}")),
+    }
+}
+
+/// An enum value of canonical JSON by its short lower-case name
+/// (`PLUGIN_STATE_ENABLED` is `enabled`); `-` when absent (unspecified).
+pub fn short(v: &serde_json::Value) -> String {
+    let name = v.as_str().unwrap_or_default();
+    const PREFIXES: [&str; 7] = [
+        "PLUGIN_STATE_",
+        "RUNTIME_PHASE_",
+        "ROLE_",
+        "OUTCOME_",
+        "RISK_",
+        "PERMISSION_STATUS_",
+        "NOTIFICATION_KIND_",
+    ];
+    match PREFIXES.iter().find_map(|p| name.strip_prefix(p)) {
+        Some(rest) => rest.to_ascii_lowercase(),
+        None if name.is_empty() => "-".into(),
+        None => panic!("not an admin-API enum value: {v}"),
+    }
 }
 
 impl From<Output> for Cli {
@@ -520,15 +573,12 @@ impl Daemon {
 
     pub fn plugin_pid(&self, name: &str) -> Option<i32> {
         let v = self.plugin_json(name);
-        let pid = v["summary"]["pid"].as_i64().unwrap_or(0) as i32;
+        let pid = int(&v["summary"]["pid"]) as i32;
         (pid > 0).then_some(pid)
     }
 
     pub fn runtime_of(&self, name: &str) -> String {
-        self.plugin_json(name)["summary"]["runtime"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        short(&self.plugin_json(name)["summary"]["runtime"])
     }
 
     pub fn wait_running(&self, name: &str) -> i32 {
@@ -560,7 +610,7 @@ impl Daemon {
             .map(|r| {
                 (
                     r["action"].as_str().unwrap_or_default().to_string(),
-                    r["outcome"].as_str().unwrap_or_default().to_string(),
+                    short(&r["outcome"]),
                 )
             })
             .collect()

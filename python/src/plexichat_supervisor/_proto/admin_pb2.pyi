@@ -1,3 +1,4 @@
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -19,6 +20,73 @@ class EntryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTRY_KIND_DIRECTORY: _ClassVar[EntryKind]
     ENTRY_KIND_FILE: _ClassVar[EntryKind]
 
+class PluginState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLUGIN_STATE_UNSPECIFIED: _ClassVar[PluginState]
+    PLUGIN_STATE_DISABLED: _ClassVar[PluginState]
+    PLUGIN_STATE_ENABLED: _ClassVar[PluginState]
+    PLUGIN_STATE_QUARANTINED: _ClassVar[PluginState]
+    PLUGIN_STATE_CHANGES_REQUESTED: _ClassVar[PluginState]
+
+class RuntimePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUNTIME_PHASE_UNSPECIFIED: _ClassVar[RuntimePhase]
+    RUNTIME_PHASE_STARTING: _ClassVar[RuntimePhase]
+    RUNTIME_PHASE_RUNNING: _ClassVar[RuntimePhase]
+    RUNTIME_PHASE_BACKOFF: _ClassVar[RuntimePhase]
+    RUNTIME_PHASE_STOPPING: _ClassVar[RuntimePhase]
+    RUNTIME_PHASE_STOPPED: _ClassVar[RuntimePhase]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_ADMIN: _ClassVar[Role]
+    ROLE_SERVER: _ClassVar[Role]
+    ROLE_VIEWER: _ClassVar[Role]
+    ROLE_SYSTEM: _ClassVar[Role]
+    ROLE_PLUGIN: _ClassVar[Role]
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_OK: _ClassVar[Outcome]
+    OUTCOME_DENIED: _ClassVar[Outcome]
+    OUTCOME_FAILED: _ClassVar[Outcome]
+
+class Risk(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RISK_UNSPECIFIED: _ClassVar[Risk]
+    RISK_LOW: _ClassVar[Risk]
+    RISK_MEDIUM: _ClassVar[Risk]
+    RISK_HIGH: _ClassVar[Risk]
+    RISK_CRITICAL: _ClassVar[Risk]
+
+class PermissionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PERMISSION_STATUS_UNSPECIFIED: _ClassVar[PermissionStatus]
+    PERMISSION_STATUS_PENDING: _ClassVar[PermissionStatus]
+    PERMISSION_STATUS_GRANTED: _ClassVar[PermissionStatus]
+    PERMISSION_STATUS_DENIED: _ClassVar[PermissionStatus]
+    PERMISSION_STATUS_REVOKED: _ClassVar[PermissionStatus]
+    PERMISSION_STATUS_EXPIRED: _ClassVar[PermissionStatus]
+
+class NotificationKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOTIFICATION_KIND_UNSPECIFIED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_APPROVAL_REQUIRED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_CHANGES_REQUESTED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_PLUGIN_START_REFUSED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_PLUGIN_CRASHED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_PLUGIN_QUARANTINED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_SECCOMP_VIOLATION: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_OOM_KILL: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_PIDS_MAX: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_PERMISSION_EXPIRED: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_ALERT: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_EMERGENCY: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_SAFE_MODE: _ClassVar[NotificationKind]
+    NOTIFICATION_KIND_BACKUP_RESTORED: _ClassVar[NotificationKind]
+
 class SettingType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SETTING_TYPE_UNSPECIFIED: _ClassVar[SettingType]
@@ -33,6 +101,52 @@ UPLOAD_INTENT_UPDATE: UploadIntent
 ENTRY_KIND_UNSPECIFIED: EntryKind
 ENTRY_KIND_DIRECTORY: EntryKind
 ENTRY_KIND_FILE: EntryKind
+PLUGIN_STATE_UNSPECIFIED: PluginState
+PLUGIN_STATE_DISABLED: PluginState
+PLUGIN_STATE_ENABLED: PluginState
+PLUGIN_STATE_QUARANTINED: PluginState
+PLUGIN_STATE_CHANGES_REQUESTED: PluginState
+RUNTIME_PHASE_UNSPECIFIED: RuntimePhase
+RUNTIME_PHASE_STARTING: RuntimePhase
+RUNTIME_PHASE_RUNNING: RuntimePhase
+RUNTIME_PHASE_BACKOFF: RuntimePhase
+RUNTIME_PHASE_STOPPING: RuntimePhase
+RUNTIME_PHASE_STOPPED: RuntimePhase
+ROLE_UNSPECIFIED: Role
+ROLE_ADMIN: Role
+ROLE_SERVER: Role
+ROLE_VIEWER: Role
+ROLE_SYSTEM: Role
+ROLE_PLUGIN: Role
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_OK: Outcome
+OUTCOME_DENIED: Outcome
+OUTCOME_FAILED: Outcome
+RISK_UNSPECIFIED: Risk
+RISK_LOW: Risk
+RISK_MEDIUM: Risk
+RISK_HIGH: Risk
+RISK_CRITICAL: Risk
+PERMISSION_STATUS_UNSPECIFIED: PermissionStatus
+PERMISSION_STATUS_PENDING: PermissionStatus
+PERMISSION_STATUS_GRANTED: PermissionStatus
+PERMISSION_STATUS_DENIED: PermissionStatus
+PERMISSION_STATUS_REVOKED: PermissionStatus
+PERMISSION_STATUS_EXPIRED: PermissionStatus
+NOTIFICATION_KIND_UNSPECIFIED: NotificationKind
+NOTIFICATION_KIND_APPROVAL_REQUIRED: NotificationKind
+NOTIFICATION_KIND_CHANGES_REQUESTED: NotificationKind
+NOTIFICATION_KIND_PLUGIN_START_REFUSED: NotificationKind
+NOTIFICATION_KIND_PLUGIN_CRASHED: NotificationKind
+NOTIFICATION_KIND_PLUGIN_QUARANTINED: NotificationKind
+NOTIFICATION_KIND_SECCOMP_VIOLATION: NotificationKind
+NOTIFICATION_KIND_OOM_KILL: NotificationKind
+NOTIFICATION_KIND_PIDS_MAX: NotificationKind
+NOTIFICATION_KIND_PERMISSION_EXPIRED: NotificationKind
+NOTIFICATION_KIND_ALERT: NotificationKind
+NOTIFICATION_KIND_EMERGENCY: NotificationKind
+NOTIFICATION_KIND_SAFE_MODE: NotificationKind
+NOTIFICATION_KIND_BACKUP_RESTORED: NotificationKind
 SETTING_TYPE_UNSPECIFIED: SettingType
 SETTING_TYPE_STRING: SettingType
 SETTING_TYPE_INTEGER: SettingType
@@ -55,10 +169,10 @@ class WhoAmIResponse(_message.Message):
     uid: int
     gid: int
     pid: int
-    role: str
+    role: Role
     identity: str
     on_behalf_of: str
-    def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., role: _Optional[str] = ..., identity: _Optional[str] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
+    def __init__(self, uid: _Optional[int] = ..., gid: _Optional[int] = ..., pid: _Optional[int] = ..., role: _Optional[_Union[Role, str]] = ..., identity: _Optional[str] = ..., on_behalf_of: _Optional[str] = ...) -> None: ...
 
 class InstallPluginRequest(_message.Message):
     __slots__ = ("path",)
@@ -90,15 +204,15 @@ class PluginSummary(_message.Message):
     INSTALLED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
-    state: str
-    runtime: str
+    state: PluginState
+    runtime: RuntimePhase
     core: bool
     sha256: str
     pid: int
     restarts: int
     state_reason: str
     installed_at_ms: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., runtime: _Optional[str] = ..., core: _Optional[bool] = ..., sha256: _Optional[str] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., state_reason: _Optional[str] = ..., installed_at_ms: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[PluginState, str]] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., core: _Optional[bool] = ..., sha256: _Optional[str] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., state_reason: _Optional[str] = ..., installed_at_ms: _Optional[int] = ...) -> None: ...
 
 class ListPluginsResponse(_message.Message):
     __slots__ = ("plugins",)
@@ -124,10 +238,10 @@ class PermissionRecord(_message.Message):
     DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
     permission: str
-    risk: str
+    risk: Risk
     requested_scope: _containers.RepeatedScalarFieldContainer[str]
     justification: str
-    status: str
+    status: PermissionStatus
     granted_scope: _containers.RepeatedScalarFieldContainer[str]
     approvers: _containers.RepeatedScalarFieldContainer[str]
     comment: str
@@ -138,7 +252,7 @@ class PermissionRecord(_message.Message):
     revoked_by: str
     decided_by: str
     required_approvals: int
-    def __init__(self, permission: _Optional[str] = ..., risk: _Optional[str] = ..., requested_scope: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., status: _Optional[str] = ..., granted_scope: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., comment: _Optional[str] = ..., conditions: _Optional[str] = ..., granted_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., revoked_at_ms: _Optional[int] = ..., revoked_by: _Optional[str] = ..., decided_by: _Optional[str] = ..., required_approvals: _Optional[int] = ...) -> None: ...
+    def __init__(self, permission: _Optional[str] = ..., risk: _Optional[_Union[Risk, str]] = ..., requested_scope: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., status: _Optional[_Union[PermissionStatus, str]] = ..., granted_scope: _Optional[_Iterable[str]] = ..., approvers: _Optional[_Iterable[str]] = ..., comment: _Optional[str] = ..., conditions: _Optional[str] = ..., granted_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., revoked_at_ms: _Optional[int] = ..., revoked_by: _Optional[str] = ..., decided_by: _Optional[str] = ..., required_approvals: _Optional[int] = ...) -> None: ...
 
 class Resources(_message.Message):
     __slots__ = ("cpu", "memory_bytes", "pids")
@@ -264,11 +378,11 @@ class AuditRecord(_message.Message):
     action: str
     plugin: str
     permission: str
-    outcome: str
+    outcome: Outcome
     before: str
     after: str
-    detail: str
-    def __init__(self, id: _Optional[int] = ..., ts_ms: _Optional[int] = ..., actor: _Optional[str] = ..., on_behalf_of: _Optional[str] = ..., action: _Optional[str] = ..., plugin: _Optional[str] = ..., permission: _Optional[str] = ..., outcome: _Optional[str] = ..., before: _Optional[str] = ..., after: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    detail: _struct_pb2.Value
+    def __init__(self, id: _Optional[int] = ..., ts_ms: _Optional[int] = ..., actor: _Optional[str] = ..., on_behalf_of: _Optional[str] = ..., action: _Optional[str] = ..., plugin: _Optional[str] = ..., permission: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., before: _Optional[str] = ..., after: _Optional[str] = ..., detail: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class AuditResponse(_message.Message):
     __slots__ = ("records", "next_before_id")
@@ -345,10 +459,10 @@ class Notification(_message.Message):
     PLUGIN_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ts_ms: int
-    kind: str
+    kind: NotificationKind
     plugin: str
     message: str
-    def __init__(self, ts_ms: _Optional[int] = ..., kind: _Optional[str] = ..., plugin: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    def __init__(self, ts_ms: _Optional[int] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., plugin: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class SecurityStatusRequest(_message.Message):
     __slots__ = ("plugin",)
@@ -407,7 +521,7 @@ class PluginSecurity(_message.Message):
     PIDS_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_PID_FIELD_NUMBER: _ClassVar[int]
     name: str
-    runtime: str
+    runtime: RuntimePhase
     confined: bool
     namespaces: _containers.RepeatedScalarFieldContainer[str]
     uid: int
@@ -430,7 +544,7 @@ class PluginSecurity(_message.Message):
     memory_bytes: int
     pids: int
     plugin_pid: int
-    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[str] = ..., confined: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rootfs: _Optional[str] = ..., capabilities: _Optional[str] = ..., no_new_privs: _Optional[bool] = ..., landlock_abi: _Optional[int] = ..., landlock_status: _Optional[str] = ..., landlock_net_denied: _Optional[bool] = ..., landlock_scoped: _Optional[bool] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., cgroup_path: _Optional[str] = ..., cpu_limit: _Optional[float] = ..., memory_limit: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., plugin_pid: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., confined: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rootfs: _Optional[str] = ..., capabilities: _Optional[str] = ..., no_new_privs: _Optional[bool] = ..., landlock_abi: _Optional[int] = ..., landlock_status: _Optional[str] = ..., landlock_net_denied: _Optional[bool] = ..., landlock_scoped: _Optional[bool] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., cgroup_path: _Optional[str] = ..., cpu_limit: _Optional[float] = ..., memory_limit: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., plugin_pid: _Optional[int] = ...) -> None: ...
 
 class SecurityStatusResponse(_message.Message):
     __slots__ = ("host", "plugins", "open_alerts", "fd_budget")
@@ -832,8 +946,8 @@ class PluginUsage(_message.Message):
     OPEN_ALERTS_FIELD_NUMBER: _ClassVar[int]
     BROKER_CPU_USEC_FIELD_NUMBER: _ClassVar[int]
     name: str
-    state: str
-    runtime: str
+    state: PluginState
+    runtime: RuntimePhase
     pid: int
     cpu_usec: int
     cpu_limit: float
@@ -846,7 +960,7 @@ class PluginUsage(_message.Message):
     restarts: int
     open_alerts: int
     broker_cpu_usec: int
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., runtime: _Optional[str] = ..., pid: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., cpu_limit: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., memory_limit: _Optional[int] = ..., pids: _Optional[int] = ..., pids_limit: _Optional[int] = ..., calls: _Optional[_Mapping[str, int]] = ..., denials: _Optional[int] = ..., restarts: _Optional[int] = ..., open_alerts: _Optional[int] = ..., broker_cpu_usec: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[PluginState, str]] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., pid: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., cpu_limit: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., memory_limit: _Optional[int] = ..., pids: _Optional[int] = ..., pids_limit: _Optional[int] = ..., calls: _Optional[_Mapping[str, int]] = ..., denials: _Optional[int] = ..., restarts: _Optional[int] = ..., open_alerts: _Optional[int] = ..., broker_cpu_usec: _Optional[int] = ...) -> None: ...
 
 class MonitorResponse(_message.Message):
     __slots__ = ("ts_ms", "plugins")

@@ -26,7 +26,27 @@ if _version_not_supported:
 
 
 class AdminStub:
-    """Missing associated documentation comment in .proto file."""
+    """The admin API. Besides the codes each RPC names, every RPC may fail with:
+
+    UNAUTHENTICATED when the connection carries no peer credentials (not a Unix socket).
+
+    PERMISSION_DENIED when the caller's uid/gid maps to no role, or its role may not
+    make this call (viewer: reads only; server: changes only on behalf of an end-user
+    admin), or a caller other than the server role sent x-plexichat-on-behalf-of.
+    The refusal is audited (admin.refused).
+
+    INVALID_ARGUMENT when x-plexichat-on-behalf-of is not 1-128 printable ASCII
+    characters.
+
+    UNAVAILABLE when the call changes state (or is recorded: publish, invoke, host
+    actions) while the audit trail cannot be written, when a refusal could not be
+    recorded, or when the store cannot be written. Nothing was done.
+
+    RESOURCE_EXHAUSTED when the connection was refused at accept (the
+    access.connections caps: too many connections in all or from this uid).
+
+    INTERNAL on an unexpected store or I/O failure, named in the message.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -222,53 +242,88 @@ class AdminStub:
 
 
 class AdminServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The admin API. Besides the codes each RPC names, every RPC may fail with:
+
+    UNAUTHENTICATED when the connection carries no peer credentials (not a Unix socket).
+
+    PERMISSION_DENIED when the caller's uid/gid maps to no role, or its role may not
+    make this call (viewer: reads only; server: changes only on behalf of an end-user
+    admin), or a caller other than the server role sent x-plexichat-on-behalf-of.
+    The refusal is audited (admin.refused).
+
+    INVALID_ARGUMENT when x-plexichat-on-behalf-of is not 1-128 printable ASCII
+    characters.
+
+    UNAVAILABLE when the call changes state (or is recorded: publish, invoke, host
+    actions) while the audit trail cannot be written, when a refusal could not be
+    recorded, or when the store cannot be written. Nothing was done.
+
+    RESOURCE_EXHAUSTED when the connection was refused at accept (the
+    access.connections caps: too many connections in all or from this uid).
+
+    INTERNAL on an unexpected store or I/O failure, named in the message.
+    """
 
     def WhoAmI(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Who the supervisor takes the caller for: uid, gid, pid, role and identity. Any role.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def InstallPlugin(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """No longer served: always FAILED_PRECONDITION (the daemon opens no path a caller
+        names); use UploadPlugin.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListPlugins(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every installed plugin, by name. Any role.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ShowPlugin(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One plugin with its manifest facts and permissions. Any role. NOT_FOUND when no
+        plugin has that name.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListPending(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Permission requests awaiting review, or grants expiring soon. Any role.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Approve(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Grants pending permissions (admin, or server on behalf of an admin). A
+        permission whose risk needs several approvers stays pending until that many
+        different people approved. INVALID_ARGUMENT: no comment, an unknown or
+        unrequested permission, a bad expiry or a scope outside the request;
+        FAILED_PRECONDITION: nothing pending to decide, the same person approving
+        twice, or changes were requested; NOT_FOUND: no such plugin.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Deny(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Refuses pending permissions; errors as for Approve.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RevokePermission(self, request, context):
         """Revokes a granted (or pending) permission from one plugin or from all; running
-        plugins lose it at their next call.
+        plugins lose it at their next call. INVALID_ARGUMENT: both or neither of
+        plugin/all, an unknown permission or no comment; NOT_FOUND: no such plugin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -277,34 +332,43 @@ class AdminServicer:
     def RequestChanges(self, request, context):
         """Sends a plugin back to its author: stopped, state changes_requested with the
         comment; enable and approvals are refused until a new version is installed.
+        INVALID_ARGUMENT without a comment; NOT_FOUND: no such plugin; ABORTED when
+        another lifecycle command on it did not finish in time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def UpdatePlugin(self, request, context):
-        """Installs a new version of an installed plugin: permissions or scopes that grew go
-        back to review (the plugin is stopped until they are approved), the rest carry
-        over; the same version with a different binary is refused.
+        """No longer served: always FAILED_PRECONDITION; use UploadPlugin with
+        UPLOAD_INTENT_UPDATE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EnablePlugin(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Enables and starts a plugin. FAILED_PRECONDITION: permissions not yet granted
+        (named), changes requested, safe mode on, or verify_security found a problem
+        (the plugin is stopped again); NOT_FOUND: no such plugin; ABORTED: another
+        lifecycle command on it did not finish in time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def DisablePlugin(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stops a plugin (gracefully within runtime.stop_grace, or at once with force) and
+        keeps it from starting. NOT_FOUND: no such plugin; ABORTED: busy as above.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemovePlugin(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stops and uninstalls a plugin: its record, installed files and data directory.
+        NOT_FOUND: no such plugin; ABORTED: busy as above.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -324,7 +388,8 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetSafeMode(self, request, context):
-        """Safe mode persists across restarts; no plugin starts while it is on.
+        """Safe mode persists across restarts; no plugin starts while it is on. Turning it
+        on stops every plugin; turning it off starts the enabled ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -332,59 +397,70 @@ class AdminServicer:
 
     def SecurityReport(self, request, context):
         """Host enforcement, safe mode, plugins, integrity, open alerts and recent security
-        events in one report.
+        events in one report. Any role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateBackup(self, request, context):
-        """Store backups (SQLite online backup) and restore with the daemon running.
+        """Takes a store backup now (SQLite online backup). RESOURCE_EXHAUSTED when the
+        disk is too full to take it; ABORTED while a restore runs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBackups(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The backups kept, oldest first. Any role.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RestoreBackup(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Restores plugins, grants and config from a backup with the daemon running (the
+        audit log is kept; the current state is backed up first). INVALID_ARGUMENT: a
+        malformed id; NOT_FOUND: no such backup; DATA_LOSS: the backup fails its
+        checksum; RESOURCE_EXHAUSTED: the disk is too full; ABORTED: busy.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Monitor(self, request, context):
-        """Per plugin resource use, broker calls, denials and restarts.
+        """Per plugin resource use, broker calls, denials and restarts. Any role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListAlerts(self, request, context):
-        """Alerts raised by the configured rules; open ones until acknowledged.
+        """Alerts raised by the configured rules; open ones until acknowledged. Any role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AcknowledgeAlert(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Acknowledges an open alert. NOT_FOUND: no alert with that id;
+        FAILED_PRECONDITION: it was already acknowledged.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def QueryAudit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One page of audit records, newest below the cursor. Any role. INVALID_ARGUMENT
+        when page_size exceeds MAX_AUDIT_PAGE_RECORDS (5000).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def AuditReport(self, request, context):
-        """Per plugin over one UTC month: calls and permission use, denials, incidents.
+        """Per plugin over one UTC month: calls and permission use, denials, incidents. Any
+        role. INVALID_ARGUMENT: a month that is not YYYY-MM.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -392,14 +468,15 @@ class AdminServicer:
 
     def VerifyIntegrity(self, request, context):
         """Every plugin binary against its pin, the audit hash chain, SQLite's integrity
-        check and the policy files as loaded; names whatever was tampered with.
+        check and the policy files as loaded; names whatever was tampered with. Any role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SecurityStatus(self, request, context):
-        """What confinement is enforced now: for the host and for each plugin.
+        """What confinement is enforced now: for the host and for each plugin. Any role.
+        NOT_FOUND when the named plugin is not installed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -407,34 +484,50 @@ class AdminServicer:
 
     def ReloadConfig(self, request, context):
         """Re-reads the configuration file, as SIGHUP does: applies the keys that change
-        live, names those that wait for a restart. Admin only; a file that fails
-        validation is refused (FAILED_PRECONDITION naming the problem), nothing changed.
+        live, names those that wait for a restart. Admin only (PERMISSION_DENIED for the
+        server role even on behalf of an admin); a file that fails validation is
+        refused (FAILED_PRECONDITION naming the problem), nothing changed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def PublishEvent(self, request, context):
-        """The PlexiChat server's side of the data plane.
+        """The PlexiChat server's side of the data plane (server or admin role).
+        Publishes an event to the plugins subscribed to its topic. INVALID_ARGUMENT: a
+        malformed topic, a pattern, a topic under plugin.*, or a payload over
+        broker.event_max_payload; RESOURCE_EXHAUSTED: the event budget is spent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def InvokeCommand(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Runs a plugin's command and returns its output. INVALID_ARGUMENT: a command name
+        not 1-128 bytes, a command the running version's manifest does not declare
+        (naming the declared ones), or a JSON-object argument list missing a required
+        argument; nothing reaches the plugin. UNAVAILABLE: the plugin is not running or
+        went away;
+        DEADLINE_EXCEEDED: no answer within the timeout; RESOURCE_EXHAUSTED: the plugin
+        has too many messages queued; ABORTED: the plugin answered with an error.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchEvents(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Plugin events as they are emitted, until the caller goes away. A watcher that
+        falls behind loses events (its queue is bounded in bytes) rather than slowing
+        plugins. INVALID_ARGUMENT: a malformed topic pattern.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchNotifications(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Supervisor notifications as they happen (any role); a watcher that falls behind
+        skips the ones it missed.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -452,7 +545,13 @@ class AdminServicer:
         """Installs a plugin, or updates one, from a package the caller streams: the
         daemon never opens a path a caller names (InstallPlugin and UpdatePlugin are
         refused). First the header, then each entry (a directory before what it holds)
-        with a file's bytes as data messages, then the end. Admin only.
+        with a file's bytes as data messages, then the end. Admin only (or server on
+        behalf of an admin). INVALID_ARGUMENT: a malformed stream, package or manifest
+        (named); ALREADY_EXISTS: installing a plugin that is installed; NOT_FOUND:
+        updating one that is not; FAILED_PRECONDITION: an update refused (same version
+        with another binary, an older version); RESOURCE_EXHAUSTED: the disk is too
+        full; DEADLINE_EXCEEDED: nothing arrived for 30 s; CANCELLED: the caller broke
+        off; ABORTED: another lifecycle command on the plugin is running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -690,7 +789,27 @@ def add_AdminServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Admin:
-    """Missing associated documentation comment in .proto file."""
+    """The admin API. Besides the codes each RPC names, every RPC may fail with:
+
+    UNAUTHENTICATED when the connection carries no peer credentials (not a Unix socket).
+
+    PERMISSION_DENIED when the caller's uid/gid maps to no role, or its role may not
+    make this call (viewer: reads only; server: changes only on behalf of an end-user
+    admin), or a caller other than the server role sent x-plexichat-on-behalf-of.
+    The refusal is audited (admin.refused).
+
+    INVALID_ARGUMENT when x-plexichat-on-behalf-of is not 1-128 printable ASCII
+    characters.
+
+    UNAVAILABLE when the call changes state (or is recorded: publish, invoke, host
+    actions) while the audit trail cannot be written, when a refusal could not be
+    recorded, or when the store cannot be written. Nothing was done.
+
+    RESOURCE_EXHAUSTED when the connection was refused at accept (the
+    access.connections caps: too many connections in all or from this uid).
+
+    INTERNAL on an unexpected store or I/O failure, named in the message.
+    """
 
     @staticmethod
     def WhoAmI(request,
