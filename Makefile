@@ -3,6 +3,9 @@ CARGO ?= cargo
 PREFIX ?= /usr/local
 # install: which build's binaries (release; the VM test installs the debug build).
 PROFILE ?= release
+# The commit release builds report in plexichat_build_info (empty outside a git
+# checkout). Debug builds leave it out, so switching HEAD does not rebuild them.
+GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 
 .PHONY: all build run test lint python-stubs fmt docs install uninstall clean bench bench-spawn bench-broker release
 
@@ -32,7 +35,7 @@ test: build
 bench: bench-spawn bench-broker
 
 release:
-	$(CARGO) build --release -p plexichat-supervisor -p plexichat-bench --bins
+	PLEXICHAT_GIT_COMMIT=$(GIT_COMMIT) $(CARGO) build --release -p plexichat-supervisor -p plexichat-bench --bins
 	$(CARGO) build --release -p plexichat-e2e --bin echo_plugin
 
 ## Spawn-to-ready of a confined plugin vs unconfined vs bwrap /bin/true (needs bubblewrap).
@@ -68,7 +71,7 @@ docs:
 ## policy is kept and the shipped one put beside it as .dist (see scripts/install.sh).
 install:
 ifeq ($(PROFILE),release)
-	$(CARGO) build --release -p plexichat-supervisor --bins
+	PLEXICHAT_GIT_COMMIT=$(GIT_COMMIT) $(CARGO) build --release -p plexichat-supervisor --bins
 else
 	$(CARGO) build -p plexichat-supervisor --bins
 endif
