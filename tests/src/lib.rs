@@ -1,1 +1,51 @@
+//! What the test plugins (`src/bin`) and the harness (`tests/common`) share: the
+//! command lists a plugin registers and the harness declares in its manifest.
 
+/// Every command the hostile plugin (`src/bin/hostile.rs`) registers.
+pub const HOSTILE_COMMANDS: &[&str] = &[
+    // attacks
+    "read-file",
+    "write-file",
+    "dotdot",
+    "symlink-escape",
+    "proc-root",
+    "hardlink",
+    "socket",
+    "connect-unix",
+    "exec",
+    "execveat",
+    "execveat-exec-fd",
+    "fork-bomb",
+    "balloon",
+    "spin",
+    "ptrace",
+    "process-vm-read",
+    "kill-all",
+    "kill-pid",
+    "unshare-user",
+    "clone-newuser",
+    "clone3",
+    "io-uring",
+    "x32",
+    "keyctl",
+    "bpf",
+    "perf-event",
+    "userfaultfd",
+    "mount",
+    "pivot-root",
+    "chroot",
+    "tiocsti",
+    "rlimit-raise",
+    // observations
+    "fds",
+    "status-threads",
+    // twins
+    "data-write",
+    "data-read",
+    "thread",
+    "alloc",
+    "tmp-write",
+    "data-hardlink",
+    "ioctl-ok",
+    "rlimit-lower",
+];

@@ -6,60 +6,12 @@ use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use plexichat_e2e::HOSTILE_COMMANDS as COMMANDS;
 use plexichat_plugin_sdk::{Plugin, PluginContext, SdkError};
 use serde_json::{json, Value};
 
 /// The fds open when `main` started, before the Tokio runtime opened its own.
 static START_FDS: OnceLock<Vec<i32>> = OnceLock::new();
-
-/// Every command the plugin registers.
-const COMMANDS: &[&str] = &[
-    // attacks
-    "read-file",
-    "write-file",
-    "dotdot",
-    "symlink-escape",
-    "proc-root",
-    "hardlink",
-    "socket",
-    "connect-unix",
-    "exec",
-    "execveat",
-    "execveat-exec-fd",
-    "fork-bomb",
-    "balloon",
-    "spin",
-    "ptrace",
-    "process-vm-read",
-    "kill-all",
-    "kill-pid",
-    "unshare-user",
-    "clone-newuser",
-    "clone3",
-    "io-uring",
-    "x32",
-    "keyctl",
-    "bpf",
-    "perf-event",
-    "userfaultfd",
-    "mount",
-    "pivot-root",
-    "chroot",
-    "tiocsti",
-    "rlimit-raise",
-    // observations
-    "fds",
-    "status-threads",
-    // twins
-    "data-write",
-    "data-read",
-    "thread",
-    "alloc",
-    "tmp-write",
-    "data-hardlink",
-    "ioctl-ok",
-    "rlimit-lower",
-];
 
 const TWINS: &[&str] = &[
     "data-write",
