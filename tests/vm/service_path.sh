@@ -93,7 +93,8 @@ echo "$report" | grep -q "inherited seccomp" ||
 ok "started: READY reached, pid $(main_pid), socket dir root:plexichat 0750, cgroup v2"
 
 hello=$(package hello "$REPO/plugin-sdk/examples/hello/plugin.toml" "$REPO/target/debug/examples/hello")
-printf 'name = "hostile"\nversion = "1.0.0"\nentry = "hostile"\n' >/tmp/hostile.toml
+# Only declared commands may be invoked: the one attack this test runs.
+printf 'name = "hostile"\nversion = "1.0.0"\nentry = "hostile"\n\n[[commands]]\nname = "bpf"\n' >/tmp/hostile.toml
 hostile=$(package hostile /tmp/hostile.toml "$REPO/target/debug/hostile")
 "$CLI" plugin install "$hello" >/dev/null || fail "plugin install hello"
 "$CLI" plugin approve hello --comment "vm test" >/dev/null || fail "plugin approve hello"
@@ -126,7 +127,8 @@ wait_for 10 sh -c "journalctl -u $UNIT --no-pager | grep -q 'reloaded'" || fail 
 ok "systemctl reload: hello still pid $pid"
 
 # ---- the journal: priorities and fields -------------------------------------------------
-"$CLI" plugin invoke hostile bpf >/dev/null 2>&1 || true
+# The plugin answers with the errno the attack got; the invoke itself must succeed.
+attack=$("$CLI" plugin invoke hostile bpf 2>&1) || fail "plugin invoke hostile bpf: $attack"
 denied_syscall() { journalctl -u "$UNIT" -p warning PLEXICHAT_PLUGIN=hostile --no-pager -o cat | grep 'seccomp denied a syscall'; }
 wait_for 10 denied_syscall || fail "journalctl -p warning shows no denied syscall of hostile"
 denied=$(denied_syscall | tail -n1)
