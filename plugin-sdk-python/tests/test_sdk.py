@@ -1,5 +1,5 @@
 """The SDK as a plugin process sees it: the example hello plugin run as a real child
-process on an inherited broker socket, against a broker double.
+process on an inherited broker socket, against the test broker.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from plexichat_plugin._proto import broker_pb2 as pb
-
-from .fake_broker import FakeBroker, Running
+from plexichat_plugin import PluginError
+from plexichat_plugin.testing import Served, TestBroker
 
 SDK = Path(__file__).resolve().parent.parent
 HELLO = SDK / "examples" / "hello" / "main.py"
 PROBE = SDK / "tests" / "plugins" / "probe.py"
+COUNT = "SELECT COUNT(*) AS n FROM messages"
 
 
-def start_plugin(running: Running, script: Path) -> subprocess.Popen[bytes]:
-    sock = running.connect()
+def start_plugin(served: Served, script: Path) -> subprocess.Popen[bytes]:
+    """`script` as a child whose broker fd is a fresh connection to `served`."""
+    sock = served.connect()
     env = {
         "PLEXICHAT_BROKER_FD": str(sock.fileno()),
         "PYTHONPATH": str(SDK / "src"),
@@ -33,105 +34,87 @@ def start_plugin(running: Running, script: Path) -> subprocess.Popen[bytes]:
         "MULTIDICT_NO_EXTENSIONS": "1",
     }
     proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        env=env,
-        pass_fds=(sock.fileno(),),
-        stderr=subprocess.PIPE,
+        [sys.executable, str(script)], env=env, pass_fds=(sock.fileno(),), stderr=subprocess.PIPE
     )
     sock.close()
+    served.wait_session()
     return proc
 
 
 @pytest.fixture
-def hello(tmp_path: Path) -> Iterator[tuple[FakeBroker, subprocess.Popen[bytes]]]:
-    broker = FakeBroker({"database_read": ["messages"]}, rows=[[42]])
-    running = Running(broker, tmp_path / "broker.sock")
-    proc = start_plugin(running, HELLO)
-    broker.wait("Session")
-    yield broker, proc
+def running(request: pytest.FixtureRequest) -> Iterator[tuple[Served, subprocess.Popen[bytes]]]:
+    """hello (or the script a test names with `@pytest.mark.parametrize`) as a child."""
+    broker, script = getattr(request, "param", (None, HELLO))
+    broker = broker or TestBroker("hello-py").grant("database_read", ["messages"])
+    broker.rows(COUNT, [{"n": 42}])
+    served = broker.serve()
+    proc = start_plugin(served, script)
+    yield served, proc
     if proc.poll() is None:
         proc.kill()
     proc.wait(10)
-
-
-def invoke(broker: FakeBroker, command: str, args: bytes = b"") -> pb.CommandReply:
-    broker.push(
-        pb.HostMessage(
-            invoke=pb.CommandInvocation(invocation_id=command, command=command, args=args)
-        )
-    )
-    reply: pb.CommandReply = broker.wait("Reply")
-    assert reply.invocation_id == command
-    return reply
+    served.close()
 
 
 def test_handshake_subscribes_then_commands_are_answered(
-    hello: tuple[FakeBroker, subprocess.Popen[bytes]],
+    running: tuple[Served, subprocess.Popen[bytes]],
 ) -> None:
-    broker, _ = hello
-    assert invoke(broker, "greet", b"Ada") == pb.CommandReply(
-        invocation_id="greet", ok=True, output=b"Hello, Ada!"
-    )
-    assert invoke(broker, "count").output == b"42"
-    missing = invoke(broker, "nope")
-    assert not missing.ok and "count, greet" in missing.error
+    served, _ = running
+    assert served.subscriptions == ["chat.message"]
+    assert served.invoke("greet", b"Ada") == b"Hello, Ada!"
+    assert served.invoke("count") == b"42"
+    with pytest.raises(PluginError, match="this plugin has: count, greet"):
+        served.invoke("nope")
 
 
 def test_events_are_handled_and_emitted_under_the_plugin_namespace(
-    hello: tuple[FakeBroker, subprocess.Popen[bytes]],
+    running: tuple[Served, subprocess.Popen[bytes]],
 ) -> None:
-    broker, _ = hello
-    broker.push(pb.HostMessage(event=pb.Event(id="e1", topic="chat.message", payload=b"{}")))
-    emitted = broker.wait("EmitEvent")
-    assert emitted.topic == "plugin.hello-py.greeted"
-    assert json.loads(emitted.payload) == {"reply_to": "e1", "text": "Hello from hello!"}
-    log = broker.wait("Log")
-    assert log.level == pb.LOG_LEVEL_INFO and "e1" in log.message
-
-
-def test_the_sdk_runs_on_pure_python_protobuf_and_multidict(tmp_path: Path) -> None:
-    broker = FakeBroker({}, rows=[])
-    proc = start_plugin(Running(broker, tmp_path / "broker.sock"), PROBE)
-    try:
-        broker.wait("Session")
-        reply = invoke(broker, "native-modules")
-        assert reply.ok, reply.error
-        # protobuf's check imports its upb module if present, but the pure-Python
-        # implementation runs; multidict's C extension is not loaded at all.
-        report = reply.output.decode()
-        assert report.startswith("protobuf=python "), report
-        assert "multidict" not in report, report
-    finally:
-        proc.kill()
-        proc.wait(10)
+    served, _ = running
+    assert served.publish("chat.message", "{}")
+    served.wait_until(lambda: served.emitted and served.logs)
+    topic, payload = served.emitted[0]
+    assert topic == "plugin.hello-py.greeted"
+    assert json.loads(payload)["text"] == "Hello from hello!"
+    level, message = served.logs[0]
+    assert level == "LOG_LEVEL_INFO" and "greeted chat message" in message
 
 
 def test_pings_are_answered_and_shutdown_ends_the_process(
-    hello: tuple[FakeBroker, subprocess.Popen[bytes]],
+    running: tuple[Served, subprocess.Popen[bytes]],
 ) -> None:
-    broker, proc = hello
-    broker.push(pb.HostMessage(ping=pb.Ping(id=7)))
-    assert broker.wait("Pong").id == 7
-    broker.push(pb.HostMessage(shutdown=pb.Shutdown(grace_ms=2000, reason="test")))
+    served, proc = running
+    served.ping(7)
+    served.shutdown()
     assert proc.wait(10) == 0
 
 
-def test_a_denied_query_is_a_permission_error_naming_the_table(tmp_path: Path) -> None:
-    broker = FakeBroker({"database_read": ["other"]}, rows=[])
-    running = Running(broker, tmp_path / "broker.sock")
-    proc = start_plugin(running, HELLO)
-    try:
-        broker.wait("Session")
-        reply = invoke(broker, "count")
-        assert not reply.ok
-        assert "database_read is not granted for table `messages`" in reply.error
-        # The same call succeeds when the grant covers the table (previous tests).
-    finally:
-        proc.kill()
-        proc.wait(10)
+@pytest.mark.parametrize(
+    "running", [(TestBroker("hello-py").grant("database_read", ["other"]), HELLO)], indirect=True
+)
+def test_a_denied_query_is_the_brokers_refusal_naming_the_table(
+    running: tuple[Served, subprocess.Popen[bytes]],
+) -> None:
+    served, _ = running
+    # The grant exists (has_permission is true) but does not cover `messages`; with
+    # it covering the table the same command answers (the tests above).
+    with pytest.raises(PluginError, match="database_read is not granted for table `messages`"):
+        served.invoke("count")
 
 
-def test_without_a_broker_the_plugin_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("running", [(TestBroker("probe"), PROBE)], indirect=True)
+def test_the_sdk_runs_on_pure_python_protobuf_and_multidict(
+    running: tuple[Served, subprocess.Popen[bytes]],
+) -> None:
+    served, _ = running
+    # protobuf's check imports its upb module if present, but the pure-Python
+    # implementation runs; multidict's C extension is not loaded at all.
+    report = served.invoke("native-modules").decode()
+    assert report.startswith("protobuf=python "), report
+    assert "multidict" not in report, report
+
+
+def test_without_a_broker_the_plugin_says_so() -> None:
     out = subprocess.run(
         [sys.executable, str(HELLO)],
         env={"PYTHONPATH": str(SDK / "src"), "PLEXICHAT_BROKER_FD": "9"},

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -66,15 +65,7 @@ impl Run<'_> {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn the CLI");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let rx = lines_of(child.stdout.take().expect("stdout"));
         // Give the stream time to be opened before anything it should see happens.
         std::thread::sleep(Duration::from_millis(300));
         (child, rx)

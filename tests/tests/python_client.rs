@@ -193,23 +193,6 @@ fn the_example_server_forwards_chat_serves_bans_and_prints_notifications() {
     assert!(banned, "the ban was not audited as ok");
 }
 
-/// Lines the child prints, as they come.
-fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
 fn expect_line(rx: &std::sync::mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {

@@ -5,6 +5,7 @@ so a plugin's code is plain synchronous Python, as in the Security Guide.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -47,8 +48,10 @@ class Bridge:
         async def run() -> None:
             try:
                 await make()
-            except Exception:  # a lost log line must not take the plugin down
-                pass
+            except Exception as err:
+                # A lost log line must not take the plugin down, nor vanish unsaid:
+                # stderr reaches the plugin's log even without the broker.
+                print(f"plexichat_plugin: {method} failed: {err}", file=sys.stderr, flush=True)
 
         asyncio.run_coroutine_threadsafe(run(), self.loop)
 

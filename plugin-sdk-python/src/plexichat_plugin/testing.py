@@ -18,8 +18,10 @@ are recorded), resolve hosts, or enforce quotas and rate limits.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import posixpath
 import re
+import socket
 import tempfile
 import threading
 import time
@@ -136,13 +138,18 @@ class TestBroker:
         return self
 
     def start(self, plugin: Plugin) -> Running:
+        """Runs `plugin`'s handlers in this process against the broker."""
         return Running(self._script, plugin)
+
+    def serve(self) -> Served:
+        """Only the broker: hand `connect()`'s socket to a plugin process as its fd."""
+        return Served(self._script)
 
 
 class _Fake(BrokerBase):
     """The broker's side, applying the broker's rules to the script."""
 
-    def __init__(self, script: _Script, running: Running) -> None:
+    def __init__(self, script: _Script, running: Served) -> None:
         self.s = script
         self.r = running
         self.session: asyncio.Queue[pb.HostMessage] = asyncio.Queue()
@@ -181,7 +188,7 @@ class _Fake(BrokerBase):
         await stream.send_message(pb.ReplyAck())
 
     async def Pong(self, stream: Stream[Any, Any]) -> None:
-        await _recv(stream)
+        self.r.pongs.append((await _recv(stream)).id)
         await stream.send_message(pb.PongAck())
 
     async def Subscribe(self, stream: Stream[Any, Any]) -> None:
@@ -326,17 +333,21 @@ def _sql(value: Any) -> pb.SqlValue:
     return pb.SqlValue(text=str(value))
 
 
-class Running:
-    """The plugin running against the test broker; what it did is recorded here."""
+class Served:
+    """The test broker serving on its own thread, for a plugin that connects to it:
+    in-process (`TestBroker.start`) or a child process given `connect()`'s socket as
+    its broker fd (`TestBroker.serve`). What the plugin did is recorded here."""
 
-    def __init__(self, script: _Script, plugin: Plugin) -> None:
+    def __init__(self, script: _Script) -> None:
         self.emitted: list[tuple[str, bytes]] = []
         self.logs: list[tuple[str, str]] = []
         self.db_writes: list[str] = []
         self.http_calls: list[str] = []
         self.host_calls: list[HostCall] = []
         self.subscriptions: list[str] = []
+        self.pongs: list[int] = []
         self._session_open = threading.Event()
+        self._calls = itertools.count()
         self._dir = tempfile.TemporaryDirectory(prefix="plexichat-test-broker-")
         self._ready = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -345,11 +356,6 @@ class Running:
         self._broker.start()
         if not self._ready.wait(ANSWER_SECONDS):
             raise RuntimeError("the test broker did not start")
-        self._plugin_error: BaseException | None = None
-        self._plugin = threading.Thread(target=self._run_plugin, args=(plugin,), daemon=True)
-        self._plugin.start()
-        if not self._session_open.wait(ANSWER_SECONDS):
-            raise RuntimeError(f"the plugin did not open its session: {self._plugin_error}")
 
     @property
     def _path(self) -> str:
@@ -362,23 +368,23 @@ class Running:
         self._ready.set()
         self._loop.run_forever()
 
-    def _run_plugin(self, plugin: Plugin) -> None:
-        import socket
-
+    def connect(self) -> socket.socket:
+        """A new connection to the broker: what a plugin gets as its fd 3."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(self._path)
-        sock.setblocking(False)
-        try:
-            asyncio.run(plugin._serve(sock))
-        except BaseException as err:
-            self._plugin_error = err
+        return sock
+
+    def wait_session(self, timeout: float = ANSWER_SECONDS) -> None:
+        """Waits until the plugin has handshaken, subscribed and opened its session."""
+        if not self._session_open.wait(timeout):
+            raise TimeoutError(f"the plugin did not open its session within {timeout}s")
 
     def _push(self, message: pb.HostMessage) -> None:
         self._loop.call_soon_threadsafe(self._fake.session.put_nowait, message)
 
     def invoke(self, command: str, args: bytes | str = b"") -> bytes:
         """Runs the command's handler; its output, or PluginError with its error."""
-        call_id = f"call-{command}-{id(args)}"
+        call_id = f"call-{next(self._calls)}"
 
         async def register() -> pb.CommandReply:
             future: asyncio.Future[pb.CommandReply] = self._loop.create_future()
@@ -407,9 +413,18 @@ class Running:
         if topic.startswith(SENSITIVE) and "sensitive_events" not in self._fake.s.grants:
             return False
         raw = payload.encode() if isinstance(payload, str) else payload
-        event = pb.Event(id=f"ev-{topic}", topic=topic, payload=raw, source=source)
+        event = pb.Event(id=f"ev-{next(self._calls)}", topic=topic, payload=raw, source=source)
         self._push(pb.HostMessage(event=event))
         return True
+
+    def ping(self, ping_id: int) -> None:
+        """A health ping, as the supervisor sends them; returns once it is answered."""
+        self._push(pb.HostMessage(ping=pb.Ping(id=ping_id)))
+        self.wait_until(lambda: ping_id in self.pongs)
+
+    def shutdown(self, grace_ms: int = 2000) -> None:
+        """Asks the plugin to stop, as the supervisor does before killing it."""
+        self._push(pb.HostMessage(shutdown=pb.Shutdown(grace_ms=grace_ms, reason="test over")))
 
     def wait_until(self, condition: Callable[[], object], timeout: float = ANSWER_SECONDS) -> None:
         """Waits for an event handler's effect (an emitted event, a log line...)."""
@@ -419,18 +434,53 @@ class Running:
                 raise TimeoutError(f"not within {timeout}s")
             time.sleep(0.01)
 
-    def stop(self) -> None:
-        self._push(pb.HostMessage(shutdown=pb.Shutdown(grace_ms=2000, reason="test over")))
-        self._plugin.join(ANSWER_SECONDS)
+    def close(self) -> None:
+        """Stops the broker (the plugin's connection ends with it)."""
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._broker.join(ANSWER_SECONDS)
         self._dir.cleanup()
 
-    def __enter__(self) -> Running:
+    def stop(self) -> None:
+        self.shutdown()
+        self.close()
+
+    def __enter__(self) -> Served:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-__all__ = ["HostCall", "Running", "TestBroker"]
+class Running(Served):
+    """`plugin` running in this process (on its own thread) against the test broker."""
+
+    def __init__(self, script: _Script, plugin: Plugin) -> None:
+        super().__init__(script)
+        self._plugin_error: BaseException | None = None
+        self._plugin = threading.Thread(target=self._run_plugin, args=(plugin,), daemon=True)
+        self._plugin.start()
+        try:
+            self.wait_session()
+        except TimeoutError:
+            raise RuntimeError(
+                f"the plugin did not open its session: {self._plugin_error}"
+            ) from None
+
+    def _run_plugin(self, plugin: Plugin) -> None:
+        sock = self.connect()
+        sock.setblocking(False)
+        try:
+            asyncio.run(plugin._serve(sock))
+        except BaseException as err:
+            self._plugin_error = err
+
+    def stop(self) -> None:
+        self.shutdown()
+        self._plugin.join(ANSWER_SECONDS)
+        self.close()
+
+    def __enter__(self) -> Running:
+        return self
+
+
+__all__ = ["HostCall", "Running", "Served", "TestBroker"]
