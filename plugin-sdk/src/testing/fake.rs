@@ -320,6 +320,18 @@ impl Broker for FakeBroker {
         Ok(Response::new(pb::SetConfigResponse {}))
     }
 
+    /// Native plugins have no import hook; a test broker accepts reports and keeps none.
+    async fn report_imports(
+        &self,
+        request: Request<pb::ReportImportsRequest>,
+    ) -> Answer<pb::ReportImportsResponse> {
+        let recorded = u32::try_from(request.into_inner().modules.len()).unwrap_or(u32::MAX);
+        Ok(Response::new(pb::ReportImportsResponse {
+            recorded,
+            over_cap: 0,
+        }))
+    }
+
     async fn log(&self, request: Request<pb::LogRequest>) -> Answer<pb::LogResponse> {
         let request = request.into_inner();
         let level = match pb::LogLevel::try_from(request.level) {

@@ -59,6 +59,19 @@ pub fn detail(
     let manifest = Manifest::parse(&row.manifest, catalog).ok();
     let now = now_ms();
     let commands = super::settings::commands(manifest.as_ref().map(|m| &m.declared));
+    let (imports, imports_over_cap) = status
+        .imports
+        .as_ref()
+        .map(|log| log.snapshot())
+        .unwrap_or_default();
+    let imports = imports
+        .into_iter()
+        .map(|i| broker_proto::admin::v1::ImportRecord {
+            name: i.name,
+            origin: i.origin,
+            at_ms: i.at_ms,
+        })
+        .collect();
     PluginDetail {
         summary: Some(summary(row, status)),
         description: manifest
@@ -82,6 +95,9 @@ pub fn detail(
         topics: manifest.map(|m| m.topics).unwrap_or_default(),
         last_exit: status.last_exit.clone(),
         commands,
+        plugin_runtime: None,
+        imports,
+        imports_over_cap,
     }
 }
 

@@ -9,6 +9,7 @@ mod files;
 pub mod host_actions;
 pub mod http2;
 mod hub;
+pub mod imports;
 pub mod network;
 mod ratelimit;
 mod service;

@@ -778,6 +778,29 @@ impl Broker for BrokerService {
         .await
     }
 
+    async fn report_imports(
+        &self,
+        request: Request<ReportImportsRequest>,
+    ) -> Result<Response<ReportImportsResponse>, Status> {
+        self.admit(Service::Log).await?;
+        let modules = request.into_inner().modules;
+        super::imports::validate(&modules).map_err(Status::invalid_argument)?;
+        let recorded = self.session.imports.fresh(modules, now_ms());
+        // Audited before they are kept: a name whose record could not be written is
+        // still fresh at the next report, and this call fails UNAVAILABLE.
+        for import in &recorded.new {
+            let entry = AuditEntry::new(&Actor::plugin(self.name()), "plugin.import", Outcome::Ok)
+                .plugin(self.name())
+                .detail(serde_json::json!({ "module": import.name, "origin": import.origin }));
+            self.shared.audit.submit(entry).await?;
+        }
+        self.session.imports.commit(&recorded);
+        Ok(Response::new(ReportImportsResponse {
+            recorded: u32::try_from(recorded.new.len()).unwrap_or(u32::MAX),
+            over_cap: recorded.over_cap,
+        }))
+    }
+
     async fn has_permission(
         &self,
         request: Request<HasPermissionRequest>,

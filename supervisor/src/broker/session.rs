@@ -50,6 +50,8 @@ pub struct Session {
     pub version: String,
     /// The running version's declared settings and commands.
     pub declared: Arc<Declared>,
+    /// Modules the plugin's runtime reported loading (ReportImports).
+    pub imports: Arc<super::imports::ImportLog>,
     handshaken: AtomicBool,
     closed: AtomicBool,
     /// Flips to true once the plugin has opened its session stream: it is ready.
@@ -68,6 +70,7 @@ impl Session {
             plugin,
             version,
             declared,
+            imports: Arc::default(),
             handshaken: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             ready: watch::channel(false).0,

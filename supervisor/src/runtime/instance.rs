@@ -194,6 +194,9 @@ async fn launch_and_supervise(
     let name = manifest.name.clone();
     let session =
         broker::shared_session(name.clone(), row.version.clone(), manifest.declared.clone());
+    if let Ok(mut s) = status.lock() {
+        s.imports = Some(Arc::clone(&session.imports));
+    }
     let server = match tokio_stream_conn(spawned.broker) {
         Ok(conn) => broker::serve_connection(
             conn,

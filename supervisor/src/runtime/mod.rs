@@ -57,6 +57,8 @@ pub struct Status {
     /// What the trampoline reported it enforced for the running instance.
     pub enforcement: Option<crate::sandbox::Enforcement>,
     pub cgroup: Option<crate::sandbox::cgroup::PluginCgroup>,
+    /// Modules the running (or last) process reported importing.
+    pub imports: Option<std::sync::Arc<crate::broker::imports::ImportLog>>,
 }
 
 impl Default for Status {
@@ -68,6 +70,7 @@ impl Default for Status {
             last_exit: String::new(),
             enforcement: None,
             cgroup: None,
+            imports: None,
         }
     }
 }

@@ -94,6 +94,10 @@ class BrokerBase(abc.ABC):
     async def Execute(self, stream: 'grpclib.server.Stream[plexichat_plugin._proto.broker_pb2.ExecuteRequest, plexichat_plugin._proto.broker_pb2.ExecuteResponse]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def ReportImports(self, stream: 'grpclib.server.Stream[plexichat_plugin._proto.broker_pb2.ReportImportsRequest, plexichat_plugin._proto.broker_pb2.ReportImportsResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/plexichat.broker.v1.Broker/Handshake': grpclib.const.Handler(
@@ -215,6 +219,12 @@ class BrokerBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 plexichat_plugin._proto.broker_pb2.ExecuteRequest,
                 plexichat_plugin._proto.broker_pb2.ExecuteResponse,
+            ),
+            '/plexichat.broker.v1.Broker/ReportImports': grpclib.const.Handler(
+                self.ReportImports,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                plexichat_plugin._proto.broker_pb2.ReportImportsRequest,
+                plexichat_plugin._proto.broker_pb2.ReportImportsResponse,
             ),
         }
 
@@ -341,4 +351,10 @@ class BrokerStub:
             '/plexichat.broker.v1.Broker/Execute',
             plexichat_plugin._proto.broker_pb2.ExecuteRequest,
             plexichat_plugin._proto.broker_pb2.ExecuteResponse,
+        )
+        self.ReportImports = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/plexichat.broker.v1.Broker/ReportImports',
+            plexichat_plugin._proto.broker_pb2.ReportImportsRequest,
+            plexichat_plugin._proto.broker_pb2.ReportImportsResponse,
         )

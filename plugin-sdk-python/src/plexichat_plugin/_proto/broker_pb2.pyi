@@ -434,3 +434,25 @@ class ExecuteResponse(_message.Message):
     stderr: bytes
     truncated: bool
     def __init__(self, exited: _Optional[bool] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class ReportImportsRequest(_message.Message):
+    __slots__ = ("modules",)
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    modules: _containers.RepeatedCompositeFieldContainer[ImportedModule]
+    def __init__(self, modules: _Optional[_Iterable[_Union[ImportedModule, _Mapping]]] = ...) -> None: ...
+
+class ImportedModule(_message.Message):
+    __slots__ = ("name", "origin")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    origin: str
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
+
+class ReportImportsResponse(_message.Message):
+    __slots__ = ("recorded", "over_cap")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    OVER_CAP_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    over_cap: int
+    def __init__(self, recorded: _Optional[int] = ..., over_cap: _Optional[int] = ...) -> None: ...

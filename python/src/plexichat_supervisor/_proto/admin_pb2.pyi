@@ -8,6 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RuntimeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUNTIME_KIND_UNSPECIFIED: _ClassVar[RuntimeKind]
+    RUNTIME_KIND_NATIVE: _ClassVar[RuntimeKind]
+    RUNTIME_KIND_PYTHON3: _ClassVar[RuntimeKind]
+
 class UploadIntent(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     UPLOAD_INTENT_UNSPECIFIED: _ClassVar[UploadIntent]
@@ -95,6 +101,9 @@ class SettingType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SETTING_TYPE_NUMBER: _ClassVar[SettingType]
     SETTING_TYPE_BOOLEAN: _ClassVar[SettingType]
     SETTING_TYPE_ENUM: _ClassVar[SettingType]
+RUNTIME_KIND_UNSPECIFIED: RuntimeKind
+RUNTIME_KIND_NATIVE: RuntimeKind
+RUNTIME_KIND_PYTHON3: RuntimeKind
 UPLOAD_INTENT_UNSPECIFIED: UploadIntent
 UPLOAD_INTENT_INSTALL: UploadIntent
 UPLOAD_INTENT_UPDATE: UploadIntent
@@ -265,7 +274,7 @@ class Resources(_message.Message):
     def __init__(self, cpu: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ...) -> None: ...
 
 class PluginDetail(_message.Message):
-    __slots__ = ("summary", "description", "author", "entry", "permissions", "resources", "topics", "last_exit", "commands")
+    __slots__ = ("summary", "description", "author", "entry", "permissions", "resources", "topics", "last_exit", "commands", "plugin_runtime", "imports", "imports_over_cap")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +284,9 @@ class PluginDetail(_message.Message):
     TOPICS_FIELD_NUMBER: _ClassVar[int]
     LAST_EXIT_FIELD_NUMBER: _ClassVar[int]
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    IMPORTS_FIELD_NUMBER: _ClassVar[int]
+    IMPORTS_OVER_CAP_FIELD_NUMBER: _ClassVar[int]
     summary: PluginSummary
     description: str
     author: str
@@ -284,7 +296,50 @@ class PluginDetail(_message.Message):
     topics: _containers.RepeatedScalarFieldContainer[str]
     last_exit: str
     commands: _containers.RepeatedCompositeFieldContainer[DeclaredCommand]
-    def __init__(self, summary: _Optional[_Union[PluginSummary, _Mapping]] = ..., description: _Optional[str] = ..., author: _Optional[str] = ..., entry: _Optional[str] = ..., permissions: _Optional[_Iterable[_Union[PermissionRecord, _Mapping]]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ..., last_exit: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[DeclaredCommand, _Mapping]]] = ...) -> None: ...
+    plugin_runtime: PluginRuntime
+    imports: _containers.RepeatedCompositeFieldContainer[ImportRecord]
+    imports_over_cap: int
+    def __init__(self, summary: _Optional[_Union[PluginSummary, _Mapping]] = ..., description: _Optional[str] = ..., author: _Optional[str] = ..., entry: _Optional[str] = ..., permissions: _Optional[_Iterable[_Union[PermissionRecord, _Mapping]]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ..., last_exit: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[DeclaredCommand, _Mapping]]] = ..., plugin_runtime: _Optional[_Union[PluginRuntime, _Mapping]] = ..., imports: _Optional[_Iterable[_Union[ImportRecord, _Mapping]]] = ..., imports_over_cap: _Optional[int] = ...) -> None: ...
+
+class PluginRuntime(_message.Message):
+    __slots__ = ("kind", "package_digest", "interpreter", "interpreter_version", "interpreter_sha256", "sdk_digest", "files")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    INTERPRETER_FIELD_NUMBER: _ClassVar[int]
+    INTERPRETER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INTERPRETER_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SDK_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    kind: RuntimeKind
+    package_digest: str
+    interpreter: str
+    interpreter_version: str
+    interpreter_sha256: str
+    sdk_digest: str
+    files: _containers.RepeatedCompositeFieldContainer[PackageFile]
+    def __init__(self, kind: _Optional[_Union[RuntimeKind, str]] = ..., package_digest: _Optional[str] = ..., interpreter: _Optional[str] = ..., interpreter_version: _Optional[str] = ..., interpreter_sha256: _Optional[str] = ..., sdk_digest: _Optional[str] = ..., files: _Optional[_Iterable[_Union[PackageFile, _Mapping]]] = ...) -> None: ...
+
+class PackageFile(_message.Message):
+    __slots__ = ("path", "mode", "size", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    mode: int
+    size: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class ImportRecord(_message.Message):
+    __slots__ = ("name", "origin", "at_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    origin: str
+    at_ms: int
+    def __init__(self, name: _Optional[str] = ..., origin: _Optional[str] = ..., at_ms: _Optional[int] = ...) -> None: ...
 
 class ListPendingRequest(_message.Message):
     __slots__ = ("expiring_within_secs",)
@@ -495,7 +550,7 @@ class HostSecurity(_message.Message):
     def __init__(self, confinement: _Optional[bool] = ..., cgroup_version: _Optional[str] = ..., landlock_abi: _Optional[int] = ..., landlock_minimum: _Optional[int] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., seccomp_source: _Optional[str] = ..., refusal: _Optional[str] = ..., safe_mode: _Optional[bool] = ..., inherited_seccomp_filters: _Optional[int] = ...) -> None: ...
 
 class PluginSecurity(_message.Message):
-    __slots__ = ("name", "runtime", "confined", "namespaces", "uid", "gid", "rootfs", "capabilities", "no_new_privs", "landlock_abi", "landlock_status", "landlock_net_denied", "landlock_scoped", "seccomp_policy", "seccomp_syscalls", "cgroup_version", "cgroup_path", "cpu_limit", "memory_limit", "pids_limit", "cpu_usec", "memory_bytes", "pids", "plugin_pid")
+    __slots__ = ("name", "runtime", "confined", "namespaces", "uid", "gid", "rootfs", "capabilities", "no_new_privs", "landlock_abi", "landlock_status", "landlock_net_denied", "landlock_scoped", "seccomp_policy", "seccomp_syscalls", "cgroup_version", "cgroup_path", "cpu_limit", "memory_limit", "pids_limit", "cpu_usec", "memory_bytes", "pids", "plugin_pid", "plugin_runtime")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     CONFINED_FIELD_NUMBER: _ClassVar[int]
@@ -520,6 +575,7 @@ class PluginSecurity(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     PIDS_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_PID_FIELD_NUMBER: _ClassVar[int]
+    PLUGIN_RUNTIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     runtime: RuntimePhase
     confined: bool
@@ -544,7 +600,8 @@ class PluginSecurity(_message.Message):
     memory_bytes: int
     pids: int
     plugin_pid: int
-    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., confined: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rootfs: _Optional[str] = ..., capabilities: _Optional[str] = ..., no_new_privs: _Optional[bool] = ..., landlock_abi: _Optional[int] = ..., landlock_status: _Optional[str] = ..., landlock_net_denied: _Optional[bool] = ..., landlock_scoped: _Optional[bool] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., cgroup_path: _Optional[str] = ..., cpu_limit: _Optional[float] = ..., memory_limit: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., plugin_pid: _Optional[int] = ...) -> None: ...
+    plugin_runtime: PluginRuntime
+    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., confined: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rootfs: _Optional[str] = ..., capabilities: _Optional[str] = ..., no_new_privs: _Optional[bool] = ..., landlock_abi: _Optional[int] = ..., landlock_status: _Optional[str] = ..., landlock_net_denied: _Optional[bool] = ..., landlock_scoped: _Optional[bool] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., cgroup_path: _Optional[str] = ..., cpu_limit: _Optional[float] = ..., memory_limit: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., plugin_pid: _Optional[int] = ..., plugin_runtime: _Optional[_Union[PluginRuntime, _Mapping]] = ...) -> None: ...
 
 class SecurityStatusResponse(_message.Message):
     __slots__ = ("host", "plugins", "open_alerts", "fd_budget")
