@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod monitor;
 pub mod package;
 pub mod plugin_log;
+pub mod python_runtime;
 pub mod reload;
 pub mod runtime;
 pub mod sandbox;

@@ -123,7 +123,7 @@ impl AdminService {
         let shared = Arc::clone(&self.shared);
         let origin2 = origin.to_string();
         let prepared = tokio::task::spawn_blocking(move || {
-            install::prepare(&shared.catalog, staging, &origin2)
+            install::prepare(&shared.catalog, &shared.cfg.python, staging, &origin2)
         })
         .await
         .map_err(joined)?

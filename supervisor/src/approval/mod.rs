@@ -346,6 +346,7 @@ mod tests {
                     core: false,
                     installed_at: 0,
                     uid_offset: 0,
+                    python: None,
                 },
             )?;
             for (p, scope) in perms {

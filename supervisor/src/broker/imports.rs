@@ -143,7 +143,9 @@ mod tests {
             let err = validate(&[module(bad)]).unwrap_err();
             assert!(err.contains("modules[0].name"), "{bad}: {err}");
         }
-        let many: Vec<_> = (0..=MAX_PER_REPORT).map(|i| module(&format!("m{i}"))).collect();
+        let many: Vec<_> = (0..=MAX_PER_REPORT)
+            .map(|i| module(&format!("m{i}")))
+            .collect();
         assert!(validate(&many).unwrap_err().contains("at most 256"));
         let mut nul = module("json");
         nul.origin.push('\0');

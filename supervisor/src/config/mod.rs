@@ -14,12 +14,14 @@ mod effective;
 mod host;
 mod logs;
 mod operations;
+mod python;
 pub mod validate;
 pub use admin_socket::ConnectionLimits;
 pub use effective::render_effective;
 pub use host::Host;
 pub use logs::LogsConfig;
 pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig, StorageConfig};
+pub use python::PythonConfig;
 pub use validate::{Problem, Problems};
 
 /// The default configuration, embedded so `plexichat-supervisor` runs with no file.
@@ -52,6 +54,9 @@ pub struct Config {
     /// Plugins' own logs: size caps, rotation and output rate.
     #[serde(default)]
     pub logs: LogsConfig,
+    /// Python plugins: interpreter, SDK bundle, seccomp policy.
+    #[serde(default)]
+    pub python: PythonConfig,
     /// Alert rules (`[[alert]]` tables), evaluated per plugin.
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertRule>,
@@ -508,7 +513,12 @@ impl Config {
             path: origin.to_string(),
             message: e.message().to_string(),
         })?;
-        let paths = [&mut cfg.state_dir, &mut cfg.log_dir, &mut cfg.admin_socket];
+        let paths = [
+            &mut cfg.state_dir,
+            &mut cfg.log_dir,
+            &mut cfg.admin_socket,
+            &mut cfg.python.sdk_dir,
+        ];
         for p in paths.into_iter().chain(cfg.policy_dir.as_mut()) {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);

@@ -104,6 +104,7 @@ pub fn validate(cfg: &Config, host: &Host) -> Vec<Problem> {
     broker(&mut c, cfg);
     storage(&mut c, cfg);
     c.section("logs", cfg.logs.validate());
+    c.section("python", cfg.python.validate());
     c.section("broker", cfg.broker.validate_events());
     c.section("access.connections", cfg.access.connections.validate());
     c.0.extend(super::operations::validate(

@@ -17,8 +17,10 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::catalog::Catalog;
-use crate::config::Config;
-use crate::manifest::{Manifest, ManifestError};
+use crate::config::{Config, PythonConfig};
+use crate::manifest::{Manifest, ManifestError, Runtime};
+use crate::package::tree;
+use crate::python_runtime::{HostPython, PythonPin};
 use crate::store::{self, PluginRow, PluginState, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,29 +64,64 @@ pub struct Prepared {
     pub manifest: Manifest,
     /// The manifest's text as stored in the plugin row.
     pub manifest_text: String,
+    /// The entry binary's SHA-256 (native), or the package tree's digest (Python).
     pub sha256: String,
+    /// A Python package's interpreter, SDK and files, as pinned now.
+    pub python: Option<PythonPin>,
     /// What the caller said the package was, for audit records only.
     pub origin: String,
     staging: Staging,
 }
 
 /// Validates what an upload staged: the manifest (read non-blocking and capped)
-/// and the entry binary inside the package; hashes the binary.
+/// and the entry inside the package; pins the entry binary (native) or the whole
+/// tree and the host Python it will run on (Python).
 pub fn prepare(
     catalog: &Catalog,
+    python: &PythonConfig,
     staging: Staging,
     origin: &str,
 ) -> Result<Prepared, InstallError> {
     let (manifest, manifest_text) = Manifest::load_dir_text(staging.path(), catalog)?;
-    let sha256 =
-        sha256_file(&staging.path().join(&manifest.entry)).map_err(io_at(staging.path()))?;
+    let (sha256, python) = match manifest.runtime {
+        Runtime::Native => (
+            sha256_file(&staging.path().join(&manifest.entry)).map_err(io_at(staging.path()))?,
+            None,
+        ),
+        Runtime::Python3 => {
+            let (digest, pin) = pin_python(python, staging.path())?;
+            (digest, Some(pin))
+        }
+    };
     Ok(Prepared {
         manifest,
         manifest_text,
         sha256,
+        python,
         origin: origin.to_string(),
         staging,
     })
+}
+
+/// The package tree's digest and the Python pin. Native code in the package is
+/// refused, naming each file: a confined CPython could not load it from the noexec
+/// /plugin anyway, and an extension module is code no reviewer can read.
+fn pin_python(python: &PythonConfig, dir: &Path) -> Result<(String, PythonPin), InstallError> {
+    let pinned = tree::pin(dir).map_err(|e| InstallError::Package {
+        path: "(package)".into(),
+        message: e.to_string(),
+    })?;
+    if !pinned.native.is_empty() {
+        return Err(InstallError::Refused(format!(
+            "a Python package may hold only Python code and data, but it holds native code: {} \
+             (vendor pure-Python dependencies only; see the README's Python section)",
+            pinned.native.join(", ")
+        )));
+    }
+    let host = HostPython::probe(python).map_err(|e| {
+        InstallError::Refused(format!("this supervisor cannot run Python plugins: {e}"))
+    })?;
+    Ok((pinned.digest, host.pin(pinned.files)))
 }
 
 impl Prepared {
@@ -94,19 +131,34 @@ impl Prepared {
 
     /// Moves the staged tree to a fresh directory of its own
     /// (`<plugins>/<name>/<version>`); the store points at nothing there yet.
-    fn place(self, cfg: &Config) -> Result<(Placed, Manifest, String, String), InstallError> {
+    fn place(self, cfg: &Config) -> Result<(Placed, Placing), InstallError> {
         let Prepared {
             manifest,
             manifest_text,
             sha256,
+            python,
             staging,
             ..
         } = self;
         let dests = staging::destinations(cfg, manifest.name.as_str(), manifest.version.as_str());
         let store_dir = cfg.plugin_store_dir();
         let dir = staging.place(dests).map_err(io_at(&store_dir))?;
-        Ok((Placed { dir }, manifest, manifest_text, sha256))
+        let placing = Placing {
+            manifest,
+            manifest_text,
+            sha256,
+            python,
+        };
+        Ok((Placed { dir }, placing))
     }
+}
+
+/// What a placed package goes into the store with.
+struct Placing {
+    manifest: Manifest,
+    manifest_text: String,
+    sha256: String,
+    python: Option<PythonPin>,
 }
 
 /// A directory this request created in the plugin store. Until `commit`, dropping
@@ -146,7 +198,15 @@ pub fn install(
     }
     before_change()?;
     let origin = prepared.origin.clone();
-    let (placed, manifest, manifest_text, sha256) = prepared.place(cfg)?;
+    let (
+        placed,
+        Placing {
+            manifest,
+            manifest_text,
+            sha256,
+            python,
+        },
+    ) = prepared.place(cfg)?;
     let row = PluginRow {
         name: name.clone(),
         version: manifest.version.to_string(),
@@ -158,6 +218,7 @@ pub fn install(
         core: manifest.core,
         installed_at: crate::clock::now_ms(),
         uid_offset: 0,
+        python,
     };
     let row = store.write(|tx| {
         let row = PluginRow {
@@ -181,6 +242,11 @@ pub fn install(
                 .detail(serde_json::json!({
                     "version": row.version,
                     "sha256": sha256,
+                    "runtime": manifest.runtime.as_str(),
+                    "interpreter": row.python.as_ref().map(|p| serde_json::json!({
+                        "path": p.interpreter, "version": p.version, "sha256": p.sha256,
+                        "sdk_digest": p.sdk_digest, "files": p.files.len(),
+                    })),
                     "source": origin,
                     "uploaded": true,
                     "requested": manifest.permissions.iter().map(|p| p.permission.as_str()).collect::<Vec<_>>(),
@@ -295,7 +361,13 @@ mod tests {
     #[test]
     fn install_pins_the_copy_and_records_pending_requests() {
         let (_dir, cfg, catalog, store) = setup();
-        let p = prepare(&catalog, staged(&cfg, MANIFEST, b"\x7fELF 1"), "pkg").unwrap();
+        let p = prepare(
+            &catalog,
+            &cfg.python,
+            staged(&cfg, MANIFEST, b"\x7fELF 1"),
+            "pkg",
+        )
+        .unwrap();
         let got = install(&cfg, &store, &Actor::system(), p, &|| Ok(())).unwrap();
         assert_eq!(got.row.sha256, sha256_reader(&b"\x7fELF 1"[..]).unwrap());
         assert_eq!(
@@ -304,7 +376,13 @@ mod tests {
         );
         assert!(Path::new(&got.row.install_dir).join("bin").is_file());
         assert_eq!(store.pending().unwrap().len(), 1);
-        let p = prepare(&catalog, staged(&cfg, MANIFEST, b"\x7fELF 1"), "pkg").unwrap();
+        let p = prepare(
+            &catalog,
+            &cfg.python,
+            staged(&cfg, MANIFEST, b"\x7fELF 1"),
+            "pkg",
+        )
+        .unwrap();
         let again = install(&cfg, &store, &Actor::system(), p, &|| Ok(()));
         assert!(matches!(
             again,
@@ -321,8 +399,8 @@ mod tests {
     fn a_refused_install_stores_nothing_and_a_leftover_is_never_replaced() {
         let (_dir, cfg, catalog, store) = setup();
         let bad = MANIFEST.replace("database_read", "root");
-        assert!(prepare(&catalog, staged(&cfg, &bad, b"x"), "pkg").is_err());
-        let p = prepare(&catalog, staged(&cfg, MANIFEST, b"x"), "pkg").unwrap();
+        assert!(prepare(&catalog, &cfg.python, staged(&cfg, &bad, b"x"), "pkg").is_err());
+        let p = prepare(&catalog, &cfg.python, staged(&cfg, MANIFEST, b"x"), "pkg").unwrap();
         let refused = install(&cfg, &store, &Actor::system(), p, &|| {
             Err(InstallError::Refused("no backup".into()))
         });
@@ -332,7 +410,7 @@ mod tests {
         assert!(staging_left(&cfg).is_empty());
         // A directory nobody points at, left by a crash, is not overwritten.
         fs::create_dir_all(cfg.plugin_store_dir().join("p/1.0.0/keep")).unwrap();
-        let p = prepare(&catalog, staged(&cfg, MANIFEST, b"x"), "pkg").unwrap();
+        let p = prepare(&catalog, &cfg.python, staged(&cfg, MANIFEST, b"x"), "pkg").unwrap();
         let got = install(&cfg, &store, &Actor::system(), p, &|| Ok(())).unwrap();
         assert_eq!(
             Path::new(&got.row.install_dir),

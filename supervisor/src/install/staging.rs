@@ -2,7 +2,7 @@
 //! (same filesystem, so installing is a rename), removed unless it was installed.
 
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -53,6 +53,9 @@ impl Staging {
             }
             match renameat2(None, &self.path, None, &dest, RenameFlags::RENAME_NOREPLACE) {
                 Ok(()) => {
+                    // Placed, it is no longer private: a Python plugin's uid reads
+                    // its package at /plugin. Its parent still keeps others out.
+                    fs::set_permissions(&dest, fs::Permissions::from_mode(0o755))?;
                     // Made durable before the store row points at it.
                     if let Some(parent) = dest.parent() {
                         fs::File::open(parent)?.sync_all()?;

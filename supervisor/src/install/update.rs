@@ -112,7 +112,15 @@ pub fn update(
     newer(&previous, &prepared)?;
     before_change()?;
     let source = prepared.origin.clone();
-    let (placed, manifest, manifest_text, sha256) = prepared.place(cfg)?;
+    let (
+        placed,
+        super::Placing {
+            manifest,
+            manifest_text,
+            sha256,
+            python,
+        },
+    ) = prepared.place(cfg)?;
     let dest = placed.dir.clone();
     let updated = store.write(|tx| {
         let old = store::permission_rows(&tx.sql, name)?;
@@ -169,6 +177,7 @@ pub fn update(
             core: manifest.core,
             state,
             state_reason,
+            python: python.clone(),
             ..previous.clone()
         };
         store::set_version(&tx.sql, &row)?;

@@ -8,6 +8,7 @@ mod clone_into;
 mod pidfd;
 mod sealed;
 pub mod trampoline;
+mod trees;
 mod warm;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -24,6 +25,7 @@ use warm::{Warm, WarmKind, WarmPool};
 
 pub use pidfd::{pidfd_open, ExitStatus, PidFd};
 pub use sealed::check_sealed;
+pub use trees::TreeCheck;
 
 /// The argument that puts the supervisor binary in trampoline mode; it is followed
 /// by the mode (`confined` or `plain`) and the supervisor's pid.
@@ -46,9 +48,14 @@ pub struct LaunchSpec {
     pub version: String,
     pub binary: PathBuf,
     pub pin: BinaryPin,
-    /// Arguments after argv[0] (the binary's file name); empty for plugins.
+    /// Arguments after argv[0] (the binary's file name); empty for native plugins.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Trees that must still match their install-time digest (a Python plugin's
+    /// package and SDK bundle): checked by the launcher before the trampoline gets
+    /// anything, so a changed tree never starts.
+    #[serde(default)]
+    pub trees: Vec<TreeCheck>,
     pub data_dir: PathBuf,
     pub rlimits: Rlimits,
     /// `None` only when confinement is switched off (benchmarks).
@@ -205,11 +212,11 @@ impl Launcher {
         std::thread::Builder::new()
             .name("plugin-launcher".into())
             .spawn(move || {
-                let mut binaries = sealed::SealedBinaries::default();
+                let mut verified = Verified::default();
                 for job in rx {
                     beating.beat();
                     if let Job::Launch(req, reply) = job {
-                        let _ = reply.send(spawn_one(&exe, &mut binaries, &ready, &req));
+                        let _ = reply.send(spawn_one(&exe, &mut verified, &ready, &req));
                     }
                 }
             })?;
@@ -266,13 +273,23 @@ pub(super) fn high_fd(fd: OwnedFd) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// What the launcher thread has verified: sealed binaries and package trees.
+#[derive(Default)]
+struct Verified {
+    binaries: sealed::SealedBinaries,
+    trees: trees::VerifiedTrees,
+}
+
 fn spawn_one(
     exe: &std::path::Path,
-    binaries: &mut sealed::SealedBinaries,
+    verified: &mut Verified,
     pool: &WarmPool,
     req: &LaunchRequest,
 ) -> Result<Spawned, LaunchFailure> {
-    let binary = binaries.get(&req.spec.binary, &req.spec.pin)?;
+    for tree in &req.spec.trees {
+        verified.trees.verify(tree)?;
+    }
+    let binary = verified.binaries.get(&req.spec.binary, &req.spec.pin)?;
     let kind = WarmKind {
         confined: req.spec.confine.is_some(),
         cgroup_near: req.cgroup.as_ref().map(|p| p.cgroup().clone()),

@@ -18,7 +18,7 @@ use crate::install::hex;
 /// file, a write, even a chmod) changes ctime, and the next start re-reads and
 /// re-verifies the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
+pub(super) struct FileId {
     dev: u64,
     ino: u64,
     size: u64,
@@ -27,7 +27,7 @@ struct FileId {
 }
 
 impl FileId {
-    fn of(meta: &std::fs::Metadata) -> FileId {
+    pub(super) fn of(meta: &std::fs::Metadata) -> FileId {
         FileId {
             dev: meta.dev(),
             ino: meta.ino(),
@@ -61,7 +61,7 @@ pub struct SealedBinaries {
 
 const SEALS: i32 = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 
-fn integrity(message: String) -> LaunchFailure {
+pub(super) fn integrity(message: String) -> LaunchFailure {
     LaunchFailure {
         stage: LaunchStage::Integrity,
         message,

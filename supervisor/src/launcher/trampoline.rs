@@ -309,6 +309,9 @@ fn plugin_side(
             rootfs::RoEntry::Bind(p) if p.is_dir() => Some(p.clone()),
             _ => None,
         })
+        // A Python plugin's package and SDK: read, never executed (their mounts are
+        // noexec, and Landlock grants no execute right on them either).
+        .chain(c.root.binds.iter().map(|b| b.target.clone()))
         .collect();
     // The kernel opens the loader for exec on the plugin's behalf, so it needs the
     // execute right; nothing else under the library directories does.

@@ -150,6 +150,35 @@ pub struct PermissionRequest {
     pub scope: Vec<String>,
 }
 
+/// What runs a plugin's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runtime {
+    /// The entry is an executable (an ELF binary), exec'd itself.
+    #[default]
+    Native,
+    /// The entry is a Python file, run by the host CPython the supervisor records.
+    Python3,
+}
+
+impl Runtime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Native => "native",
+            Runtime::Python3 => "python3",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Runtime, String> {
+        match s {
+            "native" => Ok(Runtime::Native),
+            "python3" => Ok(Runtime::Python3),
+            other => Err(format!(
+                "`{other}` is not a runtime (expected `native`, the default, or `python3`)"
+            )),
+        }
+    }
+}
+
 /// A validated manifest. Construct it with [`Manifest::parse`].
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -157,8 +186,10 @@ pub struct Manifest {
     pub version: Version,
     pub description: String,
     pub author: String,
-    /// Entry binary, relative to the plugin directory, normalised.
+    /// Entry binary (native) or `.py` file (python3), relative to the plugin
+    /// directory, normalised.
     pub entry: PathBuf,
+    pub runtime: Runtime,
     pub core: bool,
     pub resources: Resources,
     pub topics: Vec<String>,
@@ -198,6 +229,8 @@ struct RawManifest {
     #[serde(default)]
     author: String,
     entry: String,
+    #[serde(default)]
+    runtime: Option<String>,
     #[serde(default)]
     core: bool,
     #[serde(default)]
@@ -258,7 +291,14 @@ impl Manifest {
         if raw.author.len() > 256 {
             err("author".into(), "longer than 256 bytes".into());
         }
+        let runtime = raw
+            .runtime
+            .as_deref()
+            .map_or(Ok(Runtime::Native), Runtime::parse)
+            .map_err(|e| err("runtime".into(), e))
+            .unwrap_or_default();
         let entry = normalise_entry(&raw.entry)
+            .and_then(|e| check_entry_kind(&e, runtime).map(|()| e))
             .map_err(|e| err("entry".into(), e))
             .ok();
         let resources = parse_resources(raw.resources, &mut err);
@@ -334,6 +374,7 @@ impl Manifest {
                 description: raw.description,
                 author: raw.author,
                 entry,
+                runtime,
                 core: raw.core,
                 resources,
                 topics,
@@ -357,7 +398,7 @@ impl Manifest {
     ) -> Result<(Manifest, String), ManifestError> {
         let text = read_manifest(&dir.join(MANIFEST_FILE))?;
         let manifest = Manifest::parse(&text, catalog)?;
-        check_entry_inside(dir, &manifest.entry)?;
+        check_entry_inside(dir, &manifest.entry, manifest.runtime)?;
         Ok((manifest, text))
     }
 }
@@ -390,7 +431,18 @@ fn read_manifest(path: &Path) -> Result<String, ManifestError> {
     String::from_utf8(bytes).map_err(|_| fail("is not UTF-8".into()))
 }
 
-fn check_entry_inside(dir: &Path, entry: &Path) -> Result<(), ManifestError> {
+/// A Python entry is a `.py` file: the interpreter runs it as `__main__`.
+fn check_entry_kind(entry: &Path, runtime: Runtime) -> Result<(), String> {
+    match runtime {
+        Runtime::Python3 if entry.extension().is_none_or(|x| x != "py") => Err(format!(
+            "`{}` must be a .py file for runtime `python3`",
+            entry.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_entry_inside(dir: &Path, entry: &Path, runtime: Runtime) -> Result<(), ManifestError> {
     use std::os::unix::fs::PermissionsExt;
     let fail = |p: String| ManifestError::one("entry", p);
     let root = dir
@@ -410,7 +462,8 @@ fn check_entry_inside(dir: &Path, entry: &Path) -> Result<(), ManifestError> {
     if !meta.is_file() {
         return Err(fail(format!("`{}` is not a regular file", entry.display())));
     }
-    if meta.permissions().mode() & 0o111 == 0 {
+    // A Python entry is read by the interpreter, never exec'd.
+    if runtime == Runtime::Native && meta.permissions().mode() & 0o111 == 0 {
         return Err(fail(format!("`{}` is not executable", entry.display())));
     }
     Ok(())
@@ -577,6 +630,37 @@ scope = ["messages"]
         assert_eq!(m.entry, PathBuf::from("bin/hello"));
         assert_eq!(m.resources.memory_bytes, 64 << 20);
         assert_eq!(m.permissions[0].permission, Permission::DatabaseRead);
+    }
+
+    #[test]
+    fn a_python_plugin_names_its_runtime_and_a_py_entry() {
+        assert_eq!(
+            Manifest::parse(GOOD, &catalog()).unwrap().runtime,
+            Runtime::Native
+        );
+        let py = GOOD.replace(
+            "entry = \"bin/hello\"",
+            "runtime = \"python3\"\nentry = \"main.py\"",
+        );
+        assert_eq!(
+            Manifest::parse(&py, &catalog()).unwrap().runtime,
+            Runtime::Python3
+        );
+        let p = problems(&py.replace("main.py", "main"));
+        assert_eq!(
+            p,
+            ["entry: `main` must be a .py file for runtime `python3`"]
+        );
+        let p = problems(&py.replace("python3", "python2"));
+        assert!(
+            p[0].starts_with("runtime: `python2` is not a runtime"),
+            "{p:?}"
+        );
+        // A Python entry is read, not exec'd: it need not be executable.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), &py).unwrap();
+        std::fs::write(dir.path().join("main.py"), "print('hi')\n").unwrap();
+        Manifest::load_dir(dir.path(), &catalog()).unwrap();
     }
 
     #[test]

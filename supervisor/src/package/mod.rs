@@ -2,6 +2,7 @@
 //! the CLI's packer (`pack`, caller's rights) and the daemon's unpacker (`unpack`).
 
 pub mod pack;
+pub mod tree;
 pub mod unpack;
 
 use std::path::{Component, Path, PathBuf};

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 
-use super::instance::{launch_request_for, PrepareError};
+use super::instance::{launch_request_for, PrepareError, Program};
 use super::security;
 use crate::context::Shared;
-use crate::launcher::{self, BinaryPin, LaunchRequest, Launcher, PidFd};
+use crate::launcher::{self, LaunchRequest, Launcher, PidFd};
 use crate::manifest::Manifest;
 
 /// Bounds of one command.
@@ -84,9 +84,7 @@ fn launch_request(
         shared,
         &row,
         &manifest,
-        binary.into(),
-        BinaryPin::Unpinned,
-        args.to_vec(),
+        Program::host_command(binary.into(), args.to_vec()),
         &format!("{plugin}.cmd-{n}"),
     )
     .map_err(|e| match e {

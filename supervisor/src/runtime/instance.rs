@@ -2,6 +2,7 @@
 //! confined, collect what the trampoline enforced, wait for the handshake within the
 //! deadline, serve and health-check it, watch for denials, and stop it when asked.
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,11 +14,13 @@ use crate::broker::{self, BrokerService, Session};
 use crate::context::Shared;
 use crate::launcher::{
     self, BinaryPin, LaunchRequest, LaunchSpec, LaunchStage, Launched, Launcher, PidFd, Rlimits,
+    TreeCheck,
 };
 use crate::manifest::{Manifest, PluginName};
 use crate::plugin_log::PluginLog;
+use crate::python_runtime;
 use crate::sandbox::cgroup::PluginCgroup;
-use crate::sandbox::host::SandboxHost;
+use crate::sandbox::host::{Flavor, HostError, SandboxHost};
 use crate::store::PluginRow;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,26 +56,81 @@ pub(super) enum PrepareError {
     Failed(String),
 }
 
+/// What a launch runs: `binary` (checked against `pin`) with `args`, the trees that
+/// must still match their pins, and what kind of root it gets.
+pub(super) struct Program<'a> {
+    pub binary: PathBuf,
+    pub pin: BinaryPin,
+    pub args: Vec<String>,
+    pub trees: Vec<TreeCheck>,
+    pub flavor: Flavor<'a>,
+}
+
+impl Program<'_> {
+    /// A host command run for a plugin (execute_commands): sealed as found.
+    pub fn host_command(binary: PathBuf, args: Vec<String>) -> Program<'static> {
+        Program {
+            binary,
+            pin: BinaryPin::Unpinned,
+            args,
+            trees: Vec::new(),
+            flavor: Flavor::Native,
+        }
+    }
+}
+
+/// The plugin itself: its pinned binary, or for a Python plugin the pinned
+/// interpreter running its entry, with its package and the SDK checked first.
+fn plugin_program<'a>(row: &'a PluginRow, manifest: &Manifest) -> Program<'a> {
+    let package = Path::new(&row.install_dir);
+    match &row.python {
+        None => Program {
+            binary: package.join(&manifest.entry),
+            pin: BinaryPin::Sha256(row.sha256.clone()),
+            args: Vec::new(),
+            trees: Vec::new(),
+            flavor: Flavor::Native,
+        },
+        Some(pin) => Program {
+            binary: pin.interpreter.clone(),
+            pin: BinaryPin::Sha256(pin.sha256.clone()),
+            args: python_runtime::interpreter_args(&manifest.entry),
+            trees: vec![
+                TreeCheck {
+                    what: "package".into(),
+                    dir: package.to_path_buf(),
+                    digest: row.sha256.clone(),
+                },
+                TreeCheck {
+                    what: "SDK bundle".into(),
+                    dir: pin.sdk_dir.clone(),
+                    digest: pin.sdk_digest.clone(),
+                },
+            ],
+            flavor: Flavor::Python { package, pin },
+        },
+    }
+}
+
 /// The launch request for something run as `row`'s plugin — the plugin itself or a
-/// command run for it: `binary` with `args`, checked against `pin`, with the plugin's
-/// data dir and, when confinement is on, its uid, root, limits and a cgroup named
-/// `cgroup_name`. Both paths go through here so they are confined alike.
+/// command run for it — with the plugin's data dir and, when confinement is on, its
+/// uid, root, limits and a cgroup named `cgroup_name`. Both paths go through here so
+/// they are confined alike.
 pub(super) fn launch_request_for(
     shared: &Shared,
     row: &PluginRow,
     manifest: &Manifest,
-    binary: std::path::PathBuf,
-    pin: BinaryPin,
-    args: Vec<String>,
+    program: Program<'_>,
     cgroup_name: &str,
 ) -> Result<LaunchRequest, PrepareError> {
     let data_dir = shared.cfg.data_root().join(&row.name);
     let mut spec = LaunchSpec {
         plugin: row.name.clone(),
         version: row.version.clone(),
-        binary,
-        pin,
-        args,
+        binary: program.binary,
+        pin: program.pin,
+        args: program.args,
+        trees: program.trees,
         data_dir: data_dir.clone(),
         rlimits: Rlimits::default(),
         confine: None,
@@ -84,10 +142,13 @@ pub(super) fn launch_request_for(
     let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
     let limits = SandboxHost::limits(&shared.cfg, manifest);
     spec.rlimits.nproc = u64::from(limits.pids);
-    spec.confine = Some(
-        host.confine_spec(&shared.cfg, &row.name, uid, &data_dir)
-            .map_err(|e| PrepareError::Failed(format!("preparing confinement: {e}")))?,
-    );
+    let confine = host
+        .confine_spec(&shared.cfg, &row.name, uid, &data_dir, &program.flavor)
+        .map_err(|e| match e {
+            HostError::Refused(why) => PrepareError::Refused(why),
+            other => PrepareError::Failed(format!("preparing confinement: {other}")),
+        })?;
+    spec.confine = Some(confine);
     Ok(LaunchRequest {
         spec,
         cgroup: Some(host.plan_cgroup(cgroup_name, limits)),
@@ -100,19 +161,12 @@ fn launch_request(
     manifest: &Manifest,
 ) -> Result<(LaunchRequest, Confinement), InstanceEnd> {
     let requested_at = std::time::Instant::now();
-    let request = launch_request_for(
-        shared,
-        row,
-        manifest,
-        std::path::Path::new(&row.install_dir).join(&manifest.entry),
-        BinaryPin::Sha256(row.sha256.clone()),
-        Vec::new(),
-        &row.name,
-    )
-    .map_err(|e| match e {
-        PrepareError::Refused(why) => InstanceEnd::Refused(why),
-        PrepareError::Failed(why) => InstanceEnd::Crashed(why),
-    })?;
+    let program = plugin_program(row, manifest);
+    let request =
+        launch_request_for(shared, row, manifest, program, &row.name).map_err(|e| match e {
+            PrepareError::Refused(why) => InstanceEnd::Refused(why),
+            PrepareError::Failed(why) => InstanceEnd::Crashed(why),
+        })?;
     let cgroup = request.cgroup.as_ref().map(|p| p.cgroup().clone());
     Ok((
         request,
@@ -177,7 +231,7 @@ async fn launch_and_supervise(
     let spawned = match launcher.spawn(request).await {
         Ok(s) => s,
         Err(f) if f.stage == LaunchStage::Integrity => {
-            return InstanceEnd::Refused(format!("binary integrity check failed: {}", f.message))
+            return InstanceEnd::Refused(format!("integrity check failed: {}", f.message))
         }
         Err(f) => return InstanceEnd::Crashed(f.to_string()),
     };

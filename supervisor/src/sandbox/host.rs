@@ -11,6 +11,7 @@ use super::seccomp::{self, CompiledPolicy};
 use crate::config::Config;
 use crate::launcher::ConfineSpec;
 use crate::manifest::Manifest;
+use crate::python_runtime;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -22,6 +23,9 @@ pub enum HostError {
     NoSuchPolicy(String),
     #[error("{0}")]
     Io(String),
+    /// This host cannot run the plugin as policy requires (not retried).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Locked(#[from] crate::instance_lock::LockError),
 }
@@ -31,6 +35,9 @@ pub struct SandboxHost {
     pub landlock_abi: u8,
     pub landlock_minimum: u8,
     pub seccomp: CompiledPolicy,
+    /// Python plugins' policy (`python.seccomp_policy`), or why there is none: then
+    /// Python plugins are refused at start with that reason.
+    pub python_seccomp: Result<CompiledPolicy, String>,
     pub read_only: Vec<RoEntry>,
     /// Seccomp filters this process already runs under, from whoever started it.
     pub inherited_seccomp_filters: u32,
@@ -64,6 +71,18 @@ impl SandboxHost {
             .get(&cfg.sandbox.seccomp_policy)
             .cloned()
             .ok_or_else(|| HostError::NoSuchPolicy(cfg.sandbox.seccomp_policy.clone()))?;
+        let python_seccomp = policies
+            .get(&cfg.python.seccomp_policy)
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "seccomp policy `{}` (python.seccomp_policy) does not exist",
+                    cfg.python.seccomp_policy
+                )
+            });
+        if let Err(e) = &python_seccomp {
+            tracing::error!("{e}: Python plugins are refused");
+        }
         let cgroups = Cgroups::prepare(&cfg.sandbox.cgroup_name)?;
         // Before anything in the subtree is called a leftover: only cgroups whose
         // owning supervisor is gone are removed.
@@ -83,6 +102,7 @@ impl SandboxHost {
             landlock_abi,
             landlock_minimum: cfg.sandbox.landlock_minimum_abi,
             seccomp,
+            python_seccomp,
             read_only: RootPlan::read_only_entries(&cfg.sandbox.read_only),
             inherited_seccomp_filters: inherited_seccomp_filters(),
             _lock: lock,
@@ -143,13 +163,15 @@ impl SandboxHost {
     }
 
     /// The confinement spec for one launch; gives the data directory to the
-    /// plugin's uid.
+    /// plugin's uid. A Python plugin also gets its package and the SDK bundle
+    /// (read-only, noexec), the host's site-packages hidden, and its own policy.
     pub fn confine_spec(
         &self,
         cfg: &Config,
         plugin: &str,
         uid: u32,
         data_dir: &Path,
+        flavor: &Flavor<'_>,
     ) -> Result<ConfineSpec, HostError> {
         let io = |e: std::io::Error| HostError::Io(format!("{}: {e}", data_dir.display()));
         std::fs::create_dir_all(data_dir).map_err(io)?;
@@ -160,6 +182,16 @@ impl SandboxHost {
         )
         .map_err(|e| io(e.into()))?;
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        let (policy, binds, masks) = match flavor {
+            Flavor::Native => (&self.seccomp, Vec::new(), Vec::new()),
+            Flavor::Python { package, pin } => (
+                self.python_seccomp
+                    .as_ref()
+                    .map_err(|e| HostError::Refused(e.clone()))?,
+                python_runtime::binds(package, pin),
+                python_runtime::masked_site_dirs(&pin.version, &self.read_only),
+            ),
+        };
         Ok(ConfineSpec {
             uid,
             gid: uid,
@@ -167,18 +199,30 @@ impl SandboxHost {
             root: RootPlan {
                 mount_point: cfg.sandbox_root(),
                 read_only: self.read_only.clone(),
+                binds,
+                masks,
                 data_dir: data_dir.to_path_buf(),
                 tmp_bytes: cfg.sandbox.tmp_size,
                 uid,
                 gid: uid,
             },
             landlock_abi: self.landlock_abi,
-            seccomp_policy: self.seccomp.name.clone(),
-            seccomp_main: self.seccomp.main.clone(),
-            seccomp_clone3: self.seccomp.clone3.clone(),
-            seccomp_syscalls: self.seccomp.allowed_syscalls,
+            seccomp_policy: policy.name.clone(),
+            seccomp_main: policy.main.clone(),
+            seccomp_clone3: policy.clone3.clone(),
+            seccomp_syscalls: policy.allowed_syscalls,
         })
     }
+}
+
+/// What kind of program a launch runs, for what its root holds.
+pub enum Flavor<'a> {
+    Native,
+    /// A Python plugin: its package directory and what it was pinned to.
+    Python {
+        package: &'a Path,
+        pin: &'a python_runtime::PythonPin,
+    },
 }
 
 #[cfg(test)]

@@ -31,12 +31,27 @@ pub enum RoEntry {
     Symlink { path: PathBuf, target: PathBuf },
 }
 
+/// A host directory bound read-only and noexec at another path of the root: a Python
+/// plugin's package at /plugin and the SDK bundle at /sdk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BindAt {
+    pub source: PathBuf,
+    pub target: PathBuf,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RootPlan {
     /// An empty host directory the tmpfs root is mounted on (in the plugin's own
     /// mount namespace only).
     pub mount_point: PathBuf,
     pub read_only: Vec<RoEntry>,
+    /// Read-only, noexec directories at paths of their own (after `read_only`).
+    #[serde(default)]
+    pub binds: Vec<BindAt>,
+    /// Directories inside `read_only` hidden under an empty read-only tmpfs (the
+    /// host's Python site-packages for a Python plugin).
+    #[serde(default)]
+    pub masks: Vec<PathBuf>,
     pub data_dir: PathBuf,
     pub tmp_bytes: u64,
     pub uid: u32,
@@ -93,6 +108,28 @@ pub fn build(sys: &dyn Sys, plan: &RootPlan) -> io::Result<()> {
     .map_err(ctx("mount tmpfs root at", root))?;
     for entry in &plan.read_only {
         read_only_entry(sys, root, entry)?;
+    }
+    for b in &plan.binds {
+        let target = inside(root, &b.target);
+        mkdir_parents(sys, root, &target)?;
+        sys.mkdir(&target, 0o755).map_err(ctx("mkdir", &target))?;
+        bind(
+            sys,
+            &b.source,
+            &target,
+            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        )?;
+    }
+    for mask in &plan.masks {
+        let target = inside(root, mask);
+        sys.mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            Some("size=4k,mode=0555"),
+        )
+        .map_err(ctx("mask", &target))?;
     }
     let data = inside(root, Path::new(DATA_MOUNT));
     sys.mkdir(&data, 0o755).map_err(ctx("mkdir", &data))?;
@@ -208,6 +245,11 @@ mod tests {
                     target: PathBuf::from("usr/lib64"),
                 },
             ],
+            binds: vec![BindAt {
+                source: PathBuf::from("/var/lib/px/plugins/hello/1.0.0"),
+                target: PathBuf::from("/plugin"),
+            }],
+            masks: vec![PathBuf::from("/usr/lib/python3/dist-packages")],
             data_dir: PathBuf::from("/var/lib/px/data/hello"),
             tmp_bytes: 16 << 20,
             uid: 200_001,
@@ -233,6 +275,13 @@ mod tests {
         let ro_root = sys.index_of("mount - / - 0x1027");
         assert!(bind_lib < ro_lib && ro_lib < pivot && data < pivot && tmp < pivot);
         assert!(pivot < detach && detach < ro_root);
+        // The package is read-only and noexec; the mask hides what the library bind showed.
+        let pkg =
+            sys.index_of("mount /var/lib/px/plugins/hello/1.0.0 /var/lib/px/sandbox-root/plugin");
+        assert!(calls[pkg + 1].contains(" - 0x102f"), "{}", calls[pkg + 1]);
+        let mask = sys
+            .index_of("mount tmpfs /var/lib/px/sandbox-root/usr/lib/python3/dist-packages tmpfs");
+        assert!(ro_lib < mask && mask < pivot);
         assert!(calls[tmp].contains("uid=200001"), "{}", calls[tmp]);
         assert!(calls
             .iter()

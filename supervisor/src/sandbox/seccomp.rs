@@ -25,6 +25,8 @@ use tokio::io::Interest;
 
 use super::{bpf_tree, syscalls};
 
+mod extends;
+
 /// Name of the one filter every policy file must define.
 pub const FILTER_NAME: &str = "plugin";
 
@@ -55,6 +57,8 @@ const BPF_RET_K: u16 = 0x06;
 
 /// The embedded default policy, used when no policy directory is configured.
 const BUILTIN_DEFAULT: &str = include_str!("../../../policies/seccomp/default.json");
+/// The embedded policy of Python plugins: the default's, plus what CPython needs.
+const BUILTIN_PYTHON3: &str = include_str!("../../../policies/seccomp/python3.json");
 
 /// Syscalls a policy may never allow unconditionally, with why. Checked by name on the
 /// parsed JSON so the error can say which rule is wrong. Most have no safe use in a
@@ -268,31 +272,52 @@ impl SeccompError {
 /// without any policy is an error too: the supervisor must not run plugins unconfined.
 pub fn load_policies(dir: Option<&Path>) -> Result<BTreeMap<String, CompiledPolicy>, SeccompError> {
     let clone3 = clone3_filter()?;
-    let mut policies = BTreeMap::new();
-    let Some(dir) = dir else {
-        let policy = compile_policy(
-            DEFAULT_POLICY,
-            Path::new(BUILTIN_SOURCE),
-            BUILTIN_DEFAULT,
-            &clone3,
-        )?;
-        policies.insert(policy.name.clone(), policy);
-        return Ok(policies);
+    let sources = match dir {
+        None => builtin_sources(),
+        Some(dir) => dir_sources(dir)?,
     };
+    let texts: BTreeMap<&str, &str> = sources
+        .iter()
+        .map(|(name, (_, text))| (name.as_str(), text.as_str()))
+        .collect();
+    let mut policies = BTreeMap::new();
+    for (name, (path, text)) in &sources {
+        let resolved = extends::resolve(text, &texts).map_err(|e| SeccompError::new(path, e))?;
+        let policy = compile_policy(name, path, &resolved, &clone3)?;
+        policies.insert(name.clone(), policy);
+    }
+    Ok(policies)
+}
 
+type Sources = BTreeMap<String, (PathBuf, String)>;
+
+fn builtin_sources() -> Sources {
+    [
+        (DEFAULT_POLICY, BUILTIN_DEFAULT),
+        ("python3", BUILTIN_PYTHON3),
+    ]
+    .into_iter()
+    .map(|(name, text)| {
+        (
+            name.to_string(),
+            (PathBuf::from(BUILTIN_SOURCE), text.to_string()),
+        )
+    })
+    .collect()
+}
+
+/// Every `*.json` in `dir`, by file stem, sorted so errors and logs come out in a
+/// stable order.
+fn dir_sources(dir: &Path) -> Result<Sources, SeccompError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| SeccompError::new(dir, format!("cannot read the policy directory: {e}")))?;
-    let mut files = Vec::new();
+    let mut sources = Sources::new();
     for entry in entries {
         let entry = entry.map_err(|e| SeccompError::new(dir, format!("cannot list: {e}")))?;
         let path = entry.path();
-        if path.extension().is_some_and(|ext| ext == "json") {
-            files.push(path);
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
         }
-    }
-    // Sorted so errors and logs come out in a stable order.
-    files.sort();
-    for path in files {
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -303,13 +328,12 @@ pub fn load_policies(dir: Option<&Path>) -> Result<BTreeMap<String, CompiledPoli
             .to_string();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| SeccompError::new(&path, format!("cannot read: {e}")))?;
-        let policy = compile_policy(&name, &path, &text, &clone3)?;
-        policies.insert(name, policy);
+        sources.insert(name, (path, text));
     }
-    if policies.is_empty() {
+    if sources.is_empty() {
         return Err(SeccompError::new(dir, "no *.json seccomp policy found"));
     }
-    Ok(policies)
+    Ok(sources)
 }
 
 /// Validates one policy's JSON, compiles it and rewrites the sentinel.

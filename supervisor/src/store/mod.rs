@@ -158,6 +158,8 @@ pub struct PluginRow {
     pub installed_at: i64,
     /// The plugin's uid/gid is `sandbox.uid_base + uid_offset`.
     pub uid_offset: u32,
+    /// A Python plugin's pinned runtime; `None` for a native one.
+    pub python: Option<crate::python_runtime::PythonPin>,
 }
 
 #[derive(Debug, Clone)]
@@ -634,7 +636,7 @@ fn map_audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
 }
 
 const PLUGIN_COLS: &str =
-    "name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, uid_offset";
+    "name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, uid_offset, runtime";
 
 fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
     let state: String = r.get(2)?;
@@ -649,6 +651,10 @@ fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
         core: r.get(7)?,
         installed_at: r.get(8)?,
         uid_offset: r.get(9)?,
+        python: r
+            .get::<_, Option<String>>(10)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(10, e.to_string())))
+            .transpose()?,
     })
 }
 
@@ -763,11 +769,22 @@ pub fn free_uid_offset(c: &Connection, count: u32) -> Result<u32, StoreError> {
     Ok(candidate)
 }
 
+fn python_json(p: &PluginRow) -> Result<Option<String>, StoreError> {
+    p.python
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt {
+            table: "plugins",
+            message: format!("encoding the runtime pin: {e}"),
+        })
+}
+
 pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
     let now = now_ms();
     let inserted = c.execute(
-        "INSERT INTO plugins (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at, uid_offset)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
+        "INSERT INTO plugins (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at, uid_offset, runtime)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
          ON CONFLICT (name) DO NOTHING",
         params![
             p.name,
@@ -779,7 +796,8 @@ pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
             p.install_dir,
             p.core,
             now,
-            p.uid_offset
+            p.uid_offset,
+            python_json(p)?
         ],
     )?;
     if inserted == 0 {
@@ -812,7 +830,7 @@ pub fn insert_request(
 pub fn set_version(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
     let n = c.execute(
         "UPDATE plugins SET version = ?2, sha256 = ?3, manifest = ?4, install_dir = ?5, core = ?6,
-             state = ?7, state_reason = ?8, updated_at = ?9
+             state = ?7, state_reason = ?8, updated_at = ?9, runtime = ?10
          WHERE name = ?1",
         params![
             p.name,
@@ -823,7 +841,8 @@ pub fn set_version(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
             p.core,
             p.state.as_str(),
             p.state_reason,
-            now_ms()
+            now_ms(),
+            python_json(p)?
         ],
     )?;
     if n == 0 {
@@ -1081,6 +1100,7 @@ mod tests {
             core: false,
             installed_at: 0,
             uid_offset: 0,
+            python: None,
         }
     }
 

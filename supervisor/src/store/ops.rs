@@ -389,6 +389,7 @@ mod tests {
                     core: false,
                     installed_at: 0,
                     uid_offset: offset,
+                    python: None,
                 },
             )?;
             insert_request(&tx.sql, name, Permission::FileRead, &["/srv".into()], "why")?;

@@ -151,6 +151,11 @@ CREATE TABLE plugin_settings (
     PRIMARY KEY (plugin, key)
 );
 "#,
+    // What a Python plugin was pinned to at install (python_runtime::PythonPin, JSON):
+    // interpreter, SDK bundle and the package's files. NULL for a native plugin.
+    r#"
+ALTER TABLE plugins ADD COLUMN runtime TEXT;
+"#,
 ];
 
 /// Applies the pending migrations with foreign keys off (a table rebuild must not

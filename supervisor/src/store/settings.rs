@@ -141,6 +141,7 @@ mod tests {
             core: false,
             installed_at: 0,
             uid_offset: 0,
+            python: None,
         };
         s.write(|tx| {
             insert_plugin(&tx.sql, &row)?;

@@ -43,6 +43,32 @@ pub fn example(name: &str) -> PathBuf {
     p
 }
 
+/// The SDK bundle Python plugins get at /sdk (`make test` builds it with
+/// scripts/python-sdk-bundle.sh); `PLEXICHAT_TEST_PYTHON_SDK` points elsewhere.
+pub fn python_sdk_dir() -> PathBuf {
+    std::env::var_os("PLEXICHAT_TEST_PYTHON_SDK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("python-sdk"))
+}
+
+/// Copies a directory tree (files and directories only), modes kept.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let kind = e.file_type().expect("file type");
+        let dest = to.join(e.file_name());
+        if e.file_name() == "__pycache__" {
+            continue;
+        }
+        if kind.is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else if kind.is_file() {
+            std::fs::copy(e.path(), &dest).expect("copy");
+        }
+    }
+}
+
 /// Knobs of the generated supervisor.toml.
 #[derive(Clone)]
 pub struct Settings {
@@ -71,6 +97,8 @@ pub struct Settings {
     pub own_policies: bool,
     /// Appended to the generated file as is: `[[alert]]` rules, `[monitor]`.
     pub extra: String,
+    /// `python.interpreter`: the CPython Python plugins run on.
+    pub python_interpreter: PathBuf,
     /// Plugin uids the daemon may hand out (`sandbox.uid_count`).
     pub uid_count: u32,
     /// RLIMIT_NOFILE (soft, hard) the daemon is started with; `None`: the test's own.
@@ -102,6 +130,7 @@ impl Default for Settings {
             env: Vec::new(),
             own_policies: false,
             extra: String::new(),
+            python_interpreter: PathBuf::from("/usr/bin/python3"),
             uid_count: 100,
             nofile: None,
             journal: None,
@@ -167,6 +196,10 @@ landlock_minimum_abi = {ll}
 uid_base = {uid_base}
 uid_count = {uid_count}
 
+[python]
+interpreter = "{interpreter}"
+sdk_dir = "{sdk}"
+
 [broker]
 rate_per_sec = {rate:?}
 burst = {burst}
@@ -175,6 +208,8 @@ http_timeout = "{http_timeout}"
 {extra}
 "#,
             extra = self.extra,
+            interpreter = self.python_interpreter.display(),
+            sdk = python_sdk_dir().display(),
             exec_timeout = self.exec_timeout,
             http_timeout = self.http_timeout,
             rate = self.broker_rate.0,
@@ -532,6 +567,14 @@ impl Daemon {
         let manifest = declared::with_commands(manifest, binary);
         std::fs::write(dir.join("plugin.toml"), manifest).expect("manifest");
         std::fs::copy(binary, dir.join(entry)).expect("copy plugin binary");
+        dir
+    }
+
+    /// A Python plugin's package: `source` (a directory holding plugin.toml and its
+    /// code) copied as it is, so the manifest's declared commands are the author's.
+    pub fn python_package(&self, dir_name: &str, source: &Path) -> PathBuf {
+        let dir = self.dir.path().join("packages").join(dir_name);
+        copy_tree(source, &dir);
         dir
     }
 
