@@ -2,7 +2,7 @@
 //! value's name without its type's prefix, in lower case (`changes_requested`).
 
 use crate::admin::v1::{
-    NotificationKind, Outcome, PermissionStatus, PluginState, Risk, Role, RuntimePhase,
+    NotificationKind, Outcome, PermissionStatus, PluginState, Risk, Role, RuntimeKind, RuntimePhase,
 };
 
 /// What an unspecified (or unknown) value reads as.
@@ -40,6 +40,7 @@ api_enum! {
     Risk => "RISK_",
     PermissionStatus => "PERMISSION_STATUS_",
     NotificationKind => "NOTIFICATION_KIND_",
+    RuntimeKind => "RUNTIME_KIND_",
 }
 
 /// The lower-case short name, or `-` for an unspecified (or unknown) value.

@@ -1,5 +1,5 @@
-//! `verify system-integrity`: every plugin binary against its pin, the audit log's
-//! hash chain, SQLite's integrity check and the policy files as loaded at start.
+//! `verify system-integrity`: every plugin binary (or Python package, interpreter and
+//! SDK) against its pin, the audit chain, SQLite's check and the policy files.
 
 use std::path::{Path, PathBuf};
 
@@ -55,28 +55,68 @@ fn plugin_checks(shared: &Shared) -> Vec<Check> {
     }
 }
 
-/// The plugin's installed entry binary against its pin.
+/// The plugin's installed entry binary against its pin; for a Python plugin, the
+/// whole package tree, the interpreter and the SDK bundle against theirs.
 pub fn plugin_check(shared: &Shared, row: &PluginRow) -> Check {
     let name = format!("plugin {}", row.name);
     let entry = match Manifest::parse(&row.manifest, &shared.catalog) {
         Ok(m) => m.entry,
         Err(e) => return check(name, false, format!("stored manifest invalid: {e}")),
     };
-    let binary = Path::new(&row.install_dir).join(&entry);
-    match sha256_file(&binary) {
-        Ok(h) if h == row.sha256 => {
-            check(name, true, format!("{} matches its pin", binary.display()))
-        }
-        Ok(h) => check(
+    let package = Path::new(&row.install_dir);
+    let Some(pin) = &row.python else {
+        let binary = package.join(&entry);
+        return match file_matches(&binary, &row.sha256) {
+            Ok(()) => check(name, true, format!("{} matches its pin", binary.display())),
+            Err(e) => check(name, false, e),
+        };
+    };
+    let problems: Vec<String> = [
+        tree_matches("package", package, &row.sha256),
+        file_matches(&pin.interpreter, &pin.sha256),
+        tree_matches("SDK bundle", &pin.sdk_dir, &pin.sdk_digest),
+    ]
+    .into_iter()
+    .filter_map(Result::err)
+    .collect();
+    if problems.is_empty() {
+        check(
             name,
-            false,
+            true,
             format!(
-                "{} changed: sha256 {h}, pinned {}",
-                binary.display(),
-                row.sha256
+                "package {} ({} files), interpreter {} (Python {}) and SDK bundle {} match their pins",
+                package.display(),
+                pin.files.len(),
+                pin.interpreter.display(),
+                pin.version,
+                pin.sdk_dir.display()
             ),
-        ),
-        Err(e) => check(name, false, format!("{}: {e}", binary.display())),
+        )
+    } else {
+        check(name, false, problems.join("; "))
+    }
+}
+
+fn file_matches(path: &Path, pinned: &str) -> Result<(), String> {
+    match sha256_file(path) {
+        Ok(h) if h == pinned => Ok(()),
+        Ok(h) => Err(format!(
+            "{} changed: sha256 {h}, pinned {pinned}",
+            path.display()
+        )),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+fn tree_matches(what: &str, dir: &Path, pinned: &str) -> Result<(), String> {
+    match crate::package::tree::pin(dir) {
+        Ok(t) if t.digest == pinned => Ok(()),
+        Ok(t) => Err(format!(
+            "{what} {} changed: digest {}, pinned {pinned}",
+            dir.display(),
+            t.digest
+        )),
+        Err(e) => Err(format!("{what} {}: {e}", dir.display())),
     }
 }
 

@@ -95,7 +95,7 @@ pub fn detail(
         topics: manifest.map(|m| m.topics).unwrap_or_default(),
         last_exit: status.last_exit.clone(),
         commands,
-        plugin_runtime: None,
+        plugin_runtime: Some(plugin_runtime(row, true)),
         imports,
         imports_over_cap,
     }
@@ -222,6 +222,40 @@ pub fn check(c: Check) -> IntegrityCheck {
 
 /// What is enforced for one plugin now: the running instance's own report, its
 /// cgroup's limits as the kernel reads them back, and current usage.
+/// What runs the plugin, as pinned; `with_files` adds the package's file list (for
+/// the reviewer's `plugin show`).
+pub fn plugin_runtime(row: &PluginRow, with_files: bool) -> api::PluginRuntime {
+    let Some(pin) = &row.python else {
+        return api::PluginRuntime {
+            kind: api::RuntimeKind::Native.into(),
+            package_digest: row.sha256.clone(),
+            ..api::PluginRuntime::default()
+        };
+    };
+    let files = if with_files {
+        pin.files
+            .iter()
+            .map(|f| api::PackageFile {
+                path: f.path.clone(),
+                mode: f.mode,
+                size: f.size,
+                sha256: f.sha256.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    api::PluginRuntime {
+        kind: api::RuntimeKind::Python3.into(),
+        package_digest: row.sha256.clone(),
+        interpreter: pin.interpreter.display().to_string(),
+        interpreter_version: pin.version.clone(),
+        interpreter_sha256: pin.sha256.clone(),
+        sdk_digest: pin.sdk_digest.clone(),
+        files,
+    }
+}
+
 pub fn security(shared: &Shared, row: &PluginRow, status: &Status) -> PluginSecurity {
     let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
     let mut out = PluginSecurity {
@@ -229,6 +263,7 @@ pub fn security(shared: &Shared, row: &PluginRow, status: &Status) -> PluginSecu
         runtime: api::RuntimePhase::from(status.phase).into(),
         uid,
         gid: uid,
+        plugin_runtime: Some(plugin_runtime(row, false)),
         ..PluginSecurity::default()
     };
     if let Some(e) = &status.enforcement {

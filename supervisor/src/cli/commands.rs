@@ -10,9 +10,9 @@ use broker_proto::admin::v1::{
     AuditQuery, AuditResponse, DecisionRequest, DecisionResponse, DisablePluginRequest,
     InvokeCommandRequest, ListPendingRequest, ListPendingResponse, ListPluginsRequest,
     ListPluginsResponse, Notification, PermissionRecord, PermissionStatus, PluginDetail,
-    PluginEvent, PluginRef, PluginSummary, PublishEventRequest, PublishEventResponse, Resources,
-    RevokeRequest, RevokeResponse, UploadIntent, WatchEventsRequest, WatchNotificationsRequest,
-    WhoAmIRequest, WhoAmIResponse,
+    PluginEvent, PluginRef, PluginRuntime, PluginSummary, PublishEventRequest,
+    PublishEventResponse, Resources, RevokeRequest, RevokeResponse, RuntimeKind, UploadIntent,
+    WatchEventsRequest, WatchNotificationsRequest, WhoAmIRequest, WhoAmIResponse,
 };
 use broker_proto::label::label;
 use serde::Serialize;
@@ -610,12 +610,72 @@ fn detail_text(d: &PluginDetail) -> String {
         ),
         ("topics", join_or_none(&d.topics)),
     ]);
+    if let Some(r) = &d.plugin_runtime {
+        pairs.extend(runtime_pairs(r));
+    }
     format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{}{}{}",
         key_values(&pairs),
         permissions_table(&d.permissions),
-        commands_table(d)
+        commands_table(d),
+        package_files_table(d),
+        imports_text(d)
     )
+}
+
+/// A Python plugin's pins, as the reviewer checks them against the package.
+fn runtime_pairs(r: &PluginRuntime) -> Vec<(&'static str, String)> {
+    if r.kind() != RuntimeKind::Python3 {
+        return vec![("runs", label(r.kind()))];
+    }
+    vec![
+        (
+            "runs",
+            format!(
+                "python3 (interpreter {} {}, sha256 {})",
+                r.interpreter, r.interpreter_version, r.interpreter_sha256
+            ),
+        ),
+        ("package digest", r.package_digest.clone()),
+        ("sdk digest", r.sdk_digest.clone()),
+    ]
+}
+
+/// Every file of a Python package as pinned: what the reviewer reads is what runs.
+fn package_files_table(d: &PluginDetail) -> String {
+    let Some(r) = d.plugin_runtime.as_ref().filter(|r| !r.files.is_empty()) else {
+        return String::new();
+    };
+    let mut table = Table::new(&["FILE", "MODE", "BYTES", "SHA256"]);
+    for f in &r.files {
+        table.row([
+            f.path.clone(),
+            format!("{:o}", f.mode),
+            f.size.to_string(),
+            f.sha256.clone(),
+        ]);
+    }
+    format!("\npackage files (pinned):\n{}", table.render())
+}
+
+/// Modules the plugin's runtime reported importing: observation, not a boundary.
+fn imports_text(d: &PluginDetail) -> String {
+    if d.imports.is_empty() && d.imports_over_cap == 0 {
+        return String::new();
+    }
+    let names: Vec<String> = d.imports.iter().map(|i| i.name.clone()).collect();
+    let mut out = format!(
+        "\nimports reported by the plugin ({}, observation only): {}\n",
+        names.len(),
+        names.join(", ")
+    );
+    if d.imports_over_cap > 0 {
+        out.push_str(&format!(
+            "  and {} more past the per-run cap\n",
+            d.imports_over_cap
+        ));
+    }
+    out
 }
 
 /// The declared commands: the only ones `plugin invoke` can run.

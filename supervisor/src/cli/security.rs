@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 use broker_proto::admin::v1::{
-    FdBudget, PluginSecurity, SecurityStatusRequest, SecurityStatusResponse,
+    FdBudget, PluginSecurity, RuntimeKind, SecurityStatusRequest, SecurityStatusResponse,
 };
-use broker_proto::label::label;
+use broker_proto::label::{label, NONE};
 
 use super::commands::{emit, Session};
 use super::output::{format_bytes, join_or_none, key_values, or_none, Table};
@@ -76,6 +76,7 @@ fn status_text(r: &SecurityStatusResponse) -> String {
     let mut table = Table::new(&[
         "PLUGIN",
         "RUNTIME",
+        "RUNS",
         "NAMESPACES",
         "UID",
         "CAPS",
@@ -105,11 +106,21 @@ fn fd_budget_text(b: &FdBudget) -> String {
     )
 }
 
+/// What the plugin runs on: `native`, or `python3 3.11.2` (the pinned interpreter).
+fn runs(p: &PluginSecurity) -> String {
+    match &p.plugin_runtime {
+        Some(r) if r.kind() == RuntimeKind::Python3 => format!("python3 {}", r.interpreter_version),
+        Some(r) => label(r.kind()),
+        None => NONE.into(),
+    }
+}
+
 fn row(p: &PluginSecurity) -> Vec<String> {
     if !p.confined {
         return vec![
             p.name.clone(),
             label(p.runtime()),
+            runs(p),
             "-".into(),
             p.uid.to_string(),
             "-".into(),
@@ -135,6 +146,7 @@ fn row(p: &PluginSecurity) -> Vec<String> {
     vec![
         p.name.clone(),
         label(p.runtime()),
+        runs(p),
         join_or_none(&p.namespaces),
         p.uid.to_string(),
         caps.into(),

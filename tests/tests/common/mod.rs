@@ -48,7 +48,10 @@ pub fn example(name: &str) -> PathBuf {
 pub fn python_sdk_dir() -> PathBuf {
     std::env::var_os("PLEXICHAT_TEST_PYTHON_SDK")
         .map(PathBuf::from)
-        .unwrap_or_else(|| target_dir().join("python-sdk"))
+        .unwrap_or_else(|| {
+            let debug = target_dir();
+            debug.parent().unwrap_or(&debug).join("python-sdk")
+        })
 }
 
 /// Copies a directory tree (files and directories only), modes kept.
@@ -99,6 +102,10 @@ pub struct Settings {
     pub extra: String,
     /// `python.interpreter`: the CPython Python plugins run on.
     pub python_interpreter: PathBuf,
+    /// `python.sdk_dir`: the SDK bundle (default [`python_sdk_dir`]).
+    pub python_sdk: PathBuf,
+    /// `python.seccomp_policy`.
+    pub python_seccomp_policy: &'static str,
     /// Plugin uids the daemon may hand out (`sandbox.uid_count`).
     pub uid_count: u32,
     /// RLIMIT_NOFILE (soft, hard) the daemon is started with; `None`: the test's own.
@@ -131,6 +138,8 @@ impl Default for Settings {
             own_policies: false,
             extra: String::new(),
             python_interpreter: PathBuf::from("/usr/bin/python3"),
+            python_sdk: python_sdk_dir(),
+            python_seccomp_policy: "python3",
             uid_count: 100,
             nofile: None,
             journal: None,
@@ -199,6 +208,7 @@ uid_count = {uid_count}
 [python]
 interpreter = "{interpreter}"
 sdk_dir = "{sdk}"
+seccomp_policy = "{py_policy}"
 
 [broker]
 rate_per_sec = {rate:?}
@@ -209,7 +219,8 @@ http_timeout = "{http_timeout}"
 "#,
             extra = self.extra,
             interpreter = self.python_interpreter.display(),
-            sdk = python_sdk_dir().display(),
+            sdk = self.python_sdk.display(),
+            py_policy = self.python_seccomp_policy,
             exec_timeout = self.exec_timeout,
             http_timeout = self.http_timeout,
             rate = self.broker_rate.0,
