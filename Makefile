@@ -18,13 +18,16 @@ build:
 ## Start the supervisor in the foreground (embedded default config, state under ./var)
 ## with the hello demo plugin installed, approved, enabled and answering.
 run: build
+	./scripts/python-sdk-bundle.sh var/python-sdk
 	./scripts/demo.sh
 
-## Every test: unit tests beside the code, the end-to-end suites in tests/, the SDK's
+## Every test: unit tests beside the code, the end-to-end suites in tests/ (Python
+## plugins get the SDK bundle built into target/python-sdk first), the SDK's
 ## docs built warning-free (every public item is documented), the
 ## cgroup v2 suite inside a VM with a pure cgroup v2 hierarchy, and the service path
 ## (make install, systemd as PID 1) in a second VM.
 test: build
+	./scripts/python-sdk-bundle.sh target/python-sdk
 	$(CARGO) test --workspace
 	cd plugin-sdk-python && python3 -m pytest -q -p no:cacheprovider
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc -p plexichat-plugin-sdk --no-deps

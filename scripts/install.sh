@@ -91,6 +91,21 @@ completions_and_manpages() {
   done
 }
 
+# The pure-Python SDK bundle Python plugins get at /sdk (python.sdk_dir). Without
+# its dependencies on this machine, Python plugins are refused at install with the
+# reason; the rest of the supervisor is unaffected, and this says so.
+python_sdk() {
+  local f
+  if ! ./scripts/python-sdk-bundle.sh "$STAGE/python-sdk" /usr/bin/python3 >"$STAGE/bundle.log" 2>&1; then
+    echo "install: WARNING: the Python SDK bundle could not be built, so Python plugins will be refused:" >&2
+    sed 's/^/    /' "$STAGE/bundle.log" >&2
+    return
+  fi
+  (cd "$STAGE/python-sdk" && find . -type f | sort) | while read -r f; do
+    put 0644 "$STAGE/python-sdk/${f#./}" "$LIBDIR/plexichat/python-sdk/${f#./}"
+  done
+}
+
 do_install() {
   STAGE=$(mktemp -d)
   trap 'rm -rf "$STAGE"' EXIT
@@ -102,7 +117,9 @@ do_install() {
   put 0755 "$(stripped plexichat-supervisor)" "$BINDIR/plexichat-supervisor"
   put 0755 "$(stripped plexichat)" "$BINDIR/plexichat"
   completions_and_manpages
-  put_config 0640 systemd/supervisor.toml "$CONFDIR/supervisor.toml"
+  sed -e "s|@LIBDIR@|$LIBDIR|g" systemd/supervisor.toml >"$STAGE/supervisor.toml"
+  put_config 0640 "$STAGE/supervisor.toml" "$CONFDIR/supervisor.toml"
+  python_sdk
   put_config 0644 policies/permissions.toml "$CONFDIR/policies/permissions.toml"
   for f in policies/seccomp/*; do
     put_config 0644 "$f" "$CONFDIR/policies/seccomp/$(basename "$f")"
@@ -139,6 +156,10 @@ remove_listed() {
   for d in "$CONFDIR/policies/seccomp" "$CONFDIR/policies" "$DOCDIR" "$(dirname "$MANIFEST")"; do
     rmdir "$DESTDIR$d" 2>/dev/null || true
   done
+  # The SDK bundle's directories, deepest first, once their files are gone.
+  if [ -d "$DESTDIR$LIBDIR/plexichat" ]; then
+    find "$DESTDIR$LIBDIR/plexichat" -depth -type d -empty -delete 2>/dev/null || true
+  fi
 }
 
 do_uninstall() {

@@ -620,16 +620,17 @@ mod tests {
     fn the_shipped_production_config_parses() {
         // On a host that has the `plexichat` group `make install` creates.
         let host = Host::with_accounts(&[("root", 0)], &[("root", 0), ("plexichat", 990)]);
-        let cfg = Config::parse_on(
-            include_str!("../../../systemd/supervisor.toml"),
-            "systemd/supervisor.toml",
-            Path::new("/"),
-            &host,
-        )
-        .unwrap();
+        // scripts/install.sh puts PREFIX's lib directory in.
+        let text = include_str!("../../../systemd/supervisor.toml")
+            .replace("@LIBDIR@", "/usr/local/lib");
+        let cfg = Config::parse_on(&text, "systemd/supervisor.toml", Path::new("/"), &host).unwrap();
         assert_eq!(
             cfg.admin_socket,
             PathBuf::from("/run/plexichat/supervisor.sock")
+        );
+        assert_eq!(
+            cfg.python.sdk_dir,
+            PathBuf::from("/usr/local/lib/plexichat/python-sdk")
         );
         assert_eq!(cfg.access.socket_group.as_deref(), Some("plexichat"));
     }
