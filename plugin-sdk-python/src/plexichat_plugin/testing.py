@@ -39,6 +39,7 @@ from ._proto.broker_grpc import BrokerBase
 from .errors import PluginError
 from .imports import MAX_ORIGIN_BYTES, MAX_PER_REPORT, is_module_name
 from .plugin import Plugin, topic_matches
+from .services import _python_value
 
 SENSITIVE = ("user.", "moderation.", "chat.private.")
 # The broker keeps this many imported names per run and counts the rest.
@@ -299,12 +300,16 @@ class _Fake(BrokerBase):
     async def Query(self, stream: Stream[Any, Any]) -> None:
         request = await _recv(stream)
         write = request.sql.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE")
+        writable = self.s.grants.get("database_write", [])
+        # As the broker: a table the plugin may write it may also read.
+        readable = self.s.grants.get("database_read", []) + writable
         permission = "database_write" if write else "database_read"
         for table in _TABLES.findall(request.sql):
-            if table not in self._scope(permission, f"table `{table}`"):
+            if table not in (writable if write else readable):
                 raise _deny(f"{permission} is not granted for table `{table}`")
         if write:
             self.r.db_writes.append(request.sql)
+            self.r.db_write_params.append([_python_value(v) for v in request.params])
             await stream.send_message(pb.QueryResponse(rows_affected=1))
             return
         rows = self.s.rows.get(request.sql, [])
@@ -375,6 +380,8 @@ class Served:
         self.emitted: list[tuple[str, bytes]] = []
         self.logs: list[tuple[str, str]] = []
         self.db_writes: list[str] = []
+        self.db_write_params: list[list[Any]] = []
+        """The bound parameters of each write, beside `db_writes`."""
         self.http_calls: list[str] = []
         self.host_calls: list[HostCall] = []
         self.subscriptions: list[str] = []
@@ -403,6 +410,14 @@ class Served:
         self._loop.run_until_complete(server.start(path=self._path))
         self._ready.set()
         self._loop.run_forever()
+        # Stopped by close(): end the handlers still streaming (a session) here, on
+        # their loop, rather than leave them to be destroyed pending at exit.
+        server.close()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
 
     def connect(self) -> socket.socket:
         """A new connection to the broker: what a plugin gets as its fd 3."""
