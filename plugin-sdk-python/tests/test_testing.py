@@ -44,6 +44,17 @@ def test_hello_answers_counts_and_greets_with_the_grant() -> None:
         assert not running.publish("chat.other", "{}")
 
 
+def test_the_hello_manifest_declares_what_the_plugin_answers() -> None:
+    import tomllib
+
+    manifest = tomllib.loads((HELLO.parent / "plugin.toml").read_text())
+    assert (manifest["runtime"], manifest["entry"]) == ("python3", "main.py")
+    declared = {c["name"] for c in manifest["commands"]}
+    assert declared == set(load_hello().plugin._commands) == {"greet", "count"}
+    assert manifest["events"]["subscribe"] == ["chat.message"]
+    assert all(p["justification"] for p in manifest["permissions"])
+
+
 def test_without_the_grant_the_count_is_refused() -> None:
     hello = load_hello()
     with TestBroker("hello-py").start(hello.plugin) as running:

@@ -11,9 +11,15 @@ import stat
 import threading
 
 from grpclib.client import Channel
+from grpclib.encoding.proto import _googleapis_available
 from grpclib.protocol import H2Protocol
 
 from .errors import NoBroker
+
+# grpclib's first channel tries `import google.rpc.status_pb2` (googleapis, not
+# shipped; the broker sends no status details). Asked now, while the SDK loads, the
+# cached answer keeps that failed import out of the plugin's import record.
+_googleapis_available()
 
 BROKER_FD_ENV = "PLEXICHAT_BROKER_FD"
 """Environment variable naming the inherited broker fd (the supervisor sets 3)."""

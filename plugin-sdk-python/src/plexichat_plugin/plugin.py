@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from . import imports
 from ._proto import broker_pb2 as pb
 from ._proto.broker_grpc import BrokerStub
 from .bridge import Bridge
@@ -27,6 +28,8 @@ PLUGIN_VERSION_ENV = "PLEXICHAT_PLUGIN_VERSION"
 
 # Room a reply's envelope takes beside its output within the broker's message limit.
 REPLY_OVERHEAD_BYTES = 1024
+# How long the last import report may hold up a clean shutdown.
+FINAL_REPORT_SECONDS = 1.0
 # Handler calls queued per worker before the SDK stops reading the session (the
 # broker then holds or drops further events by its own per-plugin limits).
 QUEUED_PER_WORKER = 16
@@ -138,23 +141,49 @@ class _Session:
         self.pool = ThreadPoolExecutor(plugin._workers, thread_name_prefix="handler")
         self.slots = asyncio.Semaphore(plugin._workers * QUEUED_PER_WORKER)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.reporter: asyncio.Task[None] | None = None
 
     async def serve(self) -> None:
         try:
             ctx = await self.handshake()
+            self.start_import_reports()
             patterns = list(dict.fromkeys(p for p, _ in self.plugin._events))
             if patterns:
                 await self.stub.Subscribe(pb.SubscribeRequest(topics=patterns))
             shutdown = await self.session(ctx)
             if shutdown is not None:
                 await self.drain(ctx, shutdown)
+                await self.final_import_report()
         except PluginError:
             raise
         except Exception as err:
             raise from_transport("session", err) from None
         finally:
+            if self.reporter is not None:
+                self.reporter.cancel()
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.channel.close()
+
+    def start_import_reports(self) -> None:
+        """Under the boot script, reports imports from now on (those queued before the
+        handshake first); without it (tests) there is no monitor and nothing to do."""
+        monitor = imports.active()
+        if monitor is not None:
+            self.reporter = asyncio.create_task(
+                monitor.report_forever(self.stub.ReportImports, _diagnostic)
+            )
+
+    async def final_import_report(self) -> None:
+        monitor = imports.active()
+        if monitor is None or self.reporter is None:
+            return
+        self.reporter.cancel()
+        try:
+            await asyncio.wait_for(
+                monitor.flush(self.stub.ReportImports, _diagnostic), FINAL_REPORT_SECONDS
+            )
+        except Exception as err:
+            _diagnostic(f"last import report not sent: {err}")
 
     async def handshake(self) -> PluginContext:
         request = pb.HandshakeRequest(

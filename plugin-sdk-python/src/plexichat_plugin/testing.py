@@ -37,9 +37,13 @@ from grpclib.server import Server, Stream
 from ._proto import broker_pb2 as pb
 from ._proto.broker_grpc import BrokerBase
 from .errors import PluginError
+from .imports import MAX_ORIGIN_BYTES, MAX_PER_REPORT, is_module_name
 from .plugin import Plugin, topic_matches
+from .services import _python_value
 
 SENSITIVE = ("user.", "moderation.", "chat.private.")
+# The broker keeps this many imported names per run and counts the rest.
+MAX_IMPORTS_PER_RUN = 1024
 # How long a test waits for the plugin to answer one message.
 ANSWER_SECONDS = 10.0
 
@@ -222,6 +226,36 @@ class _Fake(BrokerBase):
         self.r.logs.append((pb.LogLevel.Name(request.level), request.message))
         await stream.send_message(pb.LogResponse())
 
+    async def ReportImports(self, stream: Stream[Any, Any]) -> None:
+        request = await _recv(stream)
+        if len(request.modules) > MAX_PER_REPORT:
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"{len(request.modules)} modules in one report; at most {MAX_PER_REPORT}",
+            )
+        for i, m in enumerate(request.modules):
+            if not is_module_name(m.name):
+                raise GRPCError(
+                    Status.INVALID_ARGUMENT, f"modules[{i}].name {m.name!r} is not a module name"
+                )
+            if len(m.origin.encode()) > MAX_ORIGIN_BYTES or "\0" in m.origin:
+                raise GRPCError(
+                    Status.INVALID_ARGUMENT, f"modules[{i}].origin is over 1024 bytes or has a NUL"
+                )
+        self.r.import_reports += 1
+        recorded = over_cap = 0
+        known = {name for name, _ in self.r.imports}
+        for m in request.modules:
+            if m.name in known:
+                continue
+            if len(self.r.imports) >= MAX_IMPORTS_PER_RUN:
+                over_cap += 1
+                continue
+            known.add(m.name)
+            self.r.imports.append((m.name, m.origin))
+            recorded += 1
+        await stream.send_message(pb.ReportImportsResponse(recorded=recorded, over_cap=over_cap))
+
     async def HasPermission(self, stream: Stream[Any, Any]) -> None:
         request = await _recv(stream)
         scope = self.s.grants.get(request.permission)
@@ -266,12 +300,16 @@ class _Fake(BrokerBase):
     async def Query(self, stream: Stream[Any, Any]) -> None:
         request = await _recv(stream)
         write = request.sql.lstrip().split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE")
+        writable = self.s.grants.get("database_write", [])
+        # As the broker: a table the plugin may write it may also read.
+        readable = self.s.grants.get("database_read", []) + writable
         permission = "database_write" if write else "database_read"
         for table in _TABLES.findall(request.sql):
-            if table not in self._scope(permission, f"table `{table}`"):
+            if table not in (writable if write else readable):
                 raise _deny(f"{permission} is not granted for table `{table}`")
         if write:
             self.r.db_writes.append(request.sql)
+            self.r.db_write_params.append([_python_value(v) for v in request.params])
             await stream.send_message(pb.QueryResponse(rows_affected=1))
             return
         rows = self.s.rows.get(request.sql, [])
@@ -342,10 +380,15 @@ class Served:
         self.emitted: list[tuple[str, bytes]] = []
         self.logs: list[tuple[str, str]] = []
         self.db_writes: list[str] = []
+        self.db_write_params: list[list[Any]] = []
+        """The bound parameters of each write, beside `db_writes`."""
         self.http_calls: list[str] = []
         self.host_calls: list[HostCall] = []
         self.subscriptions: list[str] = []
         self.pongs: list[int] = []
+        self.imports: list[tuple[str, str]] = []
+        """(module, origin) as ReportImports recorded them, each name once, in order."""
+        self.import_reports = 0
         self._session_open = threading.Event()
         self._calls = itertools.count()
         self._dir = tempfile.TemporaryDirectory(prefix="plexichat-test-broker-")
@@ -367,6 +410,14 @@ class Served:
         self._loop.run_until_complete(server.start(path=self._path))
         self._ready.set()
         self._loop.run_forever()
+        # Stopped by close(): end the handlers still streaming (a session) here, on
+        # their loop, rather than leave them to be destroyed pending at exit.
+        server.close()
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.close()
 
     def connect(self) -> socket.socket:
         """A new connection to the broker: what a plugin gets as its fd 3."""
@@ -416,6 +467,10 @@ class Served:
         event = pb.Event(id=f"ev-{next(self._calls)}", topic=topic, payload=raw, source=source)
         self._push(pb.HostMessage(event=event))
         return True
+
+    def imported(self) -> list[str]:
+        """The module names the plugin's runtime reported, in load order."""
+        return [name for name, _ in self.imports]
 
     def ping(self, ping_id: int) -> None:
         """A health ping, as the supervisor sends them; returns once it is answered."""
