@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::attack::*;
 use common::*;
 use serde_json::Value;
 
@@ -70,115 +71,14 @@ fn start() -> Daemon {
     d
 }
 
-fn invoke(d: &Daemon, plugin: &str, command: &str, arg: &str) -> Cli {
-    d.cli(&[
-        "--output",
-        "json",
-        "plugin",
-        "invoke",
-        plugin,
-        command,
-        arg,
-        "--timeout",
-        "10s",
-    ])
-}
-
-/// The plugin's reply text of a successful `invoke --output json`.
-fn reply_text(out: &Cli) -> Result<String, String> {
-    invoke_output(&out.stdout)
-}
-
-/// Runs one hostile command and parses its JSON verdict; `Err` when there is no reply
-/// (the plugin died, e.g. an exec replaced it or the kernel killed it).
-fn try_attack(d: &Daemon, command: &str, arg: &str) -> Result<Value, String> {
-    let out = invoke(d, "hostile", command, arg);
-    if !out.status.success() {
-        return Err(format!(
-            "`{command} {arg}`: no reply from the hostile plugin ({}): {} \
-             (did the attack replace or kill the plugin process?)",
-            out.status,
-            out.stderr.trim()
-        ));
-    }
-    let text = reply_text(&out).map_err(|e| format!("`{command} {arg}`: {e}"))?;
-    serde_json::from_str(&text)
-        .map_err(|e| format!("`{command} {arg}`: the reply is not JSON ({e}): {text}"))
-}
-
 fn attack(d: &Daemon, command: &str, arg: &str) -> Value {
-    try_attack(d, command, arg).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn poll(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
-/// What is wrong with the supervisor and the bystander after `after`; empty if nothing.
-fn bystander_problems(d: &Daemon, after: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    if !process_alive(d.pid() as i32) {
-        problems.push(format!(
-            "after {after}: the supervisor (pid {}) is dead",
-            d.pid()
-        ));
-        return problems;
-    }
-    let out = invoke(d, "echo", "echo", "still here");
-    if !out.status.success() {
-        problems.push(format!(
-            "after {after}: the bystander's `echo` failed: {}",
-            out.stderr.trim()
-        ));
-    } else {
-        match reply_text(&out) {
-            Ok(t) if t == "still here" => {}
-            Ok(t) => problems.push(format!("after {after}: the bystander echoed {t:?}")),
-            Err(e) => problems.push(format!("after {after}: bystander: {e}")),
-        }
-    }
-    let list = d.cli(&["plugin", "list"]);
-    if !list.status.success() {
-        problems.push(format!(
-            "after {after}: `plugin list` failed: {}",
-            list.stderr.trim()
-        ));
-    }
-    problems
-}
-
-fn assert_bystanders_fine(d: &Daemon, after: &str) {
-    let problems = bystander_problems(d, after);
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    try_attack(d, "hostile", command, arg).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn has_action(d: &Daemon, prefix: &str) -> bool {
     d.audit_actions(Some("hostile"))
         .iter()
         .any(|(a, _)| a.starts_with(prefix))
-}
-
-/// The syscalls the `security.syscall_denied` audit records of `hostile` name (the
-/// `syscall` field of their JSON detail).
-fn denied_syscalls(d: &Daemon) -> BTreeSet<String> {
-    d.audit(Some("hostile"))
-        .iter()
-        .filter(|r| r["action"] == "security.syscall_denied")
-        .map(|r| {
-            let detail = &r["detail"];
-            detail["syscall"].as_str().map_or_else(
-                || format!("<detail without a syscall: {detail}>"),
-                str::to_string,
-            )
-        })
-        .collect()
 }
 
 /// The plugin process's host pid. `plugin_pid` is the launcher trampoline, the parent of
@@ -245,105 +145,12 @@ fn ld_so() -> String {
 // ---------------------------------------------------------------------------------------
 // The quick attacks, collected: one report listing every attack that got through.
 
-struct Suite<'a> {
-    d: &'a Daemon,
-    problems: Vec<String>,
-}
-
-impl<'a> Suite<'a> {
-    fn fail(&mut self, problem: String) {
-        eprintln!("PROBLEM: {problem}");
-        self.problems.push(problem);
-    }
-
-    /// Waits until the hostile plugin answers again after it died.
-    fn recover(&mut self) {
-        if !poll(Duration::from_secs(30), || {
-            try_attack(self.d, "fds", "").is_ok()
-        }) {
-            self.fail("the hostile plugin did not come back within 30s".into());
-        }
-    }
-
-    fn run(&mut self, command: &str, arg: &str) -> Option<Value> {
-        match try_attack(self.d, command, arg) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.fail(e);
-                self.recover();
-                None
-            }
-        }
-    }
-
-    /// The attack must report `blocked: true`.
-    fn blocked(&mut self, command: &str, arg: &str) -> Option<Value> {
-        let v = self.run(command, arg)?;
-        if v["blocked"] != true {
-            self.fail(format!(
-                "`{command} {arg}` was NOT blocked: {}\n    reply: {v}",
-                v["detail"]
-            ));
-            return None;
-        }
-        Some(v)
-    }
-
-    /// Blocked, and every step failed with `errno` (e.g. EPERM: the seccomp filter).
-    fn blocked_with(&mut self, command: &str, arg: &str, errno: i32, why: &str) -> Option<Value> {
-        let v = self.blocked(command, arg)?;
-        let steps = v["steps"].as_array().cloned().unwrap_or_default();
-        let wrong: Vec<String> = steps
-            .iter()
-            .filter(|s| s["ok"] == true || s["errno"] != errno)
-            .map(|s| format!("{} -> {}", s["step"], s["detail"]))
-            .collect();
-        if steps.is_empty() || !wrong.is_empty() {
-            self.fail(format!(
-                "`{command} {arg}` was blocked, but not with errno {errno} ({why}): {}\n    reply: {v}",
-                if steps.is_empty() { v["detail"].to_string() } else { wrong.join("; ") }
-            ));
-        }
-        Some(v)
-    }
-
-    /// The legitimate twin must report `ok: true`.
-    fn twin(&mut self, command: &str, arg: &str) {
-        if let Some(v) = self.run(command, arg) {
-            if v["ok"] != true {
-                self.fail(format!(
-                    "twin `{command} {arg}` failed: {}\n    reply: {v}",
-                    v["detail"]
-                ));
-            }
-        }
-    }
-
-    fn bystanders(&mut self, after: &str) {
-        for p in bystander_problems(self.d, after) {
-            self.fail(p);
-        }
-    }
-
-    fn finish(self) {
-        assert!(
-            self.problems.is_empty(),
-            "{} problem(s) with the sandbox:\n- {}",
-            self.problems.len(),
-            self.problems.join("\n- ")
-        );
-    }
-}
-
 const SECCOMP: &str = "the seccomp filter's EPERM";
 
 #[test]
 fn a_hostile_plugin_cannot_escape_its_sandbox() {
     let d = start();
-    let mut s = Suite {
-        d: &d,
-        problems: Vec::new(),
-    };
+    let mut s = Suite::new(&d, "hostile");
     let store = d.root().join("state/store.db");
     let store = store.to_str().unwrap();
     let config = d.root().join("supervisor.toml");
@@ -507,7 +314,7 @@ fn a_hostile_plugin_cannot_escape_its_sandbox() {
     // The denials are in the audit trail, naming the syscall.
     let mut found = BTreeSet::new();
     poll(Duration::from_secs(10), || {
-        found = denied_syscalls(&d);
+        found = denied_syscalls(&d, "hostile");
         DENIED_SYSCALLS.iter().all(|n| found.contains(*n))
     });
     let missing: Vec<_> = DENIED_SYSCALLS

@@ -296,3 +296,96 @@ fn a_changed_package_sdk_or_interpreter_never_starts() {
         "{actions:?}"
     );
 }
+
+const SECOND_ADMIN: u32 = 65534;
+
+fn app_db(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, body TEXT);
+         CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT);
+         INSERT INTO messages (body) VALUES ('hello'), ('world'), ('again');",
+    )
+    .unwrap();
+}
+
+/// The Python examples, as shipped: hello greets events and counts messages, notes
+/// keeps notes — through the broker, with the permissions the reviewer approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_examples_reach_events_and_the_database() {
+    use broker_proto::admin::v1::{PublishEventRequest, WatchEventsRequest};
+    require_sdk(&python_sdk_dir());
+    let d = Daemon::start_with(Settings {
+        admin_uids: vec![0, SECOND_ADMIN],
+        socket_mode: "0666",
+        ..Settings::default()
+    });
+    app_db(&d.root().join("state/app.db"));
+    install_example(&d, "hello-py", "hello");
+    // database_write is high risk: a second admin approves too.
+    let pkg = d.python_package("notes-py", &sdk_examples().join("notes"));
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "approve", "notes-py", "--comment", "ok"])
+        .ok();
+    d.cli_as(
+        SECOND_ADMIN,
+        &["plugin", "approve", "notes-py", "--comment", "ok too"],
+    )
+    .ok();
+    d.cli(&["plugin", "enable", "notes-py"]).ok();
+    running(&d, "hello-py");
+    running(&d, "notes-py");
+
+    assert_eq!(invoke(&d, "hello-py", "count", ""), "3");
+    assert_eq!(invoke(&d, "notes-py", "note", "buy milk"), "stored 1");
+    assert_eq!(
+        invoke(&d, "notes-py", "note", "x'); DROP TABLE notes; --"),
+        "stored 1"
+    );
+    assert_eq!(
+        invoke(&d, "notes-py", "recent", ""),
+        "x'); DROP TABLE notes; --\nbuy milk"
+    );
+    assert_eq!(invoke(&d, "notes-py", "count", ""), "3");
+    d.cli(&[
+        "plugin",
+        "revoke-permission",
+        "database_read",
+        "notes-py",
+        "--comment",
+        "no longer needed",
+    ])
+    .ok();
+    let after = invoke(&d, "notes-py", "count", "");
+    assert!(
+        after.starts_with("not allowed") && after.contains("messages"),
+        "{after}"
+    );
+
+    // An event in, the plugin's own event out, under its namespace.
+    let mut admin = d.admin().await;
+    let mut events = admin
+        .watch_events(WatchEventsRequest {
+            topics: vec!["plugin.hello-py.*".into()],
+        })
+        .await
+        .expect("watch events")
+        .into_inner();
+    let published = admin
+        .publish_event(PublishEventRequest {
+            topic: "chat.message".into(),
+            payload: br#"{"text":"hi"}"#.to_vec().into(),
+        })
+        .await
+        .expect("publish")
+        .into_inner();
+    assert_eq!(published.delivered_to, vec!["hello-py".to_string()]);
+    let reaction = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .expect("hello-py reacts within 10s")
+        .expect("stream ok")
+        .expect("an event");
+    assert_eq!(reaction.topic, "plugin.hello-py.greeted");
+    let body: serde_json::Value = serde_json::from_slice(&reaction.payload).unwrap();
+    assert_eq!(body["reply_to"], published.id.as_str());
+}

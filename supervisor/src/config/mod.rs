@@ -621,9 +621,10 @@ mod tests {
         // On a host that has the `plexichat` group `make install` creates.
         let host = Host::with_accounts(&[("root", 0)], &[("root", 0), ("plexichat", 990)]);
         // scripts/install.sh puts PREFIX's lib directory in.
-        let text = include_str!("../../../systemd/supervisor.toml")
-            .replace("@LIBDIR@", "/usr/local/lib");
-        let cfg = Config::parse_on(&text, "systemd/supervisor.toml", Path::new("/"), &host).unwrap();
+        let text =
+            include_str!("../../../systemd/supervisor.toml").replace("@LIBDIR@", "/usr/local/lib");
+        let cfg =
+            Config::parse_on(&text, "systemd/supervisor.toml", Path::new("/"), &host).unwrap();
         assert_eq!(
             cfg.admin_socket,
             PathBuf::from("/run/plexichat/supervisor.sock")

@@ -3,6 +3,7 @@
 //! real Unix socket, and plugin packages built from real SDK binaries.
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod declared;
 
 use std::path::{Path, PathBuf};

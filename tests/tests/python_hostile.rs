@@ -1,0 +1,237 @@
+//! End to end: the hostile battery from Python (tests/python-plugins/hostile). A Python
+//! plugin reaching for the kernel with open(), socket.socket(), subprocess, os.fork(),
+//! a bytearray balloon and ctypes is stopped by the same layers as a native one, each
+//! with the errno that names the layer, beside its legitimate twin working, while a
+//! native bystander keeps answering. Imports are observed and audited, not blocked.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::attack::*;
+use common::*;
+
+const SECCOMP: &str = "the seccomp filter's EPERM";
+const ECHO_MANIFEST: &str = "name = \"echo\"\nversion = \"1.0.0\"\nentry = \"echo\"\n";
+const PLUGIN: &str = "hostile-py";
+
+/// A supervisor with the hostile Python plugin and the native `echo` bystander running.
+fn start() -> Daemon {
+    assert!(
+        python_sdk_dir().join("plexichat_boot.py").is_file(),
+        "no SDK bundle at {}: run `make test`",
+        python_sdk_dir().display()
+    );
+    let d = Daemon::start_with(Settings {
+        // Some attacks kill the plugin on purpose: restart it quickly, never quarantine.
+        backoff_max: "1s",
+        quarantine_after: 1000,
+        ..Settings::default()
+    });
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("python-plugins/hostile");
+    let pkg = d.python_package(PLUGIN, &source);
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", PLUGIN]).ok();
+    let echo = d.package("echo", ECHO_MANIFEST, &bin("echo_plugin"), "echo");
+    d.cli(&["plugin", "install", echo.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "echo"]).ok();
+    d.wait_running(PLUGIN);
+    d.wait_running("echo");
+    d
+}
+
+fn attack(d: &Daemon, command: &str, arg: &str) -> serde_json::Value {
+    try_attack(d, PLUGIN, command, arg).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn has_action(d: &Daemon, prefix: &str) -> bool {
+    d.audit_actions(Some(PLUGIN))
+        .iter()
+        .any(|(a, _)| a.starts_with(prefix))
+}
+
+#[test]
+fn a_hostile_python_plugin_cannot_escape_its_sandbox() {
+    let d = start();
+    let mut s = Suite::new(&d, PLUGIN);
+    let store = d.root().join("state/store.db");
+    let config = d.root().join("supervisor.toml");
+
+    // The legitimate twins work.
+    for twin in [
+        "data-write",
+        "data-read",
+        "tmp-write",
+        "thread",
+        "fork-ok",
+        "ctypes-ok",
+        "socketpair",
+    ] {
+        s.twin(twin, "");
+    }
+    s.twin("alloc", "8");
+
+    // Files outside the minimal root, and writes to what the plugin may only read.
+    for path in [
+        "/etc/shadow",
+        store.to_str().unwrap(),
+        config.to_str().unwrap(),
+    ] {
+        s.blocked("read-file", path);
+    }
+    for path in [
+        "/evil",
+        "/plugin/main.py",
+        "/sdk/plexichat_boot.py",
+        "/usr/lib/evil",
+        store.to_str().unwrap(),
+    ] {
+        s.blocked("write-file", path);
+    }
+
+    // No sockets of any family: seccomp refuses socket(2) itself.
+    for family in ["inet", "inet6", "unix", "netlink", "packet", "vsock"] {
+        s.blocked_with("socket", family, libc::EPERM, SECCOMP);
+    }
+    // subprocess forks, but the child's exec is refused: only the supervisor's one
+    // execveat of the pinned interpreter was ever allowed.
+    s.blocked_with("subprocess", "", libc::EPERM, SECCOMP);
+    // ctypes reaches the kernel directly; the filter answers.
+    for syscall in ["mount", "ptrace", "bpf", "unshare", "io_uring_setup"] {
+        s.blocked_with("ctypes", syscall, libc::EPERM, SECCOMP);
+    }
+    s.blocked("ctypes", "tiocsti");
+    s.bystanders("the quick attacks");
+    s.finish();
+
+    // Denials reach the audit trail as the supervisor serves them.
+    let want = [
+        "socket",
+        "execve",
+        "mount",
+        "ptrace",
+        "bpf",
+        "unshare",
+        "io_uring_setup",
+    ];
+    let mut denied = denied_syscalls(&d, PLUGIN);
+    poll(Duration::from_secs(15), || {
+        denied = denied_syscalls(&d, PLUGIN);
+        want.iter().all(|s| denied.contains(*s))
+    });
+    for syscall in want {
+        assert!(
+            denied.contains(syscall),
+            "no denial audited for {syscall}: {denied:?}"
+        );
+    }
+}
+
+#[test]
+fn a_python_fork_bomb_stops_at_pids_max_and_hurts_nobody_else() {
+    let d = start();
+    let v = attack(&d, "fork-bomb", "");
+    assert_eq!(v["blocked"], true, "the fork bomb was not stopped: {v}");
+    let forked = v["forked"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no fork count: {v}"));
+    assert!(
+        forked < 32,
+        "with pids = 16 the plugin forked {forked} processes: {v}"
+    );
+    assert_eq!(
+        v["errno"],
+        libc::EAGAIN,
+        "fork fails at pids.max with EAGAIN: {v}"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "a security.pids_max audit record",
+        || has_action(&d, "security.pids_max"),
+    );
+    assert_bystanders_fine(&d, "the fork bomb");
+    // It reaped its children: forking works again.
+    assert_eq!(attack(&d, "fork-ok", "")["ok"], true);
+}
+
+#[test]
+fn a_python_memory_balloon_is_oom_killed_audited_and_restarted() {
+    let d = start();
+    let before = d.wait_running(PLUGIN);
+    let out = invoke(&d, PLUGIN, "balloon", "512");
+    assert!(
+        !out.status.success(),
+        "the plugin touched 512 MiB under memory = 96MiB and answered: {}",
+        out.stdout
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "a security.oom* audit record",
+        || has_action(&d, "security.oom"),
+    );
+    assert_bystanders_fine(&d, "the OOM kill");
+    wait_until(
+        Duration::from_secs(30),
+        "hostile-py restarted after the OOM kill",
+        || d.runtime_of(PLUGIN) == "running" && d.plugin_pid(PLUGIN) != Some(before),
+    );
+    assert_eq!(attack(&d, "alloc", "8")["ok"], true);
+}
+
+/// Each module the plugin loads for the first time is reported, audited as
+/// plugin.import and listed by `plugin show` — observed, never blocked.
+#[test]
+fn imports_are_observed_audited_and_shown() {
+    let d = start();
+    let v = attack(&d, "import-probe", "");
+    let new: Vec<String> = v["new"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        new.contains(&"ctypes".to_string()),
+        "ctypes was already loaded? {v}"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "plugin.import of ctypes audited",
+        || {
+            d.audit(Some(PLUGIN))
+                .iter()
+                .any(|r| r["action"] == "plugin.import" && r["detail"]["module"] == "ctypes")
+        },
+    );
+    let show = d.plugin_json(PLUGIN);
+    let imports: Vec<&str> = show["imports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no imports: {show}"))
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    assert!(imports.contains(&"ctypes"), "{imports:?}");
+    let ctypes = show["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "ctypes")
+        .unwrap();
+    assert!(
+        ctypes["origin"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("/usr/lib/python3")),
+        "{ctypes}"
+    );
+    // The SDK's own modules, loaded before the hook, are not reported as the plugin's.
+    assert!(
+        !imports.iter().any(|n| n.starts_with("grpclib")),
+        "{imports:?}"
+    );
+    let text = d.cli(&["plugin", "show", PLUGIN]).stdout;
+    assert!(
+        text.contains("observation only") && text.contains("ctypes"),
+        "{text}"
+    );
+}
