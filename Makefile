@@ -40,14 +40,16 @@ bench: bench-spawn bench-broker
 release:
 	PLEXICHAT_GIT_COMMIT=$(GIT_COMMIT) $(CARGO) build --release -p plexichat-supervisor -p plexichat-bench --bins
 	$(CARGO) build --release -p plexichat-e2e --bin echo_plugin
+	./scripts/python-sdk-bundle.sh target/python-sdk
 
-## Spawn-to-ready of a confined plugin vs unconfined vs bwrap /bin/true (needs bubblewrap).
+## Spawn-to-ready of a confined plugin vs unconfined vs bwrap /bin/true (needs bubblewrap);
+## the Python hello confined vs python3 -I -S -c pass.
 bench-spawn: release
 	@command -v bwrap >/dev/null || { echo "bench-spawn needs bwrap: apt-get install bubblewrap"; exit 1; }
 	./target/release/bench_spawn
 
 ## A checked, audited no-op broker call vs a raw socketpair and a bare tonic echo;
-## then the audit writer alone.
+## then the audit writer alone; then the Python SDK's call vs a bare grpclib echo.
 bench-broker: release
 	./target/release/bench_broker
 

@@ -121,6 +121,42 @@ impl Daemon {
     }
 }
 
+/// The repository checkout the benchmarks were built from.
+pub fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `[python]` section pointing at the SDK bundle `make bench` builds.
+pub fn python_config() -> String {
+    format!(
+        "[python]\ninterpreter = \"/usr/bin/python3\"\nsdk_dir = \"{}\"\n",
+        repo_dir().join("target/python-sdk").display()
+    )
+}
+
+/// A Python plugin package: the files of `source` under the repository, with a
+/// manifest of its own (no permissions, so no review is needed to start it).
+pub fn python_package(
+    daemon: &Daemon,
+    name: &str,
+    source: &str,
+    commands: &[&str],
+) -> Result<PathBuf> {
+    let dir = daemon.root().join("pkg").join(name);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(repo_dir().join(source).join("main.py"), dir.join("main.py"))
+        .with_context(|| format!("copying {source}/main.py"))?;
+    let mut manifest = format!(
+        "name = \"{name}\"\nversion = \"1.0.0\"\nruntime = \"python3\"\nentry = \"main.py\"\n\
+         [resources]\ncpu = 1.0\nmemory = \"128MiB\"\npids = 32\n"
+    );
+    for c in commands {
+        manifest.push_str(&format!("[[commands]]\nname = \"{c}\"\n"));
+    }
+    std::fs::write(dir.join("plugin.toml"), manifest)?;
+    Ok(dir)
+}
+
 /// Installs the package at `dir` as the CLI does: read here, streamed to the
 /// daemon (it opens no path of ours).
 pub async fn install(admin: &mut AdminClient<Channel>, dir: &Path) -> Result<()> {

@@ -1,7 +1,9 @@
 //! `make bench-broker`: a permission-checked, audited no-op broker call
 //! (`has_permission` from a confined SDK plugin), with 1 and 64 calls in flight, side
 //! by side in the same run with a raw socketpair round trip and a bare tonic echo over
-//! a socketpair; then the audit writer alone.
+//! a socketpair; then the audit writer alone; then the same call from the Python SDK
+//! beside a bare grpclib echo in Python over a socketpair, measured by the confined
+//! Python plugin itself (plugin-sdk-python/bench).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -10,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use broker_proto::admin::v1::{AuditQuery, EnablePluginRequest, InvokeCommandRequest};
-use plexichat_bench::{release_dir, stats, Daemon, Stats};
+use plexichat_bench::{python_config, python_package, release_dir, stats, Daemon, Stats};
 
 mod echo {
     tonic::include_proto!("plexichat.bench.v1");
@@ -22,6 +24,8 @@ use echo::EchoMessage;
 const CALLS: usize = 20_000;
 const WARMUP: usize = 1_000;
 const AUDIT_RECORDS: usize = 300_000;
+/// Python calls are ~10x slower: fewer keep the bench short.
+const PYTHON_CALLS: usize = 2_000;
 
 /// One measured configuration: latency percentiles (µs) and calls per second.
 struct Figure {
@@ -250,7 +254,10 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(CALLS);
-    let daemon = Daemon::start("[broker]\nrate_per_sec = 1000000000.0\nburst = 1000000000\n")?;
+    let daemon = Daemon::start(&format!(
+        "[broker]\nrate_per_sec = 1000000000.0\nburst = 1000000000\n{}",
+        python_config()
+    ))?;
     let mut admin = daemon.admin().await?;
     let pkg = daemon.package("echo", &release_dir()?.join("echo_plugin"))?;
     plexichat_bench::install(&mut admin, &pkg).await?;
@@ -309,5 +316,123 @@ async fn main() -> Result<()> {
     if audited != expected {
         bail!("{} audit records missing", expected - audited);
     }
+    python_rows(&daemon).await
+}
+
+/// The Python SDK's checked, audited no-op call and a bare grpclib echo, both timed
+/// inside the confined `bench-py` plugin in one invocation, 1 and 8 in flight.
+async fn python_rows(daemon: &Daemon) -> Result<()> {
+    let calls = std::env::var("BENCH_PYTHON_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PYTHON_CALLS);
+    let mut admin = daemon.admin().await?;
+    let pkg = python_package(
+        daemon,
+        "bench-py",
+        "plugin-sdk-python/bench",
+        &["bench-calls"],
+    )?;
+    plexichat_bench::install(&mut admin, &pkg).await?;
+    admin
+        .enable_plugin(EnablePluginRequest {
+            name: "bench-py".into(),
+            verify_security: false,
+        })
+        .await?;
+    let mut ready = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if python_calls(&mut admin, 10, 1).await.is_ok() {
+            ready = true;
+            break;
+        }
+    }
+    if !ready {
+        bail!(
+            "bench-py did not answer: {}",
+            std::fs::read_to_string(daemon.root().join("daemon.log"))?
+        );
+    }
+    println!();
+    println!(
+        "Python SDK (confined bench-py plugin, CPython {}), {calls} calls per row",
+        python_version(&mut admin).await?
+    );
+    println!(
+        "{:<40} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "", "p50 µs", "p99 µs", "calls/s", "p50 vs", "rate vs"
+    );
+    for in_flight in [1, 8] {
+        let v = python_calls(&mut admin, calls, in_flight).await?;
+        let figure = |key: &str| -> Result<Figure> {
+            let num = |k: String| v[&k].as_f64().with_context(|| format!("{k} in {v}"));
+            Ok(Figure {
+                lat: Stats {
+                    n: calls,
+                    p50: num(format!("{key}_us_p50"))?,
+                    p99: num(format!("{key}_us_p99"))?,
+                    min: 0.0,
+                },
+                per_sec: num(format!("{key}_per_sec"))?,
+            })
+        };
+        let (bare, bridged, sdk) = (
+            figure("bare_echo")?,
+            figure("bridge_echo")?,
+            figure("sdk_call")?,
+        );
+        println!(
+            "{}",
+            row(
+                &format!("bare grpclib echo, {in_flight} in flight"),
+                &bare,
+                &bare
+            )
+        );
+        println!(
+            "{}",
+            row(
+                &format!("grpclib echo via the SDK bridge, {in_flight}"),
+                &bridged,
+                &bare
+            )
+        );
+        println!(
+            "{}",
+            row(
+                &format!("Python SDK broker call, {in_flight} in flight"),
+                &sdk,
+                &bare
+            )
+        );
+    }
+    println!(
+        "(ratios against the bare grpclib echo with the same calls in flight, in the same run)"
+    );
     Ok(())
+}
+
+async fn python_calls(
+    admin: &mut broker_proto::admin::v1::admin_client::AdminClient<tonic::transport::Channel>,
+    calls: usize,
+    in_flight: usize,
+) -> Result<serde_json::Value> {
+    let out = admin
+        .invoke_command(InvokeCommandRequest {
+            plugin: "bench-py".into(),
+            command: "bench-calls".into(),
+            args: format!("{calls} {in_flight}").into_bytes(),
+            timeout_ms: 300_000,
+        })
+        .await?
+        .into_inner();
+    serde_json::from_slice(&out.output).context("bench-calls answer")
+}
+
+async fn python_version(
+    admin: &mut broker_proto::admin::v1::admin_client::AdminClient<tonic::transport::Channel>,
+) -> Result<String> {
+    let v = python_calls(admin, 10, 1).await?;
+    Ok(v["python"].as_str().unwrap_or("?").to_string())
 }

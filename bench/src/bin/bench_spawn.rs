@@ -1,7 +1,8 @@
 //! `make bench-spawn`: spawn-to-ready of a fully confined SDK plugin (from the
 //! launch request until its handshake completes and its session is open), side by
 //! side with an unconfined spawn of the same plugin and bubblewrap running /bin/true;
-//! each with trampolines started ahead of time (the default) and without.
+//! each with trampolines started ahead of time (the default) and without. Then the
+//! Python hello, confined, beside `python3 -I -S -c pass` unconfined.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,10 +12,53 @@ use broker_proto::admin::v1::{
     AuditQuery, DisablePluginRequest, EnablePluginRequest, ListPluginsRequest, PluginState,
     RuntimePhase,
 };
-use plexichat_bench::{release_dir, stats, Daemon, Stats};
+use plexichat_bench::{python_config, python_package, release_dir, stats, Daemon, Stats};
 
 const RUNS: usize = 200;
+/// A Python start costs ~100x a native one: fewer runs keep the bench short.
+const PYTHON_RUNS: usize = 40;
 const WARMUP: usize = 10;
+
+/// The plugin a spawn series starts.
+#[derive(Clone, Copy)]
+enum Subject {
+    /// The native echo test plugin.
+    Echo,
+    /// The Python hello example (plugin-sdk-python/examples/hello).
+    PythonHello,
+}
+
+impl Subject {
+    fn name(self) -> &'static str {
+        match self {
+            Subject::Echo => "echo",
+            Subject::PythonHello => "hello-py",
+        }
+    }
+}
+
+/// `python3 -I -S <args>`, unconfined, each run's wall time.
+fn python_unconfined(args: &[&str], runs: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(runs);
+    for i in 0..runs + WARMUP {
+        let t = Instant::now();
+        let status = Command::new("/usr/bin/python3")
+            .args(["-I", "-S"])
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .status()
+            .context("running /usr/bin/python3")?;
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        if !status.success() {
+            bail!("python3 {args:?} failed: {status}");
+        }
+        if i >= WARMUP {
+            out.push(us);
+        }
+    }
+    Ok(out)
+}
 
 fn bwrap_true(runs: usize) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(runs);
@@ -46,16 +90,32 @@ fn bwrap_true(runs: usize) -> Result<Vec<f64>> {
 
 /// Enables and force-disables the plugin `runs` times; returns the supervisor's
 /// own spawn-to-ready figure of each start (from the audit trail).
-async fn plugin_spawns(confine: bool, warm: usize, runs: usize) -> Result<Vec<f64>> {
-    let daemon = Daemon::start(&format!("confine = {confine}\nwarm_trampolines = {warm}"))?;
+async fn plugin_spawns(
+    subject: Subject,
+    confine: bool,
+    warm: usize,
+    runs: usize,
+) -> Result<Vec<f64>> {
+    let name = subject.name();
+    let daemon = Daemon::start(&format!(
+        "confine = {confine}\nwarm_trampolines = {warm}\n{}",
+        python_config()
+    ))?;
     let mut admin = daemon.admin().await?;
-    let binary = release_dir()?.join("echo_plugin");
-    let pkg = daemon.package("echo", &binary)?;
+    let pkg = match subject {
+        Subject::Echo => daemon.package(name, &release_dir()?.join("echo_plugin"))?,
+        Subject::PythonHello => python_package(
+            &daemon,
+            name,
+            "plugin-sdk-python/examples/hello",
+            &["greet"],
+        )?,
+    };
     plexichat_bench::install(&mut admin, &pkg).await?;
     for _ in 0..runs + WARMUP {
         admin
             .enable_plugin(EnablePluginRequest {
-                name: "echo".into(),
+                name: name.into(),
                 verify_security: false,
             })
             .await?;
@@ -79,18 +139,18 @@ async fn plugin_spawns(confine: bool, warm: usize, runs: usize) -> Result<Vec<f6
         }
         admin
             .disable_plugin(DisablePluginRequest {
-                name: "echo".into(),
+                name: name.into(),
                 force: true,
             })
             .await?;
     }
-    // Every page of the echo plugin's records, oldest first.
+    // Every page of the plugin's records, oldest first.
     let mut records = Vec::new();
     let mut before_id = 0;
     loop {
         let page = admin
             .query_audit(AuditQuery {
-                plugin: "echo".into(),
+                plugin: name.into(),
                 before_id,
                 page_size: broker_proto::MAX_AUDIT_PAGE_RECORDS,
                 ..AuditQuery::default()
@@ -135,10 +195,10 @@ async fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(RUNS);
     let bwrap = stats(&bwrap_true(runs)?);
-    let unconfined = stats(&plugin_spawns(false, 2, runs).await?);
-    let confined = stats(&plugin_spawns(true, 2, runs).await?);
-    let unconfined_cold = stats(&plugin_spawns(false, 0, runs).await?);
-    let confined_cold = stats(&plugin_spawns(true, 0, runs).await?);
+    let unconfined = stats(&plugin_spawns(Subject::Echo, false, 2, runs).await?);
+    let confined = stats(&plugin_spawns(Subject::Echo, true, 2, runs).await?);
+    let unconfined_cold = stats(&plugin_spawns(Subject::Echo, false, 0, runs).await?);
+    let confined_cold = stats(&plugin_spawns(Subject::Echo, true, 0, runs).await?);
     println!("spawn-to-ready, {runs} runs each after {WARMUP} warm-up runs (milliseconds)");
     println!(
         "{:<48} {:>5} {:>10} {:>10} {:>10} {:>13}",
@@ -170,6 +230,44 @@ async fn main() -> Result<()> {
         "confinement adds {} with ready trampolines, {} without; target: p50 <= 0.5x bwrap, overhead <= 2 ms",
         adds(confined, unconfined),
         adds(confined_cold, unconfined_cold)
+    );
+    python_rows().await
+}
+
+/// The Python hello, confined (interpreter sealed and verified, package and SDK
+/// digests checked, boot, SDK import, handshake), beside the bare interpreter and the
+/// interpreter importing the SDK, both unconfined, in the same run.
+async fn python_rows() -> Result<()> {
+    let runs = std::env::var("BENCH_PYTHON_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PYTHON_RUNS);
+    let bare = stats(&python_unconfined(&["-c", "pass"], runs)?);
+    let sdk = plexichat_bench::repo_dir().join("target/python-sdk");
+    let import = format!(
+        "import os, sys; os.environ['PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION'] = 'python'; \
+         sys.path[:0] = [{:?}]; import plexichat_plugin",
+        sdk.display().to_string()
+    );
+    let with_sdk = stats(&python_unconfined(&["-B", "-c", &import], runs)?);
+    let confined = stats(&plugin_spawns(Subject::PythonHello, true, 2, runs).await?);
+    println!();
+    println!("Python plugins, {runs} runs each after {WARMUP} warm-up runs (milliseconds)");
+    println!(
+        "{:<48} {:>5} {:>10} {:>10} {:>10} {:>13}",
+        "", "n", "min", "p50", "p99", "p50 vs bare"
+    );
+    for (name, s) in [
+        ("python3 -I -S -c pass, unconfined", bare),
+        ("python3 importing the SDK, unconfined", with_sdk),
+        ("Python hello, fully confined (spawn-to-ready)", confined),
+    ] {
+        println!("{}", row(name, s, bare));
+    }
+    println!(
+        "the SDK import is {:.0}% of the confined start; confinement and the handshake add {:.2} ms at p50",
+        100.0 * (with_sdk.p50 - bare.p50) / confined.p50,
+        (confined.p50 - with_sdk.p50) / 1000.0
     );
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::broker::InvokeError;
 use crate::clock::now_ms;
 use crate::context::Shared;
-use crate::install::InstallError;
+use crate::install::{self, InstallError};
 use crate::lifecycle::{self, LifecycleError};
 use crate::manifest::validate_topic_pattern;
 use crate::runtime::Runtime;
@@ -87,6 +87,23 @@ pub(super) fn lifecycle_status(e: LifecycleError) -> Status {
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl AdminService {
+    /// What ShowPlugin answers for `name`.
+    fn detail(&self, name: &str) -> Result<Response<PluginDetail>, Status> {
+        let row = self
+            .shared
+            .store
+            .require_plugin(name)
+            .map_err(store_status)?;
+        let perms = self.shared.store.permissions(name).map_err(store_status)?;
+        let status = self.runtime.status(name);
+        Ok(Response::new(convert::detail(
+            &self.shared.catalog,
+            &row,
+            &perms,
+            &status,
+        )))
+    }
+
     pub(super) fn auth<T>(
         &self,
         req: &Request<T>,
@@ -198,20 +215,7 @@ impl Admin for AdminService {
         request: Request<PluginRef>,
     ) -> Result<Response<PluginDetail>, Status> {
         self.auth(&request, "show", Need::Read)?;
-        let name = request.into_inner().name;
-        let row = self
-            .shared
-            .store
-            .require_plugin(&name)
-            .map_err(store_status)?;
-        let perms = self.shared.store.permissions(&name).map_err(store_status)?;
-        let status = self.runtime.status(&name);
-        Ok(Response::new(convert::detail(
-            &self.shared.catalog,
-            &row,
-            &perms,
-            &status,
-        )))
+        self.detail(&request.into_inner().name)
     }
 
     async fn list_pending(
@@ -282,6 +286,29 @@ impl Admin for AdminService {
             .await
             .map_err(lifecycle_status)?;
         Ok(Response::new(self.summary(&req.name)?))
+    }
+
+    async fn repin_runtime(
+        &self,
+        request: Request<RepinRuntimeRequest>,
+    ) -> Result<Response<PluginDetail>, Status> {
+        let actor = self.auth(&request, "repin runtime", Need::Change)?;
+        let req = request.into_inner();
+        if req.comment.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "a repin needs a comment saying why the runtime changed",
+            ));
+        }
+        let _lock = self.lock(&req.name, lifecycle::Op::Repin).await?;
+        let shared = Arc::clone(&self.shared);
+        let (name, comment) = (req.name.clone(), req.comment.clone());
+        tokio::task::spawn_blocking(move || {
+            install::repin_runtime(&shared.cfg.python, &shared.store, &actor, &name, &comment)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(install_status)?;
+        self.detail(&req.name)
     }
 
     async fn revoke_permission(

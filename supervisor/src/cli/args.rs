@@ -258,6 +258,15 @@ pub(super) enum PluginCommand {
         #[arg(long)]
         comment: Option<String>,
     },
+    /// Pin a Python plugin to the interpreter and SDK bundle this host has now, after
+    /// upgrading either (its package must still match its own pin)
+    RepinRuntime {
+        /// Plugin name
+        name: String,
+        /// Why the runtime changed (required; audited)
+        #[arg(long)]
+        comment: Option<String>,
+    },
     /// Revoke a permission from one plugin, or from every plugin with --all;
     /// running plugins lose it at their next call
     RevokePermission {

@@ -234,6 +234,28 @@ pub async fn request_changes(session: &Session, name: String, comment: String) -
     emit(&session.render(&resp, |s| state_change_text("sent back to its author", s))?)
 }
 
+pub async fn repin_runtime(session: &Session, name: String, comment: String) -> Result<()> {
+    let request = broker_proto::admin::v1::RepinRuntimeRequest { name, comment };
+    let resp = session
+        .connect()
+        .await?
+        .repin_runtime(request)
+        .await?
+        .into_inner();
+    emit(&session.render(&resp, |d| {
+        let r = d.plugin_runtime.clone().unwrap_or_default();
+        format!(
+            "{} now runs on {} (Python {}, sha256 {}) with SDK bundle {}; state {}\n",
+            d.summary.as_ref().map_or("", |s| s.name.as_str()),
+            r.interpreter,
+            r.interpreter_version,
+            r.interpreter_sha256,
+            r.sdk_digest,
+            d.summary.as_ref().map_or(NONE.to_string(), |s| label(s.state()))
+        )
+    })?)
+}
+
 pub async fn disable(session: &Session, name: String, force: bool) -> Result<()> {
     let request = DisablePluginRequest { name, force };
     let resp = session

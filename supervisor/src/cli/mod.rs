@@ -137,6 +137,7 @@ impl PluginCommand {
         match self {
             PluginCommand::Show { name }
             | PluginCommand::RequestChanges { name, .. }
+            | PluginCommand::RepinRuntime { name, .. }
             | PluginCommand::Update { name, .. }
             | PluginCommand::Enable { name, .. }
             | PluginCommand::Disable { name, .. }
@@ -173,6 +174,9 @@ async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Resul
         }
         PluginCommand::RequestChanges { name, comment } => {
             commands::request_changes(session, name, comment.unwrap_or_default()).await
+        }
+        PluginCommand::RepinRuntime { name, comment } => {
+            commands::repin_runtime(session, name, comment.unwrap_or_default()).await
         }
         PluginCommand::Deny(args) => {
             commands::deny(session, decision(args, commands::Expiry::default())).await

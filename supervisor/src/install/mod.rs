@@ -3,9 +3,11 @@
 //! SHA-256 and record the plugin (disabled) with one pending request per
 //! permission. Updates to a new version are in `update`.
 
+mod repin;
 mod staging;
 mod update;
 
+pub use repin::repin_runtime;
 pub use staging::{sweep as sweep_staging, Staging};
 pub use update::{retire, update, Updated};
 

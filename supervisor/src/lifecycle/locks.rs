@@ -20,6 +20,7 @@ pub enum Op {
     Enable,
     Disable,
     RequestChanges,
+    Repin,
     Backup,
     Restore,
 }
@@ -34,6 +35,7 @@ impl Op {
             Op::Enable => "an enable",
             Op::Disable => "a disable",
             Op::RequestChanges => "a request for changes",
+            Op::Repin => "a runtime repin",
             Op::Backup => "a backup",
             Op::Restore => "a restore",
         }

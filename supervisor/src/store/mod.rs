@@ -780,6 +780,26 @@ fn python_json(p: &PluginRow) -> Result<Option<String>, StoreError> {
         })
 }
 
+/// Records a Python plugin's new runtime pin (see `install::repin_runtime`).
+pub fn set_python_pin(
+    c: &Connection,
+    name: &str,
+    pin: &crate::python_runtime::PythonPin,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(pin).map_err(|e| StoreError::Corrupt {
+        table: "plugins",
+        message: format!("encoding the runtime pin: {e}"),
+    })?;
+    let n = c.execute(
+        "UPDATE plugins SET runtime = ?2, updated_at = ?3 WHERE name = ?1",
+        params![name, json, now_ms()],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoSuchPlugin(name.to_string()));
+    }
+    Ok(())
+}
+
 pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
     let now = now_ms();
     let inserted = c.execute(
