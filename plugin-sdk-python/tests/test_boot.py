@@ -234,6 +234,27 @@ def test_a_rate_limited_report_is_kept_and_retried_a_refused_one_dropped() -> No
     assert "refused" in warnings[-1]
 
 
+def test_a_broker_without_import_reports_is_told_once() -> None:
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    calls: list[int] = []
+    warnings: list[str] = []
+
+    async def send(request: pb.ReportImportsRequest) -> pb.ReportImportsResponse:
+        calls.append(len(request.modules))
+        raise GRPCError(Status.UNIMPLEMENTED, "unknown method")
+
+    async def scenario() -> None:
+        reporter = _Reporter(send, warnings.append)
+        await reporter.send([Imported("a", "")])
+        await reporter.send([Imported("b", "")])
+        assert reporter.unsupported and reporter.backlog == []
+
+    asyncio.run(scenario())
+    assert calls == [1] and len(warnings) == 1 and "does not take" in warnings[0]
+
+
 async def _refused(send: object, warnings: list[str]) -> None:
     reporter = _Reporter(send, warnings.append)  # type: ignore[arg-type]
     await reporter.send([Imported("x", "")])

@@ -186,8 +186,12 @@ class _Reporter:
         self.backlog: list[Imported] = []
         self.delay = RETRY_FIRST_SECONDS
         self._capped = False
+        self.unsupported = False
+        """The broker predates ReportImports: nothing more is sent."""
 
     async def send(self, batch: list[Imported]) -> None:
+        if self.unsupported:
+            return
         self.backlog.extend(batch)
         while self.backlog:
             chunk = self.backlog[:MAX_PER_REPORT]
@@ -197,6 +201,11 @@ class _Reporter:
             try:
                 answer = await self._send(request)
             except Exception as err:
+                if isinstance(err, GRPCError) and err.status == Status.UNIMPLEMENTED:
+                    self._warn("the broker does not take import reports; none are sent")
+                    self.unsupported = True
+                    self.backlog.clear()
+                    return
                 if _retryable(err):
                     self._warn(f"import report delayed {self.delay:.0f}s: {err}")
                     self.delay = min(self.delay * 2, RETRY_MAX_SECONDS)
