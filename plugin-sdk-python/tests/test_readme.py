@@ -12,7 +12,7 @@ from pathlib import Path
 
 SDK = Path(__file__).resolve().parent.parent
 README = (SDK / "README.md").read_text()
-BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, re.S)
+BLOCKS: list[tuple[str, str]] = re.findall(r"```(\w*)\n(.*?)```", README, re.S)
 
 
 def block(language: str, index: int = 0) -> str:
