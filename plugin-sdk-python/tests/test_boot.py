@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,6 +186,17 @@ def test_the_hook_queues_only_new_names_and_never_raises() -> None:
     found = monitor.collect({"json": None, "csv": None})
     assert [m.name for m in found] == ["csv"]
     assert monitor.collect({"json": None, "csv": None}) == []
+
+
+def test_odd_sys_modules_entries_are_skipped_not_fatal() -> None:
+    class Hostile:
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError("no attributes here")
+
+    monitor = ImportMonitor([])
+    odd: dict[Any, Any] = {42: None, "weird_mod": Hostile(), "fine": None}
+    found = monitor.collect(odd)
+    assert found == [Imported("weird_mod", ""), Imported("fine", "")]
 
 
 def test_names_the_broker_refuses_are_set_aside_and_origins_cut_to_1024_bytes() -> None:
