@@ -98,6 +98,26 @@ def test_hundreds_of_imports_go_in_reports_of_at_most_256(importer: Served) -> N
     assert importer.import_reports >= 3
 
 
+def test_imports_before_the_handshake_are_reported_once_it_is_made(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(
+        "import wave  # before the broker connection exists\n"
+        "from plexichat_plugin import Plugin\n"
+        "Plugin().run()\n"
+    )
+    served = TestBroker("early").serve()
+    sock = served.connect()
+    proc = boot(tmp_path / "main.py", sock.fileno(), cwd=tmp_path)
+    sock.close()
+    try:
+        served.wait_session()
+        served.wait_until(lambda: "wave" in served.imported())
+        assert dict(served.imports)["wave"].endswith("/wave.py")
+    finally:
+        served.shutdown()
+        assert proc.wait(10) == 0
+        served.close()
+
+
 def test_without_the_boot_script_nothing_is_reported() -> None:
     from plexichat_plugin import Plugin, PluginContext
 
