@@ -69,26 +69,28 @@ for name in sys.argv[1:]:
 EOF
 }
 
-# .py files of package directory $1 copied to $2, minus SKIP_DIRS.
+# .py files of package directory $1 copied to $2 (import name $3), minus SKIP_DIRS:
+# one find and one cp per package.
 copy_py() {
-    local from=$1 to=$2 rel skip
-    while IFS= read -r -d '' rel; do
-        rel=${rel#./}
-        for skip in "${SKIP_DIRS[@]}"; do
-            case "/$(basename -- "$from")/$rel" in
-                */"$skip"/*) continue 2 ;;
-            esac
-        done
-        mkdir -p -- "$to/$(dirname -- "$rel")"
-        cp -- "$from/$rel" "$to/$rel"
-    done < <(cd -- "$from" && find . -name '*.py' -type f -print0)
+    local from=$1 to=$2 top=${3%%.*} skip
+    local prune=(-name __pycache__)
+    for skip in "${SKIP_DIRS[@]}"; do
+        case "$skip" in
+            "$top"/*) prune+=(-o -path "./${skip#"$top"/}") ;;
+            */*) ;;
+            *) prune+=(-o -name "$skip") ;;
+        esac
+    done
+    mkdir -p -- "$to"
+    (cd -- "$from" && find . -type d \( "${prune[@]}" \) -prune -o -type f -name '*.py' -print0 |
+        xargs -0 -r cp --parents -t "$to" --)
 }
 
-copy_py "$src/plexichat_plugin" "$build/plexichat_plugin"
+copy_py "$src/plexichat_plugin" "$build/plexichat_plugin" plexichat_plugin
 cp -- "$src/plexichat_boot.py" "$build/plexichat_boot.py"
 locations=$(locate "${DEPS[@]}")
 while read -r module dir; do
-    copy_py "$dir" "$build/${module//.//}"
+    copy_py "$dir" "$build/${module//.//}" "$module"
 done <<<"$locations"
 
 # What went in, for the reviewer: versions as python3's metadata has them.
@@ -107,7 +109,10 @@ fi
 find "$build" -type d -exec chmod 0755 {} +
 find "$build" -type f -exec chmod 0644 {} +
 
-"$INTERPRETER" -I -S -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+# One process, in compileall's sorted order: marshal marks objects by their reference
+# counts, which depend on what the compiling process did before; with parallel
+# workers (-j) that history would be left to scheduling.
+"$INTERPRETER" -I -S -m compileall -q --invalidation-mode unchecked-hash \
     -s "$build" -p "$MOUNT" "$build" >/dev/null ||
     die "$INTERPRETER could not byte-compile the bundle"
 find "$build" -type f -exec chmod 0644 {} +

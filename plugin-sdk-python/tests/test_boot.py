@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,26 @@ def test_hundreds_of_imports_go_in_reports_of_at_most_256(importer: Served) -> N
     )
     # The test broker refuses a report over 256 modules, as the broker does.
     assert importer.import_reports >= 3
+
+
+def test_imports_before_the_handshake_are_reported_once_it_is_made(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text(
+        "import wave  # before the broker connection exists\n"
+        "from plexichat_plugin import Plugin\n"
+        "Plugin().run()\n"
+    )
+    served = TestBroker("early").serve()
+    sock = served.connect()
+    proc = boot(tmp_path / "main.py", sock.fileno(), cwd=tmp_path)
+    sock.close()
+    try:
+        served.wait_session()
+        served.wait_until(lambda: "wave" in served.imported())
+        assert dict(served.imports)["wave"].endswith("/wave.py")
+    finally:
+        served.shutdown()
+        assert proc.wait(10) == 0
+        served.close()
 
 
 def test_without_the_boot_script_nothing_is_reported() -> None:
@@ -187,6 +208,17 @@ def test_the_hook_queues_only_new_names_and_never_raises() -> None:
     assert monitor.collect({"json": None, "csv": None}) == []
 
 
+def test_odd_sys_modules_entries_are_skipped_not_fatal() -> None:
+    class Hostile:
+        def __getattr__(self, name: str) -> object:
+            raise RuntimeError("no attributes here")
+
+    monitor = ImportMonitor([])
+    odd: dict[Any, Any] = {42: None, "weird_mod": Hostile(), "fine": None}
+    found = monitor.collect(odd)
+    assert found == [Imported("weird_mod", ""), Imported("fine", "")]
+
+
 def test_names_the_broker_refuses_are_set_aside_and_origins_cut_to_1024_bytes() -> None:
     class Module:
         __file__ = "/plugin/" + "é" * 1000 + ".py"
@@ -232,6 +264,27 @@ def test_a_rate_limited_report_is_kept_and_retried_a_refused_one_dropped() -> No
     assert "delayed" in warnings[0]
     asyncio.run(_refused(send, warnings))
     assert "refused" in warnings[-1]
+
+
+def test_a_broker_without_import_reports_is_told_once() -> None:
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    calls: list[int] = []
+    warnings: list[str] = []
+
+    async def send(request: pb.ReportImportsRequest) -> pb.ReportImportsResponse:
+        calls.append(len(request.modules))
+        raise GRPCError(Status.UNIMPLEMENTED, "unknown method")
+
+    async def scenario() -> None:
+        reporter = _Reporter(send, warnings.append)
+        await reporter.send([Imported("a", "")])
+        await reporter.send([Imported("b", "")])
+        assert reporter.unsupported and reporter.backlog == []
+
+    asyncio.run(scenario())
+    assert calls == [1] and len(warnings) == 1 and "does not take" in warnings[0]
 
 
 async def _refused(send: object, warnings: list[str]) -> None:

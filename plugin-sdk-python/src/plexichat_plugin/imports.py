@@ -59,7 +59,11 @@ def is_module_name(name: str) -> bool:
 
 def origin_of(module: object) -> str:
     """The module's file (a .py, .pyc or .so path), cut to what the broker takes."""
-    path = getattr(module, "__file__", None)
+    try:
+        path = getattr(module, "__file__", None)
+    except Exception:
+        # A module object of the plugin's own making may raise anything.
+        return ""
     if not isinstance(path, str):
         return ""
     raw = path.replace("\0", "").encode("utf-8", errors="replace")[:MAX_ORIGIN_BYTES]
@@ -77,6 +81,7 @@ class ImportMonitor:
         self.untracked = 0
         """Names dropped past MAX_TRACKED."""
         self._unsendable: set[str] = set()
+        self._said_untracked = False
 
     def hook(self, event: str, args: tuple[Any, ...]) -> None:
         """The audit hook. Runs on every audit event of every thread, so it tests the
@@ -116,7 +121,8 @@ class ImportMonitor:
         names.extend(list(modules))
         out: list[Imported] = []
         for name in names:
-            if name in self._seen:
+            # sys.modules is the plugin's to mangle: a key that is no string is skipped.
+            if not isinstance(name, str) or name in self._seen:
                 continue
             if len(self._seen) >= MAX_TRACKED:
                 self.untracked += 1
@@ -152,10 +158,13 @@ class ImportMonitor:
         try:
             while True:
                 woken.clear()
-                batch = self.collect(sys.modules)
-                for name in self.take_unsendable():
-                    warn(f"import of {name!r} not reported: not a dotted module name")
-                await reporter.send(batch)
+                try:
+                    await self._report_once(reporter, warn)
+                except Exception as err:
+                    # Whatever went wrong, the plugin goes on; reporting resumes.
+                    warn(f"import report failed: {err}")
+                    await asyncio.sleep(RETRY_MAX_SECONDS)
+                    continue
                 if reporter.backlog:
                     await asyncio.sleep(reporter.delay)
                     continue
@@ -163,6 +172,15 @@ class ImportMonitor:
                 await asyncio.sleep(GATHER_SECONDS)
         finally:
             self._wake = None
+
+    async def _report_once(self, reporter: _Reporter, warn: Callable[[str], None]) -> None:
+        batch = self.collect(sys.modules)
+        for name in self.take_unsendable():
+            warn(f"import of {name!r} not reported: not a dotted module name")
+        if self.untracked and not self._said_untracked:
+            self._said_untracked = True
+            warn(f"over {MAX_TRACKED} module names: further imports are not reported")
+        await reporter.send(batch)
 
     async def flush(
         self,
@@ -186,8 +204,12 @@ class _Reporter:
         self.backlog: list[Imported] = []
         self.delay = RETRY_FIRST_SECONDS
         self._capped = False
+        self.unsupported = False
+        """The broker predates ReportImports: nothing more is sent."""
 
     async def send(self, batch: list[Imported]) -> None:
+        if self.unsupported:
+            return
         self.backlog.extend(batch)
         while self.backlog:
             chunk = self.backlog[:MAX_PER_REPORT]
@@ -197,6 +219,11 @@ class _Reporter:
             try:
                 answer = await self._send(request)
             except Exception as err:
+                if isinstance(err, GRPCError) and err.status == Status.UNIMPLEMENTED:
+                    self._warn("the broker does not take import reports; none are sent")
+                    self.unsupported = True
+                    self.backlog.clear()
+                    return
                 if _retryable(err):
                     self._warn(f"import report delayed {self.delay:.0f}s: {err}")
                     self.delay = min(self.delay * 2, RETRY_MAX_SECONDS)

@@ -59,6 +59,7 @@ SYSCALLS = {
     },
 }
 TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
 CLONE_NEWUSER = 0x10000000
 PTRACE_TRACEME, PTRACE_ATTACH, PTRACE_DETACH = 0, 16, 17
 BPF_PROG_LOAD = 5
@@ -234,7 +235,8 @@ def executable() -> str:
     ):
         if os.path.exists(path):
             return path
-    return sys.executable
+    # Executed from a sealed copy, the interpreter may not know its own path ("").
+    return sys.executable or "/usr/bin/python3"
 
 
 def wait_status(pid: int) -> int:
@@ -293,6 +295,11 @@ def subprocess_attack(arg: str) -> Json:
         steps.append(step(f"subprocess.run([{program}, --version])", True, None, "ran (timed out)"))
 
     def exec_it() -> int:
+        try:
+            # The program's output is not the plugin's log's business.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        except OSError:
+            pass
         try:
             os.execv(program, [program, "--version"])
         except OSError as err:
@@ -395,8 +402,11 @@ class Libc:
 
     def call(self, name: str, *args: Any) -> tuple[int, int]:
         """(return value, errno) of syscall `name`; integers pass as C longs."""
+        c_long = self.ctypes.c_long
+        # Variadic: without this ctypes would pass ints as C ints, cutting high bits.
+        passed = [c_long(a) if isinstance(a, int) else a for a in args]
         self.ctypes.set_errno(0)
-        ret = int(self.lib.syscall(self.ctypes.c_long(self.numbers[name]), *args))
+        ret = int(self.lib.syscall(c_long(self.numbers[name]), *passed))
         return ret, (self.ctypes.get_errno() if ret == -1 else 0)
 
     def step(self, label: str, name: str, *args: Any) -> Json:
@@ -472,25 +482,30 @@ def ctypes_io_uring(libc: Libc, arg: str) -> list[Json] | Json:
 
 
 def ctypes_tiocsti(libc: Libc, arg: str) -> list[Json] | Json:
+    """As the Rust plugin: TIOCSTI, TIOCSTI with high bits set (the kernel truncates
+    the request to 32 bits) and TIOCLINUX on fd 0, then TIOCSTI on /dev/null."""
     char = libc.ctypes.c_char(b"x")
-    ref = libc.ctypes.byref(char)
-    steps = []
+    subcode = libc.ctypes.c_char(b"\x03")  # TIOCL_PASTESEL
     confined, who = confinement()
-    if confined or not os.isatty(0):
-        steps.append(libc.step("ioctl(0, TIOCSTI, 'x')", "ioctl", 0, TIOCSTI, ref))
-    else:
-        steps.append(
-            step("ioctl(0, TIOCSTI, 'x')", False, None, f"not attempted on a real tty ({who})")
-        )
+    if not confined and os.isatty(0):
+        # Unconfined on a real terminal this would type into it.
+        return refused_unconfined("ctypes", f"{who}; fd 0 is a terminal")
+    ref, sub = libc.ctypes.byref(char), libc.ctypes.byref(subcode)
+    steps = [
+        libc.step("ioctl(0, TIOCSTI, 'x')", "ioctl", 0, TIOCSTI, ref),
+        libc.step("ioctl(0, TIOCSTI | 1<<32, 'x')", "ioctl", 0, TIOCSTI | 1 << 32, ref),
+        libc.step("ioctl(0, TIOCLINUX, TIOCL_PASTESEL)", "ioctl", 0, TIOCLINUX, sub),
+    ]
     try:
         fd = os.open("/dev/null", os.O_RDONLY)
-    except OSError as err:
-        steps.append(failed("open(/dev/null)", err))
-    else:
-        try:
-            steps.append(libc.step("ioctl(/dev/null, TIOCSTI, 'x')", "ioctl", fd, TIOCSTI, ref))
-        finally:
-            os.close(fd)
+    except OSError:
+        # No /dev/null in the sandbox: nothing more to aim at (not a step: its ENOENT
+        # would say nothing about the filter).
+        return steps
+    try:
+        steps.append(libc.step("ioctl(/dev/null, TIOCSTI, 'x')", "ioctl", fd, TIOCSTI, ref))
+    finally:
+        os.close(fd)
     return steps
 
 
@@ -513,8 +528,7 @@ def ctypes_attack(arg: str) -> Json:
         return {**result, "syscall": name}
     if name == "tiocsti":
         # ENOTTY means the request reached the driver: only EPERM shows the filter.
-        tried = [s for s in result if s["errno"] is not None or s["ok"]]
-        blocked = bool(tried) and all(s["errno"] == errno.EPERM for s in tried)
+        blocked = all(s["errno"] == errno.EPERM for s in result)
         return verdict("ctypes", blocked, result, syscall=name)
     return all_failed("ctypes", result, syscall=name)
 
