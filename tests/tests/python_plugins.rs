@@ -298,9 +298,19 @@ fn a_changed_package_sdk_or_interpreter_never_starts() {
 
     // The way back after a deliberate upgrade: repin, audited, then enable again.
     let no_comment = d.cli(&["plugin", "repin-runtime", "interp"]);
-    assert!(!no_comment.status.success() && no_comment.stderr.contains("comment"), "{}", no_comment.stderr);
+    assert!(
+        !no_comment.status.success() && no_comment.stderr.contains("comment"),
+        "{}",
+        no_comment.stderr
+    );
     let before = d.plugin_json("interp")["plugin_runtime"]["interpreter_sha256"].clone();
-    let out = d.cli(&["plugin", "repin-runtime", "interp", "--comment", "python upgrade"]);
+    let out = d.cli(&[
+        "plugin",
+        "repin-runtime",
+        "interp",
+        "--comment",
+        "python upgrade",
+    ]);
     out.ok();
     assert!(out.stdout.contains("now runs on"), "{}", out.stdout);
     let after = d.plugin_json("interp")["plugin_runtime"]["interpreter_sha256"].clone();
@@ -320,7 +330,11 @@ fn a_changed_package_sdk_or_interpreter_never_starts() {
     // A changed package is never blessed by a repin, and a native plugin has none.
     let refused = d.cli(&["plugin", "repin-runtime", "pkg", "--comment", "try"]);
     assert!(!refused.status.success(), "{}", refused.stdout);
-    assert!(refused.stderr.contains("changed since install too"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("changed since install too"),
+        "{}",
+        refused.stderr
+    );
     d.run_plugin("echo", &bin("echo_plugin"));
     let native = d.cli(&["plugin", "repin-runtime", "echo", "--comment", "try"]);
     assert!(native.stderr.contains("native plugin"), "{}", native.stderr);

@@ -251,7 +251,9 @@ pub async fn repin_runtime(session: &Session, name: String, comment: String) -> 
             r.interpreter_version,
             r.interpreter_sha256,
             r.sdk_digest,
-            d.summary.as_ref().map_or(NONE.to_string(), |s| label(s.state()))
+            d.summary
+                .as_ref()
+                .map_or(NONE.to_string(), |s| label(s.state()))
         )
     })?)
 }
