@@ -157,6 +157,28 @@ fn every_command_prints_canonical_protobuf_json() {
     let l: api::ListPluginsResponse = r.json("plugin list", &[]);
     assert_eq!(l.plugins[0].runtime(), api::RuntimePhase::Running);
     let _: api::PluginDetail = r.json("plugin show", &["hello"]);
+    // A Python plugin's pins, and a repin of its runtime.
+    let py = d.python_package(
+        "hello-py",
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugin-sdk-python/examples/hello"),
+    );
+    let _: api::PluginSummary = r.json("plugin install", &[py.to_str().expect("utf-8")]);
+    let shown: api::PluginDetail = r.json("plugin show", &["hello-py"]);
+    let pinned = shown.plugin_runtime.expect("a runtime");
+    assert_eq!(pinned.kind(), api::RuntimeKind::Python3);
+    assert!(
+        pinned.files.iter().any(|f| f.path == "main.py"),
+        "{pinned:?}"
+    );
+    let repinned: api::PluginDetail = r.json(
+        "plugin repin-runtime",
+        &["hello-py", "--comment", "same python"],
+    );
+    assert_eq!(
+        repinned.plugin_runtime.map(|p| p.interpreter_sha256),
+        Some(pinned.interpreter_sha256)
+    );
 
     // Events both ways: the watcher sees hello's answer, its payload in base64.
     let (mut watch, event_lines) = r.stream("event watch", &["plugin.hello.*"]);
@@ -279,7 +301,8 @@ fn every_command_prints_canonical_protobuf_json() {
     let v: api::VerifyIntegrityResponse = r.json("verify system-integrity", &[]);
     assert!(v.ok, "{v:?}");
     let m: api::MonitorResponse = r.json("monitor plugins", &["--interval", "10ms"]);
-    assert_eq!(m.plugins.len(), 2);
+    let installed: api::ListPluginsResponse = r.json("plugin list", &[]);
+    assert_eq!(m.plugins.len(), installed.plugins.len(), "one row per plugin");
     let _: api::ReloadConfigResponse = r.json("config reload", &[]);
 
     // Backups and a restore of the state they hold.
