@@ -302,7 +302,11 @@ fn every_command_prints_canonical_protobuf_json() {
     assert!(v.ok, "{v:?}");
     let m: api::MonitorResponse = r.json("monitor plugins", &["--interval", "10ms"]);
     let installed: api::ListPluginsResponse = r.json("plugin list", &[]);
-    assert_eq!(m.plugins.len(), installed.plugins.len(), "one row per plugin");
+    assert_eq!(
+        m.plugins.len(),
+        installed.plugins.len(),
+        "one row per plugin"
+    );
     let _: api::ReloadConfigResponse = r.json("config reload", &[]);
 
     // Backups and a restore of the state they hold.

@@ -246,3 +246,29 @@ fn imports_are_observed_audited_and_shown() {
         "{text}"
     );
 }
+
+/// A plugin importing without end costs the supervisor a bounded list: 1024 names kept
+/// per run and audited, the rest only counted; a bystander does not notice.
+#[test]
+fn an_import_flood_is_bounded_per_run() {
+    let d = start();
+    let v = attack(&d, "import-flood", "3000");
+    assert_eq!(v["imported"], 3000, "{v}");
+    let mut show = d.plugin_json(PLUGIN);
+    poll(Duration::from_secs(20), || {
+        show = d.plugin_json(PLUGIN);
+        show["imports"].as_array().map_or(0, Vec::len) == 1024
+            && show["imports_over_cap"].as_u64().unwrap_or(0) >= 3000 - 1024
+    });
+    let kept = show["imports"].as_array().map_or(0, Vec::len);
+    let over = show["imports_over_cap"].as_u64().unwrap_or(0);
+    assert_eq!(kept, 1024, "names kept");
+    assert!(over >= 3000 - 1024, "counted past the cap: {over}");
+    let audited = d
+        .audit(Some(PLUGIN))
+        .iter()
+        .filter(|r| r["action"] == "plugin.import")
+        .count();
+    assert_eq!(audited, 1024, "one plugin.import record per name kept");
+    assert_bystanders_fine(&d, "the import flood");
+}

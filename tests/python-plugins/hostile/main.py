@@ -550,6 +550,27 @@ def import_probe(arg: str) -> Json:
     }
 
 
+def import_flood(arg: str) -> Json:
+    """Writes `arg` tiny modules into /tmp and imports each: as many first-time imports
+    as it likes, for the supervisor to bound (1024 names kept per run, the rest counted)."""
+    try:
+        count = int(arg or "2000")
+    except ValueError:
+        raise BadArgument("a module count") from None
+    if not 0 < count <= 20_000:
+        raise BadArgument("a module count in 1..20000")
+    where = os.path.join(os.environ.get("TMPDIR", "/tmp"), "flood")
+    os.makedirs(where, exist_ok=True)
+    if where not in sys.path:
+        sys.path.append(where)
+    for i in range(count):
+        with open(os.path.join(where, f"flood_{i}.py"), "w") as f:
+            f.write(f"N = {i}\n")
+    for i in range(count):
+        __import__(f"flood_{i}")
+    return {"attack": "import-flood", "blocked": False, "imported": count}
+
+
 # ---------------------------------------------------------------------------------------
 # Twins
 
@@ -664,6 +685,7 @@ COMMANDS: dict[str, Callable[[str], Json]] = {
     "balloon": balloon,
     "ctypes": ctypes_attack,
     "import-probe": import_probe,
+    "import-flood": import_flood,
     # observations
     "fds": fds,
     # twins
