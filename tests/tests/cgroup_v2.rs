@@ -242,3 +242,81 @@ fn a_waiting_trampoline_forks_pid_1_into_the_plugins_cgroup() {
     d.stop();
     assert!(warm_cgroups(&parent).is_empty(), "nothing left after stop");
 }
+
+/// A Python plugin on a pure v2 host: the interpreter confined in its own cgroup with
+/// memory.max and pids.max, a balloon OOM-killed (the whole group), restarted, and a
+/// fork bomb stopped at pids.max.
+#[test]
+#[ignore = "needs a pure cgroup v2 host: make test runs these in a VM (scripts/vm-test.sh)"]
+fn a_python_plugin_is_held_by_its_v2_cgroup() {
+    require_v2();
+    let d = Daemon::start_with(Settings {
+        // CPython starts ~30x slower under TCG than on the host.
+        handshake_timeout: "180s",
+        health_interval: "60s",
+        backoff_max: "1s",
+        quarantine_after: 1000,
+        landlock_minimum_abi: 2,
+        ..Settings::default()
+    });
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("python-plugins/hostile");
+    let pkg = d.python_package("hostile-py", &source);
+    d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    d.cli(&["plugin", "enable", "hostile-py"]).ok();
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while d.runtime_of("hostile-py") != "running" {
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(d.root().join("log/plugins/hostile-py.log"))
+                .unwrap_or_default();
+            let daemon = d.log();
+            let tail: Vec<&str> = daemon.lines().rev().take(30).collect();
+            panic!(
+                "hostile-py not running: {}\nplugin log:\n{log}\ndaemon log (last lines, newest first):\n{}",
+                d.plugin_json("hostile-py"),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let v = d
+        .cli(&[
+            "--output",
+            "json",
+            "security",
+            "plugin-status",
+            "--plugin",
+            "hostile-py",
+        ])
+        .json();
+    let p = &v["plugins"][0];
+    assert_eq!(p["cgroup_version"], "v2", "{v}");
+    assert_eq!(p["seccomp_policy"], "python3", "{v}");
+    let dir = PathBuf::from(p["cgroup_path"].as_str().expect("cgroup path"));
+    assert_eq!(read(&dir, "memory.max"), (96u64 << 20).to_string());
+    assert_eq!(read(&dir, "memory.oom.group"), "1");
+    let py = |cmd: &str, arg: &str| {
+        d.cli(&[
+            "--output",
+            "json",
+            "plugin",
+            "invoke",
+            "hostile-py",
+            cmd,
+            arg,
+            "--timeout",
+            "60s",
+        ])
+    };
+    let bomb = reply(&py("fork-bomb", ""));
+    assert_eq!(bomb["blocked"], true, "{bomb}");
+    assert_eq!(bomb["errno"], libc::EAGAIN, "{bomb}");
+    let before = d.plugin_pid("hostile-py");
+    assert!(
+        !py("balloon", "512").status.success(),
+        "512 MiB under 96 MiB answered"
+    );
+    wait_until(Duration::from_secs(300), "hostile-py restarted", || {
+        d.runtime_of("hostile-py") == "running" && d.plugin_pid("hostile-py") != before
+    });
+    assert_eq!(reply(&py("alloc", "8"))["ok"], true);
+}
