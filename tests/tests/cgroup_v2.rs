@@ -278,19 +278,9 @@ fn a_python_plugin_is_held_by_its_v2_cgroup() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let v = d
-        .cli(&[
-            "--output",
-            "json",
-            "security",
-            "plugin-status",
-            "--plugin",
-            "hostile-py",
-        ])
-        .json();
-    let p = &v["plugins"][0];
-    assert_eq!(p["cgroup_version"], "v2", "{v}");
-    assert_eq!(p["seccomp_policy"], "python3", "{v}");
+    let p = &d.security_of("hostile-py");
+    assert_eq!(p["cgroup_version"], "v2", "{p}");
+    assert_eq!(p["seccomp_policy"], "python3", "{p}");
     let dir = PathBuf::from(p["cgroup_path"].as_str().expect("cgroup path"));
     assert_eq!(read(&dir, "memory.max"), (96u64 << 20).to_string());
     assert_eq!(read(&dir, "memory.oom.group"), "1");

@@ -5,10 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use broker_proto::admin::v1::{
-    InvokeCommandRequest, NotificationKind, PublishEventRequest, WatchEventsRequest,
-    WatchNotificationsRequest,
-};
+use broker_proto::admin::v1::{InvokeCommandRequest, NotificationKind, WatchNotificationsRequest};
 use common::*;
 
 fn install_hello(d: &Daemon) {
@@ -94,31 +91,9 @@ async fn a_plugin_goes_from_directory_to_answering_and_back() {
         "{unknown:?}"
     );
 
-    let mut events = admin
-        .watch_events(WatchEventsRequest {
-            topics: vec!["plugin.hello.*".into()],
-        })
-        .await
-        .expect("watch events")
-        .into_inner();
-    let published = admin
-        .publish_event(PublishEventRequest {
-            topic: "chat.message".into(),
-            payload: br#"{"text":"hi"}"#.to_vec().into(),
-        })
-        .await
-        .expect("publish")
-        .into_inner();
-    assert_eq!(published.delivered_to, vec!["hello".to_string()]);
-    let reaction = tokio::time::timeout(Duration::from_secs(10), events.message())
-        .await
-        .expect("hello reacts within 10s")
-        .expect("stream ok")
-        .expect("an event");
-    assert_eq!(reaction.topic, "plugin.hello.greeted");
-    assert_eq!(reaction.plugin, "hello");
+    let (published, reaction) = greeted_reaction(&mut admin, "hello").await;
     let body: serde_json::Value = serde_json::from_slice(&reaction.payload).unwrap();
-    assert_eq!(body["reply_to"], published.id.as_str());
+    assert_eq!(body["reply_to"], published.as_str());
 
     d.cli(&["plugin", "disable", "hello"]).ok();
     wait_until(Duration::from_secs(10), "plugin process gone", || {

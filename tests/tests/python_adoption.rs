@@ -160,15 +160,6 @@ fn a_python_plugin_written_from_the_readme_installs_is_approved_and_reads_the_da
     let greet = d.cli(&["plugin", "invoke", "my-plugin", "greet", "Ada"]);
     greet.ok();
     assert_eq!(greet.stdout.trim(), "Hello, Ada!");
-    let status = d
-        .cli(&[
-            "--output",
-            "json",
-            "security",
-            "plugin-status",
-            "--plugin",
-            "my-plugin",
-        ])
-        .json();
-    assert_eq!(status["plugins"][0]["confined"], true, "{status}");
+    let status = d.security_of("my-plugin");
+    assert_eq!(status["confined"], true, "{status}");
 }

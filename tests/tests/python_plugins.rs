@@ -115,18 +115,8 @@ fn the_python_hello_runs_confined_answers_and_is_shown_as_pinned() {
     }
 
     // Confined like a native plugin, with its own policy, and says what it runs on.
-    let status = d
-        .cli(&[
-            "--output",
-            "json",
-            "security",
-            "plugin-status",
-            "--plugin",
-            "hello-py",
-        ])
-        .json();
-    let p = &status["plugins"][0];
-    assert_eq!(p["confined"], true, "{status}");
+    let p = &d.security_of("hello-py");
+    assert_eq!(p["confined"], true, "{p}");
     assert_eq!(p["seccomp_policy"], "python3");
     assert_eq!(p["landlock_status"], "fully_enforced");
     assert_eq!(p["plugin_runtime"]["kind"], "RUNTIME_KIND_PYTHON3");
@@ -356,7 +346,6 @@ fn app_db(path: &Path) {
 /// keeps notes — through the broker, with the permissions the reviewer approved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_examples_reach_events_and_the_database() {
-    use broker_proto::admin::v1::{PublishEventRequest, WatchEventsRequest};
     require_sdk(&python_sdk_dir());
     let d = Daemon::start_with(Settings {
         admin_uids: vec![0, SECOND_ADMIN],
@@ -407,28 +396,7 @@ async fn the_python_examples_reach_events_and_the_database() {
 
     // An event in, the plugin's own event out, under its namespace.
     let mut admin = d.admin().await;
-    let mut events = admin
-        .watch_events(WatchEventsRequest {
-            topics: vec!["plugin.hello-py.*".into()],
-        })
-        .await
-        .expect("watch events")
-        .into_inner();
-    let published = admin
-        .publish_event(PublishEventRequest {
-            topic: "chat.message".into(),
-            payload: br#"{"text":"hi"}"#.to_vec().into(),
-        })
-        .await
-        .expect("publish")
-        .into_inner();
-    assert_eq!(published.delivered_to, vec!["hello-py".to_string()]);
-    let reaction = tokio::time::timeout(Duration::from_secs(10), events.message())
-        .await
-        .expect("hello-py reacts within 10s")
-        .expect("stream ok")
-        .expect("an event");
-    assert_eq!(reaction.topic, "plugin.hello-py.greeted");
+    let (published, reaction) = greeted_reaction(&mut admin, "hello-py").await;
     let body: serde_json::Value = serde_json::from_slice(&reaction.payload).unwrap();
-    assert_eq!(body["reply_to"], published.id.as_str());
+    assert_eq!(body["reply_to"], published.as_str());
 }

@@ -265,9 +265,9 @@ async fn python_rows() -> Result<()> {
         println!("{}", row(name, s, bare));
     }
     println!(
-        "the SDK import is {:.0}% of the confined start; confinement and the handshake add {:.2} ms at p50",
-        100.0 * (with_sdk.p50 - bare.p50) / confined.p50,
-        (confined.p50 - with_sdk.p50) / 1000.0
+        "the confined start (sealed interpreter, package and SDK verified, boot, SDK import, handshake) is {:.2}x the unconfined SDK import at p50; the import is {:.0}% of it",
+        confined.p50 / with_sdk.p50,
+        100.0 * (with_sdk.p50 - bare.p50) / confined.p50
     );
     Ok(())
 }

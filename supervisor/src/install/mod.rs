@@ -363,14 +363,16 @@ mod tests {
     #[test]
     fn install_pins_the_copy_and_records_pending_requests() {
         let (_dir, cfg, catalog, store) = setup();
-        let p = prepare(
-            &catalog,
-            &cfg.python,
-            staged(&cfg, MANIFEST, b"\x7fELF 1"),
-            "pkg",
-        )
-        .unwrap();
-        let got = install(&cfg, &store, &Actor::system(), p, &|| Ok(())).unwrap();
+        let prepared = || {
+            prepare(
+                &catalog,
+                &cfg.python,
+                staged(&cfg, MANIFEST, b"\x7fELF 1"),
+                "pkg",
+            )
+            .unwrap()
+        };
+        let got = install(&cfg, &store, &Actor::system(), prepared(), &|| Ok(())).unwrap();
         assert_eq!(got.row.sha256, sha256_reader(&b"\x7fELF 1"[..]).unwrap());
         assert_eq!(
             Path::new(&got.row.install_dir),
@@ -378,14 +380,7 @@ mod tests {
         );
         assert!(Path::new(&got.row.install_dir).join("bin").is_file());
         assert_eq!(store.pending().unwrap().len(), 1);
-        let p = prepare(
-            &catalog,
-            &cfg.python,
-            staged(&cfg, MANIFEST, b"\x7fELF 1"),
-            "pkg",
-        )
-        .unwrap();
-        let again = install(&cfg, &store, &Actor::system(), p, &|| Ok(()));
+        let again = install(&cfg, &store, &Actor::system(), prepared(), &|| Ok(()));
         assert!(matches!(
             again,
             Err(InstallError::Store(StoreError::AlreadyInstalled(_)))

@@ -216,3 +216,58 @@ impl<'a> Suite<'a> {
         );
     }
 }
+
+fn has_action(d: &Daemon, plugin: &str, prefix: &str) -> bool {
+    d.audit_actions(Some(plugin))
+        .iter()
+        .any(|(a, _)| a.starts_with(prefix))
+}
+
+/// `plugin` (with `pids = 16`) runs its fork bomb: stopped at pids.max with EAGAIN
+/// after fewer than 32 forks, audited, and nobody else notices. Its verdict.
+pub fn assert_fork_bomb_contained(d: &Daemon, plugin: &str) -> Value {
+    let v = try_attack(d, plugin, "fork-bomb", "").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(v["blocked"], true, "the fork bomb was not stopped: {v}");
+    let forked = v["forked"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no fork count: {v}"));
+    assert!(
+        forked < 32,
+        "with pids = 16 the plugin forked {forked} processes: {v}"
+    );
+    assert_eq!(
+        v["errno"],
+        libc::EAGAIN,
+        "fork fails at pids.max with EAGAIN: {v}"
+    );
+    wait_until(
+        Duration::from_secs(20),
+        &format!("a security.pids_max audit record for {plugin}"),
+        || has_action(d, plugin, "security.pids_max"),
+    );
+    assert_bystanders_fine(d, "the fork bomb");
+    v
+}
+
+/// `plugin` balloons to 512 MiB far past its memory limit: it is OOM-killed without
+/// answering, the kill audited, nobody else notices, and it is restarted.
+pub fn assert_balloon_oom_killed_and_restarted(d: &Daemon, plugin: &str) {
+    let before = d.wait_running(plugin);
+    let out = invoke(d, plugin, "balloon", "512");
+    assert!(
+        !out.status.success(),
+        "{plugin} touched 512 MiB past its memory limit and answered: {}",
+        out.stdout
+    );
+    wait_until(
+        Duration::from_secs(20),
+        &format!("a security.oom* audit record for {plugin}"),
+        || has_action(d, plugin, "security.oom"),
+    );
+    assert_bystanders_fine(d, "the OOM kill");
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{plugin} restarted after the OOM kill"),
+        || d.runtime_of(plugin) == "running" && d.plugin_pid(plugin) != Some(before),
+    );
+}

@@ -73,6 +73,39 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Publishes a `chat.message` and waits (10 s) for `plugin`'s `greeted` answer, as the
+/// hello examples give: the published event's id and the reaction.
+pub async fn greeted_reaction(
+    admin: &mut AdminClient<Channel>,
+    plugin: &str,
+) -> (String, broker_proto::admin::v1::PluginEvent) {
+    use broker_proto::admin::v1::{PublishEventRequest, WatchEventsRequest};
+    let mut events = admin
+        .watch_events(WatchEventsRequest {
+            topics: vec![format!("plugin.{plugin}.*")],
+        })
+        .await
+        .expect("watch events")
+        .into_inner();
+    let published = admin
+        .publish_event(PublishEventRequest {
+            topic: "chat.message".into(),
+            payload: br#"{"text":"hi"}"#.to_vec().into(),
+        })
+        .await
+        .expect("publish")
+        .into_inner();
+    assert_eq!(published.delivered_to, vec![plugin.to_string()]);
+    let reaction = tokio::time::timeout(Duration::from_secs(10), events.message())
+        .await
+        .unwrap_or_else(|_| panic!("{plugin} reacts within 10s"))
+        .expect("stream ok")
+        .expect("an event");
+    assert_eq!(reaction.topic, format!("plugin.{plugin}.greeted"));
+    assert_eq!(reaction.plugin, plugin);
+    (published.id, reaction)
+}
+
 /// Knobs of the generated supervisor.toml.
 #[derive(Clone)]
 pub struct Settings {
@@ -624,6 +657,21 @@ impl Daemon {
     pub fn plugin_json(&self, name: &str) -> serde_json::Value {
         self.cli(&["--output", "json", "plugin", "show", name])
             .json()
+    }
+
+    /// `security plugin-status --plugin NAME` as JSON: that plugin's entry.
+    pub fn security_of(&self, name: &str) -> serde_json::Value {
+        let status = self
+            .cli(&[
+                "--output",
+                "json",
+                "security",
+                "plugin-status",
+                "--plugin",
+                name,
+            ])
+            .json();
+        status["plugins"][0].clone()
     }
 
     pub fn plugin_pid(&self, name: &str) -> Option<i32> {
