@@ -400,3 +400,48 @@ async fn the_python_examples_reach_events_and_the_database() {
     let body: serde_json::Value = serde_json::from_slice(&reaction.payload).unwrap();
     assert_eq!(body["reply_to"], published.as_str());
 }
+
+/// An update of a Python plugin pins the new tree (and the runtime again); the same
+/// version with different files is refused, as for a native binary.
+#[test]
+fn a_python_update_pins_the_new_tree_and_runs_it() {
+    let d = start();
+    install_example(&d, "hello-py", "hello");
+    running(&d, "hello-py");
+    let first = d.plugin_json("hello-py")["summary"]["sha256"].clone();
+
+    let v2 = d.python_package("hello-py-v2", &sdk_examples().join("hello"));
+    let manifest = std::fs::read_to_string(v2.join("plugin.toml")).unwrap();
+    std::fs::write(
+        v2.join("plugin.toml"),
+        manifest.replace("version = \"0.1.0\"", "version = \"0.2.0\""),
+    )
+    .unwrap();
+    let main = std::fs::read_to_string(v2.join("main.py")).unwrap();
+    std::fs::write(
+        v2.join("main.py"),
+        main.replace("Hello, {name}!", "Hi, {name}!"),
+    )
+    .unwrap();
+
+    // Same version, different files: refused, nothing changes.
+    let same = d.python_package("hello-py-same", &sdk_examples().join("hello"));
+    std::fs::write(same.join("main.py"), main.replace("Hello,", "Howdy,")).unwrap();
+    let refused = d.cli(&["plugin", "update", "hello-py", same.to_str().unwrap()]);
+    assert!(!refused.status.success(), "{}", refused.stdout);
+    assert_eq!(d.plugin_json("hello-py")["summary"]["sha256"], first);
+
+    d.cli(&["plugin", "update", "hello-py", v2.to_str().unwrap()])
+        .ok();
+    wait_until(Duration::from_secs(20), "hello-py 0.2.0 running", || {
+        let s = d.plugin_json("hello-py");
+        s["summary"]["version"] == "0.2.0" && d.runtime_of("hello-py") == "running"
+    });
+    let show = d.plugin_json("hello-py");
+    assert_ne!(show["summary"]["sha256"], first, "the new tree is pinned");
+    assert_eq!(
+        show["plugin_runtime"]["package_digest"],
+        show["summary"]["sha256"]
+    );
+    assert_eq!(invoke(&d, "hello-py", "greet", "Ada"), "Hi, Ada!");
+}
