@@ -58,6 +58,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd python && ruff check . && ruff format --check . && mypy
 	cd plugin-sdk-python && ruff check . && ruff format --check . && mypy
+	cd tests/python-plugins && ruff check . && ruff format --check .
 
 ## Regenerate the Python client's and plugin SDK's stubs after a change to the protos
 ## (a test fails while they are stale).

@@ -393,6 +393,14 @@ class DisablePluginRequest(_message.Message):
     force: bool
     def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
+class RepinRuntimeRequest(_message.Message):
+    __slots__ = ("name", "comment")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    comment: str
+    def __init__(self, name: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
 class RemovePluginResponse(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]

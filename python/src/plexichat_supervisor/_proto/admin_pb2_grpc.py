@@ -239,6 +239,11 @@ class AdminStub:
                 request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.UnsetPluginSettingRequest.SerializeToString,
                 response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.FromString,
                 _registered_method=True)
+        self.RepinRuntime = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/RepinRuntime',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.RepinRuntimeRequest.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginDetail.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -592,6 +597,20 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RepinRuntime(self, request, context):
+        """Pins a Python plugin to the interpreter and SDK bundle this host has now (after
+        an upgrade of either, the plugin is refused until this is done), keeping the
+        package's own pin: a package that changed too is refused, to be reinstalled.
+        Audited as plugin.runtime_repinned with the pins before and after; the plugin's
+        state is kept (a quarantined one is enabled again with EnablePlugin). Admins
+        only. INVALID_ARGUMENT: no comment; FAILED_PRECONDITION: not a Python plugin,
+        its package changed, or this host cannot run Python plugins (the reason named);
+        NOT_FOUND: no such plugin; ABORTED: another lifecycle command on it is running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -779,6 +798,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.UnsetPluginSetting,
                     request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.UnsetPluginSettingRequest.FromString,
                     response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.SerializeToString,
+            ),
+            'RepinRuntime': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepinRuntime,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.RepinRuntimeRequest.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginDetail.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1800,6 +1824,33 @@ class Admin:
             '/plexichat.admin.v1.Admin/UnsetPluginSetting',
             plexichat__supervisor_dot___proto_dot_admin__pb2.UnsetPluginSettingRequest.SerializeToString,
             plexichat__supervisor_dot___proto_dot_admin__pb2.PluginSetting.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepinRuntime(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/RepinRuntime',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.RepinRuntimeRequest.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.PluginDetail.FromString,
             options,
             channel_credentials,
             insecure,
