@@ -129,6 +129,21 @@ fn the_python_hello_runs_confined_answers_and_is_shown_as_pinned() {
     let denied = denied_syscalls(&d, "hello-py");
     assert!(denied.is_empty(), "seccomp refused CPython: {denied:?}");
 
+    // A clean shutdown: the Shutdown message ends the interpreter with status 0
+    // within the grace period, not a kill.
+    d.cli(&["plugin", "disable", "hello-py"]).ok();
+    wait_until(Duration::from_secs(15), "hello-py's stop audited", || {
+        d.audit(Some("hello-py"))
+            .iter()
+            .any(|r| r["action"] == "plugin.stop")
+    });
+    let stop = d
+        .audit(Some("hello-py"))
+        .into_iter()
+        .find(|r| r["action"] == "plugin.stop")
+        .unwrap();
+    assert_eq!(stop["detail"]["exit"], "exited with status 0", "{stop}");
+
     // verify system-integrity covers the package, the interpreter and the SDK.
     let v = d.cli(&["verify", "system-integrity"]);
     assert!(
