@@ -37,21 +37,19 @@ impl Subject {
     }
 }
 
-/// `python3 -I -S <args>`, unconfined, each run's wall time.
-fn python_unconfined(args: &[&str], runs: usize) -> Result<Vec<f64>> {
+/// Wall time of `runs` runs of `command` (after the warm-up), each to its exit;
+/// `what` names it in errors.
+fn wall_times(runs: usize, what: &str, mut command: impl FnMut() -> Command) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(runs);
     for i in 0..runs + WARMUP {
         let t = Instant::now();
-        let status = Command::new("/usr/bin/python3")
-            .args(["-I", "-S"])
-            .args(args)
-            .env_clear()
+        let status = command()
             .stdin(Stdio::null())
             .status()
-            .context("running /usr/bin/python3")?;
+            .with_context(|| format!("running {what}"))?;
         let us = t.elapsed().as_secs_f64() * 1e6;
         if !status.success() {
-            bail!("python3 {args:?} failed: {status}");
+            bail!("{what} failed: {status}");
         }
         if i >= WARMUP {
             out.push(us);
@@ -60,32 +58,29 @@ fn python_unconfined(args: &[&str], runs: usize) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// `python3 -I -S <args>`, unconfined, with no environment.
+fn python_unconfined(args: &[&str], runs: usize) -> Result<Vec<f64>> {
+    wall_times(runs, "/usr/bin/python3", || {
+        let mut c = Command::new("/usr/bin/python3");
+        c.args(["-I", "-S"]).args(args).env_clear();
+        c
+    })
+}
+
 fn bwrap_true(runs: usize) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(runs);
-    for i in 0..runs + WARMUP {
-        let t = Instant::now();
-        let status = Command::new("bwrap")
-            .args([
-                "--unshare-all",
-                "--die-with-parent",
-                "--new-session",
-                "--ro-bind",
-                "/",
-                "/",
-                "/bin/true",
-            ])
-            .stdin(Stdio::null())
-            .status()
-            .context("running bwrap (Debian package bubblewrap)")?;
-        let us = t.elapsed().as_secs_f64() * 1e6;
-        if !status.success() {
-            bail!("bwrap /bin/true failed: {status}");
-        }
-        if i >= WARMUP {
-            out.push(us);
-        }
-    }
-    Ok(out)
+    wall_times(runs, "bwrap /bin/true (Debian package bubblewrap)", || {
+        let mut c = Command::new("bwrap");
+        c.args([
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--ro-bind",
+            "/",
+            "/",
+            "/bin/true",
+        ]);
+        c
+    })
 }
 
 /// Enables and force-disables the plugin `runs` times; returns the supervisor's
