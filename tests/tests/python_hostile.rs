@@ -280,3 +280,47 @@ fn an_import_flood_is_bounded_per_run() {
     assert_eq!(audited, 1024, "one plugin.import record per name kept");
     assert_bystanders_fine(&d, "the import flood");
 }
+
+/// An import reported while the audit trail is known unwritable is refused
+/// (UNAVAILABLE), not recorded unaudited, and not lost: the SDK reports it again once
+/// the trail works, and it is audited once.
+#[test]
+fn an_import_during_an_audit_outage_is_recorded_once_the_trail_works() {
+    let d = start();
+    let v = attack(&d, "import-later", "12 uuid");
+    assert_eq!(v["module"], "uuid", "{v}");
+    // A second connection holds the store's write lock; the refused publish shows the
+    // audit writer has found out (its commit failed after SQLite's busy wait).
+    let store = rusqlite::Connection::open(d.root().join("state/store.db")).expect("store");
+    store.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    let locked = std::time::Instant::now();
+    let publish = d.cli(&["event", "publish", "outage.test", "{}"]);
+    assert!(
+        !publish.status.success() && publish.stderr.contains("audit trail cannot be written"),
+        "{}",
+        publish.stderr
+    );
+    let shown = |d: &Daemon| {
+        d.plugin_json(PLUGIN)["imports"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|m| m["name"] == "uuid"))
+    };
+    // The import happens at 12 s; its report is refused and nothing is kept.
+    std::thread::sleep(Duration::from_secs(15).saturating_sub(locked.elapsed()));
+    assert!(
+        !shown(&d),
+        "uuid kept while its audit record could not be written"
+    );
+    store.execute_batch("ROLLBACK").expect("unlock");
+    wait_until(
+        Duration::from_secs(30),
+        "uuid recorded after the outage",
+        || shown(&d),
+    );
+    let records = d
+        .audit(Some(PLUGIN))
+        .into_iter()
+        .filter(|r| r["action"] == "plugin.import" && r["detail"]["module"] == "uuid")
+        .count();
+    assert_eq!(records, 1, "audited exactly once");
+}

@@ -571,6 +571,22 @@ def import_flood(arg: str) -> Json:
     return {"attack": "import-flood", "blocked": False, "imported": count}
 
 
+def import_later(arg: str) -> Json:
+    """`SECONDS MODULE`: imports MODULE on a thread that many seconds from now, so a test
+    can make the import happen while the supervisor cannot write its audit trail."""
+    delay, _, module = arg.partition(" ")
+    try:
+        seconds = float(delay)
+    except ValueError:
+        raise BadArgument("SECONDS MODULE") from None
+    if not (0 <= seconds <= 60 and module.isidentifier()):
+        raise BadArgument("SECONDS (0-60) and a module name")
+    timer = threading.Timer(seconds, __import__, args=(module,))
+    timer.daemon = True
+    timer.start()
+    return {"attack": "import-later", "blocked": False, "module": module, "in": seconds}
+
+
 # ---------------------------------------------------------------------------------------
 # Twins
 
@@ -686,6 +702,7 @@ COMMANDS: dict[str, Callable[[str], Json]] = {
     "ctypes": ctypes_attack,
     "import-probe": import_probe,
     "import-flood": import_flood,
+    "import-later": import_later,
     # observations
     "fds": fds,
     # twins
