@@ -209,9 +209,30 @@ FAMILIES: dict[str, tuple[int, int, int, str]] = {
 }
 
 
+# Every address family number Linux defines (AF_UNSPEC 0 to AF_MCTP 45), each tried
+# with SOCK_STREAM, SOCK_DGRAM and SOCK_RAW: seccomp refuses socket(2) whatever they are.
+EVERY_FAMILY = range(46)
+SOCKET_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW)
+
+
+def every_family() -> Json:
+    steps = []
+    for family in EVERY_FAMILY:
+        for kind in SOCKET_TYPES:
+
+            def make(family: int = family, kind: int = kind) -> str:
+                socket.socket(family, kind, 0).close()
+                return "a socket"
+
+            steps.append(attempt(f"socket.socket({family}, {kind.name})", make))
+    return all_failed("socket", steps, family="all")
+
+
 def socket_attack(arg: str) -> Json:
+    if arg == "all":
+        return every_family()
     if arg not in FAMILIES:
-        raise BadArgument(", ".join(FAMILIES))
+        raise BadArgument(", ".join([*FAMILIES, "all"]))
     family, kind, proto, label = FAMILIES[arg]
 
     def make() -> str:
