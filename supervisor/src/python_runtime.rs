@@ -37,6 +37,16 @@ pub struct PythonPin {
     pub files: Vec<PinnedFile>,
 }
 
+impl PythonPin {
+    /// What audit records say of the pin (the file list only by count).
+    pub fn audit_detail(&self) -> serde_json::Value {
+        serde_json::json!({
+            "path": self.interpreter, "version": self.version, "sha256": self.sha256,
+            "sdk_dir": self.sdk_dir, "sdk_digest": self.sdk_digest, "files": self.files.len(),
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("python.interpreter {path}: {message}")]

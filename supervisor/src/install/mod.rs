@@ -245,10 +245,7 @@ pub fn install(
                     "version": row.version,
                     "sha256": sha256,
                     "runtime": manifest.runtime.as_str(),
-                    "interpreter": row.python.as_ref().map(|p| serde_json::json!({
-                        "path": p.interpreter, "version": p.version, "sha256": p.sha256,
-                        "sdk_digest": p.sdk_digest, "files": p.files.len(),
-                    })),
+                    "interpreter": row.python.as_ref().map(PythonPin::audit_detail),
                     "source": origin,
                     "uploaded": true,
                     "requested": manifest.permissions.iter().map(|p| p.permission.as_str()).collect::<Vec<_>>(),

@@ -45,12 +45,6 @@ pub fn repin_runtime(
         InstallError::Refused(format!("this supervisor cannot run Python plugins: {e}"))
     })?;
     let after = host.pin(before.files.clone());
-    let pins = |p: &crate::python_runtime::PythonPin| {
-        serde_json::json!({
-            "interpreter": p.interpreter, "version": p.version, "sha256": p.sha256,
-            "sdk_dir": p.sdk_dir, "sdk_digest": p.sdk_digest,
-        })
-    };
     let row = PluginRow {
         python: Some(after.clone()),
         ..row
@@ -63,8 +57,8 @@ pub fn repin_runtime(
                 .change(&before.version, &after.version)
                 .detail(serde_json::json!({
                     "comment": comment,
-                    "before": pins(&before),
-                    "after": pins(&after),
+                    "before": before.audit_detail(),
+                    "after": after.audit_detail(),
                     "package_digest": row.sha256,
                 })),
         );

@@ -769,15 +769,15 @@ pub fn free_uid_offset(c: &Connection, count: u32) -> Result<u32, StoreError> {
     Ok(candidate)
 }
 
+fn pin_json(pin: &crate::python_runtime::PythonPin) -> Result<String, StoreError> {
+    serde_json::to_string(pin).map_err(|e| StoreError::Corrupt {
+        table: "plugins",
+        message: format!("encoding the runtime pin: {e}"),
+    })
+}
+
 fn python_json(p: &PluginRow) -> Result<Option<String>, StoreError> {
-    p.python
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|e| StoreError::Corrupt {
-            table: "plugins",
-            message: format!("encoding the runtime pin: {e}"),
-        })
+    p.python.as_ref().map(pin_json).transpose()
 }
 
 /// Records a Python plugin's new runtime pin (see `install::repin_runtime`).
@@ -786,13 +786,9 @@ pub fn set_python_pin(
     name: &str,
     pin: &crate::python_runtime::PythonPin,
 ) -> Result<(), StoreError> {
-    let json = serde_json::to_string(pin).map_err(|e| StoreError::Corrupt {
-        table: "plugins",
-        message: format!("encoding the runtime pin: {e}"),
-    })?;
     let n = c.execute(
         "UPDATE plugins SET runtime = ?2, updated_at = ?3 WHERE name = ?1",
-        params![name, json, now_ms()],
+        params![name, pin_json(pin)?, now_ms()],
     )?;
     if n == 0 {
         return Err(StoreError::NoSuchPlugin(name.to_string()));
@@ -1101,14 +1097,17 @@ mod tests {
     use super::*;
     use crate::audit::{Actor, Outcome};
 
-    fn store() -> (tempfile::TempDir, Store) {
+    /// A fresh store in a temporary directory (the store's own tests and its
+    /// submodules' share it).
+    pub(super) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
         let s = Store::open(&dir.path().join("store.db"), logs).unwrap();
         (dir, s)
     }
 
-    fn row(name: &str) -> PluginRow {
+    /// A disabled native plugin row named `name`.
+    pub(super) fn row(name: &str) -> PluginRow {
         PluginRow {
             name: name.into(),
             version: "1.0.0".into(),

@@ -107,12 +107,10 @@ pub fn retain_settings(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::audit::LogFiles;
     use crate::manifest::SettingType;
-    use crate::store::{delete_plugin, insert_plugin, PluginRow, PluginState};
+    use crate::store::tests::{row, store};
+    use crate::store::{delete_plugin, insert_plugin};
 
     fn setting(key: &str, kind: SettingType) -> Setting {
         Setting {
@@ -127,22 +125,8 @@ mod tests {
 
     #[test]
     fn values_that_no_longer_fit_are_dropped_and_removal_cascades() {
-        let dir = tempfile::tempdir().unwrap();
-        let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
-        let s = Store::open(&dir.path().join("store.db"), logs).unwrap();
-        let row = PluginRow {
-            name: "p".into(),
-            version: "1.0.0".into(),
-            state: PluginState::Disabled,
-            state_reason: String::new(),
-            sha256: "00".into(),
-            manifest: String::new(),
-            install_dir: "/x".into(),
-            core: false,
-            installed_at: 0,
-            uid_offset: 0,
-            python: None,
-        };
+        let (_dir, s) = store();
+        let row = row("p");
         s.write(|tx| {
             insert_plugin(&tx.sql, &row)?;
             set_setting(&tx.sql, "p", "n", "42", "root")?;
