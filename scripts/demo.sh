@@ -13,12 +13,24 @@ rm -rf "$pkg" && mkdir -p "$pkg"
 cp plugin-sdk/examples/hello/plugin.toml "$pkg/"
 cp target/debug/examples/hello "$pkg/hello"
 
+# The embedded config accepts only signed packages: the demo is its own publisher,
+# with a key made here and seeded into the trust store offline by root (a second
+# admin adds every later key: `plexichat trust add-key`).
+key="$root/var/demo-publisher"
+[ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C 'PlexiChat demo publisher' -f "$key"
+"$root/target/debug/plexichat-supervisor" --bootstrap-key "$key.pub" \
+  --publisher "PlexiChat demo" --key-plugins hello
+
 demo() {
   for _ in $(seq 100); do "$cli" whoami >/dev/null 2>&1 && break; sleep 0.1; done
   echo "== demo: install, review, enable =="
   # A rebuilt binary no longer matches the old pin: start the demo fresh.
   "$cli" plugin remove --yes hello >/dev/null 2>&1 || true
-  "$cli" plugin install "$pkg"
+  echo "== demo: pack, sign (ssh-keygen -Y sign), install =="
+  "$cli" plugin pack "$pkg" -o "$root/var/hello.pxp"
+  "$cli" plugin contents "$root/var/hello.pxp" |
+    ssh-keygen -q -Y sign -n plexichat-plugin -f "$key" >"$root/var/hello.pxp.sig"
+  "$cli" plugin install "$root/var/hello.pxp"
   "$cli" plugin pending
   "$cli" plugin approve hello --comment "demo: approved by make run" --expires-in 7d
   "$cli" plugin enable hello

@@ -60,7 +60,8 @@ impl Daemon {
         let config = format!(
             "state_dir = \"{r}/state\"\nlog_dir = \"{r}/log\"\nadmin_socket = \"{r}/run/s.sock\"\n\
              [runtime]\nhealth_interval = \"1h\"\nrestart_backoff_initial = \"10ms\"\n\
-             [sandbox]\ncgroup_name = \"plexichat-bench-{tag}\"\n{extra}\n",
+             [sandbox]\ncgroup_name = \"plexichat-bench-{tag}\"\n\
+             [install]\nrequire_signature = false\n{extra}\n",
             r = root.display()
         );
         std::fs::write(root.join("supervisor.toml"), config)?;
@@ -167,6 +168,7 @@ pub async fn install(admin: &mut AdminClient<Channel>, dir: &Path) -> Result<()>
         intent: UploadIntent::Install as i32,
         name: String::new(),
         origin: dir.display().to_string(),
+        ..UploadHeader::default()
     };
     let (stream, packer) = pack::stream(plan, header);
     let answer = admin.upload_plugin(stream).await;

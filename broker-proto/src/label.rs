@@ -2,7 +2,8 @@
 //! value's name without its type's prefix, in lower case (`changes_requested`).
 
 use crate::admin::v1::{
-    NotificationKind, Outcome, PermissionStatus, PluginState, Risk, Role, RuntimeKind, RuntimePhase,
+    NotificationKind, Outcome, PermissionStatus, PluginState, Risk, Role, RuntimeKind,
+    RuntimePhase, TrustState,
 };
 
 /// What an unspecified (or unknown) value reads as.
@@ -41,6 +42,7 @@ api_enum! {
     PermissionStatus => "PERMISSION_STATUS_",
     NotificationKind => "NOTIFICATION_KIND_",
     RuntimeKind => "RUNTIME_KIND_",
+    TrustState => "TRUST_STATE_",
 }
 
 /// The lower-case short name, or `-` for an unspecified (or unknown) value.

@@ -37,6 +37,22 @@ struct Args {
     /// Touches nothing: no directories, cgroups, socket or store.
     #[arg(long)]
     check_config: bool,
+    /// Trust a publisher's public key (an OpenSSH `.pub` file) without a second admin,
+    /// and exit: how the host's root seeds the first key, with the supervisor stopped
+    /// (refused while one runs on this state directory). Audited as trust.key_added.
+    #[arg(long, value_name = "FILE", requires = "publisher")]
+    bootstrap_key: Option<PathBuf>,
+    /// The publisher the bootstrapped key belongs to.
+    #[arg(long, value_name = "NAME", requires = "bootstrap_key")]
+    publisher: Option<String>,
+    /// The plugin names the bootstrapped key may sign (a name or a glob).
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        default_value = "*",
+        requires = "bootstrap_key"
+    )]
+    key_plugins: String,
 }
 
 pub fn main() -> ExitCode {
@@ -45,6 +61,18 @@ pub fn main() -> ExitCode {
         return crate::config::check::main(args.config.as_deref());
     }
     crate::logging::init(&args.log);
+    if let Some(key) = &args.bootstrap_key {
+        return match bootstrap_key(&args, key) {
+            Ok(fpr) => {
+                println!("trusted {fpr} (offline bootstrap)");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("plexichat-supervisor: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -162,6 +190,35 @@ fn run(args: Args) -> anyhow::Result<()> {
         shared.cfg.clone(),
     ));
     rt.block_on(serve(shared, launcher, reloader))
+}
+
+/// `--bootstrap-key`: writes the key into the store under the state lock, so never
+/// while a supervisor runs on it.
+fn bootstrap_key(args: &Args, key_file: &std::path::Path) -> anyhow::Result<String> {
+    let cwd = std::env::current_dir().context("current directory")?;
+    let cfg = Config::load(args.config.as_deref(), &cwd)?;
+    let text = std::fs::read_to_string(key_file)
+        .with_context(|| format!("key file {}", key_file.display()))?;
+    let key = crate::trust::PublisherKey::parse(&text)
+        .map_err(|e| anyhow::anyhow!("key file {}: {e}", key_file.display()))?;
+    let publisher = args.publisher.as_deref().unwrap_or_default();
+    crate::trust::check_publisher(publisher).map_err(anyhow::Error::msg)?;
+    let plugins =
+        crate::trust::NamePattern::parse(&args.key_plugins).map_err(anyhow::Error::msg)?;
+    prepare_dirs(&cfg)?;
+    let _state = crate::instance_lock::lock_state_dir(&cfg.state_dir)
+        .context("bootstrapping a key needs the supervisor stopped")?;
+    let logs = Arc::new(LogFiles::open(&cfg.log_dir).context("opening audit log files")?);
+    let store = Store::open(&cfg.store_path(), logs)
+        .with_context(|| format!("opening store {}", cfg.store_path().display()))?;
+    let req = crate::trust::KeyRequest {
+        key: &key,
+        publisher,
+        plugins: &plugins,
+        comment: "offline bootstrap by the host's root (plexichat-supervisor --bootstrap-key)",
+    };
+    let row = crate::trust::bootstrap_key(&store, &req)?;
+    Ok(row.fingerprint)
 }
 
 fn prepare_dirs(cfg: &Config) -> anyhow::Result<()> {

@@ -34,3 +34,4 @@ pub mod sd_notify;
 pub mod sd_watchdog;
 pub mod store;
 pub mod text;
+pub mod trust;

@@ -240,6 +240,7 @@ fn header() -> Item {
         intent: UploadIntent::Install as i32,
         name: String::new(),
         origin: "raw test client".into(),
+        ..UploadHeader::default()
     })
 }
 

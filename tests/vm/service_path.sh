@@ -74,6 +74,14 @@ usermod -aG plexichat,plexichat-server "$SERVER_USER" || fail "usermod"
 sed -i 's/^landlock_minimum_abi = .*/landlock_minimum_abi = 2/' /etc/plexichat/supervisor.toml
 ok "installed: $(wc -l </usr/local/share/plexichat/installed-files) files, users and directories made"
 
+# The shipped config accepts only signed packages: the host's root seeds the first
+# publisher key offline, before the service starts, as the README's operator guide says.
+key=/tmp/publisher
+ssh-keygen -q -t ed25519 -N '' -C 'vm test publisher' -f "$key" || fail "ssh-keygen"
+out=$(/usr/local/bin/plexichat-supervisor --config /etc/plexichat/supervisor.toml \
+  --bootstrap-key "$key.pub" --publisher "VM test" 2>&1) || fail "--bootstrap-key: $out"
+ok "publisher key seeded offline: $out"
+
 exposure=$(systemd-analyze security "$UNIT" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
 [ -n "$exposure" ] || fail "systemd-analyze security gave no exposure level"
 awk -v e="$exposure" 'BEGIN { exit !(e <= 5.0) }' || fail "exposure $exposure > 5.0"
@@ -96,6 +104,17 @@ hello=$(package hello "$REPO/plugin-sdk/examples/hello/plugin.toml" "$REPO/targe
 # Only declared commands may be invoked: the one attack this test runs.
 printf 'name = "hostile"\nversion = "1.0.0"\nentry = "hostile"\n\n[[commands]]\nname = "bpf"\n' >/tmp/hostile.toml
 hostile=$(package hostile /tmp/hostile.toml "$REPO/target/debug/hostile")
+# Signed as a publisher does: pack, then sign the content list with ssh-keygen.
+signed() {
+  "$CLI" plugin pack "$1" -o "$1.pxp" >/dev/null || fail "plugin pack $1"
+  "$CLI" plugin contents "$1.pxp" | ssh-keygen -q -Y sign -n plexichat-plugin -f "$key" >"$1.pxp.sig" ||
+    fail "ssh-keygen -Y sign $1"
+  echo "$1.pxp"
+}
+if out=$("$CLI" plugin install "$hello" 2>&1); then fail "an unsigned package was installed: $out"; fi
+echo "$out" | grep -q "unsigned" || fail "the unsigned package was refused, but not as unsigned: $out"
+hello=$(signed "$hello")
+hostile=$(signed "$hostile")
 "$CLI" plugin install "$hello" >/dev/null || fail "plugin install hello"
 "$CLI" plugin approve hello --comment "vm test" >/dev/null || fail "plugin approve hello"
 "$CLI" plugin enable hello >/dev/null || fail "plugin enable hello"

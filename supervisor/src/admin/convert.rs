@@ -6,6 +6,7 @@ use broker_proto::admin::v1::{
     SafeModeStatus,
 };
 
+use super::trust::KeyStates;
 use crate::context::Shared;
 
 use crate::catalog::Catalog;
@@ -15,7 +16,7 @@ use crate::manifest::Manifest;
 use crate::runtime::Status;
 use crate::store::{AlertRow, AuditRow, BackupRow, PermissionRow, PluginRow, SafeMode};
 
-pub fn summary(row: &PluginRow, status: &Status) -> PluginSummary {
+pub fn summary(row: &PluginRow, status: &Status, keys: &KeyStates) -> PluginSummary {
     PluginSummary {
         name: row.name.clone(),
         version: row.version.clone(),
@@ -27,6 +28,7 @@ pub fn summary(row: &PluginRow, status: &Status) -> PluginSummary {
         restarts: status.restarts,
         state_reason: row.state_reason.clone(),
         installed_at_ms: row.installed_at,
+        signer: keys.signer(row),
     }
 }
 
@@ -55,6 +57,7 @@ pub fn detail(
     row: &PluginRow,
     perms: &[PermissionRow],
     status: &Status,
+    keys: &KeyStates,
 ) -> PluginDetail {
     let manifest = Manifest::parse(&row.manifest, catalog).ok();
     let now = now_ms();
@@ -73,7 +76,7 @@ pub fn detail(
         })
         .collect();
     PluginDetail {
-        summary: Some(summary(row, status)),
+        summary: Some(summary(row, status, keys)),
         description: manifest
             .as_ref()
             .map(|m| m.description.clone())
@@ -256,7 +259,12 @@ pub fn plugin_runtime(row: &PluginRow, with_files: bool) -> api::PluginRuntime {
     }
 }
 
-pub fn security(shared: &Shared, row: &PluginRow, status: &Status) -> PluginSecurity {
+pub fn security(
+    shared: &Shared,
+    row: &PluginRow,
+    status: &Status,
+    keys: &KeyStates,
+) -> PluginSecurity {
     let uid = shared.cfg.sandbox.uid_base + row.uid_offset;
     let mut out = PluginSecurity {
         name: row.name.clone(),
@@ -264,6 +272,7 @@ pub fn security(shared: &Shared, row: &PluginRow, status: &Status) -> PluginSecu
         uid,
         gid: uid,
         plugin_runtime: Some(plugin_runtime(row, false)),
+        signer: keys.signer(row),
         ..PluginSecurity::default()
     };
     if let Some(e) = &status.enforcement {

@@ -15,6 +15,7 @@ mod refusal;
 mod reload;
 mod service;
 mod settings;
+mod trust;
 mod upload;
 
 use std::os::unix::fs::PermissionsExt;

@@ -172,11 +172,12 @@ impl AdminService {
             .audit_counts(now - 86_400_000, now + 1, None)
             .map_err(store_status)?;
         let (events, denials) = last_day(&counts);
+        let keys = super::trust::KeyStates::read(store).map_err(store_status)?;
         let plugins = store
             .plugins()
             .map_err(store_status)?
             .iter()
-            .map(|r| convert::summary(r, &self.runtime.status(&r.name)))
+            .map(|r| convert::summary(r, &self.runtime.status(&r.name), &keys))
             .collect();
         let report = SecurityReportResponse {
             generated_at_ms: now,

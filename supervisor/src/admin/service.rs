@@ -13,6 +13,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::auth::{authorize, Need};
+use super::trust::KeyStates;
 use super::{audit_page, convert};
 use crate::approval::{self, ApprovalError, Decision, DecisionInput, Expiry};
 use crate::audit::{Actor, AuditEntry, Outcome};
@@ -96,11 +97,13 @@ impl AdminService {
             .map_err(store_status)?;
         let perms = self.shared.store.permissions(name).map_err(store_status)?;
         let status = self.runtime.status(name);
+        let keys = KeyStates::read(&self.shared.store).map_err(store_status)?;
         Ok(Response::new(convert::detail(
             &self.shared.catalog,
             &row,
             &perms,
             &status,
+            &keys,
         )))
     }
 
@@ -145,7 +148,8 @@ impl AdminService {
             .store
             .require_plugin(name)
             .map_err(store_status)?;
-        Ok(convert::summary(&row, &self.runtime.status(name)))
+        let keys = KeyStates::read(&self.shared.store).map_err(store_status)?;
+        Ok(convert::summary(&row, &self.runtime.status(name), &keys))
     }
 
     /// The plugin's lifecycle lock (see `lifecycle::Locks`).
@@ -203,9 +207,10 @@ impl Admin for AdminService {
     ) -> Result<Response<ListPluginsResponse>, Status> {
         self.auth(&request, "list", Need::Read)?;
         let rows = self.shared.store.plugins().map_err(store_status)?;
+        let keys = KeyStates::read(&self.shared.store).map_err(store_status)?;
         let plugins = rows
             .iter()
-            .map(|r| convert::summary(r, &self.runtime.status(&r.name)))
+            .map(|r| convert::summary(r, &self.runtime.status(&r.name), &keys))
             .collect();
         Ok(Response::new(ListPluginsResponse { plugins }))
     }
@@ -231,10 +236,12 @@ impl Admin for AdminService {
             let window = i64::try_from(within.saturating_mul(1000)).unwrap_or(i64::MAX);
             self.shared.store.expiring(now.saturating_add(window))
         };
+        let keys = KeyStates::read(&self.shared.store).map_err(store_status)?;
         let pending = rows
             .map_err(store_status)?
             .into_iter()
             .map(|(p, perm)| PendingRequest {
+                signer: keys.signer(&p),
                 plugin: p.name,
                 plugin_version: p.version,
                 permission: Some(convert::permission(&self.shared.catalog, &perm, now)),
@@ -490,10 +497,11 @@ impl Admin for AdminService {
         if !want.is_empty() && !rows.iter().any(|r| r.name == want) {
             return Err(store_status(StoreError::NoSuchPlugin(want)));
         }
+        let keys = KeyStates::read(&self.shared.store).map_err(store_status)?;
         let plugins = rows
             .iter()
             .filter(|r| want.is_empty() || r.name == want)
-            .map(|r| convert::security(&self.shared, r, &self.runtime.status(&r.name)))
+            .map(|r| convert::security(&self.shared, r, &self.runtime.status(&r.name), &keys))
             .collect();
         let open_alerts = self
             .shared
@@ -709,6 +717,36 @@ impl Admin for AdminService {
         request: Request<tonic::Streaming<PackageChunk>>,
     ) -> Result<Response<UploadPluginResponse>, Status> {
         self.op_upload(request).await
+    }
+
+    async fn add_trusted_key(
+        &self,
+        request: Request<AddTrustedKeyRequest>,
+    ) -> Result<Response<TrustedKey>, Status> {
+        self.op_add_trusted_key(request).await
+    }
+
+    async fn list_trusted_keys(
+        &self,
+        request: Request<ListTrustedKeysRequest>,
+    ) -> Result<Response<ListTrustedKeysResponse>, Status> {
+        self.op_list_trusted_keys(request).await
+    }
+
+    async fn remove_trusted_key(
+        &self,
+        request: Request<TrustKeyChange>,
+    ) -> Result<Response<TrustedKey>, Status> {
+        self.op_end_trusted_key(request, crate::trust::Ending::Remove)
+            .await
+    }
+
+    async fn revoke_trusted_key(
+        &self,
+        request: Request<TrustKeyChange>,
+    ) -> Result<Response<TrustedKey>, Status> {
+        self.op_end_trusted_key(request, crate::trust::Ending::Revoke)
+            .await
     }
 
     type ServeHostActionsStream = BoxStream<HostActionCall>;

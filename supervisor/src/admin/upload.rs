@@ -16,9 +16,18 @@ use crate::install::{self, InstallError, Prepared, Staging};
 use crate::lifecycle::{self, Op};
 use crate::package::unpack::{UnpackError, Unpacker};
 use crate::package::MAX_ORIGIN_BYTES;
+use crate::store;
 
 /// A caller that sends nothing for this long loses its upload.
 const STALL: Duration = Duration::from_secs(30);
+/// An armored SSHSIG of an Ed25519 key is about 300 bytes.
+const MAX_SIGNATURE_BYTES: usize = 16 * 1024;
+
+/// What the header says of the package's form and signature.
+struct Provenance {
+    archive: bool,
+    signature: Option<String>,
+}
 
 /// Install or update, with the name an update names.
 #[derive(Debug, Clone)]
@@ -94,8 +103,20 @@ impl AdminService {
             Intent::Update(name) => Some(name.clone()),
             Intent::Install => None,
         };
+        let provenance = Provenance {
+            archive: header.archive,
+            signature: match header.signature.trim() {
+                "" => None,
+                sig if sig.len() > MAX_SIGNATURE_BYTES => {
+                    return Err(Status::invalid_argument(format!(
+                        "the signature is longer than {MAX_SIGNATURE_BYTES} bytes"
+                    )))
+                }
+                sig => Some(sig.to_string()),
+            },
+        };
         let result = self
-            .upload(&actor, &intent, &origin, chunks, &mut named)
+            .upload(&actor, &intent, &origin, provenance, chunks, &mut named)
             .await;
         if let Err(status) = &result {
             let mut entry = AuditEntry::new(&actor, intent.action(), Outcome::Failed).detail(
@@ -114,12 +135,13 @@ impl AdminService {
         actor: &Actor,
         intent: &Intent,
         origin: &str,
+        provenance: Provenance,
         chunks: Streaming<PackageChunk>,
         named: &mut Option<String>,
     ) -> Result<UploadPluginResponse, Status> {
         lifecycle::admit(&self.shared, intent.op())
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
-        let staging = self.receive(origin, chunks).await?;
+        let (staging, declared) = self.receive(origin, provenance.archive, chunks).await?;
         let shared = Arc::clone(&self.shared);
         let origin2 = origin.to_string();
         let prepared = tokio::task::spawn_blocking(move || {
@@ -128,19 +150,49 @@ impl AdminService {
         .await
         .map_err(joined)?
         .map_err(install_status)?;
+        // From here a refusal's audit record names the plugin.
         named.get_or_insert_with(|| prepared.name().to_string());
+        let prepared = self.authenticate(prepared, provenance, declared).await?;
         match intent {
             Intent::Install => self.install(actor, prepared).await,
             Intent::Update(name) => self.update(actor, name, prepared).await,
         }
     }
 
-    /// Unpacks the stream into a fresh staging directory of this request.
+    /// The package's files against its content list, and its signature against the
+    /// trust store (see `Prepared::authenticate`).
+    async fn authenticate(
+        &self,
+        mut prepared: Prepared,
+        provenance: Provenance,
+        declared: Option<Vec<u8>>,
+    ) -> Result<Prepared, Status> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || {
+            let keys = shared.store.read(store::trusted_keys)?;
+            let check = install::Provenance {
+                declared: declared.as_deref(),
+                signature: provenance.signature.as_deref(),
+                required: shared.cfg.install.require_signature,
+            };
+            prepared.authenticate(&check, |fpr| {
+                keys.iter().find(|k| k.fingerprint == fpr).cloned()
+            })?;
+            Ok::<_, InstallError>(prepared)
+        })
+        .await
+        .map_err(joined)?
+        .map_err(install_status)
+    }
+
+    /// Unpacks the stream (entries, or an archive's bytes) into a fresh staging
+    /// directory of this request; an archive's content list comes back with it.
     async fn receive(
         &self,
         origin: &str,
+        archive: bool,
         mut chunks: Streaming<PackageChunk>,
-    ) -> Result<Staging, Status> {
+    ) -> Result<(Staging, Option<Vec<u8>>), Status> {
         let shared = Arc::clone(&self.shared);
         let staging = tokio::task::spawn_blocking(move || Staging::create(&shared.cfg))
             .await
@@ -151,10 +203,15 @@ impl AdminService {
         let root = staging.path().to_path_buf();
         let writer = tokio::task::spawn_blocking(move || {
             let mut unpacker = Unpacker::new(&root);
-            while let Some(item) = rx.blocking_recv() {
-                unpacker.accept(item)?;
-            }
-            unpacker.finish()
+            let declared = if archive {
+                Some(crate::package::archive::read_stream(rx, &mut unpacker)?)
+            } else {
+                while let Some(item) = rx.blocking_recv() {
+                    unpacker.accept(item)?;
+                }
+                None
+            };
+            unpacker.finish().map(|()| declared)
         });
         let fed = async {
             while let Some(item) = next(&mut chunks).await? {
@@ -173,7 +230,7 @@ impl AdminService {
             (Ok(()), Ok(unpacked)) => unpacked.map_err(|e| unpack_status(origin, e)),
         };
         match received {
-            Ok(()) => Ok(staging),
+            Ok(declared) => Ok((staging, declared)),
             Err(status) => {
                 // Deleting a large refused package is file work, off the async threads.
                 let _ = tokio::task::spawn_blocking(move || drop(staging)).await;

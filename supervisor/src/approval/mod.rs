@@ -347,6 +347,7 @@ mod tests {
                     installed_at: 0,
                     uid_offset: 0,
                     python: None,
+                    signer: None,
                 },
             )?;
             for (p, scope) in perms {

@@ -63,6 +63,9 @@ pub(super) enum Command {
     /// Install, review, approve, run and remove plugins
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Publisher keys trusted to sign plugin packages
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Publish events to plugins or watch the events they emit
     #[command(subcommand)]
     Event(EventCommand),
@@ -222,14 +225,75 @@ pub(super) enum SecurityCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(super) enum TrustCommand {
+    /// Trust a publisher's Ed25519 key to sign packages of the plugins PATTERN
+    /// matches. The first admin proposes it; a second, different admin running the
+    /// same command trusts it
+    AddKey {
+        /// The publisher's OpenSSH public key file (`id_ed25519.pub`)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Who the key belongs to
+        #[arg(long, value_name = "PUBLISHER")]
+        name: String,
+        /// The plugin names it may sign: a name or a glob (`acme-*`); default `*`
+        #[arg(long, value_name = "PATTERN")]
+        plugins: Option<String>,
+        /// Why it is trusted (required; audited)
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// List every key with its state and history, and the plugins each signed
+    List,
+    /// Stop trusting a key for new packages; what it signed stays as it is
+    Remove {
+        /// The key's fingerprint (SHA256:...)
+        fingerprint: String,
+        /// Why (required; audited)
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Revoke a compromised key: it is never trusted again, and every installed
+    /// plugin it signed is flagged with an alert
+    Revoke {
+        /// The key's fingerprint (SHA256:...)
+        fingerprint: String,
+        /// Why (required; audited)
+        #[arg(long)]
+        comment: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(super) enum PluginCommand {
-    /// Install a plugin from a directory (read by the CLI with your rights and
-    /// uploaded); it stays disabled until `plugin enable`, which needs its
-    /// permission requests approved first
+    /// Install a plugin from a `.pxp` archive or a directory (read by the CLI with
+    /// your rights and uploaded); it stays disabled until `plugin enable`, which
+    /// needs its permission requests approved first
     Install {
-        /// Plugin directory containing plugin.toml
+        /// A `.pxp` archive (`plugin pack`) or a directory containing plugin.toml
+        #[arg(value_name = "PACKAGE")]
+        dir: PathBuf,
+        /// The publisher's detached signature (`ssh-keygen -Y sign`); default:
+        /// PACKAGE.sig when it exists
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+    },
+    /// Pack a plugin directory into one deterministic `.pxp` archive (its content
+    /// list first) for signing and installing; needs no supervisor
+    Pack {
+        /// The plugin directory (plugin.toml plus its files)
         #[arg(value_name = "DIR")]
         dir: PathBuf,
+        /// The archive to write (default: NAME-VERSION.pxp here)
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        archive: Option<PathBuf>,
+    },
+    /// Print a package's content list, the text a publisher signs:
+    /// `plexichat plugin contents X.pxp | ssh-keygen -Y sign -n plexichat-plugin -f KEY > X.pxp.sig`
+    Contents {
+        /// A `.pxp` archive or a plugin directory
+        #[arg(value_name = "PACKAGE")]
+        package: PathBuf,
     },
     /// List permission requests waiting for review, or with --expiring-within the
     /// grants that expire soon
@@ -287,9 +351,12 @@ pub(super) enum PluginCommand {
     Update {
         /// Plugin name
         name: String,
-        /// Directory of the new version (plugin.toml plus its files)
-        #[arg(value_name = "DIR")]
+        /// The new version: a `.pxp` archive or a directory
+        #[arg(value_name = "PACKAGE")]
         dir: PathBuf,
+        /// The publisher's detached signature; default: PACKAGE.sig when it exists
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
     },
     /// Enable a plugin and start it
     Enable {

@@ -102,9 +102,10 @@ pub async fn whoami(session: &Session) -> Result<()> {
     emit(&session.render(&resp, whoami_text)?)
 }
 
-pub async fn install(session: &Session, dir: &Path) -> Result<()> {
+pub async fn install(session: &Session, package: &super::upload::Package<'_>) -> Result<()> {
     // Read here with the caller's rights and streamed: the daemon opens no path.
-    let (mut admin, resp) = super::upload::upload(session, UploadIntent::Install, "", dir).await?;
+    let (mut admin, resp) =
+        super::upload::upload(session, UploadIntent::Install, "", package).await?;
     let summary = resp.summary.unwrap_or_default();
     if session.format == OutputFormat::Json {
         return emit(&super::json::render(&summary, true)?);
@@ -548,6 +549,7 @@ fn pending_table(r: &ListPendingResponse) -> String {
         "RISK",
         "SCOPE",
         "APPROVALS",
+        "SIGNED BY",
         "JUSTIFICATION",
     ]);
     for p in &r.pending {
@@ -559,6 +561,7 @@ fn pending_table(r: &ListPendingResponse) -> String {
             label(perm.risk()),
             join_or_none(&perm.requested_scope),
             approvals(&perm),
+            super::output::signer_text(p.signer.as_ref()),
             or_none(&perm.justification),
         ]);
     }
@@ -624,6 +627,7 @@ fn detail_text(d: &PluginDetail) -> String {
         ("restarts", s.restarts.to_string()),
         ("core", yes_no(s.core).to_string()),
         ("sha256", or_none(&s.sha256)),
+        ("signed by", super::output::signer_text(s.signer.as_ref())),
         ("installed", format_ms(s.installed_at_ms)),
         ("last exit", or_none(&d.last_exit)),
         (
@@ -947,12 +951,13 @@ mod tests {
                 plugin: "echo".into(),
                 plugin_version: "1.0.0".into(),
                 permission: Some(granted_once),
+                signer: None,
             }],
         };
         assert_eq!(
             pending_table(&resp),
-            "PLUGIN  VERSION  PERMISSION  RISK  SCOPE                            APPROVALS  JUSTIFICATION\n\
-             echo    1.0.0    net.http    high  api.example.org,cdn.example.org  1 of 2     fetch previews\n"
+            "PLUGIN  VERSION  PERMISSION  RISK  SCOPE                            APPROVALS  SIGNED BY  JUSTIFICATION\n\
+             echo    1.0.0    net.http    high  api.example.org,cdn.example.org  1 of 2     unsigned   fetch previews\n"
         );
     }
 

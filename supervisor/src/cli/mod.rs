@@ -12,10 +12,12 @@ mod json;
 mod monitor;
 mod operations;
 mod output;
+mod packages;
 mod parse;
 mod security;
 mod settings;
 mod suggest;
+mod trust;
 mod upload;
 
 use std::process::ExitCode;
@@ -51,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Whoami => commands::whoami(&session).await,
         Command::Plugin(cmd) => run_plugin(&session, cmd).await,
+        Command::Trust(cmd) => trust::run(&session, cmd).await,
         Command::Event(EventCommand::Publish { topic, payload }) => {
             commands::publish(&session, topic, payload.unwrap_or_default()).await
         }
@@ -148,6 +151,8 @@ impl PluginCommand {
             PluginCommand::Deny(args) => Some(&args.name),
             PluginCommand::RevokePermission { name, .. } => name.as_deref(),
             PluginCommand::Install { .. }
+            | PluginCommand::Pack { .. }
+            | PluginCommand::Contents { .. }
             | PluginCommand::Pending { .. }
             | PluginCommand::List
             | PluginCommand::DisableAll { .. } => None,
@@ -157,7 +162,15 @@ impl PluginCommand {
 
 async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::Install { dir } => commands::install(session, &dir).await,
+        PluginCommand::Install { dir, signature } => {
+            let package = upload::Package {
+                path: &dir,
+                signature: signature.as_deref(),
+            };
+            commands::install(session, &package).await
+        }
+        PluginCommand::Pack { dir, archive } => packages::pack(&dir, archive.as_deref()),
+        PluginCommand::Contents { package } => packages::contents(&package),
         PluginCommand::Pending { expiring_within } => {
             commands::pending(session, expiring_within.unwrap_or(0)).await
         }
@@ -187,7 +200,17 @@ async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Resul
             all,
             comment,
         } => commands::revoke(session, permission, name, all, comment.unwrap_or_default()).await,
-        PluginCommand::Update { name, dir } => operations::update(session, name, &dir).await,
+        PluginCommand::Update {
+            name,
+            dir,
+            signature,
+        } => {
+            let package = upload::Package {
+                path: &dir,
+                signature: signature.as_deref(),
+            };
+            operations::update(session, name, &package).await
+        }
         PluginCommand::Enable {
             name,
             verify_security,

@@ -2,8 +2,6 @@
 //! `plugin disable-all`, `emergency ...`, `backup ...`, `restore` and the alert
 //! commands under `security`, each rendered as text or JSON.
 
-use std::path::Path;
-
 use anyhow::{bail, Result};
 use broker_proto::admin::v1::{
     AcknowledgeAlertRequest, Alert, BackupInfo, CreateBackupRequest, DisableAllRequest,
@@ -20,9 +18,13 @@ use super::output::{
     escape_line, format_bytes, format_ms, join_or_none, key_values, or_none, Table,
 };
 
-pub async fn update(session: &Session, name: String, dir: &Path) -> Result<()> {
+pub async fn update(
+    session: &Session,
+    name: String,
+    package: &super::upload::Package<'_>,
+) -> Result<()> {
     // Read here with the caller's rights and streamed: the daemon opens no path.
-    let (_, resp) = super::upload::upload(session, UploadIntent::Update, &name, dir).await?;
+    let (_, resp) = super::upload::upload(session, UploadIntent::Update, &name, package).await?;
     let resp = resp.update.unwrap_or_default();
     emit(&session.render(&resp, update_text)?)
 }

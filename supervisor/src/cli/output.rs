@@ -180,6 +180,21 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
+/// Who signed a plugin, as the tables show it: `acme (SHA256:…)`, `unsigned`, and a
+/// revoked or removed key said so in capitals.
+pub fn signer_text(signer: Option<&broker_proto::admin::v1::Signer>) -> String {
+    use broker_proto::admin::v1::TrustState;
+    let Some(s) = signer else {
+        return "unsigned".into();
+    };
+    let who = format!("{} ({})", s.publisher, s.fingerprint);
+    match TrustState::try_from(s.key_state) {
+        Ok(TrustState::Revoked) => format!("KEY REVOKED: {who}"),
+        Ok(TrustState::Removed) => format!("{who}, key removed"),
+        _ => who,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

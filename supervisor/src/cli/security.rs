@@ -8,7 +8,7 @@ use broker_proto::admin::v1::{
 use broker_proto::label::{label, NONE};
 
 use super::commands::{emit, Session};
-use super::output::{format_bytes, join_or_none, key_values, or_none, Table};
+use super::output::{format_bytes, join_or_none, key_values, or_none, signer_text, Table};
 
 pub async fn plugin_status(session: &Session, plugin: Option<String>) -> Result<()> {
     let resp = session
@@ -77,6 +77,7 @@ fn status_text(r: &SecurityStatusResponse) -> String {
         "PLUGIN",
         "RUNTIME",
         "RUNS",
+        "SIGNED BY",
         "NAMESPACES",
         "UID",
         "CAPS",
@@ -121,6 +122,7 @@ fn row(p: &PluginSecurity) -> Vec<String> {
             p.name.clone(),
             label(p.runtime()),
             runs(p),
+            signer_text(p.signer.as_ref()),
             "-".into(),
             p.uid.to_string(),
             "-".into(),
@@ -147,6 +149,7 @@ fn row(p: &PluginSecurity) -> Vec<String> {
         p.name.clone(),
         label(p.runtime()),
         runs(p),
+        signer_text(p.signer.as_ref()),
         join_or_none(&p.namespaces),
         p.uid.to_string(),
         caps.into(),

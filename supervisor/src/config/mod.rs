@@ -12,6 +12,7 @@ mod admin_socket;
 pub mod check;
 mod effective;
 mod host;
+mod install;
 mod logs;
 mod operations;
 mod python;
@@ -19,6 +20,7 @@ pub mod validate;
 pub use admin_socket::ConnectionLimits;
 pub use effective::render_effective;
 pub use host::Host;
+pub use install::InstallConfig;
 pub use logs::LogsConfig;
 pub use operations::{AlertKind, AlertRule, BackupConfig, MonitorConfig, StorageConfig};
 pub use python::PythonConfig;
@@ -57,6 +59,8 @@ pub struct Config {
     /// Python plugins: interpreter, SDK bundle, seccomp policy.
     #[serde(default)]
     pub python: PythonConfig,
+    #[serde(default)]
+    pub install: InstallConfig,
     /// Alert rules (`[[alert]]` tables), evaluated per plugin.
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertRule>,

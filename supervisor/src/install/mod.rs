@@ -21,9 +21,10 @@ use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::catalog::Catalog;
 use crate::config::{Config, PythonConfig};
 use crate::manifest::{Manifest, ManifestError, Runtime};
-use crate::package::tree;
+use crate::package::{contents, tree};
 use crate::python_runtime::{HostPython, PythonPin};
 use crate::store::{self, PluginRow, PluginState, Store, StoreError};
+use crate::trust::{self, KeyRow, SignatureCheck, Signer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -72,6 +73,12 @@ pub struct Prepared {
     pub python: Option<PythonPin>,
     /// What the caller said the package was, for audit records only.
     pub origin: String,
+    /// Every file received, as pinned (path order).
+    pub files: Vec<tree::PinnedFile>,
+    /// The content list the daemon rendered from those files: what a signature covers.
+    pub contents: String,
+    /// Whose key signed the package, once `authenticate` checked it.
+    pub signer: Option<Signer>,
     staging: Staging,
 }
 
@@ -85,14 +92,18 @@ pub fn prepare(
     origin: &str,
 ) -> Result<Prepared, InstallError> {
     let (manifest, manifest_text) = Manifest::load_dir_text(staging.path(), catalog)?;
+    let pinned = tree::pin(staging.path()).map_err(|e| InstallError::Package {
+        path: "(package)".into(),
+        message: e.to_string(),
+    })?;
     let (sha256, python) = match manifest.runtime {
         Runtime::Native => (
             sha256_file(&staging.path().join(&manifest.entry)).map_err(io_at(staging.path()))?,
             None,
         ),
         Runtime::Python3 => {
-            let (digest, pin) = pin_python(python, staging.path())?;
-            (digest, Some(pin))
+            let pin = pin_python(python, &pinned)?;
+            (pinned.digest.clone(), Some(pin))
         }
     };
     Ok(Prepared {
@@ -101,18 +112,53 @@ pub fn prepare(
         sha256,
         python,
         origin: origin.to_string(),
+        contents: contents::render(&pinned.files),
+        files: pinned.files,
+        signer: None,
         staging,
     })
 }
 
-/// The package tree's digest and the Python pin. Native code in the package is
+/// What an upload says about who made the package.
+pub struct Provenance<'a> {
+    /// The content list the archive carried (`None`: a directory upload).
+    pub declared: Option<&'a [u8]>,
+    /// The detached signature the caller sent.
+    pub signature: Option<&'a str>,
+    /// `[install] require_signature`.
+    pub required: bool,
+}
+
+impl Prepared {
+    /// Checks the files against the archive's content list, and the signature over it
+    /// against the trust store; records the signer. Refused, naming the reason.
+    pub fn authenticate(
+        &mut self,
+        provenance: &Provenance<'_>,
+        key_of: impl Fn(&str) -> Option<KeyRow>,
+    ) -> Result<(), InstallError> {
+        if let Some(declared) = provenance.declared {
+            if let Some(why) = contents::mismatch(declared, &self.files) {
+                return Err(InstallError::Refused(format!(
+                    "the package's files do not match its content list: {why}"
+                )));
+            }
+        }
+        let check = SignatureCheck {
+            plugin: self.name(),
+            contents: self.contents.as_bytes(),
+            signature: provenance.signature,
+            required: provenance.required,
+        };
+        self.signer = trust::verify(&check, key_of).map_err(InstallError::Refused)?;
+        Ok(())
+    }
+}
+
+/// The Python pin of a package tree. Native code in the package is
 /// refused, naming each file: a confined CPython could not load it from the noexec
 /// /plugin anyway, and an extension module is code no reviewer can read.
-fn pin_python(python: &PythonConfig, dir: &Path) -> Result<(String, PythonPin), InstallError> {
-    let pinned = tree::pin(dir).map_err(|e| InstallError::Package {
-        path: "(package)".into(),
-        message: e.to_string(),
-    })?;
+fn pin_python(python: &PythonConfig, pinned: &tree::TreePin) -> Result<PythonPin, InstallError> {
     if !pinned.native.is_empty() {
         return Err(InstallError::Refused(format!(
             "a Python package may hold only Python code and data, but it holds native code: {} \
@@ -123,7 +169,7 @@ fn pin_python(python: &PythonConfig, dir: &Path) -> Result<(String, PythonPin), 
     let host = HostPython::probe(python).map_err(|e| {
         InstallError::Refused(format!("this supervisor cannot run Python plugins: {e}"))
     })?;
-    Ok((pinned.digest, host.pin(pinned.files)))
+    Ok(host.pin(pinned.files.clone()))
 }
 
 impl Prepared {
@@ -139,6 +185,7 @@ impl Prepared {
             manifest_text,
             sha256,
             python,
+            signer,
             staging,
             ..
         } = self;
@@ -150,6 +197,7 @@ impl Prepared {
             manifest_text,
             sha256,
             python,
+            signer,
         };
         Ok((Placed { dir }, placing))
     }
@@ -161,6 +209,7 @@ struct Placing {
     manifest_text: String,
     sha256: String,
     python: Option<PythonPin>,
+    signer: Option<Signer>,
 }
 
 /// A directory this request created in the plugin store. Until `commit`, dropping
@@ -207,6 +256,7 @@ pub fn install(
             manifest_text,
             sha256,
             python,
+            signer,
         },
     ) = prepared.place(cfg)?;
     let row = PluginRow {
@@ -221,6 +271,7 @@ pub fn install(
         installed_at: crate::clock::now_ms(),
         uid_offset: 0,
         python,
+        signer,
     };
     let row = store.write(|tx| {
         let row = PluginRow {
@@ -246,6 +297,7 @@ pub fn install(
                     "sha256": sha256,
                     "runtime": manifest.runtime.as_str(),
                     "interpreter": row.python.as_ref().map(PythonPin::audit_detail),
+                    "signer": Signer::audit_detail(row.signer.as_ref()),
                     "source": origin,
                     "uploaded": true,
                     "requested": manifest.permissions.iter().map(|p| p.permission.as_str()).collect::<Vec<_>>(),

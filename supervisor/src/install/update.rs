@@ -110,6 +110,8 @@ pub fn update(
     }
     let previous = store.require_plugin(name)?;
     newer(&previous, &prepared)?;
+    crate::trust::check_continuity(name, previous.signer.as_ref(), prepared.signer.as_ref())
+        .map_err(InstallError::Refused)?;
     before_change()?;
     let source = prepared.origin.clone();
     let (
@@ -119,6 +121,7 @@ pub fn update(
             manifest_text,
             sha256,
             python,
+            signer,
         },
     ) = prepared.place(cfg)?;
     let dest = placed.dir.clone();
@@ -178,6 +181,7 @@ pub fn update(
             state,
             state_reason,
             python: python.clone(),
+            signer: signer.clone(),
             ..previous.clone()
         };
         store::set_version(&tx.sql, &row)?;
@@ -192,6 +196,8 @@ pub fn update(
                     "carried_over": carried_over, "to_review": to_review, "dropped": dropped,
                     "state": row.state.as_str(),
                     "settings_reset": settings_reset,
+                    "signer": crate::trust::Signer::audit_detail(row.signer.as_ref()),
+                    "previous_signer": crate::trust::Signer::audit_detail(previous.signer.as_ref()),
                 })),
         );
         Ok::<_, InstallError>(Updated {

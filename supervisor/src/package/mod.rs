@@ -1,6 +1,8 @@
 //! Plugin packages on the wire: the caps and the entry-path rules both ends apply,
 //! the CLI's packer (`pack`, caller's rights) and the daemon's unpacker (`unpack`).
 
+pub mod archive;
+pub mod contents;
 pub mod pack;
 pub mod tree;
 pub mod unpack;
@@ -28,8 +30,10 @@ pub fn entry_path(raw: &str) -> Result<PathBuf, String> {
     if raw.len() > MAX_ENTRY_PATH_BYTES {
         return bad(&format!("longer than {MAX_ENTRY_PATH_BYTES} bytes"));
     }
-    if raw.contains('\0') {
-        return bad("holds a NUL byte");
+    // A newline would break the content list's lines; any control character is a
+    // trap for the terminal that shows the path.
+    if raw.chars().any(char::is_control) {
+        return bad("holds a control character");
     }
     if raw.starts_with('/') {
         return bad("is absolute");
@@ -84,7 +88,8 @@ mod tests {
             ("a//b", "empty component"),
             ("a/", "empty component"),
             ("./a", "`.`"),
-            ("a\0b", "NUL"),
+            ("a\0b", "control character"),
+            ("a\nb", "control character"),
         ] {
             let e = entry_path(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");

@@ -26,12 +26,12 @@ pub enum PackError {
 
 /// One entry as the walk saw it; the send checks the file it opens is still it.
 #[derive(Debug)]
-struct Planned {
-    rel: PathBuf,
-    wire: String,
-    kind: EntryKind,
-    mode: u32,
-    size: u64,
+pub(super) struct Planned {
+    pub(super) rel: PathBuf,
+    pub(super) wire: String,
+    pub(super) kind: EntryKind,
+    pub(super) mode: u32,
+    pub(super) size: u64,
     dev: u64,
     ino: u64,
 }
@@ -40,12 +40,17 @@ struct Planned {
 #[derive(Debug)]
 pub struct Plan {
     root: PathBuf,
-    entries: Vec<Planned>,
+    pub(super) entries: Vec<Planned>,
 }
 
 impl Plan {
-    fn entry_err(&self, rel: &Path, problem: impl Into<String>) -> PackError {
+    pub(super) fn entry_err(&self, rel: &Path, problem: impl Into<String>) -> PackError {
         entry_err(&self.root, rel, problem)
+    }
+
+    /// The directory the plan walked.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The number of entries and file bytes the plan holds.
@@ -217,7 +222,7 @@ impl Plan {
         Ok(())
     }
 
-    fn open(&self, e: &Planned) -> Result<File, PackError> {
+    pub(super) fn open(&self, e: &Planned) -> Result<File, PackError> {
         let file = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)

@@ -5,6 +5,7 @@
 mod ops;
 mod schema;
 mod settings;
+mod trust;
 
 pub use ops::{
     acknowledge_alert, alert, bump_alert, delete_backup, disable_enabled, insert_alert,
@@ -12,6 +13,7 @@ pub use ops::{
     SafeMode,
 };
 pub use settings::{retain_settings, set_setting, setting_values, unset_setting, SettingValue};
+pub use trust::{plugins_signed_by, put_trusted_key, trusted_key, trusted_keys};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -160,6 +162,8 @@ pub struct PluginRow {
     pub uid_offset: u32,
     /// A Python plugin's pinned runtime; `None` for a native one.
     pub python: Option<crate::python_runtime::PythonPin>,
+    /// Whose key signed the installed version; `None`: installed unsigned.
+    pub signer: Option<crate::trust::Signer>,
 }
 
 #[derive(Debug, Clone)]
@@ -636,7 +640,7 @@ fn map_audit_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
 }
 
 const PLUGIN_COLS: &str =
-    "name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, uid_offset, runtime";
+    "name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, uid_offset, runtime, signer";
 
 fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
     let state: String = r.get(2)?;
@@ -654,6 +658,10 @@ fn map_plugin(r: &Row<'_>) -> rusqlite::Result<PluginRow> {
         python: r
             .get::<_, Option<String>>(10)?
             .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(10, e.to_string())))
+            .transpose()?,
+        signer: r
+            .get::<_, Option<String>>(11)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| corrupt(11, e.to_string())))
             .transpose()?,
     })
 }
@@ -780,6 +788,13 @@ fn python_json(p: &PluginRow) -> Result<Option<String>, StoreError> {
     p.python.as_ref().map(pin_json).transpose()
 }
 
+fn signer_json(p: &PluginRow) -> Option<String> {
+    // Two strings: encoding cannot fail.
+    p.signer
+        .as_ref()
+        .and_then(|s| serde_json::to_string(s).ok())
+}
+
 /// Records a Python plugin's new runtime pin (see `install::repin_runtime`).
 pub fn set_python_pin(
     c: &Connection,
@@ -799,8 +814,8 @@ pub fn set_python_pin(
 pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
     let now = now_ms();
     let inserted = c.execute(
-        "INSERT INTO plugins (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at, uid_offset, runtime)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)
+        "INSERT INTO plugins (name, version, state, state_reason, sha256, manifest, install_dir, core, installed_at, updated_at, uid_offset, runtime, signer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12)
          ON CONFLICT (name) DO NOTHING",
         params![
             p.name,
@@ -813,7 +828,8 @@ pub fn insert_plugin(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
             p.core,
             now,
             p.uid_offset,
-            python_json(p)?
+            python_json(p)?,
+            signer_json(p)
         ],
     )?;
     if inserted == 0 {
@@ -846,7 +862,7 @@ pub fn insert_request(
 pub fn set_version(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
     let n = c.execute(
         "UPDATE plugins SET version = ?2, sha256 = ?3, manifest = ?4, install_dir = ?5, core = ?6,
-             state = ?7, state_reason = ?8, updated_at = ?9, runtime = ?10
+             state = ?7, state_reason = ?8, updated_at = ?9, runtime = ?10, signer = ?11
          WHERE name = ?1",
         params![
             p.name,
@@ -858,7 +874,8 @@ pub fn set_version(c: &Connection, p: &PluginRow) -> Result<(), StoreError> {
             p.state.as_str(),
             p.state_reason,
             now_ms(),
-            python_json(p)?
+            python_json(p)?,
+            signer_json(p)
         ],
     )?;
     if n == 0 {
@@ -1093,13 +1110,13 @@ fn collect<T>(rows: impl Iterator<Item = rusqlite::Result<T>>) -> Result<Vec<T>,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::{Actor, Outcome};
 
     /// A fresh store in a temporary directory (the store's own tests and its
     /// submodules' share it).
-    pub(super) fn store() -> (tempfile::TempDir, Store) {
+    pub(crate) fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let logs = Arc::new(LogFiles::open(&dir.path().join("log")).unwrap());
         let s = Store::open(&dir.path().join("store.db"), logs).unwrap();
@@ -1107,7 +1124,7 @@ mod tests {
     }
 
     /// A disabled native plugin row named `name`.
-    pub(super) fn row(name: &str) -> PluginRow {
+    pub(crate) fn row(name: &str) -> PluginRow {
         PluginRow {
             name: name.into(),
             version: "1.0.0".into(),
@@ -1120,6 +1137,7 @@ mod tests {
             installed_at: 0,
             uid_offset: 0,
             python: None,
+            signer: None,
         }
     }
 

@@ -390,6 +390,7 @@ mod tests {
                     installed_at: 0,
                     uid_offset: offset,
                     python: None,
+                    signer: None,
                 },
             )?;
             insert_request(&tx.sql, name, Permission::FileRead, &["/srv".into()], "why")?;

@@ -156,6 +156,26 @@ CREATE TABLE plugin_settings (
     r#"
 ALTER TABLE plugins ADD COLUMN runtime TEXT;
 "#,
+    // Publisher keys and who signed each installed plugin. A key row is never deleted:
+    // removed and revoked keys stay, as the history a reviewer reads.
+    r#"
+ALTER TABLE plugins ADD COLUMN signer TEXT;
+CREATE TABLE trusted_keys (
+    fingerprint  TEXT PRIMARY KEY,
+    publisher    TEXT NOT NULL,
+    plugins      TEXT NOT NULL,
+    public_key   TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('proposed', 'trusted', 'removed', 'revoked')),
+    comment      TEXT NOT NULL,
+    proposed_by  TEXT NOT NULL,
+    proposed_at  INTEGER NOT NULL,
+    approved_by  TEXT,
+    approved_at  INTEGER,
+    ended_by     TEXT,
+    ended_at     INTEGER,
+    end_comment  TEXT
+);
+"#,
 ];
 
 /// Applies the pending migrations with foreign keys off (a table rebuild must not

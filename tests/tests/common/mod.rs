@@ -140,6 +140,9 @@ pub struct Settings {
     pub python_sdk: PathBuf,
     /// `python.seccomp_policy`.
     pub python_seccomp_policy: &'static str,
+    /// `install.require_signature`: off here, as most tests install unsigned
+    /// directories; the signing tests turn it on.
+    pub require_signature: bool,
     /// Plugin uids the daemon may hand out (`sandbox.uid_count`).
     pub uid_count: u32,
     /// RLIMIT_NOFILE (soft, hard) the daemon is started with; `None`: the test's own.
@@ -174,6 +177,7 @@ impl Default for Settings {
             python_interpreter: PathBuf::from("/usr/bin/python3"),
             python_sdk: python_sdk_dir(),
             python_seccomp_policy: "python3",
+            require_signature: false,
             uid_count: 100,
             nofile: None,
             journal: None,
@@ -244,6 +248,9 @@ interpreter = "{interpreter}"
 sdk_dir = "{sdk}"
 seccomp_policy = "{py_policy}"
 
+[install]
+require_signature = {require_signature}
+
 [broker]
 rate_per_sec = {rate:?}
 burst = {burst}
@@ -252,6 +259,7 @@ http_timeout = "{http_timeout}"
 {extra}
 "#,
             extra = self.extra,
+            require_signature = self.require_signature,
             interpreter = self.python_interpreter.display(),
             sdk = self.python_sdk.display(),
             py_policy = self.python_seccomp_policy,

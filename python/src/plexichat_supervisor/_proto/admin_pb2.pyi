@@ -8,6 +8,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TrustState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRUST_STATE_UNSPECIFIED: _ClassVar[TrustState]
+    TRUST_STATE_PROPOSED: _ClassVar[TrustState]
+    TRUST_STATE_TRUSTED: _ClassVar[TrustState]
+    TRUST_STATE_REMOVED: _ClassVar[TrustState]
+    TRUST_STATE_REVOKED: _ClassVar[TrustState]
+
 class RuntimeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RUNTIME_KIND_UNSPECIFIED: _ClassVar[RuntimeKind]
@@ -101,6 +109,11 @@ class SettingType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SETTING_TYPE_NUMBER: _ClassVar[SettingType]
     SETTING_TYPE_BOOLEAN: _ClassVar[SettingType]
     SETTING_TYPE_ENUM: _ClassVar[SettingType]
+TRUST_STATE_UNSPECIFIED: TrustState
+TRUST_STATE_PROPOSED: TrustState
+TRUST_STATE_TRUSTED: TrustState
+TRUST_STATE_REMOVED: TrustState
+TRUST_STATE_REVOKED: TrustState
 RUNTIME_KIND_UNSPECIFIED: RuntimeKind
 RUNTIME_KIND_NATIVE: RuntimeKind
 RUNTIME_KIND_PYTHON3: RuntimeKind
@@ -200,7 +213,7 @@ class ListPluginsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class PluginSummary(_message.Message):
-    __slots__ = ("name", "version", "state", "runtime", "core", "sha256", "pid", "restarts", "state_reason", "installed_at_ms")
+    __slots__ = ("name", "version", "state", "runtime", "core", "sha256", "pid", "restarts", "state_reason", "installed_at_ms", "signer")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -211,6 +224,7 @@ class PluginSummary(_message.Message):
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     INSTALLED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     state: PluginState
@@ -221,7 +235,18 @@ class PluginSummary(_message.Message):
     restarts: int
     state_reason: str
     installed_at_ms: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[PluginState, str]] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., core: _Optional[bool] = ..., sha256: _Optional[str] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., state_reason: _Optional[str] = ..., installed_at_ms: _Optional[int] = ...) -> None: ...
+    signer: Signer
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[_Union[PluginState, str]] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., core: _Optional[bool] = ..., sha256: _Optional[str] = ..., pid: _Optional[int] = ..., restarts: _Optional[int] = ..., state_reason: _Optional[str] = ..., installed_at_ms: _Optional[int] = ..., signer: _Optional[_Union[Signer, _Mapping]] = ...) -> None: ...
+
+class Signer(_message.Message):
+    __slots__ = ("fingerprint", "publisher", "key_state")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
+    KEY_STATE_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    publisher: str
+    key_state: TrustState
+    def __init__(self, fingerprint: _Optional[str] = ..., publisher: _Optional[str] = ..., key_state: _Optional[_Union[TrustState, str]] = ...) -> None: ...
 
 class ListPluginsResponse(_message.Message):
     __slots__ = ("plugins",)
@@ -348,14 +373,16 @@ class ListPendingRequest(_message.Message):
     def __init__(self, expiring_within_secs: _Optional[int] = ...) -> None: ...
 
 class PendingRequest(_message.Message):
-    __slots__ = ("plugin", "plugin_version", "permission")
+    __slots__ = ("plugin", "plugin_version", "permission", "signer")
     PLUGIN_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
     plugin: str
     plugin_version: str
     permission: PermissionRecord
-    def __init__(self, plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., permission: _Optional[_Union[PermissionRecord, _Mapping]] = ...) -> None: ...
+    signer: Signer
+    def __init__(self, plugin: _Optional[str] = ..., plugin_version: _Optional[str] = ..., permission: _Optional[_Union[PermissionRecord, _Mapping]] = ..., signer: _Optional[_Union[Signer, _Mapping]] = ...) -> None: ...
 
 class ListPendingResponse(_message.Message):
     __slots__ = ("pending",)
@@ -558,7 +585,7 @@ class HostSecurity(_message.Message):
     def __init__(self, confinement: _Optional[bool] = ..., cgroup_version: _Optional[str] = ..., landlock_abi: _Optional[int] = ..., landlock_minimum: _Optional[int] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., seccomp_source: _Optional[str] = ..., refusal: _Optional[str] = ..., safe_mode: _Optional[bool] = ..., inherited_seccomp_filters: _Optional[int] = ...) -> None: ...
 
 class PluginSecurity(_message.Message):
-    __slots__ = ("name", "runtime", "confined", "namespaces", "uid", "gid", "rootfs", "capabilities", "no_new_privs", "landlock_abi", "landlock_status", "landlock_net_denied", "landlock_scoped", "seccomp_policy", "seccomp_syscalls", "cgroup_version", "cgroup_path", "cpu_limit", "memory_limit", "pids_limit", "cpu_usec", "memory_bytes", "pids", "plugin_pid", "plugin_runtime")
+    __slots__ = ("name", "runtime", "confined", "namespaces", "uid", "gid", "rootfs", "capabilities", "no_new_privs", "landlock_abi", "landlock_status", "landlock_net_denied", "landlock_scoped", "seccomp_policy", "seccomp_syscalls", "cgroup_version", "cgroup_path", "cpu_limit", "memory_limit", "pids_limit", "cpu_usec", "memory_bytes", "pids", "plugin_pid", "plugin_runtime", "signer")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     CONFINED_FIELD_NUMBER: _ClassVar[int]
@@ -584,6 +611,7 @@ class PluginSecurity(_message.Message):
     PIDS_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_PID_FIELD_NUMBER: _ClassVar[int]
     PLUGIN_RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
     name: str
     runtime: RuntimePhase
     confined: bool
@@ -609,7 +637,8 @@ class PluginSecurity(_message.Message):
     pids: int
     plugin_pid: int
     plugin_runtime: PluginRuntime
-    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., confined: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rootfs: _Optional[str] = ..., capabilities: _Optional[str] = ..., no_new_privs: _Optional[bool] = ..., landlock_abi: _Optional[int] = ..., landlock_status: _Optional[str] = ..., landlock_net_denied: _Optional[bool] = ..., landlock_scoped: _Optional[bool] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., cgroup_path: _Optional[str] = ..., cpu_limit: _Optional[float] = ..., memory_limit: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., plugin_pid: _Optional[int] = ..., plugin_runtime: _Optional[_Union[PluginRuntime, _Mapping]] = ...) -> None: ...
+    signer: Signer
+    def __init__(self, name: _Optional[str] = ..., runtime: _Optional[_Union[RuntimePhase, str]] = ..., confined: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., rootfs: _Optional[str] = ..., capabilities: _Optional[str] = ..., no_new_privs: _Optional[bool] = ..., landlock_abi: _Optional[int] = ..., landlock_status: _Optional[str] = ..., landlock_net_denied: _Optional[bool] = ..., landlock_scoped: _Optional[bool] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., cgroup_version: _Optional[str] = ..., cgroup_path: _Optional[str] = ..., cpu_limit: _Optional[float] = ..., memory_limit: _Optional[int] = ..., pids_limit: _Optional[int] = ..., cpu_usec: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., plugin_pid: _Optional[int] = ..., plugin_runtime: _Optional[_Union[PluginRuntime, _Mapping]] = ..., signer: _Optional[_Union[Signer, _Mapping]] = ...) -> None: ...
 
 class SecurityStatusResponse(_message.Message):
     __slots__ = ("host", "plugins", "open_alerts", "fd_budget")
@@ -1096,14 +1125,18 @@ class PackageChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., entry: _Optional[_Union[PackageEntry, _Mapping]] = ..., data: _Optional[bytes] = ..., end: _Optional[_Union[PackageEnd, _Mapping]] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("intent", "name", "origin")
+    __slots__ = ("intent", "name", "origin", "archive", "signature")
     INTENT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     intent: UploadIntent
     name: str
     origin: str
-    def __init__(self, intent: _Optional[_Union[UploadIntent, str]] = ..., name: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
+    archive: bool
+    signature: str
+    def __init__(self, intent: _Optional[_Union[UploadIntent, str]] = ..., name: _Optional[str] = ..., origin: _Optional[str] = ..., archive: _Optional[bool] = ..., signature: _Optional[str] = ...) -> None: ...
 
 class PackageEntry(_message.Message):
     __slots__ = ("path", "kind", "mode", "size")
@@ -1208,3 +1241,65 @@ class CommandArgument(_message.Message):
     description: str
     required: bool
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
+
+class AddTrustedKeyRequest(_message.Message):
+    __slots__ = ("public_key", "publisher", "plugins", "comment")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    public_key: str
+    publisher: str
+    plugins: str
+    comment: str
+    def __init__(self, public_key: _Optional[str] = ..., publisher: _Optional[str] = ..., plugins: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class ListTrustedKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTrustedKeysResponse(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[TrustedKey]
+    def __init__(self, keys: _Optional[_Iterable[_Union[TrustedKey, _Mapping]]] = ...) -> None: ...
+
+class TrustKeyChange(_message.Message):
+    __slots__ = ("fingerprint", "comment")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    comment: str
+    def __init__(self, fingerprint: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class TrustedKey(_message.Message):
+    __slots__ = ("fingerprint", "publisher", "plugins", "state", "public_key", "comment", "proposed_by", "proposed_at_ms", "approved_by", "approved_at_ms", "ended_by", "ended_at_ms", "end_comment", "signed_plugins")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHER_FIELD_NUMBER: _ClassVar[int]
+    PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BY_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    END_COMMENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_PLUGINS_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    publisher: str
+    plugins: str
+    state: TrustState
+    public_key: str
+    comment: str
+    proposed_by: str
+    proposed_at_ms: int
+    approved_by: str
+    approved_at_ms: int
+    ended_by: str
+    ended_at_ms: int
+    end_comment: str
+    signed_plugins: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fingerprint: _Optional[str] = ..., publisher: _Optional[str] = ..., plugins: _Optional[str] = ..., state: _Optional[_Union[TrustState, str]] = ..., public_key: _Optional[str] = ..., comment: _Optional[str] = ..., proposed_by: _Optional[str] = ..., proposed_at_ms: _Optional[int] = ..., approved_by: _Optional[str] = ..., approved_at_ms: _Optional[int] = ..., ended_by: _Optional[str] = ..., ended_at_ms: _Optional[int] = ..., end_comment: _Optional[str] = ..., signed_plugins: _Optional[_Iterable[str]] = ...) -> None: ...

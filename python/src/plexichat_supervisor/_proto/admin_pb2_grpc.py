@@ -244,6 +244,26 @@ class AdminStub:
                 request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.RepinRuntimeRequest.SerializeToString,
                 response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginDetail.FromString,
                 _registered_method=True)
+        self.AddTrustedKey = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/AddTrustedKey',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.AddTrustedKeyRequest.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
+                _registered_method=True)
+        self.ListTrustedKeys = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/ListTrustedKeys',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.ListTrustedKeysRequest.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.ListTrustedKeysResponse.FromString,
+                _registered_method=True)
+        self.RemoveTrustedKey = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/RemoveTrustedKey',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
+                _registered_method=True)
+        self.RevokeTrustedKey = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/RevokeTrustedKey',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -611,6 +631,45 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddTrustedKey(self, request, context):
+        """---- Publisher trust (who may sign plugin packages) ----
+        Adds a publisher's Ed25519 key for the plugin names a pattern matches. The first
+        admin's call proposes it (PROPOSED); a second, different admin's identical call
+        trusts it (TRUSTED). Audited as trust.key_proposed / trust.key_added. Admins
+        only. INVALID_ARGUMENT: no comment, an unreadable or non-Ed25519 key, a bad
+        publisher name or pattern; FAILED_PRECONDITION: the same admin again, a proposal
+        for another publisher or pattern, a revoked key; ALREADY_EXISTS: already trusted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrustedKeys(self, request, context):
+        """Every key the trust store has held, with its history (any role).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveTrustedKey(self, request, context):
+        """The key signs nothing new; what it signed stays as it is. Audited as
+        trust.key_removed. Admins only. NOT_FOUND, FAILED_PRECONDITION (already removed
+        or revoked), INVALID_ARGUMENT (no comment).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeTrustedKey(self, request, context):
+        """The key is compromised: it signs nothing and is never trusted again, and every
+        installed plugin it signed is flagged (Signer.key_state REVOKED) with an alert
+        (rule signing_key_revoked). Audited as trust.key_revoked. Admins only. Codes as
+        RemoveTrustedKey.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -803,6 +862,26 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RepinRuntime,
                     request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.RepinRuntimeRequest.FromString,
                     response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginDetail.SerializeToString,
+            ),
+            'AddTrustedKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddTrustedKey,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.AddTrustedKeyRequest.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.SerializeToString,
+            ),
+            'ListTrustedKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrustedKeys,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.ListTrustedKeysRequest.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.ListTrustedKeysResponse.SerializeToString,
+            ),
+            'RemoveTrustedKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveTrustedKey,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.SerializeToString,
+            ),
+            'RevokeTrustedKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTrustedKey,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1851,6 +1930,114 @@ class Admin:
             '/plexichat.admin.v1.Admin/RepinRuntime',
             plexichat__supervisor_dot___proto_dot_admin__pb2.RepinRuntimeRequest.SerializeToString,
             plexichat__supervisor_dot___proto_dot_admin__pb2.PluginDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddTrustedKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/AddTrustedKey',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.AddTrustedKeyRequest.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrustedKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/ListTrustedKeys',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.ListTrustedKeysRequest.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.ListTrustedKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveTrustedKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/RemoveTrustedKey',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTrustedKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/RevokeTrustedKey',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
             options,
             channel_credentials,
             insecure,
