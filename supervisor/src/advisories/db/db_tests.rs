@@ -127,9 +127,19 @@ fn rustsec_patched_unaffected_withdrawn_informational() {
         first.url.as_deref(),
         Some("https://rustsec.org/advisories/RUSTSEC-2024-0001")
     );
+    assert_eq!(
+        first.to_string(),
+        "RUSTSEC-2024-0001 demo 1.0.0 (crates.io): RUSTSEC-2024-0001 title \
+         [high 7.5 (CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N)] \
+         (patched: >=1.2.3, <1.3.0; >=1.3.4) https://rustsec.org/advisories/RUSTSEC-2024-0001"
+    );
     let old = &found[3];
     assert_eq!(old.informational.as_deref(), Some("unmaintained"));
     assert_eq!(old.patched, "no patched version");
+    assert!(
+        old.to_string().contains("[informational: unmaintained]"),
+        "{old}"
+    );
 }
 
 const OSV: &str = r#"{
@@ -428,4 +438,31 @@ fn real_advisory_db_imports_when_given() {
         started.elapsed()
     );
     assert!(db.len() > 500);
+}
+
+/// Nesting a parser would recurse into is refused by the parsers' own depth limits,
+/// not a stack overflow (which would abort the daemon).
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let deep =
+        |open: &str, close: &str| format!("{}{}", open.repeat(200_000), close.repeat(200_000));
+    let toml = rustsec_file(
+        "RUSTSEC-2024-0300",
+        "deep",
+        &format!("x = {}", deep("[", "]")),
+        "patched = []",
+    );
+    let json = format!(
+        "{{\"id\": \"X-1\", \"database_specific\": {}}}",
+        deep("[", "]")
+    );
+    for (rel, text, why) in [
+        ("crates/deep/RUSTSEC-2024-0300.md", toml, "recursion"),
+        ("osv/deep.json", json, "recursion limit"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        put(dir.path(), rel, &text);
+        let err = load_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(rel) && err.contains(why), "{err}");
+    }
 }

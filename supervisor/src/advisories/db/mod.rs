@@ -135,6 +135,30 @@ pub struct Finding {
     pub aliases: Vec<String>,
 }
 
+/// One line: `RUSTSEC-2099-0001 itoa 1.0.19 (crates.io): title [critical 9.8 (…)]
+/// (patched: >=1.0.20) https://…`, informational ones marked.
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} ({}): ",
+            self.advisory_id, self.package, self.version, self.ecosystem
+        )?;
+        if let Some(kind) = &self.informational {
+            write!(f, "[informational: {kind}] ")?;
+        }
+        f.write_str(&self.title)?;
+        if let Some(severity) = &self.severity {
+            write!(f, " [{severity}]")?;
+        }
+        write!(f, " ({})", self.patched)?;
+        if let Some(url) = &self.url {
+            write!(f, " {url}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What one import read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportStats {
