@@ -8,8 +8,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use db::{load_dir, load_osv, load_rustsec, Advisory, Database, DbError, Finding};
-pub use deps::{python_dependencies, rust_dependencies, DepsError, RustDeps, RustPackage};
+pub use db::{
+    load_dir, load_osv, load_rustsec, Advisory, Affects, Database, DbError, Finding, ImportStats,
+};
+pub use deps::{
+    python_dependencies, rust_dependencies, DepKind, DepsError, RustDeps, RustPackage, Source,
+};
 
 /// The package registry a dependency's name and version belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
