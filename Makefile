@@ -7,13 +7,24 @@ PROFILE ?= release
 # checkout). Debug builds leave it out, so switching HEAD does not rebuild them.
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 
-.PHONY: all build run test lint python-stubs fmt docs install uninstall clean bench bench-spawn bench-broker release
+.PHONY: all build auditable run test lint python-stubs fmt docs install uninstall clean bench bench-spawn bench-broker release
 
 all: build
 
 ## Build the daemon, the CLI, the example and test plugins (debug).
 build:
 	$(CARGO) build --workspace --bins --examples
+
+## The test plugin built with `cargo auditable` (its binary embeds its dependency list)
+## at target/auditable/audited_plugin, for the advisories tests. Its artifacts sit beside
+## the plain build's (cargo keys them by the wrapper), so neither rebuilds the other; the
+## copy keeps it when a plain build re-links target/debug/audited_plugin.
+auditable:
+	@command -v cargo-auditable >/dev/null || { echo "make auditable needs cargo-auditable: cargo install cargo-auditable --locked"; exit 1; }
+	$(CARGO) auditable build -p plexichat-e2e --bin audited_plugin
+	mkdir -p target/auditable
+	cp target/debug/audited_plugin target/auditable/audited_plugin.tmp
+	mv target/auditable/audited_plugin.tmp target/auditable/audited_plugin
 
 ## Start the supervisor in the foreground (embedded default config, state under ./var)
 ## with the hello demo plugin installed, approved, enabled and answering.
@@ -25,8 +36,9 @@ run: build
 ## plugins get the SDK bundle built into target/python-sdk first), the SDK's
 ## docs built warning-free (every public item is documented), the
 ## cgroup v2 suite inside a VM with a pure cgroup v2 hierarchy, and the service path
-## (make install, systemd as PID 1) in a second VM.
-test: build
+## (make install, systemd as PID 1) in a second VM. The `cargo auditable` test plugin
+## is built first (the advisories tests read it).
+test: build auditable
 	./scripts/python-sdk-bundle.sh target/python-sdk
 	$(CARGO) test --workspace
 	cd plugin-sdk-python && python3 -m pytest -q -p no:cacheprovider

@@ -2,6 +2,7 @@
 //! data plane (broker), launcher and the `plexichat` CLI, as one library.
 
 pub mod admin;
+pub mod advisories;
 pub mod alerts;
 pub mod approval;
 pub mod audit;
