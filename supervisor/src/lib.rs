@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod advisories;
+pub mod advisory_watch;
 pub mod alerts;
 pub mod approval;
 pub mod audit;
@@ -29,6 +30,7 @@ pub mod package;
 pub mod plugin_log;
 pub mod python_runtime;
 pub mod reload;
+pub mod review;
 pub mod runtime;
 pub mod sandbox;
 pub mod sd_notify;

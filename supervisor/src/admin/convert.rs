@@ -76,6 +76,8 @@ pub fn detail(
         })
         .collect();
     PluginDetail {
+        dependencies: None,
+        advisories: Vec::new(),
         summary: Some(summary(row, status, keys)),
         description: manifest
             .as_ref()

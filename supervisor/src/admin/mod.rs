@@ -13,6 +13,7 @@ mod operations;
 mod reflection;
 mod refusal;
 mod reload;
+mod review;
 mod service;
 mod settings;
 mod trust;

@@ -173,13 +173,35 @@ impl AdminService {
             .map_err(store_status)?;
         let (events, denials) = last_day(&counts);
         let keys = super::trust::KeyStates::read(store).map_err(store_status)?;
-        let plugins = store
+        let plugins: Vec<_> = store
             .plugins()
             .map_err(store_status)?
             .iter()
             .map(|r| convert::summary(r, &self.runtime.status(&r.name), &keys))
             .collect();
+        let revoked_signers = plugins
+            .iter()
+            .filter(|p| {
+                p.signer.as_ref().is_some_and(|s| {
+                    s.key_state == broker_proto::admin::v1::TrustState::Revoked as i32
+                })
+            })
+            .map(|p| p.name.clone())
+            .collect();
+        let (advisory_database, advisories) = store
+            .read(|c| {
+                Ok((
+                    crate::store::advisory_db(c)?
+                        .as_ref()
+                        .map(super::review::database),
+                    super::review::all_findings(c)?,
+                ))
+            })
+            .map_err(store_status)?;
         let report = SecurityReportResponse {
+            advisory_database,
+            advisories,
+            revoked_signers,
             generated_at_ms: now,
             safe_mode: Some(convert::safe_mode(
                 store.safe_mode().map_err(store_status)?,

@@ -89,7 +89,7 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 impl AdminService {
     /// What ShowPlugin answers for `name`.
-    fn detail(&self, name: &str) -> Result<Response<PluginDetail>, Status> {
+    pub(super) fn detail(&self, name: &str) -> Result<Response<PluginDetail>, Status> {
         let row = self
             .shared
             .store
@@ -98,13 +98,9 @@ impl AdminService {
         let perms = self.shared.store.permissions(name).map_err(store_status)?;
         let status = self.runtime.status(name);
         let keys = KeyStates::read(&self.shared.store).map_err(store_status)?;
-        Ok(Response::new(convert::detail(
-            &self.shared.catalog,
-            &row,
-            &perms,
-            &status,
-            &keys,
-        )))
+        let mut detail = convert::detail(&self.shared.catalog, &row, &perms, &status, &keys);
+        self.add_package_fields(&mut detail, name)?;
+        Ok(Response::new(detail))
     }
 
     pub(super) fn auth<T>(
@@ -747,6 +743,20 @@ impl Admin for AdminService {
     ) -> Result<Response<TrustedKey>, Status> {
         self.op_end_trusted_key(request, crate::trust::Ending::Revoke)
             .await
+    }
+
+    async fn import_advisories(
+        &self,
+        request: Request<tonic::Streaming<AdvisoryChunk>>,
+    ) -> Result<Response<ImportAdvisoriesResponse>, Status> {
+        self.op_import_advisories(request).await
+    }
+
+    async fn review_plugin(
+        &self,
+        request: Request<PluginRef>,
+    ) -> Result<Response<PluginReview>, Status> {
+        self.op_review(request).await
     }
 
     type ServeHostActionsStream = BoxStream<HostActionCall>;

@@ -55,7 +55,7 @@ fn state(s: KeyState) -> api::TrustState {
     }
 }
 
-fn key_message(k: KeyRow, signed_plugins: Vec<String>) -> TrustedKey {
+pub(super) fn key_message(k: KeyRow, signed_plugins: Vec<String>) -> TrustedKey {
     TrustedKey {
         fingerprint: k.fingerprint,
         publisher: k.publisher,

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod deps;
+mod inventory;
 
 use std::fmt;
 
@@ -14,6 +15,7 @@ pub use db::{
 pub use deps::{
     python_dependencies, rust_dependencies, DepKind, DepsError, RustDeps, RustPackage, Source,
 };
+pub use inventory::Inventory;
 
 /// The package registry a dependency's name and version belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -66,6 +66,9 @@ pub(super) enum Command {
     /// Publisher keys trusted to sign plugin packages
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// The offline advisory database plugins' dependencies are matched against
+    #[command(subcommand)]
+    Advisories(AdvisoriesCommand),
     /// Publish events to plugins or watch the events they emit
     #[command(subcommand)]
     Event(EventCommand),
@@ -225,6 +228,18 @@ pub(super) enum SecurityCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(super) enum AdvisoriesCommand {
+    /// Replace the advisory database with a directory read here: a RustSec
+    /// advisory-db checkout (its crates/) and/or OSV PyPI *.json files; every
+    /// installed plugin it matches raises an alert
+    Import {
+        /// The directory
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub(super) enum TrustCommand {
     /// Trust a publisher's Ed25519 key to sign packages of the plugins PATTERN
     /// matches. The first admin proposes it; a second, different admin running the
@@ -306,6 +321,14 @@ pub(super) enum PluginCommand {
     List,
     /// Show one plugin in detail, including its permissions
     Show {
+        /// Plugin name
+        name: String,
+    },
+    /// The dossier to read before approving: each request and what approving it
+    /// allows, the signer and its key's history, the files and what the entry
+    /// links, dependencies and advisories, settings and commands, and what an update
+    /// changed
+    Review {
         /// Plugin name
         name: String,
     },

@@ -111,13 +111,13 @@ pub async fn install(session: &Session, package: &super::upload::Package<'_>) ->
         return emit(&super::json::render(&summary, true)?);
     }
     // The summary carries no permission count; the detail view does.
-    let pending = match admin
+    let detail = match admin
         .show_plugin(PluginRef {
             name: summary.name.clone(),
         })
         .await
     {
-        Ok(detail) => Some(pending_count(&detail.into_inner())),
+        Ok(detail) => Some(detail.into_inner()),
         Err(status) => {
             eprintln!(
                 "warning: could not count pending permission requests: {}",
@@ -126,7 +126,11 @@ pub async fn install(session: &Session, package: &super::upload::Package<'_>) ->
             None
         }
     };
-    emit(&install_text(&summary, pending))
+    let mut text = install_text(&summary, detail.as_ref().map(pending_count));
+    if let Some(d) = &detail {
+        text.push_str(&super::review::package_lines(d));
+    }
+    emit(&text)
 }
 
 pub async fn pending(session: &Session, expiring_within_secs: u64) -> Result<()> {
@@ -642,8 +646,9 @@ fn detail_text(d: &PluginDetail) -> String {
         pairs.extend(runtime_pairs(r));
     }
     format!(
-        "{}\n{}\n{}{}{}",
+        "{}{}\n{}\n{}{}{}",
         key_values(&pairs),
+        super::review::package_lines(d),
         permissions_table(&d.permissions),
         commands_table(d),
         package_files_table(d),

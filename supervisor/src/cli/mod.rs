@@ -14,6 +14,7 @@ mod operations;
 mod output;
 mod packages;
 mod parse;
+mod review;
 mod security;
 mod settings;
 mod suggest;
@@ -54,6 +55,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Whoami => commands::whoami(&session).await,
         Command::Plugin(cmd) => run_plugin(&session, cmd).await,
         Command::Trust(cmd) => trust::run(&session, cmd).await,
+        Command::Advisories(AdvisoriesCommand::Import { dir }) => {
+            review::import(&session, &dir).await
+        }
         Command::Event(EventCommand::Publish { topic, payload }) => {
             commands::publish(&session, topic, payload.unwrap_or_default()).await
         }
@@ -139,6 +143,7 @@ impl PluginCommand {
     fn plugin_name(&self) -> Option<&str> {
         match self {
             PluginCommand::Show { name }
+            | PluginCommand::Review { name }
             | PluginCommand::RequestChanges { name, .. }
             | PluginCommand::RepinRuntime { name, .. }
             | PluginCommand::Update { name, .. }
@@ -176,6 +181,7 @@ async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Resul
         }
         PluginCommand::List => commands::list(session).await,
         PluginCommand::Show { name } => commands::show(session, name).await,
+        PluginCommand::Review { name } => review::review(session, name).await,
         PluginCommand::Approve(args) => {
             let expiry = commands::Expiry {
                 at_ms: args.expires.unwrap_or(0),

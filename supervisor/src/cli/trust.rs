@@ -102,17 +102,24 @@ fn added_text(k: &TrustedKey) -> String {
 }
 
 fn ended_text(k: &TrustedKey) -> String {
-    let mut out = escape_line(&format!(
-        "key {} of {} is now {}",
-        k.fingerprint,
-        k.publisher,
-        state(k)
-    ));
+    let mut out = String::new();
+    push_line(
+        &mut out,
+        &format!(
+            "key {} of {} is now {}",
+            k.fingerprint,
+            k.publisher,
+            state(k)
+        ),
+    );
     if TrustState::try_from(k.state) == Ok(TrustState::Revoked) && !k.signed_plugins.is_empty() {
-        out.push_str(&escape_line(&format!(
-            "flagged (with an alert each): {}",
-            k.signed_plugins.join(", ")
-        )));
+        push_line(
+            &mut out,
+            &format!(
+                "flagged (with an alert each): {}",
+                k.signed_plugins.join(", ")
+            ),
+        );
     }
     out
 }
@@ -163,4 +170,10 @@ fn keys_table(r: &ListTrustedKeysResponse) -> String {
         ]);
     }
     table.render()
+}
+
+/// One escaped line and its newline.
+fn push_line(out: &mut String, text: &str) {
+    out.push_str(&escape_line(text));
+    out.push('\n');
 }

@@ -17,12 +17,15 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::advisories::Inventory;
+use crate::advisory_watch;
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::catalog::Catalog;
 use crate::config::{Config, PythonConfig};
 use crate::manifest::{Manifest, ManifestError, Runtime};
 use crate::package::{contents, tree};
 use crate::python_runtime::{HostPython, PythonPin};
+use crate::store::PackageRecord;
 use crate::store::{self, PluginRow, PluginState, Store, StoreError};
 use crate::trust::{self, KeyRow, SignatureCheck, Signer};
 
@@ -79,6 +82,8 @@ pub struct Prepared {
     pub contents: String,
     /// Whose key signed the package, once `authenticate` checked it.
     pub signer: Option<Signer>,
+    /// What the package depends on, as far as it says.
+    pub inventory: Inventory,
     staging: Staging,
 }
 
@@ -96,14 +101,20 @@ pub fn prepare(
         path: "(package)".into(),
         message: e.to_string(),
     })?;
-    let (sha256, python) = match manifest.runtime {
+    let entry = staging.path().join(&manifest.entry);
+    let (sha256, python, inventory) = match manifest.runtime {
         Runtime::Native => (
-            sha256_file(&staging.path().join(&manifest.entry)).map_err(io_at(staging.path()))?,
+            sha256_file(&entry).map_err(io_at(staging.path()))?,
             None,
+            Inventory::of_binary(&entry),
         ),
         Runtime::Python3 => {
             let pin = pin_python(python, &pinned)?;
-            (pinned.digest.clone(), Some(pin))
+            (
+                pinned.digest.clone(),
+                Some(pin),
+                Inventory::of_python(staging.path()),
+            )
         }
     };
     Ok(Prepared {
@@ -115,6 +126,7 @@ pub fn prepare(
         contents: contents::render(&pinned.files),
         files: pinned.files,
         signer: None,
+        inventory,
         staging,
     })
 }
@@ -186,6 +198,8 @@ impl Prepared {
             sha256,
             python,
             signer,
+            contents,
+            inventory,
             staging,
             ..
         } = self;
@@ -198,6 +212,8 @@ impl Prepared {
             sha256,
             python,
             signer,
+            contents,
+            inventory,
         };
         Ok((Placed { dir }, placing))
     }
@@ -210,6 +226,8 @@ struct Placing {
     sha256: String,
     python: Option<PythonPin>,
     signer: Option<Signer>,
+    contents: String,
+    inventory: Inventory,
 }
 
 /// A directory this request created in the plugin store. Until `commit`, dropping
@@ -257,6 +275,8 @@ pub fn install(
             sha256,
             python,
             signer,
+            contents,
+            inventory,
         },
     ) = prepared.place(cfg)?;
     let row = PluginRow {
@@ -279,6 +299,17 @@ pub fn install(
             ..row
         };
         store::insert_plugin(&tx.sql, &row)?;
+        let findings = inventory.findings(advisory_watch::current(&tx.sql)?.as_ref());
+        store::put_package(
+            &tx.sql,
+            &name,
+            &PackageRecord {
+                contents,
+                inventory: inventory.clone(),
+                previous: None,
+            },
+        )?;
+        advisory_watch::raise(tx, &name, &findings)?;
         for req in &manifest.permissions {
             store::insert_request(
                 &tx.sql,
@@ -298,6 +329,8 @@ pub fn install(
                     "runtime": manifest.runtime.as_str(),
                     "interpreter": row.python.as_ref().map(PythonPin::audit_detail),
                     "signer": Signer::audit_detail(row.signer.as_ref()),
+                    "dependencies": inventory.note,
+                    "advisories": findings.iter().map(|f| f.advisory_id.as_str()).collect::<Vec<_>>(),
                     "source": origin,
                     "uploaded": true,
                     "requested": manifest.permissions.iter().map(|p| p.permission.as_str()).collect::<Vec<_>>(),

@@ -122,6 +122,8 @@ pub fn update(
             sha256,
             python,
             signer,
+            contents,
+            inventory,
         },
     ) = prepared.place(cfg)?;
     let dest = placed.dir.clone();
@@ -185,6 +187,24 @@ pub fn update(
             ..previous.clone()
         };
         store::set_version(&tx.sql, &row)?;
+        let replaced = store::package(&tx.sql, name)?;
+        let findings = inventory.findings(crate::advisory_watch::current(&tx.sql)?.as_ref());
+        store::put_package(
+            &tx.sql,
+            name,
+            &store::PackageRecord {
+                contents: contents.clone(),
+                inventory: inventory.clone(),
+                previous: Some(store::PreviousVersion {
+                    version: previous.version.clone(),
+                    manifest: previous.manifest.clone(),
+                    // A version installed before content lists were kept has none.
+                    contents: replaced.map(|p| p.contents).unwrap_or_default(),
+                    signer: previous.signer.clone(),
+                }),
+            },
+        )?;
+        crate::advisory_watch::raise(tx, name, &findings)?;
         let settings_reset = store::retain_settings(&tx.sql, name, &manifest.declared.settings)?;
         tx.audit(
             AuditEntry::new(actor, "plugin.update", Outcome::Ok)
@@ -198,6 +218,8 @@ pub fn update(
                     "settings_reset": settings_reset,
                     "signer": crate::trust::Signer::audit_detail(row.signer.as_ref()),
                     "previous_signer": crate::trust::Signer::audit_detail(previous.signer.as_ref()),
+                    "dependencies": inventory.note,
+                    "advisories": findings.iter().map(|f| f.advisory_id.as_str()).collect::<Vec<_>>(),
                 })),
         );
         Ok::<_, InstallError>(Updated {

@@ -82,6 +82,23 @@ fn parse(text: &[u8]) -> Result<BTreeMap<String, Line>, String> {
     Ok(out)
 }
 
+/// The files a content list names, in its order (a malformed list yields none).
+pub fn files(text: &str) -> Vec<PinnedFile> {
+    parse(text.as_bytes())
+        .map(|listed| {
+            listed
+                .into_iter()
+                .map(|(path, l)| PinnedFile {
+                    path,
+                    mode: l.mode,
+                    size: l.size,
+                    sha256: l.sha256,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Why the files received are not what `declared` lists, naming the first file that
 /// differs; `None` when the daemon's rendering of them is exactly `declared`.
 pub fn mismatch(declared: &[u8], files: &[PinnedFile]) -> Option<String> {

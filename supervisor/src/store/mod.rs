@@ -3,6 +3,7 @@
 //! with the audit records it produced; callers never see a half-applied change.
 
 mod ops;
+mod package;
 mod schema;
 mod settings;
 mod trust;
@@ -11,6 +12,10 @@ pub use ops::{
     acknowledge_alert, alert, bump_alert, delete_backup, disable_enabled, insert_alert,
     insert_backup, migrate_copy, open_alert, read_safe_mode, set_safe_mode, AlertRow, BackupRow,
     SafeMode,
+};
+pub use package::{
+    advisory_db, package, put_advisory_db, put_package, AdvisoryDbRow, PackageRecord,
+    PreviousVersion,
 };
 pub use settings::{retain_settings, set_setting, setting_values, unset_setting, SettingValue};
 pub use trust::{plugins_signed_by, put_trusted_key, trusted_key, trusted_keys};

@@ -119,15 +119,19 @@ impl Store {
                     )
                     .map_err(StoreError::from)?;
             }
-            // Setting values go with their plugins (the delete above cascaded to
-            // them); a backup taken before the table existed has none.
-            if has_table(&tx.sql, "restore_source", "plugin_settings")? {
-                tx.sql
-                    .execute(
-                        "INSERT INTO main.plugin_settings SELECT * FROM restore_source.plugin_settings",
-                        [],
-                    )
-                    .map_err(StoreError::from)?;
+            // Setting values and package records go with their plugins (the delete
+            // above cascaded to them); a backup taken before a table existed has none.
+            for table in ["plugin_settings", "plugin_packages"] {
+                if has_table(&tx.sql, "restore_source", table)? {
+                    tx.sql
+                        .execute(
+                            &format!(
+                                "INSERT INTO main.{table} SELECT * FROM restore_source.{table}"
+                            ),
+                            [],
+                        )
+                        .map_err(StoreError::from)?;
+                }
             }
             f(tx)
         });

@@ -175,6 +175,23 @@ CREATE TABLE trusted_keys (
     ended_at     INTEGER,
     end_comment  TEXT
 );
+-- What review reads of the installed package: its content list, what it depends on,
+-- and the version an update replaced (manifest, content list, signer).
+CREATE TABLE plugin_packages (
+    plugin       TEXT PRIMARY KEY REFERENCES plugins(name) ON DELETE CASCADE,
+    contents     TEXT NOT NULL,
+    inventory    TEXT NOT NULL,
+    previous     TEXT
+);
+-- The offline advisory database last imported (one row: an import replaces it).
+CREATE TABLE advisory_db (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    database     TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    advisories   INTEGER NOT NULL,
+    imported_at  INTEGER NOT NULL,
+    imported_by  TEXT NOT NULL
+);
 "#,
 ];
 

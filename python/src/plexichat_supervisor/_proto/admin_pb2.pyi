@@ -299,7 +299,7 @@ class Resources(_message.Message):
     def __init__(self, cpu: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ...) -> None: ...
 
 class PluginDetail(_message.Message):
-    __slots__ = ("summary", "description", "author", "entry", "permissions", "resources", "topics", "last_exit", "commands", "plugin_runtime", "imports", "imports_over_cap")
+    __slots__ = ("summary", "description", "author", "entry", "permissions", "resources", "topics", "last_exit", "commands", "plugin_runtime", "imports", "imports_over_cap", "dependencies", "advisories")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +312,8 @@ class PluginDetail(_message.Message):
     PLUGIN_RUNTIME_FIELD_NUMBER: _ClassVar[int]
     IMPORTS_FIELD_NUMBER: _ClassVar[int]
     IMPORTS_OVER_CAP_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    ADVISORIES_FIELD_NUMBER: _ClassVar[int]
     summary: PluginSummary
     description: str
     author: str
@@ -324,7 +326,53 @@ class PluginDetail(_message.Message):
     plugin_runtime: PluginRuntime
     imports: _containers.RepeatedCompositeFieldContainer[ImportRecord]
     imports_over_cap: int
-    def __init__(self, summary: _Optional[_Union[PluginSummary, _Mapping]] = ..., description: _Optional[str] = ..., author: _Optional[str] = ..., entry: _Optional[str] = ..., permissions: _Optional[_Iterable[_Union[PermissionRecord, _Mapping]]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ..., last_exit: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[DeclaredCommand, _Mapping]]] = ..., plugin_runtime: _Optional[_Union[PluginRuntime, _Mapping]] = ..., imports: _Optional[_Iterable[_Union[ImportRecord, _Mapping]]] = ..., imports_over_cap: _Optional[int] = ...) -> None: ...
+    dependencies: DependencyInventory
+    advisories: _containers.RepeatedCompositeFieldContainer[AdvisoryFinding]
+    def __init__(self, summary: _Optional[_Union[PluginSummary, _Mapping]] = ..., description: _Optional[str] = ..., author: _Optional[str] = ..., entry: _Optional[str] = ..., permissions: _Optional[_Iterable[_Union[PermissionRecord, _Mapping]]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., topics: _Optional[_Iterable[str]] = ..., last_exit: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[DeclaredCommand, _Mapping]]] = ..., plugin_runtime: _Optional[_Union[PluginRuntime, _Mapping]] = ..., imports: _Optional[_Iterable[_Union[ImportRecord, _Mapping]]] = ..., imports_over_cap: _Optional[int] = ..., dependencies: _Optional[_Union[DependencyInventory, _Mapping]] = ..., advisories: _Optional[_Iterable[_Union[AdvisoryFinding, _Mapping]]] = ...) -> None: ...
+
+class DependencyInventory(_message.Message):
+    __slots__ = ("known", "note", "dependencies")
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    note: str
+    dependencies: _containers.RepeatedCompositeFieldContainer[Dependency]
+    def __init__(self, known: _Optional[bool] = ..., note: _Optional[str] = ..., dependencies: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ...) -> None: ...
+
+class Dependency(_message.Message):
+    __slots__ = ("ecosystem", "name", "version")
+    ECOSYSTEM_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ecosystem: str
+    name: str
+    version: str
+    def __init__(self, ecosystem: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class AdvisoryFinding(_message.Message):
+    __slots__ = ("advisory_id", "ecosystem", "package", "version", "title", "severity", "patched", "informational", "url", "aliases")
+    ADVISORY_ID_FIELD_NUMBER: _ClassVar[int]
+    ECOSYSTEM_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    PATCHED_FIELD_NUMBER: _ClassVar[int]
+    INFORMATIONAL_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    advisory_id: str
+    ecosystem: str
+    package: str
+    version: str
+    title: str
+    severity: str
+    patched: str
+    informational: str
+    url: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, advisory_id: _Optional[str] = ..., ecosystem: _Optional[str] = ..., package: _Optional[str] = ..., version: _Optional[str] = ..., title: _Optional[str] = ..., severity: _Optional[str] = ..., patched: _Optional[str] = ..., informational: _Optional[str] = ..., url: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PluginRuntime(_message.Message):
     __slots__ = ("kind", "package_digest", "interpreter", "interpreter_version", "interpreter_sha256", "sdk_digest", "files")
@@ -914,7 +962,7 @@ class SecurityReportRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SecurityReportResponse(_message.Message):
-    __slots__ = ("generated_at_ms", "safe_mode", "host", "plugins", "integrity_ok", "integrity", "open_alerts", "security_events_24h", "denials_24h", "recent_incidents")
+    __slots__ = ("generated_at_ms", "safe_mode", "host", "plugins", "integrity_ok", "integrity", "open_alerts", "security_events_24h", "denials_24h", "recent_incidents", "advisory_database", "advisories", "revoked_signers")
     class SecurityEvents24hEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -939,6 +987,9 @@ class SecurityReportResponse(_message.Message):
     SECURITY_EVENTS_24H_FIELD_NUMBER: _ClassVar[int]
     DENIALS_24H_FIELD_NUMBER: _ClassVar[int]
     RECENT_INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    ADVISORY_DATABASE_FIELD_NUMBER: _ClassVar[int]
+    ADVISORIES_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_SIGNERS_FIELD_NUMBER: _ClassVar[int]
     generated_at_ms: int
     safe_mode: SafeModeStatus
     host: HostSecurity
@@ -949,7 +1000,30 @@ class SecurityReportResponse(_message.Message):
     security_events_24h: _containers.ScalarMap[str, int]
     denials_24h: _containers.ScalarMap[str, int]
     recent_incidents: _containers.RepeatedCompositeFieldContainer[AuditRecord]
-    def __init__(self, generated_at_ms: _Optional[int] = ..., safe_mode: _Optional[_Union[SafeModeStatus, _Mapping]] = ..., host: _Optional[_Union[HostSecurity, _Mapping]] = ..., plugins: _Optional[_Iterable[_Union[PluginSummary, _Mapping]]] = ..., integrity_ok: _Optional[bool] = ..., integrity: _Optional[_Iterable[_Union[IntegrityCheck, _Mapping]]] = ..., open_alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., security_events_24h: _Optional[_Mapping[str, int]] = ..., denials_24h: _Optional[_Mapping[str, int]] = ..., recent_incidents: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ...) -> None: ...
+    advisory_database: AdvisoryDatabase
+    advisories: _containers.RepeatedCompositeFieldContainer[PluginAdvisories]
+    revoked_signers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, generated_at_ms: _Optional[int] = ..., safe_mode: _Optional[_Union[SafeModeStatus, _Mapping]] = ..., host: _Optional[_Union[HostSecurity, _Mapping]] = ..., plugins: _Optional[_Iterable[_Union[PluginSummary, _Mapping]]] = ..., integrity_ok: _Optional[bool] = ..., integrity: _Optional[_Iterable[_Union[IntegrityCheck, _Mapping]]] = ..., open_alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., security_events_24h: _Optional[_Mapping[str, int]] = ..., denials_24h: _Optional[_Mapping[str, int]] = ..., recent_incidents: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ..., advisory_database: _Optional[_Union[AdvisoryDatabase, _Mapping]] = ..., advisories: _Optional[_Iterable[_Union[PluginAdvisories, _Mapping]]] = ..., revoked_signers: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AdvisoryDatabase(_message.Message):
+    __slots__ = ("imported_at_ms", "imported_by", "source", "advisories")
+    IMPORTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_BY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ADVISORIES_FIELD_NUMBER: _ClassVar[int]
+    imported_at_ms: int
+    imported_by: str
+    source: str
+    advisories: int
+    def __init__(self, imported_at_ms: _Optional[int] = ..., imported_by: _Optional[str] = ..., source: _Optional[str] = ..., advisories: _Optional[int] = ...) -> None: ...
+
+class PluginAdvisories(_message.Message):
+    __slots__ = ("plugin", "findings")
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    plugin: str
+    findings: _containers.RepeatedCompositeFieldContainer[AdvisoryFinding]
+    def __init__(self, plugin: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[AdvisoryFinding, _Mapping]]] = ...) -> None: ...
 
 class BackupInfo(_message.Message):
     __slots__ = ("id", "created_at_ms", "reason", "created_by", "bytes", "sha256", "plugins", "comment")
@@ -1303,3 +1377,111 @@ class TrustedKey(_message.Message):
     end_comment: str
     signed_plugins: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, fingerprint: _Optional[str] = ..., publisher: _Optional[str] = ..., plugins: _Optional[str] = ..., state: _Optional[_Union[TrustState, str]] = ..., public_key: _Optional[str] = ..., comment: _Optional[str] = ..., proposed_by: _Optional[str] = ..., proposed_at_ms: _Optional[int] = ..., approved_by: _Optional[str] = ..., approved_at_ms: _Optional[int] = ..., ended_by: _Optional[str] = ..., ended_at_ms: _Optional[int] = ..., end_comment: _Optional[str] = ..., signed_plugins: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AdvisoryChunk(_message.Message):
+    __slots__ = ("source", "data")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    data: bytes
+    def __init__(self, source: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ImportAdvisoriesResponse(_message.Message):
+    __slots__ = ("database", "flagged")
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    database: AdvisoryDatabase
+    flagged: _containers.RepeatedCompositeFieldContainer[PluginAdvisories]
+    def __init__(self, database: _Optional[_Union[AdvisoryDatabase, _Mapping]] = ..., flagged: _Optional[_Iterable[_Union[PluginAdvisories, _Mapping]]] = ...) -> None: ...
+
+class PluginReview(_message.Message):
+    __slots__ = ("plugin", "permissions", "signer_key", "package", "settings", "update")
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_KEY_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    plugin: PluginDetail
+    permissions: _containers.RepeatedCompositeFieldContainer[PermissionReview]
+    signer_key: TrustedKey
+    package: PackageReview
+    settings: _containers.RepeatedCompositeFieldContainer[PluginSetting]
+    update: UpdateReview
+    def __init__(self, plugin: _Optional[_Union[PluginDetail, _Mapping]] = ..., permissions: _Optional[_Iterable[_Union[PermissionReview, _Mapping]]] = ..., signer_key: _Optional[_Union[TrustedKey, _Mapping]] = ..., package: _Optional[_Union[PackageReview, _Mapping]] = ..., settings: _Optional[_Iterable[_Union[PluginSetting, _Mapping]]] = ..., update: _Optional[_Union[UpdateReview, _Mapping]] = ...) -> None: ...
+
+class PermissionReview(_message.Message):
+    __slots__ = ("permission", "risk", "scope", "justification", "allows", "status", "required_approvals")
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    RISK_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    JUSTIFICATION_FIELD_NUMBER: _ClassVar[int]
+    ALLOWS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    permission: str
+    risk: Risk
+    scope: _containers.RepeatedScalarFieldContainer[str]
+    justification: str
+    allows: str
+    status: PermissionStatus
+    required_approvals: int
+    def __init__(self, permission: _Optional[str] = ..., risk: _Optional[_Union[Risk, str]] = ..., scope: _Optional[_Iterable[str]] = ..., justification: _Optional[str] = ..., allows: _Optional[str] = ..., status: _Optional[_Union[PermissionStatus, str]] = ..., required_approvals: _Optional[int] = ...) -> None: ...
+
+class PackageReview(_message.Message):
+    __slots__ = ("runtime", "files", "bytes", "entry")
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    runtime: RuntimeKind
+    files: _containers.RepeatedCompositeFieldContainer[PackageFile]
+    bytes: int
+    entry: EntryLinkage
+    def __init__(self, runtime: _Optional[_Union[RuntimeKind, str]] = ..., files: _Optional[_Iterable[_Union[PackageFile, _Mapping]]] = ..., bytes: _Optional[int] = ..., entry: _Optional[_Union[EntryLinkage, _Mapping]] = ...) -> None: ...
+
+class EntryLinkage(_message.Message):
+    __slots__ = ("path", "format", "static_binary", "interpreter", "needed")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    STATIC_BINARY_FIELD_NUMBER: _ClassVar[int]
+    INTERPRETER_FIELD_NUMBER: _ClassVar[int]
+    NEEDED_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    format: str
+    static_binary: bool
+    interpreter: str
+    needed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, path: _Optional[str] = ..., format: _Optional[str] = ..., static_binary: _Optional[bool] = ..., interpreter: _Optional[str] = ..., needed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateReview(_message.Message):
+    __slots__ = ("previous_version", "previous_signer", "permissions", "files")
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SIGNER_FIELD_NUMBER: _ClassVar[int]
+    PERMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    previous_version: str
+    previous_signer: Signer
+    permissions: _containers.RepeatedCompositeFieldContainer[PermissionChange]
+    files: _containers.RepeatedCompositeFieldContainer[FileChange]
+    def __init__(self, previous_version: _Optional[str] = ..., previous_signer: _Optional[_Union[Signer, _Mapping]] = ..., permissions: _Optional[_Iterable[_Union[PermissionChange, _Mapping]]] = ..., files: _Optional[_Iterable[_Union[FileChange, _Mapping]]] = ...) -> None: ...
+
+class PermissionChange(_message.Message):
+    __slots__ = ("permission", "change", "before", "after")
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    permission: str
+    change: str
+    before: _containers.RepeatedScalarFieldContainer[str]
+    after: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, permission: _Optional[str] = ..., change: _Optional[str] = ..., before: _Optional[_Iterable[str]] = ..., after: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FileChange(_message.Message):
+    __slots__ = ("path", "change")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    change: str
+    def __init__(self, path: _Optional[str] = ..., change: _Optional[str] = ...) -> None: ...

@@ -264,6 +264,16 @@ class AdminStub:
                 request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.SerializeToString,
                 response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
                 _registered_method=True)
+        self.ImportAdvisories = channel.stream_unary(
+                '/plexichat.admin.v1.Admin/ImportAdvisories',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.AdvisoryChunk.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.ImportAdvisoriesResponse.FromString,
+                _registered_method=True)
+        self.ReviewPlugin = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/ReviewPlugin',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginRef.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginReview.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -670,6 +680,29 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportAdvisories(self, request_iterator, context):
+        """---- Review ----
+        Replaces the offline advisory database with one the caller read (the CLI parses
+        a RustSec advisory-db checkout and OSV PyPI files with `plexichat advisories
+        import DIR`): the first message names the source, then the database's JSON in
+        data pieces (at most 64 MiB in all). Every installed plugin it matches raises an
+        alert (rule vulnerable_dependency). Audited as advisories.imported. Admins only.
+        INVALID_ARGUMENT: a database that does not parse (named); nothing is changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewPlugin(self, request, context):
+        """The dossier an admin reads before deciding: each request with what approving it
+        allows, the signer and its key's history, the package (files, the entry
+        binary's linkage), dependencies and advisories, settings and commands, and for
+        an update what changed. Any role. NOT_FOUND: no such plugin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -882,6 +915,16 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.RevokeTrustedKey,
                     request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.FromString,
                     response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.SerializeToString,
+            ),
+            'ImportAdvisories': grpc.stream_unary_rpc_method_handler(
+                    servicer.ImportAdvisories,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.AdvisoryChunk.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.ImportAdvisoriesResponse.SerializeToString,
+            ),
+            'ReviewPlugin': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewPlugin,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginRef.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginReview.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2038,6 +2081,60 @@ class Admin:
             '/plexichat.admin.v1.Admin/RevokeTrustedKey',
             plexichat__supervisor_dot___proto_dot_admin__pb2.TrustKeyChange.SerializeToString,
             plexichat__supervisor_dot___proto_dot_admin__pb2.TrustedKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportAdvisories(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/plexichat.admin.v1.Admin/ImportAdvisories',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.AdvisoryChunk.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.ImportAdvisoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewPlugin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/ReviewPlugin',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.PluginRef.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.PluginReview.FromString,
             options,
             channel_credentials,
             insecure,
