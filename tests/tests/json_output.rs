@@ -14,8 +14,9 @@ use broker_proto::admin::v1 as api;
 use clap::CommandFactory;
 use common::*;
 
-/// Commands that print no response message: the installers' generators.
-const NO_JSON: [&str; 2] = ["completions", "manpage"];
+/// Commands that print no response message: the installers' generators, and the
+/// package tools that run without a supervisor.
+const NO_JSON: [&str; 4] = ["completions", "manpage", "plugin pack", "plugin contents"];
 
 /// Every leaf subcommand of `plexichat`, as its words ("plugin list").
 fn leaves(cmd: &clap::Command, prefix: &str, out: &mut BTreeSet<String>) {
@@ -157,6 +158,36 @@ fn every_command_prints_canonical_protobuf_json() {
     let l: api::ListPluginsResponse = r.json("plugin list", &[]);
     assert_eq!(l.plugins[0].runtime(), api::RuntimePhase::Running);
     let _: api::PluginDetail = r.json("plugin show", &["hello"]);
+    let review: api::PluginReview = r.json("plugin review", &["hello"]);
+    assert!(!review.permissions[0].allows.is_empty(), "{review:?}");
+
+    // Publisher keys: one proposed then removed, one revoked.
+    let mut fingerprints = Vec::new();
+    for name in ["removed", "revoked"] {
+        let key = d.root().join(format!("key-{name}"));
+        let made = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().expect("utf-8")])
+            .output()
+            .expect("ssh-keygen");
+        assert!(made.status.success(), "{made:?}");
+        let public = key.with_extension("pub");
+        let k: api::TrustedKey = r.json(
+            "trust add-key",
+            &[public.to_str().expect("utf-8"), "--name", name, "--comment", "t"],
+        );
+        assert_eq!(k.state(), api::TrustState::Proposed);
+        fingerprints.push(k.fingerprint);
+    }
+    let keys: api::ListTrustedKeysResponse = r.json("trust list", &[]);
+    assert_eq!(keys.keys.len(), 2);
+    let removed: api::TrustedKey = r.json("trust remove", &[&fingerprints[0], "--comment", "t"]);
+    assert_eq!(removed.state(), api::TrustState::Removed);
+    let revoked: api::TrustedKey = r.json("trust revoke", &[&fingerprints[1], "--comment", "t"]);
+    assert_eq!(revoked.state(), api::TrustState::Revoked);
+    let db = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/advisory-db");
+    let imported: api::ImportAdvisoriesResponse =
+        r.json("advisories import", &[db.to_str().expect("utf-8")]);
+    assert_eq!(imported.database.map(|d| d.advisories), Some(3));
     // A Python plugin's pins, and a repin of its runtime.
     let py = d.python_package(
         "hello-py",
