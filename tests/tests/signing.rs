@@ -513,3 +513,36 @@ with tarfile.open(out, "w:gz", format=tarfile.USTAR_FORMAT) as t:
         r.stderr.trim()
     );
 }
+
+/// The first key of a host: seeded by root with the supervisor stopped, refused while
+/// one runs on the state directory (as `make run` and the service VM use it).
+#[test]
+fn the_first_key_is_bootstrapped_offline_and_never_while_a_supervisor_runs() {
+    let mut d = daemon();
+    let acme = Publisher::new(&d, "acme");
+    let config = d.root().join("supervisor.toml");
+    let bootstrap = || {
+        Command::new(common::bin("plexichat-supervisor"))
+            .args(["--config", s(&config), "--bootstrap-key", s(&acme.public())])
+            .args(["--publisher", "acme", "--key-plugins", "hello"])
+            .output()
+            .expect("plexichat-supervisor --bootstrap-key")
+    };
+    let running = bootstrap();
+    assert!(!running.status.success(), "bootstrapped under a running supervisor");
+    let why = String::from_utf8_lossy(&running.stderr);
+    assert!(why.contains("needs the supervisor stopped"), "{why}");
+
+    d.stop();
+    let seeded = bootstrap();
+    assert!(seeded.status.success(), "{seeded:?}");
+    assert!(String::from_utf8_lossy(&seeded.stdout).contains(&acme.fingerprint()));
+    d.restart();
+    let pxp = pack(&d, &d.hello_package(), "hello.pxp");
+    acme.sign(&d, &pxp);
+    d.cli(&["plugin", "install", s(&pxp)]).ok();
+    let keys = d.cli(&["trust", "list"]);
+    assert!(keys.stdout.contains("root (offline bootstrap)"), "{}", keys.stdout);
+    let added = d.audit(None);
+    assert!(added.iter().any(|r| r["action"] == "trust.key_added" && r["actor"] == "supervisor"), "{added:?}");
+}
