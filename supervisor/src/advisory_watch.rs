@@ -4,7 +4,7 @@
 use crate::advisories::{Database, Finding};
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::clock::now_ms;
-use crate::store::{self, AdvisoryDbRow, AlertRow, Store, StoreError, Tx};
+use crate::store::{self, AdvisoryDbRow, Store, StoreError, Tx};
 
 /// The alert rule a matching advisory raises under, one open alert per plugin.
 pub const RULE: &str = "vulnerable_dependency";
@@ -105,36 +105,9 @@ pub fn raise(tx: &mut Tx<'_>, plugin: &str, findings: &[Finding]) -> Result<bool
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let id = match store::open_alert(&tx.sql, plugin, RULE)? {
-        Some(open) => {
-            store::bump_alert(&tx.sql, open.id, 1, false)?;
-            open.id
-        }
-        None => store::insert_alert(
-            &tx.sql,
-            &AlertRow {
-                id: 0,
-                plugin: plugin.to_string(),
-                rule: RULE.into(),
-                kind: RULE.into(),
-                count: serious.len() as u64,
-                threshold: 1,
-                window_secs: 0,
-                raised_at: now_ms(),
-                quarantined: false,
-                message: message.clone(),
-                acknowledged_at: None,
-                acknowledged_by: None,
-            },
-        )?,
-    };
-    tx.audit(
-        AuditEntry::new(&Actor::system(), "security.alert", Outcome::Failed)
-            .plugin(plugin)
-            .detail(serde_json::json!({
-                "alert": id, "rule": RULE, "kind": RULE, "message": message,
-                "advisories": serious.iter().map(|f| f.advisory_id.as_str()).collect::<Vec<_>>(),
-            })),
-    );
+    let detail = serde_json::json!({
+        "advisories": serious.iter().map(|f| f.advisory_id.as_str()).collect::<Vec<_>>(),
+    });
+    crate::alerts::raise_event(tx, plugin, RULE, message, detail)?;
     Ok(true)
 }

@@ -166,14 +166,28 @@ fn every_command_prints_canonical_protobuf_json() {
     for name in ["removed", "revoked"] {
         let key = d.root().join(format!("key-{name}"));
         let made = std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().expect("utf-8")])
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                key.to_str().expect("utf-8"),
+            ])
             .output()
             .expect("ssh-keygen");
         assert!(made.status.success(), "{made:?}");
         let public = key.with_extension("pub");
         let k: api::TrustedKey = r.json(
             "trust add-key",
-            &[public.to_str().expect("utf-8"), "--name", name, "--comment", "t"],
+            &[
+                public.to_str().expect("utf-8"),
+                "--name",
+                name,
+                "--comment",
+                "t",
+            ],
         );
         assert_eq!(k.state(), api::TrustState::Proposed);
         fingerprints.push(k.fingerprint);

@@ -529,7 +529,10 @@ fn the_first_key_is_bootstrapped_offline_and_never_while_a_supervisor_runs() {
             .expect("plexichat-supervisor --bootstrap-key")
     };
     let running = bootstrap();
-    assert!(!running.status.success(), "bootstrapped under a running supervisor");
+    assert!(
+        !running.status.success(),
+        "bootstrapped under a running supervisor"
+    );
     let why = String::from_utf8_lossy(&running.stderr);
     assert!(why.contains("needs the supervisor stopped"), "{why}");
 
@@ -542,7 +545,16 @@ fn the_first_key_is_bootstrapped_offline_and_never_while_a_supervisor_runs() {
     acme.sign(&d, &pxp);
     d.cli(&["plugin", "install", s(&pxp)]).ok();
     let keys = d.cli(&["trust", "list"]);
-    assert!(keys.stdout.contains("root (offline bootstrap)"), "{}", keys.stdout);
+    assert!(
+        keys.stdout.contains("root (offline bootstrap)"),
+        "{}",
+        keys.stdout
+    );
     let added = d.audit(None);
-    assert!(added.iter().any(|r| r["action"] == "trust.key_added" && r["actor"] == "supervisor"), "{added:?}");
+    assert!(
+        added
+            .iter()
+            .any(|r| r["action"] == "trust.key_added" && r["actor"] == "supervisor"),
+        "{added:?}"
+    );
 }

@@ -227,6 +227,51 @@ async fn act(shared: &Shared, runtime: &Runtime, raise: &Raise) -> Result<(), St
     Ok(())
 }
 
+/// Records an alert raised by one event rather than a counted rule (a revoked signing
+/// key, a matching advisory): the plugin's open alert of `rule` is bumped, else one is
+/// opened, with its `security.alert` record, in the caller's transaction.
+pub fn raise_event(
+    tx: &mut store::Tx<'_>,
+    plugin: &str,
+    rule: &str,
+    message: String,
+    mut detail: serde_json::Value,
+) -> Result<i64, StoreError> {
+    let id = match store::open_alert(&tx.sql, plugin, rule)? {
+        Some(open) => {
+            store::bump_alert(&tx.sql, open.id, 1, false)?;
+            open.id
+        }
+        None => store::insert_alert(
+            &tx.sql,
+            &AlertRow {
+                id: 0,
+                plugin: plugin.to_string(),
+                rule: rule.into(),
+                kind: rule.into(),
+                count: 1,
+                threshold: 1,
+                window_secs: 0,
+                raised_at: now_ms(),
+                quarantined: false,
+                message: message.clone(),
+                acknowledged_at: None,
+                acknowledged_by: None,
+            },
+        )?,
+    };
+    detail["alert"] = id.into();
+    detail["rule"] = rule.into();
+    detail["kind"] = rule.into();
+    detail["message"] = message.into();
+    tx.audit(
+        AuditEntry::new(&Actor::system(), "security.alert", Outcome::Failed)
+            .plugin(plugin)
+            .detail(detail),
+    );
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,14 +22,16 @@ use crate::advisories;
 pub fn package_lines(d: &PluginDetail) -> String {
     let mut out = String::new();
     if let Some(i) = &d.dependencies {
-        push_line(
-            &mut out,
-            &format!(
-                "dependencies: {} ({} matched against advisories)",
+        let line = if i.known {
+            format!(
+                "dependencies: {} ({} checked against advisories)",
                 i.note,
                 i.dependencies.len()
-            ),
-        );
+            )
+        } else {
+            i.note.clone()
+        };
+        push_line(&mut out, &line);
     }
     for f in &d.advisories {
         push_line(&mut out, &format!("ADVISORY: {}", finding_text(f)));

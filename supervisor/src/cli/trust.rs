@@ -48,36 +48,32 @@ pub async fn run(session: &Session, cmd: TrustCommand) -> Result<()> {
         TrustCommand::Remove {
             fingerprint,
             comment,
-        } => {
-            let req = TrustKeyChange {
-                fingerprint,
-                comment: comment.unwrap_or_default(),
-            };
-            let key = session
-                .connect()
-                .await?
-                .remove_trusted_key(req)
-                .await?
-                .into_inner();
-            emit(&session.render(&key, ended_text)?)
-        }
+        } => end(session, fingerprint, comment, false).await,
         TrustCommand::Revoke {
             fingerprint,
             comment,
-        } => {
-            let req = TrustKeyChange {
-                fingerprint,
-                comment: comment.unwrap_or_default(),
-            };
-            let key = session
-                .connect()
-                .await?
-                .revoke_trusted_key(req)
-                .await?
-                .into_inner();
-            emit(&session.render(&key, ended_text)?)
-        }
+        } => end(session, fingerprint, comment, true).await,
     }
+}
+
+/// `trust remove` or, with `revoke`, `trust revoke`.
+async fn end(
+    session: &Session,
+    fingerprint: String,
+    comment: Option<String>,
+    revoke: bool,
+) -> Result<()> {
+    let req = TrustKeyChange {
+        fingerprint,
+        comment: comment.unwrap_or_default(),
+    };
+    let mut admin = session.connect().await?;
+    let key = if revoke {
+        admin.revoke_trusted_key(req).await?
+    } else {
+        admin.remove_trusted_key(req).await?
+    };
+    emit(&session.render(&key.into_inner(), ended_text)?)
 }
 
 fn state(k: &TrustedKey) -> String {

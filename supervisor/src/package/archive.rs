@@ -545,8 +545,8 @@ mod tests {
         h.set_cksum();
     }
 
-    /// An archive of the content list and then `members`.
-    fn hostile(members: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+    /// An archive builder holding an (empty) content list as its first member.
+    fn with_contents() -> tar::Builder<flate2::write::GzEncoder<Vec<u8>>> {
         let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
             Vec::new(),
             flate2::Compression::fast(),
@@ -557,6 +557,12 @@ mod tests {
         h.set_mode(0o644);
         raw(&mut h, CONTENTS_MEMBER.as_bytes());
         tar.append(&h, list).unwrap();
+        tar
+    }
+
+    /// An archive of the content list and then `members`.
+    fn hostile(members: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut tar = with_contents();
         for (name, kind, data) in members {
             let mut h = tar::Header::new_ustar();
             h.set_entry_type(*kind);
@@ -621,16 +627,7 @@ mod tests {
     #[test]
     fn an_oversized_member_or_a_bomb_is_refused_before_it_is_written() {
         // A header that declares more than a package may hold: refused at the entry.
-        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
-        let list = contents::HEADER.as_bytes();
-        let mut h = tar::Header::new_ustar();
-        h.set_size(list.len() as u64);
-        h.set_mode(0o644);
-        raw(&mut h, CONTENTS_MEMBER.as_bytes());
-        tar.append(&h, list).unwrap();
+        let mut tar = with_contents();
         let mut h = tar::Header::new_ustar();
         h.set_size(MAX_PACKAGE_BYTES + 1);
         h.set_mode(0o644);

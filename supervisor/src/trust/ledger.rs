@@ -5,7 +5,7 @@
 use super::{KeyRow, KeyState, NamePattern, PublisherKey};
 use crate::audit::{Actor, AuditEntry, Outcome};
 use crate::clock::now_ms;
-use crate::store::{self, AlertRow, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -198,7 +198,7 @@ pub fn end_key(
         );
         if ending == Ending::Revoke {
             for plugin in &signed {
-                raise_revoked(tx, &row, plugin, now)?;
+                raise_revoked(tx, &row, plugin)?;
             }
         }
         Ok((row, signed))
@@ -206,43 +206,15 @@ pub fn end_key(
 }
 
 /// One alert for a plugin whose installed version a revoked key signed.
-fn raise_revoked(
-    tx: &mut store::Tx<'_>,
-    row: &KeyRow,
-    plugin: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+fn raise_revoked(tx: &mut store::Tx<'_>, row: &KeyRow, plugin: &str) -> Result<(), StoreError> {
     let message = format!(
         "{plugin} was signed by {}'s key {}, revoked by {}: review it, and remove it or update it from a trusted key",
         row.publisher,
         row.fingerprint,
         row.ended_by.as_deref().unwrap_or("an admin")
     );
-    let id = store::insert_alert(
-        &tx.sql,
-        &AlertRow {
-            id: 0,
-            plugin: plugin.to_string(),
-            rule: REVOKED_RULE.into(),
-            kind: REVOKED_RULE.into(),
-            count: 1,
-            threshold: 1,
-            window_secs: 0,
-            raised_at: now,
-            quarantined: false,
-            message,
-            acknowledged_at: None,
-            acknowledged_by: None,
-        },
-    )?;
-    tx.audit(
-        AuditEntry::new(&Actor::system(), "security.alert", Outcome::Failed)
-            .plugin(plugin)
-            .detail(serde_json::json!({
-                "alert": id, "rule": REVOKED_RULE, "kind": REVOKED_RULE,
-                "fingerprint": row.fingerprint, "publisher": row.publisher,
-            })),
-    );
+    let detail = serde_json::json!({ "fingerprint": row.fingerprint, "publisher": row.publisher });
+    crate::alerts::raise_event(tx, plugin, REVOKED_RULE, message, detail)?;
     Ok(())
 }
 
