@@ -16,6 +16,8 @@ cp target/debug/examples/hello "$pkg/hello"
 # The embedded config accepts only signed packages: the demo is its own publisher,
 # with a key made here and seeded into the trust store offline by root (a second
 # admin adds every later key: `plexichat trust add-key`).
+command -v ssh-keygen >/dev/null ||
+  { echo "make run: the demo signs its package with ssh-keygen: apt-get install openssh-client" >&2; exit 1; }
 key="$root/var/demo-publisher"
 [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C 'PlexiChat demo publisher' -f "$key"
 "$root/target/debug/plexichat-supervisor" --bootstrap-key "$key.pub" \

@@ -113,8 +113,8 @@ signed() {
 }
 if out=$("$CLI" plugin install "$hello" 2>&1); then fail "an unsigned package was installed: $out"; fi
 echo "$out" | grep -q "unsigned" || fail "the unsigned package was refused, but not as unsigned: $out"
-hello=$(signed "$hello")
-hostile=$(signed "$hostile")
+hello=$(signed "$hello") || fail "signing hello: $hello"
+hostile=$(signed "$hostile") || fail "signing hostile: $hostile"
 "$CLI" plugin install "$hello" >/dev/null || fail "plugin install hello"
 "$CLI" plugin approve hello --comment "vm test" >/dev/null || fail "plugin approve hello"
 "$CLI" plugin enable hello >/dev/null || fail "plugin enable hello"
