@@ -149,7 +149,21 @@ pub fn host_security(shared: &Shared) -> HostSecurity {
             ..HostSecurity::default()
         },
     };
-    HostSecurity { safe_mode, ..host }
+    let trusted_keys = shared
+        .store
+        .read(crate::store::trusted_keys)
+        .map(|keys| {
+            keys.iter()
+                .filter(|k| k.state == crate::trust::KeyState::Trusted)
+                .count()
+        })
+        .unwrap_or_default();
+    HostSecurity {
+        safe_mode,
+        require_signature: shared.cfg.install.require_signature,
+        trusted_keys: u32::try_from(trusted_keys).unwrap_or(u32::MAX),
+        ..host
+    }
 }
 
 pub fn fd_budget(f: crate::runtime::fd_budget::FdFigures) -> broker_proto::admin::v1::FdBudget {

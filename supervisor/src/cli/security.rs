@@ -47,6 +47,20 @@ fn status_text(r: &SecurityStatusResponse) -> String {
                 ),
             ),
         ];
+        pairs.push((
+            "packages",
+            if h.require_signature {
+                format!(
+                    "signed by a trusted publisher key only ({} trusted)",
+                    h.trusted_keys
+                )
+            } else {
+                format!(
+                    "UNSIGNED ACCEPTED ([install] require_signature = false; {} keys trusted)",
+                    h.trusted_keys
+                )
+            },
+        ));
         if h.inherited_seccomp_filters > 0 {
             pairs.push((
                 "inherited seccomp",

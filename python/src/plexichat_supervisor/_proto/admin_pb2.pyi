@@ -609,7 +609,7 @@ class SecurityStatusRequest(_message.Message):
     def __init__(self, plugin: _Optional[str] = ...) -> None: ...
 
 class HostSecurity(_message.Message):
-    __slots__ = ("confinement", "cgroup_version", "landlock_abi", "landlock_minimum", "seccomp_policy", "seccomp_syscalls", "seccomp_source", "refusal", "safe_mode", "inherited_seccomp_filters")
+    __slots__ = ("confinement", "cgroup_version", "landlock_abi", "landlock_minimum", "seccomp_policy", "seccomp_syscalls", "seccomp_source", "refusal", "safe_mode", "inherited_seccomp_filters", "require_signature", "trusted_keys")
     CONFINEMENT_FIELD_NUMBER: _ClassVar[int]
     CGROUP_VERSION_FIELD_NUMBER: _ClassVar[int]
     LANDLOCK_ABI_FIELD_NUMBER: _ClassVar[int]
@@ -620,6 +620,8 @@ class HostSecurity(_message.Message):
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
     SAFE_MODE_FIELD_NUMBER: _ClassVar[int]
     INHERITED_SECCOMP_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TRUSTED_KEYS_FIELD_NUMBER: _ClassVar[int]
     confinement: bool
     cgroup_version: str
     landlock_abi: int
@@ -630,7 +632,9 @@ class HostSecurity(_message.Message):
     refusal: str
     safe_mode: bool
     inherited_seccomp_filters: int
-    def __init__(self, confinement: _Optional[bool] = ..., cgroup_version: _Optional[str] = ..., landlock_abi: _Optional[int] = ..., landlock_minimum: _Optional[int] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., seccomp_source: _Optional[str] = ..., refusal: _Optional[str] = ..., safe_mode: _Optional[bool] = ..., inherited_seccomp_filters: _Optional[int] = ...) -> None: ...
+    require_signature: bool
+    trusted_keys: int
+    def __init__(self, confinement: _Optional[bool] = ..., cgroup_version: _Optional[str] = ..., landlock_abi: _Optional[int] = ..., landlock_minimum: _Optional[int] = ..., seccomp_policy: _Optional[str] = ..., seccomp_syscalls: _Optional[int] = ..., seccomp_source: _Optional[str] = ..., refusal: _Optional[str] = ..., safe_mode: _Optional[bool] = ..., inherited_seccomp_filters: _Optional[int] = ..., require_signature: _Optional[bool] = ..., trusted_keys: _Optional[int] = ...) -> None: ...
 
 class PluginSecurity(_message.Message):
     __slots__ = ("name", "runtime", "confined", "namespaces", "uid", "gid", "rootfs", "capabilities", "no_new_privs", "landlock_abi", "landlock_status", "landlock_net_denied", "landlock_scoped", "seccomp_policy", "seccomp_syscalls", "cgroup_version", "cgroup_path", "cpu_limit", "memory_limit", "pids_limit", "cpu_usec", "memory_bytes", "pids", "plugin_pid", "plugin_runtime", "signer")
