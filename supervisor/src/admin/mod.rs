@@ -15,6 +15,7 @@ mod refusal;
 mod reload;
 mod service;
 mod settings;
+mod trial;
 mod trust;
 mod upload;
 

@@ -17,6 +17,7 @@ mod parse;
 mod security;
 mod settings;
 mod suggest;
+mod trial;
 mod trust;
 mod upload;
 
@@ -146,6 +147,7 @@ impl PluginCommand {
             | PluginCommand::Disable { name, .. }
             | PluginCommand::Remove { name, .. }
             | PluginCommand::Invoke { name, .. } => Some(name),
+            PluginCommand::Trial(args) => Some(&args.name),
             PluginCommand::Config(cmd) => Some(cmd.plugin_name()),
             PluginCommand::Approve(args) => Some(&args.decision.name),
             PluginCommand::Deny(args) => Some(&args.name),
@@ -238,6 +240,7 @@ async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Resul
             args,
             timeout,
         } => commands::invoke(session, name, command, args.unwrap_or_default(), timeout).await,
+        PluginCommand::Trial(args) => trial::run(session, args).await,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod fd_budget;
 mod instance;
 mod output;
 mod security;
+mod trial;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use crate::plugin_log::{LogWriter, OutputLimits, PluginLog};
 use crate::store::{self, PluginState, StoreError};
 
 pub use instance::InstanceEnd;
+pub use trial::TrialError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
