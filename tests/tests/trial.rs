@@ -225,7 +225,7 @@ fn a_trial_reports_what_the_plugin_tried_and_reaches_none_of_it() {
 
 #[test]
 fn fixtures_answer_and_bad_requests_and_running_plugins_are_refused() {
-    let d = Daemon::start();
+    let mut d = Daemon::start();
     let (port, seen) = counting_listener();
     let pkg = d.package(
         "fixtured",
@@ -378,4 +378,33 @@ fn fixtures_answer_and_bad_requests_and_running_plugins_are_refused() {
         },
     );
     assert_eq!(trials_left(&d), Vec::<String>::new());
+
+    // The supervisor stopping mid-trial ends it: the plugin stopped, recorded, cleaned.
+    let mut cut = std::process::Command::new(bin("plexichat"))
+        .env("PLEXICHAT_SOCKET", d.root().join("run/supervisor.sock"))
+        .args(["plugin", "trial", "fixtured", "--duration", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopping = Instant::now();
+    d.stop();
+    println!("stopped mid-trial in {:?}", stopping.elapsed());
+    assert!(stopping.elapsed() < Duration::from_secs(20));
+    let _ = cut.wait();
+    assert_eq!(trials_left(&d), Vec::<String>::new());
+    d.restart();
+    let ended: Vec<String> = d
+        .audit(Some("fixtured"))
+        .iter()
+        .filter(|r| r["action"] == "plugin.trial")
+        .map(|r| r.to_string())
+        .collect();
+    assert_eq!(ended.len(), 4, "{ended:#?}");
+    assert!(
+        ended[3].contains("ended early, the supervisor is stopping"),
+        "{}",
+        ended[3]
+    );
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use broker_proto::broker::v1::Event;
+use tokio::sync::watch;
 
 use super::instance::{self, Confinement, OrphanReaper, PrepareError};
 use super::{output, Phase, Runtime};
@@ -36,6 +37,35 @@ pub enum TrialError {
     Refused(String),
     #[error("{0}")]
     Failed(String),
+}
+
+/// Lets [`Runtime::stop_all`] end the trials running now and wait for their cleanup.
+pub(super) struct Trials {
+    /// Bumped by each `end_all`: a trial started before it ends early.
+    ends: watch::Sender<u64>,
+    /// Held (read) by each trial while it runs.
+    running: tokio::sync::RwLock<()>,
+}
+
+impl Trials {
+    pub(super) fn new() -> Trials {
+        Trials {
+            ends: watch::channel(0).0,
+            running: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    /// Ends every running trial (its plugin stopped, its record written, its
+    /// directory removed) and waits for them, at most `wait`.
+    pub(super) async fn end_all(&self, wait: Duration) {
+        self.ends.send_modify(|generation| *generation += 1);
+        if tokio::time::timeout(wait, self.running.write())
+            .await
+            .is_err()
+        {
+            tracing::warn!("a trial did not end within {wait:?}");
+        }
+    }
 }
 
 /// `state_dir/trials/<name>-<ms>`, root's, removed with everything in it when dropped.
@@ -120,6 +150,8 @@ impl Runtime {
     ) -> Result<(Outcome, bool), TrialError> {
         let shared = &self.shared;
         let name = row.name.as_str();
+        let _running = self.trials.running.read().await;
+        let ends = self.trials.ends.subscribe();
         let _lease = self
             .fds
             .lease(name)
@@ -170,7 +202,7 @@ impl Runtime {
                 &confinement,
                 row,
                 manifest,
-                plan,
+                (plan, ends),
                 &log,
                 &recorder,
                 broker,
@@ -229,7 +261,7 @@ impl Runtime {
         confinement: &Confinement,
         row: &PluginRow,
         manifest: &Manifest,
-        plan: TrialPlan,
+        plan: (TrialPlan, watch::Receiver<u64>),
         log: &Arc<PluginLog>,
         recorder: &Arc<Recorder>,
         broker: impl FnOnce(Arc<Session>) -> TrialBroker,
@@ -284,7 +316,7 @@ impl Runtime {
         process: &PidFd,
         control: std::os::fd::OwnedFd,
         confinement: &Confinement,
-        plan: TrialPlan,
+        plan: (TrialPlan, watch::Receiver<u64>),
         recorder: &Arc<Recorder>,
     ) -> Ran {
         let rt = &self.shared.cfg.runtime;
@@ -324,7 +356,7 @@ impl Runtime {
         session: &Session,
         process: &PidFd,
         confinement: &Confinement,
-        plan: TrialPlan,
+        (plan, mut ends): (TrialPlan, watch::Receiver<u64>),
     ) -> Ran {
         let rt = &self.shared.cfg.runtime;
         let not_ready = tokio::select! {
@@ -376,6 +408,10 @@ impl Runtime {
         let (exit, crashed) = tokio::select! {
             () = work => (self.stop_trial(session, process, confinement).await, false),
             exit = process.wait() => (instance::describe(exit), true),
+            _ = ends.changed() => {
+                let stop = self.stop_trial(session, process, confinement).await;
+                (format!("ended early, the supervisor is stopping; {stop}"), false)
+            }
         };
         Ran {
             exit,

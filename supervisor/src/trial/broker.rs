@@ -458,7 +458,15 @@ impl Broker for TrialBroker {
         request: Request<HostActionRequest>,
     ) -> Result<Response<HostActionResponse>, Status> {
         let req = request.into_inner();
-        let permission: Option<Permission> = req.permission.parse().ok();
+        // Only the permissions whose actions the server executes name a host action.
+        let permission = req.permission.parse().ok().filter(|p| {
+            matches!(
+                p,
+                Permission::UserManagement
+                    | Permission::SystemConfig
+                    | Permission::PluginManagement
+            )
+        });
         let target = permission
             .and_then(|p| {
                 host_action_name(self.catalog.spec(p).scope, &req.target, &req.action).ok()
