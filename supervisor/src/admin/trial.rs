@@ -18,7 +18,7 @@ use crate::context::Shared;
 use crate::lifecycle::Op;
 use crate::manifest::Manifest;
 use crate::runtime::{Runtime, TrialError};
-use crate::trial::{report, Recorder, TrialPlan};
+use crate::trial::{report, TrialPlan};
 
 impl AdminService {
     pub(super) async fn op_trial(
@@ -76,8 +76,7 @@ async fn run(
     })?;
     let duration_ms = plan.duration.as_millis() as u64;
     tracing::info!(duration_ms, "trial starting");
-    let recorder = Arc::new(Recorder::default());
-    let (outcome, dir_removed) = match runtime.trial(&row, &manifest, plan, recorder).await {
+    let (outcome, dir_removed) = match runtime.trial(&row, &manifest, plan).await {
         Ok(r) => r,
         Err(e) => {
             let entry = AuditEntry::new(&actor, "plugin.trial", Outcome::Failed)

@@ -120,6 +120,14 @@ struct Sampled {
     cpu_peak_millicores: u32,
 }
 
+/// What a trial launches, made before anything runs.
+struct Prepared {
+    dir: TrialDir,
+    request: crate::launcher::LaunchRequest,
+    confinement: Confinement,
+    db: Option<Arc<DbFixture>>,
+}
+
 /// How the process part of a trial went.
 #[derive(Default)]
 struct Ran {
@@ -146,84 +154,66 @@ impl Runtime {
         row: &PluginRow,
         manifest: &Manifest,
         plan: TrialPlan,
-        recorder: Arc<Recorder>,
     ) -> Result<(Outcome, bool), TrialError> {
-        let shared = &self.shared;
-        let name = row.name.as_str();
         let _running = self.trials.running.read().await;
         let ends = self.trials.ends.subscribe();
         let _lease = self
             .fds
-            .lease(name)
+            .lease(&row.name)
             .map_err(|s| TrialError::Refused(s.to_string()))?;
-        let dir = TrialDir::create(&shared.cfg.state_dir, name)
-            .map_err(|e| TrialError::Failed(format!("creating the trial directory: {e}")))?;
-        let path = dir.0.clone();
-        let db = match &plan.fixture_db {
-            None => None,
-            Some(bytes) => Some(Arc::new(self.fixture(&dir, bytes)?)),
-        };
-        let program = instance::plugin_program(row, manifest);
-        let cgroup_name = format!("{name}.trial");
-        let request =
-            instance::launch_request_in(shared, row, manifest, program, &cgroup_name, dir.data())
-                .map_err(|e| match e {
-                PrepareError::Refused(why) => TrialError::Refused(why),
-                PrepareError::Failed(why) => TrialError::Failed(why),
-            })?;
-        let confinement = Confinement {
-            cgroup: request.cgroup.as_ref().map(|p| p.cgroup().clone()),
-            requested_at: Instant::now(),
-        };
+        let prepared = self.prepare(row, manifest, &plan)?;
+        let Prepared {
+            dir,
+            request,
+            confinement,
+            db,
+        } = prepared;
         let (log, writer) = PluginLog::start(
             &dir.0.join("log"),
-            name,
-            OutputLimits::from(&shared.cfg.logs),
+            &row.name,
+            OutputLimits::from(&self.shared.cfg.logs),
             Box::new(|_| {}),
         );
+        let recorder = Arc::new(Recorder::default());
         let sampled = Arc::new(Mutex::new(Sampled::default()));
         let sampler = confinement
             .cgroup
             .clone()
             .map(|cg| tokio::spawn(sample(cg, Arc::clone(&sampled))));
         let started = Instant::now();
-        let http = plan.fixture_http.clone();
-        let broker = |session: Arc<Session>| TrialBroker {
-            session,
+        let broker = TrialBroker {
+            session: broker::shared_session(
+                manifest.name.clone(),
+                row.version.clone(),
+                manifest.declared.clone(),
+            ),
             recorder: Arc::clone(&recorder),
             log: Arc::clone(&log),
-            catalog: shared.catalog.clone(),
+            catalog: self.shared.catalog.clone(),
             db,
-            http,
+            http: plan.fixture_http.clone(),
         };
         let ran = self
-            .run_process(
-                request,
-                &confinement,
-                row,
-                manifest,
-                (plan, ends),
-                &log,
-                &recorder,
-                broker,
-            )
+            .run_process(request, &confinement, (plan, ends), &log, broker)
             .await;
         let ran_for = started.elapsed();
         if let Some(s) = sampler {
             s.abort();
         }
+        let sampled = *sampled.lock().unwrap_or_else(|e| e.into_inner());
         let peaks = confinement
             .cgroup
             .as_ref()
             .map(|cg| {
                 cg.kill();
-                let peaks = peaks_of(cg, *sampled.lock().unwrap_or_else(|e| e.into_inner()));
+                let peaks = peaks_of(cg, sampled);
                 cg.remove();
                 peaks
             })
             .unwrap_or_default();
         writer.close().await;
-        let log_tail = tail(&dir.0.join("log/plugins").join(format!("{name}.log")));
+        let log_tail = tail(&dir.0.join("log/plugins").join(format!("{}.log", row.name)));
+        let path = dir.0.clone();
         drop(dir);
         let outcome = Outcome {
             version: row.version.clone(),
@@ -240,6 +230,46 @@ impl Runtime {
         Ok((outcome, !path.exists()))
     }
 
+    /// The trial directory, the fixture copy and the launch request: a real start's,
+    /// with the throwaway data dir and the `<name>.trial` cgroup.
+    fn prepare(
+        &self,
+        row: &PluginRow,
+        manifest: &Manifest,
+        plan: &TrialPlan,
+    ) -> Result<Prepared, TrialError> {
+        let dir = TrialDir::create(&self.shared.cfg.state_dir, &row.name)
+            .map_err(|e| TrialError::Failed(format!("creating the trial directory: {e}")))?;
+        let db = match &plan.fixture_db {
+            None => None,
+            Some(bytes) => Some(Arc::new(self.fixture(&dir, bytes)?)),
+        };
+        let program = instance::plugin_program(row, manifest);
+        let cgroup_name = format!("{}.trial", row.name);
+        let request = instance::launch_request_in(
+            &self.shared,
+            row,
+            manifest,
+            program,
+            &cgroup_name,
+            dir.data(),
+        )
+        .map_err(|e| match e {
+            PrepareError::Refused(why) => TrialError::Refused(why),
+            PrepareError::Failed(why) => TrialError::Failed(why),
+        })?;
+        let confinement = Confinement {
+            cgroup: request.cgroup.as_ref().map(|p| p.cgroup().clone()),
+            requested_at: Instant::now(),
+        };
+        Ok(Prepared {
+            dir,
+            request,
+            confinement,
+            db,
+        })
+    }
+
     /// The admin's sample database, copied into the trial directory.
     fn fixture(&self, dir: &TrialDir, bytes: &[u8]) -> Result<DbFixture, TrialError> {
         let path = dir.0.join("fixture.db");
@@ -254,17 +284,14 @@ impl Runtime {
         DbFixture::open(path, limits).map_err(TrialError::Failed)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Launches the plugin, serves the trial broker on its connection and drives it.
     async fn run_process(
         &self,
         request: crate::launcher::LaunchRequest,
         confinement: &Confinement,
-        row: &PluginRow,
-        manifest: &Manifest,
         plan: (TrialPlan, watch::Receiver<u64>),
         log: &Arc<PluginLog>,
-        recorder: &Arc<Recorder>,
-        broker: impl FnOnce(Arc<Session>) -> TrialBroker,
+        broker: TrialBroker,
     ) -> Ran {
         let failed = |exit: String| Ran {
             exit,
@@ -280,13 +307,10 @@ impl Runtime {
             Err(e) => return failed(format!("pidfd registration: {e}")),
         };
         let drains = output::drain(spawned.stdout, spawned.stderr, Arc::clone(log));
-        let session = broker::shared_session(
-            manifest.name.clone(),
-            row.version.clone(),
-            manifest.declared.clone(),
-        );
+        let session = Arc::clone(&broker.session);
+        let recorder = Arc::clone(&broker.recorder);
         let server = match instance::tokio_stream_conn(spawned.broker) {
-            Ok(conn) => crate::trial::broker::serve(conn, broker(Arc::clone(&session))),
+            Ok(conn) => crate::trial::broker::serve(conn, broker),
             Err(e) => {
                 instance::kill_and_reap(&process, confinement).await;
                 return failed(format!("broker socket: {e}"));
@@ -299,7 +323,7 @@ impl Runtime {
                 spawned.control,
                 confinement,
                 plan,
-                recorder,
+                &recorder,
             )
             .await;
         session.close();
