@@ -83,7 +83,12 @@ fn lines_of(report: &serde_json::Value) -> Vec<String> {
 
 #[test]
 fn a_trial_reports_what_the_plugin_tried_and_reaches_none_of_it() {
-    let d = Daemon::start();
+    const VIEWER: u32 = 65534;
+    let d = Daemon::start_with(Settings {
+        viewer_uids: vec![VIEWER],
+        socket_mode: "0666",
+        ..Settings::default()
+    });
     let db = d.root().join("state/app.db");
     app_db(&db);
     let (requested_port, requested_seen) = counting_listener();
@@ -95,6 +100,14 @@ fn a_trial_reports_what_the_plugin_tried_and_reaches_none_of_it() {
         "trialled",
     );
     d.cli(&["plugin", "install", pkg.to_str().unwrap()]).ok();
+    // Admins only: a viewer is refused before anything runs.
+    let viewer = d.cli_as(VIEWER, &["plugin", "trial", "trialled", "--duration", "1s"]);
+    assert!(!viewer.status.success());
+    assert!(
+        viewer.stderr.contains("permission denied"),
+        "{}",
+        viewer.stderr
+    );
     let before = d.plugin_json("trialled");
     let db_before = db_state(&db);
     let real_data = d.root().join("state/data/trialled");
@@ -120,7 +133,9 @@ fn a_trial_reports_what_the_plugin_tried_and_reaches_none_of_it() {
                 &probe,
             ])
         });
-        std::thread::sleep(Duration::from_millis(1500));
+        wait_until(Duration::from_secs(20), "the first trial runs", || {
+            !trials_left(&d).is_empty()
+        });
         let second = d.cli(&["plugin", "trial", "trialled", "--duration", "1s"]);
         assert!(!second.status.success(), "a concurrent trial ran");
         assert!(
@@ -363,7 +378,9 @@ fn fixtures_answer_and_bad_requests_and_running_plugins_are_refused() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_until(Duration::from_secs(20), "the trial runs", || {
+        !trials_left(&d).is_empty()
+    });
     gone.kill().unwrap();
     let _ = gone.wait();
     wait_until(
@@ -387,7 +404,9 @@ fn fixtures_answer_and_bad_requests_and_running_plugins_are_refused() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until(Duration::from_secs(20), "the trial runs", || {
+        !trials_left(&d).is_empty()
+    });
     let stopping = Instant::now();
     d.stop();
     println!("stopped mid-trial in {:?}", stopping.elapsed());
