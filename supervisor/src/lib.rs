@@ -37,4 +37,5 @@ pub mod sd_notify;
 pub mod sd_watchdog;
 pub mod store;
 pub mod text;
+pub mod trial;
 pub mod trust;

@@ -224,6 +224,9 @@ fn every_command_prints_canonical_protobuf_json() {
         repinned.plugin_runtime.map(|p| p.interpreter_sha256),
         Some(pinned.interpreter_sha256)
     );
+    // A trial of the (not running) Python plugin: its report.
+    let trial: api::TrialReport = r.json("plugin trial", &["hello-py", "--duration", "1s"]);
+    assert!(trial.confined && !trial.crashed, "{trial:?}");
 
     // Events both ways: the watcher sees hello's answer, its payload in base64.
     let (mut watch, event_lines) = r.stream("event watch", &["plugin.hello.*"]);

@@ -16,6 +16,7 @@ mod reload;
 mod review;
 mod service;
 mod settings;
+mod trial;
 mod trust;
 mod upload;
 

@@ -759,6 +759,13 @@ impl Admin for AdminService {
         self.op_review(request).await
     }
 
+    async fn trial_plugin(
+        &self,
+        request: Request<TrialRequest>,
+    ) -> Result<Response<TrialReport>, Status> {
+        self.op_trial(request).await
+    }
+
     type ServeHostActionsStream = BoxStream<HostActionCall>;
 
     async fn serve_host_actions(

@@ -173,6 +173,15 @@ impl Session {
         })
     }
 
+    /// Queues an event a trial delivers (`plexichat plugin trial --event`): no hub,
+    /// so no budget charges; it takes a control slot like an invocation.
+    pub fn push_trial_event(
+        &self,
+        event: broker_proto::broker::v1::Event,
+    ) -> Result<(), InvokeError> {
+        self.try_push(host_message::Kind::Event(event))
+    }
+
     fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

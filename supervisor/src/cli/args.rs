@@ -436,6 +436,9 @@ pub(super) enum PluginCommand {
         #[arg(long, value_name = "DURATION", value_parser = super::parse::duration)]
         timeout: Option<Duration>,
     },
+    /// Run an installed plugin that is not running, confined, with no grants and a
+    /// throwaway data dir; report what it tried against what it requested
+    Trial(super::trial::TrialArgs),
 }
 
 /// Which requests a decision applies to, and why.

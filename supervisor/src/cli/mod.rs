@@ -18,6 +18,7 @@ mod review;
 mod security;
 mod settings;
 mod suggest;
+mod trial;
 mod trust;
 mod upload;
 
@@ -151,6 +152,7 @@ impl PluginCommand {
             | PluginCommand::Disable { name, .. }
             | PluginCommand::Remove { name, .. }
             | PluginCommand::Invoke { name, .. } => Some(name),
+            PluginCommand::Trial(args) => Some(&args.name),
             PluginCommand::Config(cmd) => Some(cmd.plugin_name()),
             PluginCommand::Approve(args) => Some(&args.decision.name),
             PluginCommand::Deny(args) => Some(&args.name),
@@ -244,6 +246,7 @@ async fn dispatch_plugin(session: &Session, cmd: PluginCommand) -> anyhow::Resul
             args,
             timeout,
         } => commands::invoke(session, name, command, args.unwrap_or_default(), timeout).await,
+        PluginCommand::Trial(args) => trial::run(session, args).await,
     }
 }
 

@@ -23,6 +23,7 @@ pub enum Op {
     Repin,
     Backup,
     Restore,
+    Trial,
 }
 
 impl Op {
@@ -38,6 +39,7 @@ impl Op {
             Op::Repin => "a runtime repin",
             Op::Backup => "a backup",
             Op::Restore => "a restore",
+            Op::Trial => "a trial",
         }
     }
 }
@@ -116,6 +118,22 @@ impl Locks {
             Ok(guard) => guard,
             Err(_) => return Err(busy(name, &slot.holder)),
         };
+        set(&slot.holder, op);
+        Ok(PluginGuard {
+            _store: store,
+            _plugin: guard,
+            holder: slot.holder,
+        })
+    }
+
+    /// The plugin's lock if nobody holds it now, else [`Busy`] at once: a trial holds
+    /// it for minutes, and a second one should say so rather than queue behind it.
+    pub async fn try_plugin(&self, name: &str, op: Op) -> Result<PluginGuard<'_>, Busy> {
+        let store = self.read_store().await?;
+        let slot = self.slot(name);
+        let guard = Arc::clone(&slot.lock)
+            .try_lock_owned()
+            .map_err(|_| busy(name, &slot.holder))?;
         set(&slot.holder, op);
         Ok(PluginGuard {
             _store: store,
@@ -212,6 +230,20 @@ mod tests {
         assert!(backup.await.is_err(), "a backup ran during a restore");
         drop(r);
         assert!(locks.plugin("b", Op::Enable).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_held_plugin_refuses_a_try_at_once_naming_the_holder() {
+        let locks = Locks::default();
+        let trial = locks.try_plugin("a", Op::Trial).await.unwrap();
+        let e = locks.try_plugin("a", Op::Trial).await.err().unwrap();
+        assert!(
+            e.to_string().starts_with("a trial of a is in progress"),
+            "{e}"
+        );
+        assert!(locks.try_plugin("b", Op::Trial).await.is_ok());
+        drop(trial);
+        assert!(locks.try_plugin("a", Op::Enable).await.is_ok());
     }
 
     #[test]

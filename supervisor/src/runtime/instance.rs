@@ -35,14 +35,14 @@ pub enum InstanceEnd {
 }
 
 /// The process and what surrounds it, torn down together.
-struct Confinement {
-    cgroup: Option<PluginCgroup>,
+pub(super) struct Confinement {
+    pub cgroup: Option<PluginCgroup>,
     /// When the launch was requested: spawn-to-ready is measured from here.
-    requested_at: std::time::Instant,
+    pub requested_at: std::time::Instant,
 }
 
 impl Confinement {
-    fn kill(&self) {
+    pub(super) fn kill(&self) {
         if let Some(cg) = &self.cgroup {
             cg.kill();
         }
@@ -81,7 +81,7 @@ impl Program<'_> {
 
 /// The plugin itself: its pinned binary, or for a Python plugin the pinned
 /// interpreter running its entry, with its package and the SDK checked first.
-fn plugin_program<'a>(row: &'a PluginRow, manifest: &Manifest) -> Program<'a> {
+pub(super) fn plugin_program<'a>(row: &'a PluginRow, manifest: &Manifest) -> Program<'a> {
     let package = Path::new(&row.install_dir);
     match &row.python {
         None => Program {
@@ -124,6 +124,18 @@ pub(super) fn launch_request_for(
     cgroup_name: &str,
 ) -> Result<LaunchRequest, PrepareError> {
     let data_dir = shared.cfg.data_root().join(&row.name);
+    launch_request_in(shared, row, manifest, program, cgroup_name, data_dir)
+}
+
+/// [`launch_request_for`] with another data dir: a trial's throwaway one.
+pub(super) fn launch_request_in(
+    shared: &Shared,
+    row: &PluginRow,
+    manifest: &Manifest,
+    program: Program<'_>,
+    cgroup_name: &str,
+    data_dir: PathBuf,
+) -> Result<LaunchRequest, PrepareError> {
     let mut spec = LaunchSpec {
         plugin: row.name.clone(),
         version: row.version.clone(),
@@ -292,13 +304,15 @@ async fn launch_and_supervise(
     end
 }
 
-fn tokio_stream_conn(s: std::os::unix::net::UnixStream) -> std::io::Result<tokio::net::UnixStream> {
+pub(super) fn tokio_stream_conn(
+    s: std::os::unix::net::UnixStream,
+) -> std::io::Result<tokio::net::UnixStream> {
     s.set_nonblocking(true)?;
     tokio::net::UnixStream::from_std(s)
 }
 
 /// Reads the trampoline's reports off the runtime; `Launched` once it exec'd.
-async fn collect(
+pub(super) async fn collect(
     control: std::os::fd::OwnedFd,
     timeout: Duration,
 ) -> Result<Launched, launcher::LaunchFailure> {
@@ -410,10 +424,10 @@ async fn supervise_process(
 /// The plugin process (pid 1 of its namespace), tracked in case the trampoline
 /// above it dies first: the supervisor is a child subreaper, so the plugin is then
 /// reparented to it and must be reaped here, or it would linger as a zombie.
-struct OrphanReaper(Option<PidFd>);
+pub(super) struct OrphanReaper(Option<PidFd>);
 
 impl OrphanReaper {
-    fn track(pid: i32) -> Option<OrphanReaper> {
+    pub(super) fn track(pid: i32) -> Option<OrphanReaper> {
         let fd = launcher::pidfd_open(pid).ok()?;
         PidFd::new(fd, pid).ok().map(|p| OrphanReaper(Some(p)))
     }
@@ -430,7 +444,7 @@ impl Drop for OrphanReaper {
     }
 }
 
-fn describe(exit: std::io::Result<launcher::ExitStatus>) -> String {
+pub(super) fn describe(exit: std::io::Result<launcher::ExitStatus>) -> String {
     match exit {
         Ok(s) => s.to_string(),
         Err(e) => format!("lost track of the process: {e}"),
@@ -455,7 +469,7 @@ async fn shut_down(
 }
 
 /// Kills the whole cgroup (everything the plugin forked) and the tracked process.
-async fn kill_and_reap(process: &PidFd, confinement: &Confinement) -> String {
+pub(super) async fn kill_and_reap(process: &PidFd, confinement: &Confinement) -> String {
     confinement.kill();
     if let Err(e) = process.kill() {
         tracing::error!(pid = process.pid(), error = %e, "SIGKILL failed");

@@ -9,6 +9,7 @@ pub mod fd_budget;
 mod instance;
 mod output;
 mod security;
+mod trial;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use crate::plugin_log::{LogWriter, OutputLimits, PluginLog};
 use crate::store::{self, PluginState, StoreError};
 
 pub use instance::InstanceEnd;
+pub use trial::TrialError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -95,6 +97,8 @@ pub struct Runtime {
     launcher: Launcher,
     plugins: Mutex<HashMap<String, Handle>>,
     fds: Arc<fd_budget::FdBudget>,
+    /// Trials running now (`plexichat plugin trial`), ended by `stop_all`.
+    trials: trial::Trials,
 }
 
 impl Runtime {
@@ -109,6 +113,7 @@ impl Runtime {
             launcher,
             plugins: Mutex::new(HashMap::new()),
             fds,
+            trials: trial::Trials::new(),
         })
     }
 
@@ -194,6 +199,8 @@ impl Runtime {
     }
 
     pub async fn stop_all(&self, mode: StopMode) {
+        let rt = &self.shared.cfg.runtime;
+        self.trials.end_all(rt.stop_grace + REAP_TIMEOUT).await;
         let handles: Vec<Handle> = match self.plugins.lock() {
             Ok(mut p) => p.drain().map(|(_, h)| h).collect(),
             Err(_) => return,

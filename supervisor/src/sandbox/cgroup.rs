@@ -60,6 +60,13 @@ pub struct Events {
     pub throttled_periods: u64,
 }
 
+/// High-water marks and the files they were read from (see [`PluginCgroup::peaks`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Peaks {
+    pub memory: Option<(u64, &'static str)>,
+    pub pids: Option<(u64, &'static str)>,
+}
+
 /// Current consumption.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
@@ -501,6 +508,25 @@ impl PluginCgroup {
                 memory_bytes: self.single("memory.usage_in_bytes"),
                 pids: self.single("pids.current"),
             },
+        }
+    }
+
+    /// The kernel's high-water marks, each with the file it came from: v2
+    /// `memory.peak` and `pids.peak`, v1 `memory.max_usage_in_bytes` (v1 has no pids
+    /// peak); `None` where the kernel keeps none.
+    pub fn peaks(&self) -> Peaks {
+        let read = |file: &'static str| {
+            let path = self.find(file)?;
+            let value = fs::read_to_string(path).ok()?.trim().parse().ok()?;
+            Some((value, file))
+        };
+        let memory = match self.version {
+            "v2" => read("memory.peak"),
+            _ => read("memory.max_usage_in_bytes"),
+        };
+        Peaks {
+            memory,
+            pids: read("pids.peak"),
         }
     }
 

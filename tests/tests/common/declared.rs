@@ -37,6 +37,7 @@ pub fn answered_by(binary: &Path) -> &'static [&'static str] {
         "hostile" => plexichat_e2e::HOSTILE_COMMANDS,
         "raw_plugin" => &["big-header", "burst"],
         "silent" => &[],
+        "trial_plugin" => &["probe", "read-fixture"],
         "archive" => &["save", "policy"],
         "hello" => &["greet", "has-permission", "config"],
         "moderator" => &[],

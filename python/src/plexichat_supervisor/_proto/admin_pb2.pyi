@@ -1489,3 +1489,127 @@ class FileChange(_message.Message):
     path: str
     change: str
     def __init__(self, path: _Optional[str] = ..., change: _Optional[str] = ...) -> None: ...
+
+class TrialRequest(_message.Message):
+    __slots__ = ("plugin", "duration_ms", "events", "invocations", "fixture_db", "fixture_http")
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    INVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    FIXTURE_DB_FIELD_NUMBER: _ClassVar[int]
+    FIXTURE_HTTP_FIELD_NUMBER: _ClassVar[int]
+    plugin: str
+    duration_ms: int
+    events: _containers.RepeatedCompositeFieldContainer[TrialEvent]
+    invocations: _containers.RepeatedCompositeFieldContainer[TrialInvocation]
+    fixture_db: bytes
+    fixture_http: str
+    def __init__(self, plugin: _Optional[str] = ..., duration_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[TrialEvent, _Mapping]]] = ..., invocations: _Optional[_Iterable[_Union[TrialInvocation, _Mapping]]] = ..., fixture_db: _Optional[bytes] = ..., fixture_http: _Optional[str] = ...) -> None: ...
+
+class TrialEvent(_message.Message):
+    __slots__ = ("topic", "payload")
+    TOPIC_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    topic: str
+    payload: bytes
+    def __init__(self, topic: _Optional[str] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class TrialInvocation(_message.Message):
+    __slots__ = ("command", "args")
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    args: bytes
+    def __init__(self, command: _Optional[str] = ..., args: _Optional[bytes] = ...) -> None: ...
+
+class TrialAttempt(_message.Message):
+    __slots__ = ("permission", "target", "call", "requested", "from_fixture", "count")
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    FROM_FIXTURE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    permission: str
+    target: str
+    call: str
+    requested: bool
+    from_fixture: bool
+    count: int
+    def __init__(self, permission: _Optional[str] = ..., target: _Optional[str] = ..., call: _Optional[str] = ..., requested: _Optional[bool] = ..., from_fixture: _Optional[bool] = ..., count: _Optional[int] = ...) -> None: ...
+
+class TrialLine(_message.Message):
+    __slots__ = ("permission", "target", "verdict", "text")
+    PERMISSION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    permission: str
+    target: str
+    verdict: str
+    text: str
+    def __init__(self, permission: _Optional[str] = ..., target: _Optional[str] = ..., verdict: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class TrialSyscall(_message.Message):
+    __slots__ = ("name", "count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    count: int
+    def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class TrialPeaks(_message.Message):
+    __slots__ = ("cpu_usec", "cpu_peak_millicores", "memory_bytes", "pids", "source")
+    CPU_USEC_FIELD_NUMBER: _ClassVar[int]
+    CPU_PEAK_MILLICORES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    cpu_usec: int
+    cpu_peak_millicores: int
+    memory_bytes: int
+    pids: int
+    source: str
+    def __init__(self, cpu_usec: _Optional[int] = ..., cpu_peak_millicores: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class TrialInvocationResult(_message.Message):
+    __slots__ = ("command", "ok", "output")
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    command: str
+    ok: bool
+    output: str
+    def __init__(self, command: _Optional[str] = ..., ok: _Optional[bool] = ..., output: _Optional[str] = ...) -> None: ...
+
+class TrialReport(_message.Message):
+    __slots__ = ("plugin", "version", "ran_ms", "lines", "attempts", "attempts_dropped", "syscalls", "peaks", "exit", "crashed", "log_tail", "invocations", "events_delivered", "confined")
+    PLUGIN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    RAN_MS_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    SYSCALLS_FIELD_NUMBER: _ClassVar[int]
+    PEAKS_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    CRASHED_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    INVOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    CONFINED_FIELD_NUMBER: _ClassVar[int]
+    plugin: str
+    version: str
+    ran_ms: int
+    lines: _containers.RepeatedCompositeFieldContainer[TrialLine]
+    attempts: _containers.RepeatedCompositeFieldContainer[TrialAttempt]
+    attempts_dropped: int
+    syscalls: _containers.RepeatedCompositeFieldContainer[TrialSyscall]
+    peaks: TrialPeaks
+    exit: str
+    crashed: bool
+    log_tail: _containers.RepeatedScalarFieldContainer[str]
+    invocations: _containers.RepeatedCompositeFieldContainer[TrialInvocationResult]
+    events_delivered: int
+    confined: bool
+    def __init__(self, plugin: _Optional[str] = ..., version: _Optional[str] = ..., ran_ms: _Optional[int] = ..., lines: _Optional[_Iterable[_Union[TrialLine, _Mapping]]] = ..., attempts: _Optional[_Iterable[_Union[TrialAttempt, _Mapping]]] = ..., attempts_dropped: _Optional[int] = ..., syscalls: _Optional[_Iterable[_Union[TrialSyscall, _Mapping]]] = ..., peaks: _Optional[_Union[TrialPeaks, _Mapping]] = ..., exit: _Optional[str] = ..., crashed: _Optional[bool] = ..., log_tail: _Optional[_Iterable[str]] = ..., invocations: _Optional[_Iterable[_Union[TrialInvocationResult, _Mapping]]] = ..., events_delivered: _Optional[int] = ..., confined: _Optional[bool] = ...) -> None: ...

@@ -274,6 +274,11 @@ class AdminStub:
                 request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginRef.SerializeToString,
                 response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginReview.FromString,
                 _registered_method=True)
+        self.TrialPlugin = channel.unary_unary(
+                '/plexichat.admin.v1.Admin/TrialPlugin',
+                request_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrialRequest.SerializeToString,
+                response_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrialReport.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -703,6 +708,19 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TrialPlugin(self, request, context):
+        """Runs an installed plugin that is not running (approved or not) fully confined
+        for a while, with a throwaway data directory and no grants: every broker call is
+        answered PERMISSION_DENIED (or from the admin's fixtures) and recorded, and the
+        report sets what it tried against what its manifest requests. Grants nothing,
+        changes no plugin state; audited as plugin.trial. Admins only. INVALID_ARGUMENT: a
+        bad duration, event, invocation or fixture; FAILED_PRECONDITION: the plugin is
+        running; ABORTED: another trial or lifecycle command holds the plugin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -925,6 +943,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ReviewPlugin,
                     request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginRef.FromString,
                     response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.PluginReview.SerializeToString,
+            ),
+            'TrialPlugin': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrialPlugin,
+                    request_deserializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrialRequest.FromString,
+                    response_serializer=plexichat__supervisor_dot___proto_dot_admin__pb2.TrialReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2135,6 +2158,33 @@ class Admin:
             '/plexichat.admin.v1.Admin/ReviewPlugin',
             plexichat__supervisor_dot___proto_dot_admin__pb2.PluginRef.SerializeToString,
             plexichat__supervisor_dot___proto_dot_admin__pb2.PluginReview.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrialPlugin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/plexichat.admin.v1.Admin/TrialPlugin',
+            plexichat__supervisor_dot___proto_dot_admin__pb2.TrialRequest.SerializeToString,
+            plexichat__supervisor_dot___proto_dot_admin__pb2.TrialReport.FromString,
             options,
             channel_credentials,
             insecure,
