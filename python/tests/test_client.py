@@ -197,6 +197,28 @@ def test_a_package_the_daemon_would_refuse_is_refused_before_sending(
     assert "Bad Name" not in [p.name for p in client.list_plugins()]
 
 
+def test_a_pxp_archive_uploads_with_its_signature_and_reviews(
+    client: Client, packages: Path
+) -> None:
+    archive = packages / "echo-archive.pxp"
+    # A signature beside the archive is sent with it, and one that is not an SSH
+    # signature is refused by name (this daemon does not require one).
+    sig = Path(f"{archive}.sig")
+    sig.write_text("not a signature")
+    with pytest.raises(SupervisorError) as refused:
+        client.install(archive)
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "not an SSH signature" in refused.value.details
+    sig.unlink()
+    summary = client.install(archive)
+    assert summary.name == "echo-archive"
+    assert not summary.HasField("signer")
+    review = client.review("echo-archive")
+    assert [f.path for f in review.package.files] == ["echo", "plugin.toml"]
+    assert review.package.entry.format.startswith("ELF 64-bit")
+    client.remove("echo-archive")
+
+
 def test_invoke_deadline_is_enforced_by_the_supervisor(client: Client, packages: Path) -> None:
     client.install(packages / "echo")
     client.enable("echo")

@@ -76,6 +76,22 @@ fn the_python_client_drives_the_daemon_through_its_whole_api() {
         &bin("echo_plugin"),
         "echo",
     );
+    // A `.pxp` for the client's archive upload (packed by the CLI).
+    let archived = d.package(
+        "echo-archive",
+        "name = \"echo-archive\"\nversion = \"1.0.0\"\nentry = \"echo\"\n",
+        &bin("echo_plugin"),
+        "echo",
+    );
+    let pxp = d.dir.path().join("packages/echo-archive.pxp");
+    d.cli(&[
+        "plugin",
+        "pack",
+        archived.to_str().expect("utf-8"),
+        "-o",
+        pxp.to_str().expect("utf-8"),
+    ])
+    .ok();
     let out = python(&d)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
         .env("PLEXICHAT_TEST_PACKAGES", d.dir.path().join("packages"))

@@ -124,27 +124,55 @@ class Client:
         """Manifest, permissions with their status, resources, topics, last exit."""
         return self._call("ShowPlugin", pb.PluginRef(name=name), pb.PluginDetail)
 
-    def install(self, package: str | os.PathLike[str]) -> pb.PluginSummary:
-        """Uploads the package directory and installs it (admin role).
+    def install(
+        self,
+        package: str | os.PathLike[str],
+        *,
+        signature: str | os.PathLike[str] | None = None,
+    ) -> pb.PluginSummary:
+        """Uploads the package (a directory or a `.pxp` archive) and installs it (admin role).
 
         The daemon never opens a path the caller names: the files are read here,
-        with this process's rights, and streamed. The plugin's permissions start
-        pending; nothing runs until they are decided and the plugin is enabled.
+        with this process's rights, and streamed, with the publisher's detached
+        signature (`signature`, else `PACKAGE.sig` when it exists). The plugin's
+        permissions start pending; nothing runs until they are decided and the
+        plugin is enabled.
         """
         header = pb.UploadHeader(
             intent=pb.UPLOAD_INTENT_INSTALL, origin=str(Path(package).absolute())
         )
-        return self._upload(Path(package), header).summary
+        return self._upload(Path(package), header, signature).summary
 
-    def update(self, name: str, package: str | os.PathLike[str]) -> pb.UploadPluginResponse:
-        """Uploads a newer version of an installed plugin (admin role)."""
+    def update(
+        self,
+        name: str,
+        package: str | os.PathLike[str],
+        *,
+        signature: str | os.PathLike[str] | None = None,
+    ) -> pb.UploadPluginResponse:
+        """Uploads a newer version of an installed plugin (admin role), as `install`."""
         header = pb.UploadHeader(
             intent=pb.UPLOAD_INTENT_UPDATE, name=name, origin=str(Path(package).absolute())
         )
-        return self._upload(Path(package), header)
+        return self._upload(Path(package), header, signature)
 
-    def _upload(self, package: Path, header: pb.UploadHeader) -> pb.UploadPluginResponse:
-        stream = upload.chunks(package, header)
+    def review(self, name: str) -> pb.PluginReview:
+        """The reviewer's dossier: requests and what approving them allows, signer, files."""
+        return self._call("ReviewPlugin", pb.PluginRef(name=name), pb.PluginReview)
+
+    def _upload(
+        self,
+        package: Path,
+        header: pb.UploadHeader,
+        signature: str | os.PathLike[str] | None,
+    ) -> pb.UploadPluginResponse:
+        header.signature = upload.signature_for(
+            package, Path(signature) if signature is not None else None
+        )
+        if package.is_file():
+            stream = upload.archive_chunks(package, header)
+        else:
+            stream = upload.chunks(package, header)
         try:
             response: pb.UploadPluginResponse = self.stub.UploadPlugin(
                 stream, timeout=self.timeout, metadata=self._metadata

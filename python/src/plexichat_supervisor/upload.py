@@ -1,6 +1,8 @@
-"""Turns a plugin package directory into the UploadPlugin message stream.
+"""Turns a plugin package (a directory, or a `.pxp` archive) into the UploadPlugin stream.
 
-Parents before children, names sorted, only directories and regular files, as the CLI.
+A directory goes entry by entry, parents before children, names sorted, only
+directories and regular files, as the CLI sends it; an archive goes as its bytes,
+which the daemon unpacks and checks.
 """
 
 from __future__ import annotations
@@ -87,3 +89,34 @@ def _messages(
                 sent += len(data)
                 yield pb.PackageChunk(data=data)
     yield pb.PackageChunk(end=pb.PackageEnd(entries=len(entries), bytes=sent))
+
+
+def signature_for(package: Path, signature: Path | None) -> str:
+    """The detached signature named, else `PACKAGE.sig` when it exists, else none."""
+    path = signature if signature is not None else Path(f"{package}.sig")
+    if signature is None and not path.is_file():
+        return ""
+    try:
+        if path.stat().st_size > 16 * 1024:
+            raise PackageError(f"signature {path}: too large to be an SSH signature")
+        return path.read_text()
+    except OSError as err:
+        raise PackageError(f"signature {path}: {err.strerror}") from None
+
+
+def archive_chunks(path: Path, header: pb.UploadHeader) -> Iterator[pb.PackageChunk]:
+    """A `.pxp` archive's upload stream: the header (marked `archive`), its bytes, the end."""
+    if not path.is_file():
+        raise PackageError(f"package {path}: is not a file")
+    header.archive = True
+    return _archive_messages(path, header)
+
+
+def _archive_messages(path: Path, header: pb.UploadHeader) -> Iterator[pb.PackageChunk]:
+    yield pb.PackageChunk(header=header)
+    sent = 0
+    with open(path, "rb") as f:
+        while data := f.read(CHUNK_BYTES):
+            sent += len(data)
+            yield pb.PackageChunk(data=data)
+    yield pb.PackageChunk(end=pb.PackageEnd(entries=0, bytes=sent))

@@ -501,7 +501,41 @@ impl BrokerService {
     }
 }
 
-fn from_sql_value(v: SqlValue) -> rusqlite::types::Value {
+/// A handshake's checks, the real broker's and the trial's: the plugin names itself as
+/// the one this connection belongs to, speaks a protocol version the supervisor does,
+/// and shakes hands once. Returns the version agreed.
+pub(crate) fn accept_handshake(
+    session: &Session,
+    name: &str,
+    req: &HandshakeRequest,
+) -> Result<u32, Status> {
+    if req.plugin_name != name {
+        return Err(Status::permission_denied(format!(
+            "this connection belongs to plugin `{name}`, not `{}`",
+            req.plugin_name
+        )));
+    }
+    let version = req
+        .protocol_versions
+        .iter()
+        .filter(|v| BROKER_PROTOCOL_VERSIONS.contains(v))
+        .max()
+        .copied()
+        .ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "no common protocol version: plugin speaks {:?}, supervisor speaks {:?}",
+                req.protocol_versions, BROKER_PROTOCOL_VERSIONS
+            ))
+        })?;
+    if !session.complete_handshake() {
+        return Err(Status::already_exists(
+            "handshake already done on this connection",
+        ));
+    }
+    Ok(version)
+}
+
+pub(crate) fn from_sql_value(v: SqlValue) -> rusqlite::types::Value {
     use rusqlite::types::Value;
     match v.kind {
         None | Some(sql_value::Kind::Null(_)) => Value::Null,
@@ -512,7 +546,7 @@ fn from_sql_value(v: SqlValue) -> rusqlite::types::Value {
     }
 }
 
-fn to_sql_value(v: rusqlite::types::Value) -> SqlValue {
+pub(crate) fn to_sql_value(v: rusqlite::types::Value) -> SqlValue {
     use rusqlite::types::Value;
     let kind = match v {
         Value::Null => sql_value::Kind::Null(true),
@@ -533,30 +567,7 @@ impl Broker for BrokerService {
         request: Request<HandshakeRequest>,
     ) -> Result<Response<HandshakeResponse>, Status> {
         let req = request.into_inner();
-        if req.plugin_name != self.name() {
-            return Err(Status::permission_denied(format!(
-                "this connection belongs to plugin `{}`, not `{}`",
-                self.name(),
-                req.plugin_name
-            )));
-        }
-        let version = req
-            .protocol_versions
-            .iter()
-            .filter(|v| BROKER_PROTOCOL_VERSIONS.contains(v))
-            .max()
-            .copied()
-            .ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "no common protocol version: plugin speaks {:?}, supervisor speaks {:?}",
-                    req.protocol_versions, BROKER_PROTOCOL_VERSIONS
-                ))
-            })?;
-        if !self.session.complete_handshake() {
-            return Err(Status::already_exists(
-                "handshake already done on this connection",
-            ));
-        }
+        let version = accept_handshake(&self.session, self.name(), &req)?;
         tracing::info!(plugin = self.name(), protocol = version, sdk = %req.sdk_version, "handshake");
         Ok(Response::new(HandshakeResponse {
             protocol_version: version,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use broker_proto::broker::v1::broker_server::{Broker, BrokerServer};
 use broker_proto::broker::v1::*;
-use broker_proto::{BROKER_PROTOCOL_VERSIONS, MAX_BROKER_MESSAGE_BYTES};
+use broker_proto::MAX_BROKER_MESSAGE_BYTES;
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -135,7 +135,11 @@ impl TrialBroker {
         fixture: Arc<DbFixture>,
         req: QueryRequest,
     ) -> Result<QueryResponse, Status> {
-        let params: Vec<_> = req.params.into_iter().map(from_sql_value).collect();
+        let params: Vec<_> = req
+            .params
+            .into_iter()
+            .map(crate::broker::from_sql_value)
+            .collect();
         let out = tokio::task::spawn_blocking(move || {
             database::run(
                 &fixture.path,
@@ -153,7 +157,7 @@ impl TrialBroker {
                 .rows
                 .into_iter()
                 .map(|r| SqlRow {
-                    values: r.into_iter().map(to_sql_value).collect(),
+                    values: r.into_iter().map(crate::broker::to_sql_value).collect(),
                 })
                 .collect(),
             rows_affected: out.rows_affected,
@@ -169,29 +173,6 @@ fn host_port(url: &str) -> String {
         .unwrap_or_else(|| url.to_string())
 }
 
-fn from_sql_value(v: SqlValue) -> rusqlite::types::Value {
-    use rusqlite::types::Value;
-    match v.kind {
-        None | Some(sql_value::Kind::Null(_)) => Value::Null,
-        Some(sql_value::Kind::Integer(i)) => Value::Integer(i),
-        Some(sql_value::Kind::Real(r)) => Value::Real(r),
-        Some(sql_value::Kind::Text(t)) => Value::Text(t),
-        Some(sql_value::Kind::Blob(b)) => Value::Blob(b),
-    }
-}
-
-fn to_sql_value(v: rusqlite::types::Value) -> SqlValue {
-    use rusqlite::types::Value;
-    let kind = match v {
-        Value::Null => sql_value::Kind::Null(true),
-        Value::Integer(i) => sql_value::Kind::Integer(i),
-        Value::Real(r) => sql_value::Kind::Real(r),
-        Value::Text(t) => sql_value::Kind::Text(t),
-        Value::Blob(b) => sql_value::Kind::Blob(b),
-    };
-    SqlValue { kind: Some(kind) }
-}
-
 type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -201,30 +182,7 @@ impl Broker for TrialBroker {
         request: Request<HandshakeRequest>,
     ) -> Result<Response<HandshakeResponse>, Status> {
         let req = request.into_inner();
-        if req.plugin_name != self.name() {
-            return Err(Status::permission_denied(format!(
-                "this connection belongs to plugin `{}`, not `{}`",
-                self.name(),
-                req.plugin_name
-            )));
-        }
-        let version = req
-            .protocol_versions
-            .iter()
-            .filter(|v| BROKER_PROTOCOL_VERSIONS.contains(v))
-            .max()
-            .copied()
-            .ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "no common protocol version: plugin speaks {:?}, supervisor speaks {:?}",
-                    req.protocol_versions, BROKER_PROTOCOL_VERSIONS
-                ))
-            })?;
-        if !self.session.complete_handshake() {
-            return Err(Status::already_exists(
-                "handshake already done on this connection",
-            ));
-        }
+        let version = crate::broker::accept_handshake(&self.session, self.name(), &req)?;
         Ok(Response::new(HandshakeResponse {
             protocol_version: version,
             plugin_name: self.name().to_string(),
