@@ -1,7 +1,8 @@
 //! Installing and removing plugin packages: validate the manifest of a package
-//! staged by an upload, move it into the plugin store, pin the entry binary's
-//! SHA-256 and record the plugin (disabled) with one pending request per
-//! permission. Updates to a new version are in `update`.
+//! staged by an upload, check its files and signature (`Prepared::authenticate`),
+//! move it into the plugin store, pin the entry binary's SHA-256 and record the
+//! plugin (disabled) with its signer, its package record and one pending request
+//! per permission. Updates to a new version are in `update`.
 
 mod repin;
 mod staging;
