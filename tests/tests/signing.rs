@@ -512,6 +512,9 @@ with tarfile.open(out, "w:gz", format=tarfile.USTAR_FORMAT) as t:
         started.elapsed(),
         r.stderr.trim()
     );
+    // And the allowed case on the same daemon: what `plugin pack` writes installs.
+    let good = pack(&d, &d.hello_package(), "good.pxp");
+    d.cli(&["plugin", "install", s(&good)]).ok();
 }
 
 /// The first key of a host: seeded by root with the supervisor stopped, refused while

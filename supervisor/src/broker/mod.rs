@@ -29,7 +29,9 @@ pub use cost::{CostLimits, Costs};
 pub use hub::{Emitter, EventLimits, Hub};
 pub use ratelimit::{Rate, RateLimiter};
 pub use service::BrokerService;
-pub(crate) use service::{accept_handshake, from_sql_value, to_sql_value};
+pub(crate) use service::{
+    accept_handshake, from_sql_value, open_session_stream, to_sql_value, HostStream,
+};
 pub use session::{InvokeError, Session};
 
 /// How long a refusal for being over a limit (rate, concurrency, CPU budget) waits

@@ -535,6 +535,16 @@ pub(crate) fn accept_handshake(
     Ok(version)
 }
 
+/// The one host-to-plugin stream of a connection (events, invocations, pings), the
+/// real broker's and the trial's.
+pub(crate) fn open_session_stream(session: &Session) -> Result<HostStream, Status> {
+    let rx = session
+        .open_stream()
+        .ok_or_else(|| Status::already_exists("session stream already open"))?;
+    let stream = tokio_stream::StreamExt::map(ReceiverStream::new(rx), |o| Ok(o.into_message()));
+    Ok(Box::pin(stream))
+}
+
 pub(crate) fn from_sql_value(v: SqlValue) -> rusqlite::types::Value {
     use rusqlite::types::Value;
     match v.kind {
@@ -558,7 +568,7 @@ pub(crate) fn to_sql_value(v: rusqlite::types::Value) -> SqlValue {
     SqlValue { kind: Some(kind) }
 }
 
-type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
+pub(crate) type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Broker for BrokerService {
@@ -586,13 +596,7 @@ impl Broker for BrokerService {
         _request: Request<SessionRequest>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.ready()?;
-        let rx = self
-            .session
-            .open_stream()
-            .ok_or_else(|| Status::already_exists("session stream already open"))?;
-        let stream =
-            tokio_stream::StreamExt::map(ReceiverStream::new(rx), |o| Ok(o.into_message()));
-        Ok(Response::new(Box::pin(stream)))
+        open_session_stream(&self.session).map(Response::new)
     }
 
     async fn reply(&self, request: Request<CommandReply>) -> Result<Response<ReplyAck>, Status> {

@@ -105,7 +105,7 @@ pub fn prepare(
     let entry = staging.path().join(&manifest.entry);
     let (sha256, python, inventory) = match manifest.runtime {
         Runtime::Native => (
-            sha256_file(&entry).map_err(io_at(staging.path()))?,
+            entry_sha256(&pinned, &manifest.entry, &entry)?,
             None,
             Inventory::of_binary(&entry),
         ),
@@ -130,6 +130,17 @@ pub fn prepare(
         inventory,
         staging,
     })
+}
+
+/// The entry binary's SHA-256 as the tree pin hashed it (each file is read once); a
+/// manifest's entry is checked to be a package file, so the fallback is never taken
+/// for a valid package.
+fn entry_sha256(pinned: &tree::TreePin, rel: &Path, full: &Path) -> Result<String, InstallError> {
+    let wire = crate::package::wire_path(rel);
+    match pinned.files.iter().find(|f| Some(&f.path) == wire.as_ref()) {
+        Some(f) => Ok(f.sha256.clone()),
+        None => sha256_file(full).map_err(io_at(full)),
+    }
 }
 
 /// What an upload says about who made the package.

@@ -8,7 +8,6 @@
 // declared setting's default, has_permission) are answered; the rest are refused.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use broker_proto::broker::v1::broker_server::{Broker, BrokerServer};
@@ -16,8 +15,6 @@ use broker_proto::broker::v1::*;
 use broker_proto::MAX_BROKER_MESSAGE_BYTES;
 use tokio::net::UnixStream;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{HttpFixture, Recorder};
@@ -173,7 +170,7 @@ fn host_port(url: &str) -> String {
         .unwrap_or_else(|| url.to_string())
 }
 
-type HostStream = Pin<Box<dyn Stream<Item = Result<HostMessage, Status>> + Send>>;
+use crate::broker::HostStream;
 
 #[tonic::async_trait]
 impl Broker for TrialBroker {
@@ -200,13 +197,7 @@ impl Broker for TrialBroker {
         _request: Request<SessionRequest>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         self.ready()?;
-        let rx = self
-            .session
-            .open_stream()
-            .ok_or_else(|| Status::already_exists("session stream already open"))?;
-        let stream =
-            tokio_stream::StreamExt::map(ReceiverStream::new(rx), |o| Ok(o.into_message()));
-        Ok(Response::new(Box::pin(stream)))
+        crate::broker::open_session_stream(&self.session).map(Response::new)
     }
 
     async fn reply(&self, request: Request<CommandReply>) -> Result<Response<ReplyAck>, Status> {
